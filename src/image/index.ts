@@ -1,0 +1,6 @@
+export * from './digest';
+export * from './descriptor';
+export * from './media-types';
+export * from './platform';
+export * from './manifest';
+export { MAX_JSON_BYTES, parseJsonBytes } from './json';
