@@ -130,7 +130,33 @@ export function isAttestation(d: Descriptor): boolean {
   return d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' || isUnknownPlatform(d.platform);
 }
 
-/** Serialises a manifest lading writes itself (OCI key order, 3-space indent like the Docker CLI is not needed). */
+/** Serialises a document lading writes itself: compact JSON, keys in the order given. */
 export function serializeJson(value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value), 'utf8');
+}
+
+function descriptorFields(d: Descriptor, family: 'oci' | 'docker'): Record<string, unknown> {
+  // Docker's own tools write mediaType, size, digest; OCI's write mediaType, digest, size.
+  const out: Record<string, unknown> =
+    family === 'docker' ? { mediaType: d.mediaType, size: d.size, digest: d.digest } : { mediaType: d.mediaType, digest: d.digest, size: d.size };
+  if (d.urls) out.urls = d.urls;
+  if (d.annotations) out.annotations = d.annotations;
+  if (d.platform) out.platform = d.platform;
+  if (d.artifactType) out.artifactType = d.artifactType;
+  return out;
+}
+
+/**
+ * Builds a manifest from scratch: what lading pushes for a legacy docker archive, which
+ * stores none. Deterministic, so the digest `inspect` shows is the one `push` produces.
+ */
+export function buildManifest(mediaType: string, config: Descriptor, layers: Descriptor[]): ImageManifest {
+  const family = mediaType === MediaType.DockerManifest ? 'docker' : 'oci';
+  const bytes = serializeJson({
+    schemaVersion: 2,
+    mediaType,
+    config: descriptorFields(config, family),
+    layers: layers.map((l) => descriptorFields(l, family)),
+  });
+  return { kind: 'manifest', mediaType, digest: digestOf(bytes), bytes, config, layers };
 }

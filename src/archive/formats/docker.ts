@@ -1,0 +1,161 @@
+import { LadingError } from '../../errors';
+import { parseDescriptor, type Descriptor } from '../../image/descriptor';
+import { digestOf, parseDigest, type Digest } from '../../image/digest';
+import { expectObject, parseJsonBytes } from '../../image/json';
+import { configPlatform, parseImageConfig, parseManifestDocument, type ImageManifest } from '../../image/manifest';
+import { isForeignLayerMediaType, MediaType } from '../../image/media-types';
+import type { ArchiveImage, BlobRef, LayerInfo, ManifestInfo } from '../model';
+import type { ArchiveStore } from '../store';
+import type { OciBlobs } from './oci';
+
+/** One entry of docker's manifest.json. */
+export interface DockerManifestEntry {
+  config: string;
+  repoTags: string[];
+  layers: string[];
+  layerSources: Map<string, Descriptor>;
+}
+
+export function parseDockerManifestJson(bytes: Buffer, where: string): DockerManifestEntry[] {
+  const doc = parseJsonBytes(bytes, where);
+  if (!Array.isArray(doc)) {
+    throw new LadingError('BAD_MANIFEST', `${where}: expected an array of images, got ${doc === null ? 'null' : typeof doc}`);
+  }
+  if (doc.length === 0) throw new LadingError('BAD_MANIFEST', `${where}: lists no images`);
+  return doc.map((raw, i) => {
+    const w = `${where}[${i}]`;
+    const o = expectObject(raw, w);
+    if (typeof o.Config !== 'string' || o.Config === '') throw new LadingError('BAD_MANIFEST', `${w}: "Config" must be a file name`);
+    if (!Array.isArray(o.Layers) || !o.Layers.every((l) => typeof l === 'string' && l !== '')) {
+      throw new LadingError('BAD_MANIFEST', `${w}: "Layers" must be an array of file names`);
+    }
+    const tags = o.RepoTags ?? [];
+    if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) {
+      throw new LadingError('BAD_MANIFEST', `${w}: "RepoTags" must be an array of strings`);
+    }
+    const layerSources = new Map<string, Descriptor>();
+    if (o.LayerSources !== undefined && o.LayerSources !== null) {
+      const ls = expectObject(o.LayerSources, `${w}.LayerSources`);
+      for (const [diffId, d] of Object.entries(ls)) {
+        parseDigest(diffId, `${w}.LayerSources key`);
+        layerSources.set(diffId, parseDescriptor(d, `${w}.LayerSources[${diffId}]`));
+      }
+    }
+    return { config: o.Config, repoTags: tags as string[], layers: o.Layers as string[], layerSources };
+  });
+}
+
+/** A file name that states a digest: `blobs/sha256/<hex>`, `sha256:<hex>` (ggcr), `<hex>.json` (docker). */
+function claimedDigest(name: string): Digest | undefined {
+  let m = /(?:^|\/)blobs\/(sha256|sha512)\/([a-f0-9]+)$/.exec(name);
+  if (m) return parseDigest(`${m[1]}:${m[2]}`, name);
+  m = /^(?:sha256:|)([a-f0-9]{64})(?:\.json)?$/.exec(name);
+  if (m && (name.startsWith('sha256:') || name.endsWith('.json'))) return `sha256:${m[1]}` as Digest;
+  return undefined;
+}
+
+export interface DockerImages {
+  /** Images explained by manifest.json alone. */
+  images: ArchiveImage[];
+}
+
+/**
+ * Reads manifest.json. Entries whose config is that of an image already read from
+ * index.json (Docker >= 25) only add their RepoTags to it; the others become images of
+ * their own, with a stored manifest when the archive holds one that matches (Docker >= 25
+ * stores it under blobs/), else a manifest lading will synthesize once the layers are read.
+ */
+export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, ociImages: ArchiveImage[]): Promise<ArchiveImage[]> {
+  const mj = store.table.lookup('manifest.json')!;
+  const entries = parseDockerManifestJson(await store.readSmall(mj), `${store.where}: manifest.json`);
+  const out: ArchiveImage[] = [];
+  let storedManifests: ImageManifest[] | undefined;
+
+  for (const [i, e] of entries.entries()) {
+    const what = `manifest.json[${i}]`;
+    const centry = store.table.require(e.config, `${what}.Config`);
+    const cbytes = await store.readSmall(centry);
+    const cdigest = digestOf(cbytes);
+    const claimed = claimedDigest(centry.path) ?? claimedDigest(e.config);
+    if (claimed !== undefined && claimed.startsWith('sha256:') && claimed !== cdigest) {
+      throw new LadingError('DIGEST_MISMATCH', `${store.where}: config ${e.config} has digest ${cdigest}, its name says ${claimed}`);
+    }
+    const config = parseImageConfig(cbytes, `${store.where}: ${e.config}`);
+    if (config.diffIds.length !== e.layers.length) {
+      throw new LadingError('BAD_MANIFEST', `${store.where}: ${what} lists ${e.layers.length} layers but config ${e.config} has ${config.diffIds.length} diff_ids`);
+    }
+
+    // Docker >= 25: the same image is already known from index.json.
+    const known = ociImages.find((img) => img.manifests.some((m) => m.config?.descriptor.digest === cdigest));
+    if (known) {
+      known.names = [...new Set([...e.repoTags, ...known.names])];
+      continue;
+    }
+
+    const layerPaths = e.layers.map((l, j) => store.table.require(l, `${what}.Layers[${j}]`));
+    // A stored manifest for exactly this config and these layer blobs keeps its digest.
+    storedManifests ??= await findStoredManifests(store);
+    const stored = storedManifests.find(
+      (m) => m.config.digest === cdigest && m.layers.length === layerPaths.length && m.layers.every((l, j) => claimedDigest(layerPaths[j]!.path) === l.digest),
+    );
+    if (stored) {
+      const d: Descriptor = { mediaType: stored.mediaType, digest: stored.digest, size: stored.bytes.length };
+      const image: ArchiveImage = { names: [...e.repoTags], mediaType: stored.mediaType, digest: stored.digest, indexes: [], manifests: [] };
+      const info = await blobs.manifestInfo(d, stored);
+      if (!info.platform) {
+        const p = configPlatform(config);
+        if (p) info.platform = p;
+      }
+      image.manifests.push(info);
+      out.push(image);
+      continue;
+    }
+
+    const configRef: BlobRef = { entry: centry, name: e.config, claimed: cdigest };
+    const layers: LayerInfo[] = e.layers.map((name, j) => {
+      const diffId = config.diffIds[j]!;
+      // LayerSources describes where a layer came from; only a foreign one (Windows base
+      // layers) is pushed by reference. Any other entry names a compressed blob the
+      // archive does not hold: the stored bytes are what gets pushed.
+      const ls = e.layerSources.get(diffId);
+      const source = ls !== undefined && isForeignLayerMediaType(ls.mediaType) ? ls : undefined;
+      const entry = layerPaths[j]!;
+      const layer: LayerInfo = { blob: { entry, name }, diffId, foreign: source !== undefined };
+      const c = claimedDigest(entry.path);
+      if (c) layer.blob!.claimed = c;
+      if (source) layer.descriptor = source;
+      return layer;
+    });
+    const info: ManifestInfo = {
+      descriptor: undefined as unknown as Descriptor,
+      config: { descriptor: { mediaType: MediaType.DockerConfig, digest: cdigest, size: cbytes.length }, blob: configRef, parsed: config },
+      layers,
+      attestation: false,
+      available: true,
+      synthesized: true,
+    };
+    const p = configPlatform(config);
+    if (p) info.platform = p;
+    out.push({ names: [...e.repoTags], mediaType: MediaType.DockerManifest, indexes: [], manifests: [info] });
+  }
+  return out;
+}
+
+/** Image manifests stored as small blobs under blobs/ (Docker >= 25 keeps them even when index.json is empty). */
+async function findStoredManifests(store: ArchiveStore): Promise<ImageManifest[]> {
+  const found: ImageManifest[] = [];
+  let looked = 0;
+  for (const e of store.table.entries) {
+    if (e.type !== 'file' || e.size > 64 * 1024 || !/^blobs\/sha256\/[a-f0-9]{64}$/.test(e.path)) continue;
+    if (++looked > 1000) break;
+    const bytes = await store.readSmall(e);
+    if (bytes[0] !== 0x7b) continue; // not a JSON object
+    try {
+      const doc = parseManifestDocument(bytes, `${store.where}: ${e.path}`);
+      if (doc.kind === 'manifest' && doc.digest === `sha256:${e.path.slice(13)}`) found.push(doc);
+    } catch {
+      // Not a manifest: a config or some other JSON blob.
+    }
+  }
+  return found;
+}

@@ -1,0 +1,198 @@
+import { LadingError } from '../../errors';
+import type { Descriptor } from '../../image/descriptor';
+import { digestAlgorithm, digestHex, digestOf, type Digest } from '../../image/digest';
+import { configPlatform, isAttestation, parseImageConfig, parseManifestDocument, type ImageManifest, type ManifestDocument } from '../../image/manifest';
+import { isForeignLayerMediaType, isIndexMediaType, layerCompressionOf, isManifestMediaType, isSchema1MediaType, MediaType } from '../../image/media-types';
+import type { Entry } from '../entries';
+import type { ArchiveImage, BlobRef, ConfigInfo, LayerInfo, ManifestInfo } from '../model';
+import type { ArchiveStore } from '../store';
+
+/** Nesting deeper than this is refused: real indexes nest two levels at most. */
+const MAX_INDEX_DEPTH = 16;
+
+export function blobPath(d: Digest): string {
+  return `blobs/${digestAlgorithm(d)}/${digestHex(d)}`;
+}
+
+export function isImageConfigMediaType(mt: string): boolean {
+  return mt === MediaType.OciConfig || mt === MediaType.DockerConfig;
+}
+
+/**
+ * Reads blobs of an OCI layout (`blobs/<alg>/<hex>`) and the documents in them, once each,
+ * verifying size and digest of every JSON document it reads.
+ */
+export class OciBlobs {
+  private readonly docs = new Map<Digest, ManifestDocument>();
+  private readonly configs = new Map<Digest, ReturnType<typeof parseImageConfig>>();
+
+  constructor(readonly store: ArchiveStore) {}
+
+  ref(d: Descriptor | Digest): BlobRef | undefined {
+    const digest = typeof d === 'string' ? d : d.digest;
+    const name = blobPath(digest);
+    const entry = this.store.table.lookup(name);
+    return entry === undefined ? undefined : { entry, name, claimed: digest };
+  }
+
+  async readVerified(d: Descriptor, entry: Entry, what: string): Promise<Buffer> {
+    const where = `${this.store.where}: ${what} ${d.digest}`;
+    if (entry.size !== d.size) {
+      throw new LadingError('SIZE_MISMATCH', `${where}: the archive holds ${entry.size} bytes (${entry.path}), the descriptor says ${d.size}`);
+    }
+    const bytes = await this.store.readSmall(entry);
+    const actual = digestOf(bytes, digestAlgorithm(d.digest));
+    if (actual !== d.digest) {
+      throw new LadingError('DIGEST_MISMATCH', `${where}: content of ${entry.path} has digest ${actual}`);
+    }
+    return bytes;
+  }
+
+  async document(d: Descriptor, what: string): Promise<ManifestDocument | undefined> {
+    const cached = this.docs.get(d.digest);
+    if (cached) return cached;
+    const ref = this.ref(d);
+    if (ref === undefined) return undefined;
+    const bytes = await this.readVerified(d, ref.entry, what);
+    const doc = parseManifestDocument(bytes, `${this.store.where}: ${what} ${d.digest}`, d.mediaType);
+    this.docs.set(d.digest, doc);
+    return doc;
+  }
+
+  async config(d: Descriptor, ref: BlobRef): Promise<ReturnType<typeof parseImageConfig>> {
+    const cached = this.configs.get(d.digest);
+    if (cached) return cached;
+    const bytes = await this.readVerified(d, ref.entry, 'config');
+    const cfg = parseImageConfig(bytes, `${this.store.where}: config ${d.digest}`);
+    this.configs.set(d.digest, cfg);
+    return cfg;
+  }
+
+  /** Builds the ManifestInfo of an image manifest (present or not). */
+  async manifestInfo(d: Descriptor, manifest: ImageManifest | undefined): Promise<ManifestInfo> {
+    const info: ManifestInfo = {
+      descriptor: d,
+      layers: [],
+      attestation: isAttestation(d),
+      available: false,
+      synthesized: false,
+    };
+    if (d.platform) info.platform = d.platform;
+    if (manifest === undefined) return info;
+    info.manifest = manifest;
+    const cref = this.ref(manifest.config);
+    const config: ConfigInfo = { descriptor: manifest.config };
+    if (cref) {
+      config.blob = cref;
+      if (isImageConfigMediaType(manifest.config.mediaType)) config.parsed = await this.config(manifest.config, cref);
+    }
+    info.config = config;
+    // Artifacts (layers of non-layer media types) may use an image config of `{}`.
+    const isImage = manifest.layers.every((l) => layerCompressionOf(l.mediaType) !== undefined);
+    const diffIds = isImage ? config.parsed?.diffIds : undefined;
+    if (diffIds !== undefined && diffIds.length !== manifest.layers.length) {
+      throw new LadingError('BAD_MANIFEST', `${this.store.where}: manifest ${d.digest} has ${manifest.layers.length} layers but its config lists ${diffIds.length} diff_ids`);
+    }
+    let complete = cref !== undefined;
+    manifest.layers.forEach((ld, i) => {
+      const foreign = isForeignLayerMediaType(ld.mediaType);
+      const layer: LayerInfo = { descriptor: ld, foreign };
+      const r = this.ref(ld);
+      if (r) layer.blob = r;
+      else if (!foreign) complete = false;
+      if (diffIds) layer.diffId = diffIds[i];
+      info.layers.push(layer);
+    });
+    info.available = complete;
+    if (info.platform === undefined && config.parsed) {
+      const p = configPlatform(config.parsed);
+      if (p) info.platform = p;
+    }
+    return info;
+  }
+
+  /**
+   * Depth-first walk from a top-level descriptor; fills `image.indexes` and
+   * `image.manifests`. Unknown media types in an index are skipped, as the spec asks.
+   */
+  async walk(d: Descriptor, image: ArchiveImage, stack: Digest[], what: string): Promise<void> {
+    if (stack.includes(d.digest)) {
+      throw new LadingError('INDEX_CYCLE', `${this.store.where}: index ${stack[stack.length - 1]} refers back to ${d.digest}: the indexes form a cycle`);
+    }
+    if (stack.length >= MAX_INDEX_DEPTH) {
+      throw new LadingError('LIMIT_EXCEEDED', `${this.store.where}: indexes nest deeper than ${MAX_INDEX_DEPTH} levels`);
+    }
+    const doc = await this.document(d, what);
+    if (doc === undefined) {
+      if (stack.length === 0) {
+        throw new LadingError('BLOB_MISSING', `${this.store.where}: ${what} ${d.digest} is not in the archive (expected at ${blobPath(d.digest)})`);
+      }
+      // A child the archive does not carry (Docker's containerd store saves only the
+      // platforms it pulled): listed, marked unavailable.
+      if (!isIndexMediaType(d.mediaType)) image.manifests.push(await this.manifestInfo(d, undefined));
+      return;
+    }
+    if (doc.kind === 'index') {
+      image.indexes.push(doc);
+      for (const [i, child] of doc.manifests.entries()) {
+        if (isSchema1MediaType(child.mediaType)) {
+          throw new LadingError('UNSUPPORTED_SCHEMA', `${this.store.where}: index ${d.digest} lists a Docker schema 1 manifest; schema 1 is unsupported`);
+        }
+        if (!isIndexMediaType(child.mediaType) && !isManifestMediaType(child.mediaType)) continue;
+        await this.walk(child, image, [...stack, d.digest], `manifest ${i} of index`);
+      }
+      return;
+    }
+    image.manifests.push(await this.manifestInfo(d, doc));
+  }
+}
+
+function annotationNames(d: Descriptor): string[] {
+  const out: string[] = [];
+  const a = d.annotations ?? {};
+  const full = a['io.containerd.image.name'];
+  const ref = a['org.opencontainers.image.ref.name'];
+  if (full) out.push(full);
+  if (ref) out.push(ref);
+  return out;
+}
+
+/** Images of an OCI layout's index.json: one per distinct top-level digest. */
+export async function readOciImages(store: ArchiveStore, blobs: OciBlobs): Promise<ArchiveImage[]> {
+  const entry = store.table.lookup('index.json');
+  if (entry === undefined) return [];
+  const bytes = await store.readSmall(entry);
+  const index = parseManifestDocument(bytes, `${store.where}: index.json`, MediaType.OciIndex);
+  if (index.kind !== 'index') throw new LadingError('BAD_MANIFEST', `${store.where}: index.json is not an image index`);
+  const layout = store.table.lookup('oci-layout');
+  if (layout !== undefined) {
+    const text = (await store.readSmall(layout)).toString('utf8');
+    let version: unknown;
+    try {
+      version = (JSON.parse(text) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
+    } catch {
+      throw new LadingError('BAD_JSON', `${store.where}: oci-layout is not valid JSON`);
+    }
+    if (typeof version !== 'string' || !version.startsWith('1.')) {
+      throw new LadingError('UNSUPPORTED_SCHEMA', `${store.where}: unsupported OCI layout version ${JSON.stringify(version)}`);
+    }
+  }
+  const byDigest = new Map<Digest, { d: Descriptor; names: string[] }>();
+  index.manifests.forEach((d, i) => {
+    if (isSchema1MediaType(d.mediaType)) {
+      throw new LadingError('UNSUPPORTED_SCHEMA', `${store.where}: index.json entry ${i} is a Docker schema 1 manifest; schema 1 is unsupported`);
+    }
+    if (!isIndexMediaType(d.mediaType) && !isManifestMediaType(d.mediaType)) return;
+    const g = byDigest.get(d.digest);
+    if (g) g.names.push(...annotationNames(d));
+    else byDigest.set(d.digest, { d, names: annotationNames(d) });
+  });
+  const images: ArchiveImage[] = [];
+  for (const { d, names } of byDigest.values()) {
+    const image: ArchiveImage = { names: [...new Set(names)], mediaType: d.mediaType, digest: d.digest, indexes: [], manifests: [] };
+    await blobs.walk(d, image, [], isIndexMediaType(d.mediaType) ? 'index' : 'manifest');
+    images.push(image);
+  }
+  return images;
+}
+
