@@ -21,6 +21,7 @@ function zstdNapi(): ZstdNapi | null {
   if (napi === undefined) {
     try {
       // Loaded lazily: an optional native dependency, only needed for zstd on Node < 22.15.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
       napi = require('zstd-napi') as ZstdNapi;
     } catch {
       napi = null;

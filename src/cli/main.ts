@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+import { LadingError } from '../errors';
+import type { CommandContext } from './context';
+import { inspectHelp, runInspect } from './inspect';
+
+// package.json sits outside the compiled tree; reading it at run time keeps one source of truth.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const VERSION: string = (require('../../../package.json') as { version: string }).version;
+
+const help = `lading ${VERSION}: ship container image archives to OCI registries and Amazon ECR, no docker needed.
+
+Usage: lading COMMAND [options]
+
+Commands:
+  inspect ARCHIVE    describe an image archive and verify every blob in it
+  version            print the version
+
+Run 'lading COMMAND --help' for a command's options.
+`;
+
+type Command = (ctx: CommandContext, args: string[]) => Promise<number>;
+
+const commands: Record<string, { run: Command; help: string }> = {
+  inspect: { run: runInspect, help: inspectHelp },
+};
+
+/** Runs the CLI; resolves to the exit code. Exported for tests, which run it in-process too. */
+export async function main(argv: string[], io: { stdout?: (s: string) => void; stderr?: (s: string) => void; env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {}): Promise<number> {
+  const out = io.stdout ?? ((s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`));
+  const err = io.stderr ?? ((s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`));
+  const debugOn = argv.includes('--debug');
+  const json = argv.includes('--json');
+  const ctx: CommandContext = {
+    stdout: out,
+    stderr: err,
+    debug: debugOn ? (line: string) => err(`debug: ${line}`) : undefined,
+    signal: io.signal ?? new AbortController().signal,
+    isTTY: io.stderr === undefined && process.stderr.isTTY === true,
+    env: io.env ?? process.env,
+  };
+  const [name, ...rest] = argv;
+  try {
+    if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+      const topic = name === 'help' ? rest[0] : undefined;
+      out(topic && commands[topic] ? commands[topic].help : help);
+      return name === undefined ? 2 : 0;
+    }
+    if (name === 'version' || name === '--version' || name === '-V') {
+      out(VERSION);
+      return 0;
+    }
+    const cmd = commands[name];
+    if (!cmd) throw new LadingError('USAGE', `unknown command "${name}" (commands: ${Object.keys(commands).join(', ')}; see lading --help)`);
+    return await cmd.run(ctx, rest);
+  } catch (e) {
+    const le = e instanceof LadingError ? e : new LadingError('INTERNAL', `unexpected error: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    if (json) out(JSON.stringify({ error: { code: le.code, message: le.message } }, null, 2));
+    err(`lading: ${le.message}`);
+    if (debugOn) err(((le.cause as Error | undefined)?.stack ?? le.stack) ?? '');
+    return le.exitCode;
+  }
+}
+
+if (require.main === module) {
+  const ac = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    // First signal: cancel in-flight work cleanly; second: leave at once.
+    if (++signals > 1) process.exit(sig === 'SIGINT' ? 130 : 143);
+    process.exitCode = sig === 'SIGINT' ? 130 : 143;
+    ac.abort(new LadingError('ABORTED', `interrupted by ${sig}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // A closed pipe (`lading inspect x | head`) is not an error worth a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
+  main(process.argv.slice(2), { signal: ac.signal }).then(
+    (code) => {
+      process.exitCode = signals > 0 ? process.exitCode : code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`lading: internal error: ${String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
