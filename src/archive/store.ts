@@ -24,6 +24,8 @@ export interface ArchiveStore {
   /** Whether `open` works for every entry (false for a one-pass stream's large entries). */
   readonly seekable: boolean;
   readSmall(entry: Entry, limit?: number): Promise<Buffer>;
+  /** The first bytes of an entry (magic-byte sniffing), without reading the rest. */
+  head(entry: Entry, n: number): Promise<Buffer>;
   open(entry: Entry): Readable;
   /** Facts of a large entry analysed during a one-pass read. */
   streamed(entry: Entry): BlobFacts | undefined;
@@ -73,6 +75,12 @@ export class TarFileStore implements ArchiveStore {
       off += bytesRead;
     }
     return buf;
+  }
+
+  async head(e: Entry, n: number): Promise<Buffer> {
+    const buf = Buffer.alloc(Math.min(n, e.size));
+    const { bytesRead } = await this.fh.read(buf, 0, buf.length, e.dataOffset);
+    return buf.subarray(0, bytesRead);
   }
 
   open(e: Entry): Readable {
@@ -131,6 +139,17 @@ export class DirectoryStore implements ArchiveStore {
       return await collect(fh.createReadStream({ autoClose: false }) as AsyncIterable<Buffer>, e.size);
     } catch (err) {
       throw err instanceof LadingError ? new LadingError(err.code, `${this.where}/${e.path}: ${err.message}`) : err;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async head(e: Entry, n: number): Promise<Buffer> {
+    const fh = await open(join(this.where, e.path), 'r');
+    try {
+      const buf = Buffer.alloc(Math.min(n, e.size));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      return buf.subarray(0, bytesRead);
     } finally {
       await fh.close();
     }
@@ -248,6 +267,12 @@ export class StreamStore implements ArchiveStore {
     const h = this.held.get(e.path);
     if (h === undefined) throw new LadingError('INTERNAL', `${this.where}: ${JSON.stringify(e.path)} was not held`);
     return Buffer.isBuffer(h) ? h : this.readSpool(h);
+  }
+
+  async head(e: Entry, n: number): Promise<Buffer> {
+    const h = this.held.get(e.path);
+    if (h === undefined) throw new LadingError('INTERNAL', `${this.where}: ${JSON.stringify(e.path)} was streamed once and cannot be read again`);
+    return (Buffer.isBuffer(h) ? h : await this.readSpool(h)).subarray(0, n);
   }
 
   open(e: Entry): Readable {

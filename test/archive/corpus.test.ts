@@ -69,17 +69,33 @@ const GOOD: Record<string, GoodCase> = {
   },
   'ggcr-hello-world-v25.tar': {
     notes:
-      'Docker >= 25 save whose index.json has "manifests": null, so the legacy manifest.json rules apply: RepoTags null -> names [], and the layer keeps its LayerSources descriptor (OCI media type)',
+      'Docker >= 25 save whose index.json has "manifests": null; manifest.json points into blobs/, where the stored OCI manifest for that config and layer is found and used, so its digest is preserved (RepoTags null -> names [])',
     expected: {
       format: 'docker-archive',
       compression: 'none',
       images: [
-        legacy(
-          [],
-          ['ee301c921b8aadc002973b2e0c3da17d701dcd994b606769a7e6eaa100b81d44', 581],
-          [{ digest: '12660636fe55438cc3ae7424da7ac56e845cdb52493ff9cf949c47a7f57f8b43', size: 10752, mediaType: MT.ociLayer }],
-          { os: 'linux', architecture: 'arm64' },
-        ),
+        {
+          names: [],
+          digest: 'sha256:411caf340c828657e915a83ed561a79d2b8150dabad4dc079d881cbfe6f86afe',
+          mediaType: MT.ociManifest,
+          manifests: [
+            {
+              digest: 'sha256:411caf340c828657e915a83ed561a79d2b8150dabad4dc079d881cbfe6f86afe',
+              mediaType: MT.ociManifest,
+              available: true,
+              platform: { os: 'linux', architecture: 'arm64' },
+              config: { digest: 'sha256:ee301c921b8aadc002973b2e0c3da17d701dcd994b606769a7e6eaa100b81d44', size: 581 },
+              layers: [
+                {
+                  digest: 'sha256:12660636fe55438cc3ae7424da7ac56e845cdb52493ff9cf949c47a7f57f8b43',
+                  size: 10752,
+                  mediaType: MT.ociLayer,
+                  diffId: 'sha256:12660636fe55438cc3ae7424da7ac56e845cdb52493ff9cf949c47a7f57f8b43',
+                },
+              ],
+            },
+          ],
+        },
       ],
     },
   },

@@ -88,8 +88,10 @@ export class OciBlobs {
     }
     info.config = config;
     // Artifacts (layers of non-layer media types) may use an image config of `{}`.
+    // Their diff_ids still count when they match (buildx attestations list them).
     const isImage = manifest.layers.every((l) => layerCompressionOf(l.mediaType) !== undefined);
-    const diffIds = isImage ? config.parsed?.diffIds : undefined;
+    const listed = config.parsed?.diffIds;
+    const diffIds = isImage || listed?.length === manifest.layers.length ? listed : undefined;
     if (diffIds !== undefined && diffIds.length !== manifest.layers.length) {
       throw new LadingError('BAD_MANIFEST', `${this.store.where}: manifest ${d.digest} has ${manifest.layers.length} layers but its config lists ${diffIds.length} diff_ids`);
     }
@@ -147,6 +149,13 @@ export class OciBlobs {
   }
 }
 
+function missingBlob(store: ArchiveStore, m: ManifestInfo): LadingError {
+  const config = m.config && !m.config.blob ? [m.config.descriptor.digest] : [];
+  const layers = m.layers.filter((l) => !l.blob && !l.foreign).map((l) => l.descriptor!.digest);
+  const missing = [...config, ...layers];
+  return new LadingError('BLOB_MISSING', `${store.where}: manifest ${m.descriptor.digest} needs ${missing.length === 1 ? 'blob' : 'blobs'} ${missing.join(', ')}, not in the archive`);
+}
+
 function annotationNames(d: Descriptor): string[] {
   const out: string[] = [];
   const a = d.annotations ?? {};
@@ -191,6 +200,9 @@ export async function readOciImages(store: ArchiveStore, blobs: OciBlobs): Promi
   for (const { d, names } of byDigest.values()) {
     const image: ArchiveImage = { names: [...new Set(names)], mediaType: d.mediaType, digest: d.digest, indexes: [], manifests: [] };
     await blobs.walk(d, image, [], isIndexMediaType(d.mediaType) ? 'index' : 'manifest');
+    // A lone manifest must be whole; only an index may list children the archive lacks.
+    const lone = image.indexes.length === 0 ? image.manifests[0] : undefined;
+    if (lone && !lone.available) throw missingBlob(store, lone);
     images.push(image);
   }
   return images;

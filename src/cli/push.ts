@@ -1,0 +1,155 @@
+import { DigestCache } from '../compress/cache';
+import { CopyEngine, type CopyOptions, type CopyResult } from '../copy/engine';
+import { LadingError } from '../errors';
+import type { Compression } from '../image/media-types';
+import { parsePlatform } from '../image/platform';
+import { parseCommandArgs, strings, usageError, type CommandContext } from './context';
+import { openDestination } from './destinations';
+import { ProgressRenderer } from './progress';
+
+export const pushHelp = `Usage: lading push ARCHIVE DESTINATION [options]
+
+Push an image archive to a registry, or write it as an OCI layout directory.
+ARCHIVE is a tar file (optionally gzip/zstd compressed), an OCI layout directory, or -
+for standard input. DESTINATION is host[:port]/repository[:tag] or oci:PATH.
+
+Options:
+  --tag T                   extra tag (repeatable); the default tag is latest
+  --image NAME              image to take from a multi-image archive (name or digest)
+  --platform OS/ARCH[/V]    platform to push (repeatable); default: all of them
+  --compress gzip|zstd|none what to do with uncompressed layers (default gzip)
+  --compression-level N     gzip 1-9 (default 1), zstd 1-19 (default 3)
+  --concurrency N           blobs in flight at once (default 3)
+  --no-cache                do not use or update the compressed-digest cache
+  --dry-run                 show the plan: what would be uploaded, skipped, rewritten
+  --plain-http              use http (automatic for localhost and 127.0.0.1)
+  --insecure                use TLS without verifying the certificate
+  --username U              registry user name (with --password-stdin)
+  --password-stdin          read the registry password or token from standard input
+  --mount-from REPO         try to mount blobs from another repository of the registry
+  --chunk-size BYTES        upload in chunks of this size instead of one request
+  --json                    print one JSON document describing the result
+  -q, --quiet               print only the pinned reference
+  --debug                   log requests and decisions (no secrets), stack traces on error
+
+On success the last line of standard output is the pinned reference host/repo@sha256:...
+Exit codes: 0 success, 1 failure, 2 usage error.
+`;
+
+export const pushOptions = {
+  tag: { type: 'string', multiple: true },
+  image: { type: 'string' },
+  platform: { type: 'string', multiple: true },
+  compress: { type: 'string' },
+  'compression-level': { type: 'string' },
+  concurrency: { type: 'string' },
+  'no-cache': { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+  'plain-http': { type: 'boolean' },
+  insecure: { type: 'boolean' },
+  username: { type: 'string' },
+  'password-stdin': { type: 'boolean' },
+  'mount-from': { type: 'string' },
+  'chunk-size': { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
+} as const;
+
+function intOption(v: unknown, name: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw usageError(`--${name} must be an integer from ${min} to ${max}`, 'push');
+  return n;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+export function renderPlan(r: CopyResult): string {
+  const lines = ['dry run: nothing uploaded or written'];
+  for (const b of r.plan ?? []) {
+    lines.push(`  ${b.action.padEnd(16)} ${b.label}${b.digest ? ` ${b.digest}` : ''}${b.reason ? ` (${b.reason})` : ''}`);
+  }
+  for (const d of r.rewritten) lines.push(`  rewrite          manifest -> ${d}`);
+  lines.push(`  ${r.tags.length > 0 ? `tag ${r.tags.join(', ')} ->` : 'push'} ${r.digest}`);
+  return lines.join('\n');
+}
+
+export async function runPush(ctx: CommandContext, args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs(args, pushOptions);
+  if (values.help) {
+    ctx.stdout(pushHelp);
+    return 0;
+  }
+  if (positionals.length !== 2) throw usageError('push needs ARCHIVE and DESTINATION', 'push');
+  const [archive, destination] = positionals as [string, string];
+  const compress = (values.compress ?? 'gzip') as string;
+  if (!['gzip', 'zstd', 'none'].includes(compress)) throw usageError(`--compress must be gzip, zstd or none, not ${compress}`, 'push');
+  const level = intOption(values['compression-level'], 'compression-level', compress === 'zstd' ? 1 : 0, compress === 'zstd' ? 19 : 9);
+  const concurrency = intOption(values.concurrency, 'concurrency', 1, 64);
+  const chunkSize = intOption(values['chunk-size'], 'chunk-size', 1, 2 ** 40);
+  const platforms = strings(values.platform).map((p) => {
+    try {
+      return parsePlatform(p);
+    } catch (e) {
+      throw new LadingError('USAGE', (e as Error).message);
+    }
+  });
+  if (values['password-stdin'] && archive === '-') throw usageError('--password-stdin and ARCHIVE - both want standard input', 'push');
+  if (values['password-stdin'] && values.username === undefined) throw usageError('--password-stdin needs --username', 'push');
+  const password = values['password-stdin'] ? await readStdin() : undefined;
+
+  const dest = await openDestination(destination, {
+    plainHttp: values['plain-http'] === true,
+    insecure: values.insecure === true,
+    ...(values.username !== undefined ? { username: String(values.username) } : {}),
+    ...(password !== undefined ? { password } : {}),
+    ...(values['mount-from'] !== undefined ? { mountFrom: String(values['mount-from']) } : {}),
+    ...(chunkSize !== undefined ? { chunkSize } : {}),
+    env: ctx.env,
+    ...(ctx.debug ? { logger: ctx.debug } : {}),
+  });
+  const tags = [...new Set([...dest.tags, ...strings(values.tag)])];
+  if (tags.length === 0 && !dest.destination.name.startsWith('oci:')) tags.push('latest');
+
+  const quiet = values.quiet === true || values.json === true;
+  const progress = new ProgressRenderer((s) => ctx.stderr(s.endsWith('\n') ? s.slice(0, -1) : s), quiet ? 'quiet' : ctx.isTTY ? 'tty' : 'plain');
+  const opts: CopyOptions = {
+    compress: compress as Compression,
+    tags,
+    platforms,
+    signal: ctx.signal,
+    onEvent: progress.onEvent,
+    cache: values['no-cache'] ? null : new DigestCache(DigestCache.defaultFile(ctx.env)),
+    dryRun: values['dry-run'] === true,
+    // An OCI layout holds OCI documents: docker media types are converted on the way.
+    oci: dest.destination.name.startsWith('oci:'),
+    ...(values.image !== undefined ? { image: String(values.image) } : {}),
+    ...(level !== undefined ? { compressionLevel: level } : {}),
+    ...(concurrency !== undefined ? { concurrency } : {}),
+    ...(ctx.debug ? { logger: ctx.debug } : {}),
+  };
+  let result: CopyResult;
+  try {
+    result = await new CopyEngine(dest.destination, opts).copy(archive);
+  } finally {
+    progress.stop();
+    await dest.destination.close();
+  }
+  if (values.json) {
+    const { plan, rewritten, ...rest } = result;
+    ctx.stdout(JSON.stringify({ ...rest, rewritten, ...(plan ? { plan } : {}) }, null, 2));
+    return 0;
+  }
+  if (opts.dryRun) ctx.stdout(renderPlan(result));
+  else if (!values.quiet) {
+    const b = result.blobs;
+    ctx.stderr(`pushed ${result.manifests.length} manifest${result.manifests.length === 1 ? '' : 's'}; blobs: ${b.uploaded} uploaded (${(b.bytesUploaded / 1048576).toFixed(1)} MiB), ${b.skipped} already there`);
+  }
+  ctx.stdout(result.reference);
+  return 0;
+}
+

@@ -1,0 +1,69 @@
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { isDigest, type Digest } from '../image/digest';
+
+export interface CachedCompression {
+  digest: Digest;
+  size: number;
+}
+
+/**
+ * Remembers which compressed blob an uncompressed layer became: (diff_id, algorithm,
+ * level) -> (digest, size). A re-push then asks the registry for that digest first and
+ * compresses nothing it already has. An append-only JSON-lines file in the XDG cache
+ * dir; a corrupt line is ignored, never trusted (the registry is asked anyway).
+ */
+export class DigestCache {
+  private readonly map = new Map<string, CachedCompression>();
+  private loaded = false;
+
+  constructor(readonly file: string) {}
+
+  static defaultFile(env: NodeJS.ProcessEnv = process.env): string {
+    const base = env.XDG_CACHE_HOME && env.XDG_CACHE_HOME.startsWith('/') ? env.XDG_CACHE_HOME : join(homedir(), '.cache');
+    return join(base, 'lading', 'compressed-digests.jsonl');
+  }
+
+  private key(diffId: Digest, algorithm: string, level: number | undefined): string {
+    return `${diffId}|${algorithm}|${level ?? 'default'}`;
+  }
+
+  async load(): Promise<void> {
+    if (this.loaded) return;
+    this.loaded = true;
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch {
+      return;
+    }
+    for (const line of text.split('\n')) {
+      try {
+        const r = JSON.parse(line) as { u?: unknown; a?: unknown; l?: unknown; d?: unknown; s?: unknown };
+        if (isDigest(r.u) && typeof r.a === 'string' && isDigest(r.d) && typeof r.s === 'number' && Number.isSafeInteger(r.s) && r.s >= 0) {
+          this.map.set(this.key(r.u, r.a, typeof r.l === 'number' ? r.l : undefined), { digest: r.d, size: r.s });
+        }
+      } catch {
+        // a torn or foreign line: skip it
+      }
+    }
+  }
+
+  get(diffId: Digest, algorithm: string, level: number | undefined): CachedCompression | undefined {
+    return this.map.get(this.key(diffId, algorithm, level));
+  }
+
+  async put(diffId: Digest, algorithm: string, level: number | undefined, value: CachedCompression): Promise<void> {
+    const k = this.key(diffId, algorithm, level);
+    const prev = this.map.get(k);
+    if (prev && prev.digest === value.digest) return;
+    this.map.set(k, value);
+    try {
+      await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 });
+      await appendFile(this.file, `${JSON.stringify({ u: diffId, a: algorithm, l: level ?? null, d: value.digest, s: value.size })}\n`, { mode: 0o600 });
+    } catch {
+      // A cache that cannot be written only costs speed on the next push.
+    }
+  }
+}
