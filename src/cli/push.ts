@@ -74,7 +74,7 @@ export function renderPlan(r: CopyResult): string {
     lines.push(`  ${b.action.padEnd(16)} ${b.label}${b.digest ? ` ${b.digest}` : ''}${b.reason ? ` (${b.reason})` : ''}`);
   }
   for (const d of r.rewritten) lines.push(`  rewrite          manifest -> ${d}`);
-  lines.push(`  ${r.tags.length > 0 ? `tag ${r.tags.join(', ')} ->` : 'push'} ${r.digest}`);
+  lines.push(`  ${r.tags.length > 0 ? `tag ${r.tags.join(', ')} ->` : 'push'} ${r.digest ?? '(digest known once the layers are compressed)'}`);
   return lines.join('\n');
 }
 
@@ -149,7 +149,7 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     const b = result.blobs;
     ctx.stderr(`pushed ${result.manifests.length} manifest${result.manifests.length === 1 ? '' : 's'}; blobs: ${b.uploaded} uploaded (${(b.bytesUploaded / 1048576).toFixed(1)} MiB), ${b.skipped} already there`);
   }
-  ctx.stdout(result.reference);
+  if (result.reference !== null) ctx.stdout(result.reference);
   return 0;
 }
 

@@ -50,9 +50,10 @@ export interface PlannedBlob {
 }
 
 export interface CopyResult {
-  digest: Digest;
+  /** null only for a dry run whose compression would decide it. */
+  digest: Digest | null;
   mediaType: string;
-  reference: string;
+  reference: string | null;
   tags: string[];
   manifests: { digest: Digest; mediaType: string; platform: Platform | null; attestation?: true }[];
   blobs: { uploaded: number; skipped: number; bytesUploaded: number };
@@ -207,6 +208,8 @@ export class CopyEngine {
   async copyFrom(archive: ImageArchive): Promise<CopyResult> {
     const signal = this.opts.signal;
     await this.opts.cache?.load();
+    // A legacy image's digest exists once its manifest is synthesized (reads its layers).
+    if (this.opts.image?.startsWith('sha256:')) for (const img of archive.images) await archive.resolveSynthesized(img, signal);
     const image = selectImage(archive.images, this.opts.image, archive.where);
     const choice = selectPlatforms(image, this.opts.platforms ?? [], archive.where);
     const jobs = new Map<string, Job>();
@@ -239,6 +242,20 @@ export class CopyEngine {
 
     await mapLimit(all, this.opts.concurrency ?? 3, (job) => this.runJob(archive, job));
     signal?.throwIfAborted();
+    const tags = this.opts.tags ?? [];
+    if (this.opts.dryRun && all.some((j) => j.result === undefined)) {
+      // Compression decides the digests: the plan is all there is to show.
+      return {
+        digest: null,
+        mediaType: image.mediaType,
+        reference: null,
+        tags,
+        manifests: choice.manifests.map((m) => ({ digest: m.descriptor?.digest ?? null, mediaType: m.descriptor?.mediaType ?? image.mediaType, platform: m.platform ? platformJson(m.platform) : null })) as CopyResult['manifests'],
+        blobs: { ...this.stats },
+        rewritten: [],
+        plan: all.map((j) => j.planned!).filter(Boolean),
+      };
+    }
 
     // Manifests: stored bytes when nothing changed, rewritten otherwise.
     const rewritten: Digest[] = [];
@@ -265,7 +282,6 @@ export class CopyEngine {
       rewritten.push(top.digest);
     }
 
-    const tags = this.opts.tags ?? [];
     if (!this.opts.dryRun) {
       for (const p of pushes) await this.putManifest(p, undefined);
       if (tags.length === 0) await this.putManifest(top, undefined);
