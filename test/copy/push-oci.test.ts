@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,7 +56,7 @@ describe('push to an OCI layout', () => {
         for (const m of back.manifests) for (const l of m.layers) assert.doesNotMatch(l.mediaType, /\.tar$/, 'uncompressed layers were gzip-compressed');
         if (skopeo && res.mediaType === 'application/vnd.oci.image.manifest.v1+json') {
           const raw = execFileSync('skopeo', ['inspect', '--raw', `oci:${dir}:${tag}`]);
-          assert.equal(`sha256:${require('node:crypto').createHash('sha256').update(raw).digest('hex')}`, res.digest);
+          assert.equal(`sha256:${createHash('sha256').update(raw).digest('hex')}`, res.digest);
         }
       }
     });
