@@ -29,6 +29,16 @@ Options:
   --mount-from REPO         try to mount blobs from another repository of the registry
   --chunk-size BYTES        upload in chunks of this size instead of one request
   --json                    print one JSON document describing the result
+
+Amazon ECR (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG], FIPS and dual-stack hosts too):
+  --transport ecr-api|registry  native ECR API (default) or the registry protocol with a token
+                            from GetAuthorizationToken
+  --region R                default: from the host name, else AWS_REGION
+  --profile P               AWS profile (default: AWS_PROFILE, then the default chain)
+  --endpoint-url URL        ECR API endpoint (e.g. lading serve); AWS_ENDPOINT_URL_ECR is honoured
+  --ecr                     treat a non-ECR host (lading serve, a proxy) as ECR
+  --create-repository       create the repository when it does not exist
+  --image-tag-mutability M  MUTABLE (default) or IMMUTABLE, for --create-repository
   -q, --quiet               print only the pinned reference
   --debug                   log requests and decisions (no secrets), stack traces on error
 
@@ -53,6 +63,13 @@ export const pushOptions = {
   'chunk-size': { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
+  transport: { type: 'string' },
+  ecr: { type: 'boolean' },
+  region: { type: 'string' },
+  profile: { type: 'string' },
+  'endpoint-url': { type: 'string' },
+  'create-repository': { type: 'boolean' },
+  'image-tag-mutability': { type: 'string' },
 } as const;
 
 function intOption(v: unknown, name: string, min: number, max: number): number | undefined {
@@ -60,6 +77,17 @@ function intOption(v: unknown, name: string, min: number, max: number): number |
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) throw usageError(`--${name} must be an integer from ${min} to ${max}`, 'push');
   return n;
+}
+
+function transportOf(v: unknown): 'ecr-api' | 'registry' {
+  if (v === 'ecr-api' || v === 'registry') return v;
+  throw usageError(`--transport must be ecr-api or registry, not ${String(v)}`, 'push');
+}
+
+function mutabilityOf(v: unknown): 'MUTABLE' | 'IMMUTABLE' {
+  const s = String(v).toUpperCase();
+  if (s === 'MUTABLE' || s === 'IMMUTABLE') return s;
+  throw usageError(`--image-tag-mutability must be MUTABLE or IMMUTABLE, not ${String(v)}`, 'push');
 }
 
 async function readStdin(): Promise<string> {
@@ -109,6 +137,13 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     ...(password !== undefined ? { password } : {}),
     ...(values['mount-from'] !== undefined ? { mountFrom: String(values['mount-from']) } : {}),
     ...(chunkSize !== undefined ? { chunkSize } : {}),
+    ...(values.transport !== undefined ? { transport: transportOf(values.transport) } : {}),
+    ...(values.ecr ? { ecr: true } : {}),
+    ...(values.region !== undefined ? { region: String(values.region) } : {}),
+    ...(values.profile !== undefined ? { profile: String(values.profile) } : ctx.env.AWS_PROFILE ? { profile: ctx.env.AWS_PROFILE } : {}),
+    ...(values['endpoint-url'] !== undefined ? { endpointUrl: String(values['endpoint-url']) } : {}),
+    ...(values['create-repository'] ? { createRepository: true } : {}),
+    ...(values['image-tag-mutability'] !== undefined ? { imageTagMutability: mutabilityOf(values['image-tag-mutability']) } : {}),
     env: ctx.env,
     ...(ctx.debug ? { logger: ctx.debug } : {}),
   });
