@@ -1,0 +1,247 @@
+import { LadingError, type ErrorCode } from '../errors';
+import { abortError, parseRetryAfter, type RetryDecision } from '../util/retry';
+
+/** What was being done, for messages that say which operation on which repository failed. */
+export interface OperationContext {
+  /** e.g. `push blob sha256:0123abcd…`, `get manifest latest`. */
+  operation: string;
+  registry: string;
+  repository?: string;
+}
+
+/** One entry of a registry error body (distribution spec, "Error Codes"). */
+export interface RegistryErrorEntry {
+  code: string;
+  message?: string;
+  detail?: unknown;
+}
+
+/**
+ * An HTTP-level failure from a registry: the protocol codes stay available to callers
+ * (`registryCodes`) while `code` is lading's stable classification.
+ */
+export class RegistryError extends LadingError {
+  readonly status: number;
+  readonly registryCodes: string[];
+  /** Transient (5xx, 429, connection trouble): worth another attempt. */
+  readonly retryable: boolean;
+  readonly retryAfterMs: number | undefined;
+  /**
+   * A 401 on a request whose body could not be replayed: the token probably expired
+   * mid-push, so the whole operation is worth one more attempt with a fresh token.
+   */
+  readonly staleAuth: boolean;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    fields: { status: number; registryCodes?: string[]; retryable?: boolean; retryAfterMs?: number; staleAuth?: boolean; cause?: unknown; details?: Record<string, unknown> },
+  ) {
+    super(code, message, { cause: fields.cause, details: { status: fields.status, registryCodes: fields.registryCodes ?? [], ...fields.details } });
+    this.name = 'RegistryError';
+    this.status = fields.status;
+    this.registryCodes = fields.registryCodes ?? [];
+    this.retryable = fields.retryable ?? false;
+    this.retryAfterMs = fields.retryAfterMs;
+    this.staleAuth = fields.staleAuth ?? false;
+  }
+}
+
+/** A connection-level failure (refused, reset, timeout, TLS). */
+export class NetworkError extends LadingError {
+  readonly retryable: boolean;
+  readonly systemCode: string | undefined;
+  constructor(message: string, fields: { retryable: boolean; systemCode: string | undefined; cause: unknown }) {
+    super('NETWORK', message, { cause: fields.cause, details: { systemCode: fields.systemCode } });
+    this.name = 'NetworkError';
+    this.retryable = fields.retryable;
+    this.systemCode = fields.systemCode;
+  }
+}
+
+function where(ctx: OperationContext): string {
+  return `${ctx.operation} ${ctx.repository !== undefined ? `${ctx.registry}/${ctx.repository}` : ctx.registry}`;
+}
+
+/** Parses `{"errors":[...]}`; anything else yields no entries (HTML error pages exist). */
+export function parseErrorBody(body: Buffer | undefined): RegistryErrorEntry[] {
+  if (body === undefined || body.length === 0) return [];
+  try {
+    const o = JSON.parse(body.toString('utf8')) as unknown;
+    if (typeof o !== 'object' || o === null || !Array.isArray((o as { errors?: unknown }).errors)) return [];
+    return ((o as { errors: unknown[] }).errors)
+      .filter((e): e is Record<string, unknown> => typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string')
+      .map((e) => ({ code: e.code as string, ...(typeof e.message === 'string' ? { message: e.message } : {}), ...(e.detail !== undefined ? { detail: e.detail } : {}) }));
+  } catch {
+    return [];
+  }
+}
+
+function describeEntries(entries: RegistryErrorEntry[], body: Buffer | undefined): string {
+  if (entries.length === 0) {
+    const text = body?.toString('utf8').replace(/\s+/g, ' ').trim() ?? '';
+    // An HTML page says nothing useful and is long; a short plain text body may.
+    return text !== '' && !text.startsWith('<') ? ` "${text.slice(0, 200)}"` : '';
+  }
+  return entries
+    .slice(0, 3)
+    .map((e) => {
+      let detail = '';
+      if (e.detail !== undefined && e.detail !== null) {
+        const d = typeof e.detail === 'string' ? e.detail : JSON.stringify(e.detail);
+        if (d !== '{}' && d !== '""') detail = ` (${d.slice(0, 200)})`;
+      }
+      return ` ${e.code}${e.message !== undefined ? ` "${e.message.slice(0, 200)}"` : ''}${detail}`;
+    })
+    .join(';');
+}
+
+/** Maps a protocol code (or the status) to lading's code and a hint about what to do. */
+function classify(status: number, codes: string[], credentialSource: string | undefined, hasCredentials: boolean): { code: ErrorCode; hint: string; retryable: boolean } {
+  const has = (c: string): boolean => codes.includes(c);
+  if (has('DIGEST_INVALID')) return { code: 'DIGEST_MISMATCH', hint: 'the content does not match its digest: the source is corrupt or changed while it was read', retryable: false };
+  if (has('SIZE_INVALID')) return { code: 'SIZE_MISMATCH', hint: 'the content does not match its declared size', retryable: false };
+  if (has('MANIFEST_BLOB_UNKNOWN')) return { code: 'BLOB_MISSING', hint: 'the manifest references a blob the repository lacks: push its blobs (and child manifests) first', retryable: false };
+  if (has('MANIFEST_INVALID') || has('MANIFEST_UNVERIFIED')) return { code: 'BAD_MANIFEST', hint: 'the registry rejected the manifest document', retryable: false };
+  if (has('NAME_INVALID') || has('TAG_INVALID')) return { code: 'BAD_REFERENCE', hint: 'the registry rejected the repository name or tag', retryable: false };
+  if (has('BLOB_UPLOAD_UNKNOWN') || has('BLOB_UPLOAD_INVALID') || status === 416) {
+    return { code: 'REGISTRY', hint: 'the upload session was lost or rejected; it is restarted from the beginning', retryable: true };
+  }
+  if (status === 401 || has('UNAUTHORIZED')) {
+    const hint = hasCredentials
+      ? `authentication failed with credentials from ${credentialSource ?? 'the configured source'}; check the username and password or token (docker login, aws ecr get-login-password)`
+      : `the registry requires credentials and none were found (looked in ${credentialSource ?? 'no source'}); log in or pass credentials`;
+    return { code: 'AUTH', hint, retryable: false };
+  }
+  if (status === 403 || has('DENIED')) {
+    return {
+      code: 'AUTH',
+      hint: `access denied${hasCredentials ? ` for credentials from ${credentialSource ?? 'the configured source'}` : ' to anonymous access'}; they need pull and push permission on this repository`,
+      retryable: false,
+    };
+  }
+  if (has('NAME_UNKNOWN')) return { code: 'NOT_FOUND', hint: 'the repository does not exist: check the name, or create it first (ECR)', retryable: false };
+  if (has('MANIFEST_UNKNOWN')) return { code: 'NOT_FOUND', hint: 'no such manifest: check the tag or digest', retryable: false };
+  if (has('BLOB_UNKNOWN')) return { code: 'NOT_FOUND', hint: 'no such blob in this repository', retryable: false };
+  if (status === 404) return { code: 'NOT_FOUND', hint: 'not found: check the repository name and that the host is a registry', retryable: false };
+  if (status === 409) return { code: 'CONFLICT', hint: 'the registry refused to overwrite (immutable tag?)', retryable: false };
+  if (status === 429 || has('TOOMANYREQUESTS')) return { code: 'REGISTRY', hint: 'rate limited by the registry', retryable: true };
+  if (has('UNSUPPORTED')) return { code: 'REGISTRY', hint: 'the registry does not support this operation or media type', retryable: false };
+  if (status === 408) return { code: 'REGISTRY', hint: 'the registry timed out the request', retryable: true };
+  if (status >= 500 && status !== 501 && status !== 505) return { code: 'REGISTRY', hint: 'the registry failed; retried with backoff', retryable: true };
+  return { code: 'REGISTRY', hint: 'unexpected registry response', retryable: false };
+}
+
+/** Builds the one-line error for an unexpected HTTP response. */
+export function responseError(
+  ctx: OperationContext,
+  res: { status: number; headers: Record<string, string | string[] | undefined>; body?: Buffer },
+  auth: { credentialSource?: string; hasCredentials: boolean; staleAuth?: boolean },
+  redact: (s: string) => string,
+): RegistryError {
+  const entries = parseErrorBody(res.body);
+  const codes = entries.map((e) => e.code);
+  const c = classify(res.status, codes, auth.credentialSource, auth.hasCredentials);
+  const ra = res.headers['retry-after'];
+  const retryAfterMs = parseRetryAfter(Array.isArray(ra) ? ra[0] : ra);
+  const message = redact(`${where(ctx)} failed: HTTP ${res.status}${describeEntries(entries, res.body)}; ${c.hint}`);
+  return new RegistryError(c.code, message, {
+    status: res.status,
+    registryCodes: codes,
+    retryable: c.retryable,
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    staleAuth: auth.staleAuth === true,
+    details: { operation: ctx.operation, registry: ctx.registry, ...(ctx.repository !== undefined ? { repository: ctx.repository } : {}) },
+  });
+}
+
+const RETRYABLE_SYSTEM = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
+]);
+
+// undici wraps system errors (its own UND_ERR_* codes outside, ECONNRESET & co. inside):
+// the innermost system code says more.
+function systemCodeOf(e: unknown): string | undefined {
+  let first: string | undefined;
+  for (let cur: unknown = e, depth = 0; typeof cur === 'object' && cur !== null && depth < 5; depth++) {
+    const code = (cur as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      if (!code.startsWith('UND_ERR_')) return code;
+      first ??= code;
+    }
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return first;
+}
+
+/**
+ * Turns a failure below HTTP (undici, sockets, TLS, abort) into a LadingError that names
+ * the host and suggests the likely fix. A refused connection is not retried: it almost
+ * always means a wrong host or a registry that is not running, and retrying only delays
+ * that message.
+ */
+export function transportError(ctx: OperationContext, host: string, e: unknown, signal: AbortSignal | undefined, redact: (s: string) => string): LadingError {
+  if (e instanceof LadingError) return e;
+  if (signal?.aborted) return abortError(signal);
+  const sys = systemCodeOf(e);
+  const msg = e instanceof Error ? e.message : String(e);
+  let hint: string;
+  switch (sys) {
+    case 'ECONNREFUSED':
+      hint = `connection refused by ${host}: is the registry running, is the host and port right?`;
+      break;
+    case 'ENOTFOUND':
+      hint = `host ${host} not found (DNS): is the registry host right?`;
+      break;
+    case 'EAI_AGAIN':
+      hint = `DNS lookup of ${host} failed temporarily`;
+      break;
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+    case 'UND_ERR_CLOSED':
+      hint = `connection to ${host} was reset (${msg})`;
+      break;
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'ETIMEDOUT':
+      hint = `connecting to ${host} timed out: is the host reachable (firewall, proxy)?`;
+      break;
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      hint = `${host} stopped answering (timeout)`;
+      break;
+    case 'ERR_SSL_WRONG_VERSION_NUMBER':
+    case 'EPROTO':
+      hint = `TLS handshake with ${host} failed (${msg}): if the registry speaks plain HTTP, use --plain-http`;
+      break;
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'CERT_HAS_EXPIRED':
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      hint = `the TLS certificate of ${host} is not trusted (${sys}): fix it, set NODE_EXTRA_CA_CERTS, or use --insecure`;
+      break;
+    default:
+      hint = `${host}: ${msg}`;
+  }
+  return new NetworkError(redact(`${where(ctx)} failed: ${hint}`), { retryable: sys !== undefined && RETRYABLE_SYSTEM.has(sys), systemCode: sys, cause: e });
+}
+
+/** The retry policy of every registry operation. */
+export function registryRetryDecision(e: unknown): RetryDecision {
+  if (e instanceof RegistryError) {
+    if (e.staleAuth) return { retry: true, afterMs: 0 };
+    return e.retryable ? { retry: true, ...(e.retryAfterMs !== undefined ? { afterMs: e.retryAfterMs } : {}) } : { retry: false };
+  }
+  if (e instanceof NetworkError) return { retry: e.retryable };
+  return { retry: false };
+}
