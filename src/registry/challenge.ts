@@ -67,7 +67,8 @@ export function parseChallenges(header: string | readonly string[] | undefined):
       i++;
       skip(/[ \t]/);
       const value = s[i] === '"' ? quoted() : token();
-      challenge.params[name.toLowerCase()] = value;
+      // defineProperty: a parameter named `__proto__` must stay a plain own property.
+      Object.defineProperty(challenge.params, name.toLowerCase(), { value, enumerable: true, writable: true, configurable: true });
     }
   }
   return out;

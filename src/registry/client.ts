@@ -184,16 +184,7 @@ export class RegistryClient {
         const res = await this.transport.request(ctx, { method: 'POST', url, headers: { 'content-length': '0' }, body: Buffer.alloc(0), scopes, expect: [201, 202] }, signal);
         await discard(res);
         if (res.status === 201) return true;
-        // Declined: the registry opened an upload session instead; free it.
-        const loc = header(res.headers, 'location');
-        if (loc !== undefined) {
-          try {
-            const del = await this.transport.request(ctx, { method: 'DELETE', url: new URL(loc, this.transport.resolve(url)), scopes, expect: [200, 202, 204, 404, 405] }, signal);
-            await discard(del);
-          } catch {
-            // Abandoned sessions are purged by the registry.
-          }
-        }
+        // Declined: the registry opened an upload session instead, left to expire (see upload.ts).
         return false;
       },
       signal,

@@ -60,8 +60,8 @@ export function parseRepository(name: string): string {
 
 /** Maps docker's aliases of Docker Hub to the host that actually serves the API. */
 export function normalizeRegistry(host: string): string {
-  const lower = host.toLowerCase();
-  return DOCKER_HUB_ALIASES.has(lower) ? DOCKER_HUB_REGISTRY : lower;
+  // Case is kept otherwise: `Registry/app` names a registry only because of its upper case.
+  return DOCKER_HUB_ALIASES.has(host.toLowerCase()) ? DOCKER_HUB_REGISTRY : host;
 }
 
 /**

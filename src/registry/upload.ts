@@ -103,16 +103,6 @@ function checkReturnedDigest(t: RegistryTransport, res: { headers: Record<string
   }
 }
 
-/** Best effort: frees the registry's upload session after a failure. */
-async function cancel(t: RegistryTransport, ctx: OperationContext, location: URL, scopes: Scope[]): Promise<void> {
-  try {
-    const res = await t.request(ctx, { method: 'DELETE', url: location, scopes, expect: [200, 202, 204, 404, 405] }, AbortSignal.timeout(5000));
-    await discard(res);
-  } catch {
-    // The registry purges abandoned uploads itself.
-  }
-}
-
 /**
  * One attempt of a blob upload: POST (or mount), then the body, then the closing PUT.
  * The caller retries the whole attempt, which restarts from a fresh POST.
@@ -194,10 +184,9 @@ export async function uploadOnce(t: RegistryTransport, repository: string, sourc
     await discard(done);
     checkReturnedDigest(t, done, digest, ctx);
     return { digest, size, mounted: false };
-  } catch (e) {
-    if (!(e instanceof LadingError) || e.code !== 'NETWORK') await cancel(t, ctx, location, scopes);
-    throw e;
   } finally {
+    // A failed session is not cancelled: DELETE needs the `delete` action, which pushers
+    // rarely have, and registries purge abandoned uploads themselves (docker does the same).
     stream?.destroy();
   }
 }

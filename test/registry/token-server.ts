@@ -42,6 +42,8 @@ export interface TokenServer {
   /** PEM of the signing certificate, for the registry's rootcertbundle. */
   certPem: string;
   requests: TokenRequestRecord[];
+  /** Changeable while running: what the next tokens announce and how they are returned. */
+  settings: { expiresIn: number; accessTokenField: boolean };
   /** The next N tokens are issued already expired (exp in the past) while `expires_in` says otherwise. */
   expireNext(n: number): void;
   stop(): Promise<void>;
@@ -81,6 +83,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
   const issuer = options.issuer ?? 'lading-test-issuer';
   const requests: TokenRequestRecord[] = [];
   let expireNext = 0;
+  const settings = { expiresIn: options.expiresIn ?? 300, accessTokenField: options.accessTokenField === true };
 
   const sign = (account: string | undefined, scopes: string[]): string => {
     const now = Math.floor(Date.now() / 1000);
@@ -92,7 +95,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       sub: account ?? '',
       aud: options.service,
       // distribution allows 60 s of clock skew: an hour ago is surely rejected.
-      exp: expired ? now - 3600 : now + (options.expiresIn ?? 300),
+      exp: expired ? now - 3600 : now + settings.expiresIn,
       nbf: now - 3700,
       iat: now - 3700,
       jti: randomUUID(),
@@ -126,7 +129,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       requests.push({ method: 'POST', scopes, service, account: user, auth });
       if (user === undefined) return reply(res, 401, { error: 'invalid_grant' });
       account = user;
-      return reply(res, 200, { access_token: sign(account, scopes), expires_in: options.expiresIn ?? 300 });
+      return reply(res, 200, { access_token: sign(account, scopes), expires_in: settings.expiresIn });
     }
     scopes = url.searchParams.getAll('scope');
     service = url.searchParams.get('service') ?? undefined;
@@ -147,8 +150,8 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     }
     requests.push({ method: 'GET', scopes, service, account, auth });
     const token = sign(account, scopes);
-    const body: Record<string, unknown> = { expires_in: options.expiresIn ?? 300, issued_at: new Date().toISOString() };
-    body[options.accessTokenField === true ? 'access_token' : 'token'] = token;
+    const body: Record<string, unknown> = { expires_in: settings.expiresIn, issued_at: new Date().toISOString() };
+    body[settings.accessTokenField ? 'access_token' : 'token'] = token;
     return reply(res, 200, body);
   };
 
@@ -164,6 +167,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     issuer,
     certPem,
     requests,
+    settings,
     expireNext: (n) => {
       expireNext = n;
     },
