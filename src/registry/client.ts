@@ -205,7 +205,7 @@ export class RegistryClient {
       throw new LadingError('USAGE', `uploadBlob: size must be a non-negative integer, got ${source.size}`);
     }
     const chunkSize = options.chunkSize ?? this.chunkSize;
-    const ctx: OperationContext = { operation: `push blob ${source.digest ? shortDigest(source.digest) : ''}`, registry: this.registry, repository };
+    const ctx: OperationContext = { operation: `push blob ${source.digest ? shortDigest(source.digest) : '(streamed)'}`, registry: this.registry, repository };
     const result = await this.run(ctx, () => uploadOnce(this.transport, repository, source, { ...options, ...(chunkSize !== undefined ? { chunkSize } : {}) }), options.signal);
     if (result.size === undefined) {
       const info = await this.blobExists(repository, result.digest, options.signal);

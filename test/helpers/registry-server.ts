@@ -12,8 +12,10 @@
  * Registries still running when the process exits are killed and their directories
  * removed, so a crashed test leaves nothing behind.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +42,11 @@ export interface RegistryServerOptions {
   htpasswd?: Record<string, string>;
   /** Bearer token auth (see test/registry/token-server.ts for a matching token server). */
   token?: TokenAuthConfig;
+  /**
+   * Serve HTTPS with a self-signed certificate for 127.0.0.1 made here with the `openssl`
+   * CLI (clients then need `insecure`, and `plainHttp: false` since 127.0.0.1 defaults to HTTP).
+   */
+  tls?: boolean;
   /** Milliseconds to wait for `/v2/` to answer. @default 15000 */
   startTimeoutMs?: number;
 }
@@ -48,7 +55,7 @@ export interface RegistryServer {
   /** `127.0.0.1:PORT`, what a RegistryClient or skopeo is given. */
   host: string;
   port: number;
-  /** `http://127.0.0.1:PORT`. */
+  /** `http://127.0.0.1:PORT` (`https://` with `tls`). */
   url: string;
   /** The storage root, for tests that inspect or corrupt what was stored. */
   storageDir: string;
@@ -93,6 +100,16 @@ function configYaml(dir: string, port: number, options: RegistryServerOptions): 
     `  addr: 127.0.0.1:${port}`,
     '  secret: lading-test-secret',
   ];
+  if (options.tls === true) {
+    const cert = join(dir, 'tls-cert.pem');
+    const key = join(dir, 'tls-key.pem');
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      { stdio: 'ignore' },
+    );
+    lines.push('  tls:', `    certificate: ${JSON.stringify(cert)}`, `    key: ${JSON.stringify(key)}`);
+  }
   if (options.htpasswd !== undefined) {
     const file = join(dir, 'htpasswd');
     // Cost 4: the registry checks the hash on every request; real cost would slow the suite.
@@ -114,6 +131,19 @@ function configYaml(dir: string, port: number, options: RegistryServerOptions): 
   return `${lines.join('\n')}\n`;
 }
 
+/** One GET /v2/ with node:http(s), so a self-signed certificate can be accepted. */
+function probe(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const get = url.startsWith('https:') ? httpsGet : httpGet;
+    const req = get(`${url}/v2/`, { rejectUnauthorized: false, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
 async function waitReady(url: string, child: ChildProcess, stderr: () => string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -121,9 +151,8 @@ async function waitReady(url: string, child: ChildProcess, stderr: () => string,
       throw new Error(`docker-registry exited early (${child.exitCode ?? child.signalCode}): ${stderr().slice(-2000)}`);
     }
     try {
-      const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
-      await res.arrayBuffer();
-      if (res.status === 200 || res.status === 401) return;
+      const status = await probe(url);
+      if (status === 200 || status === 401) return;
     } catch {
       // not listening yet
     }
@@ -159,7 +188,7 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
     running.delete(entry);
     rmSync(dir, { recursive: true, force: true });
   };
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${options.tls === true ? 'https' : 'http'}://127.0.0.1:${port}`;
   try {
     await waitReady(url, child, () => err, options.startTimeoutMs ?? 15_000);
   } catch (e) {

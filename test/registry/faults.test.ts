@@ -107,3 +107,32 @@ describe('retries and failures (fault-injecting proxy in front of a real registr
     }
   });
 });
+
+describe('TLS', { skip }, () => {
+  let reg: RegistryServer;
+  before(async () => {
+    reg = await startRegistry({ tls: true });
+  });
+  after(async () => {
+    await reg?.stop();
+  });
+
+  test('a self-signed certificate is refused with a hint, and accepted with insecure', async () => {
+    const strict = new RegistryClient({ registry: reg.host, plainHttp: false });
+    const insecure = new RegistryClient({ registry: reg.host, plainHttp: false, insecure: true });
+    const plain = new RegistryClient({ registry: reg.host });
+    try {
+      assert.equal(strict.baseUrl.protocol, 'https:');
+      await assert.rejects(strict.ping(), (e: unknown) => e instanceof NetworkError && /not trusted .*--insecure/.test(e.message));
+      assert.deepEqual(await insecure.ping(), { auth: 'anonymous' });
+      const b = randomBlob(1000);
+      assert.equal((await insecure.uploadBlob('tls/app', source(b))).digest, b.digest);
+      // Plain HTTP to a TLS port: the registry answers 400 to the HTTP request.
+      await assert.rejects(plain.ping(), (e: unknown) => e instanceof LadingError);
+    } finally {
+      await strict.close();
+      await insecure.close();
+      await plain.close();
+    }
+  });
+});
