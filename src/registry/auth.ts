@@ -52,6 +52,8 @@ export class Authenticator {
   private credential: Promise<ResolvedCredential | undefined> | undefined;
   private resolved: ResolvedCredential | undefined;
   private readonly tokens = new Map<string, Promise<CachedToken>>();
+  /** Tokens a registry rejected; checked synchronously so a renewal never picks one up again. */
+  private readonly revoked = new Set<string>();
 
   constructor(private readonly o: AuthenticatorOptions) {}
 
@@ -131,6 +133,7 @@ export class Authenticator {
       return;
     }
     const token = sentAuthorization.slice('Bearer '.length);
+    this.revoked.add(token);
     for (const [key, p] of this.tokens) {
       p.then(
         (t) => {
@@ -145,13 +148,13 @@ export class Authenticator {
     const now = Date.now();
     for (const p of this.tokens.values()) {
       const t = await p.catch(() => undefined);
-      if (t !== undefined && t.expiresAt > now && covers(t.scopes, scopes)) return t.token;
+      if (t !== undefined && t.expiresAt > now && !this.revoked.has(t.token) && covers(t.scopes, scopes)) return t.token;
     }
     const key = scopes.map(scopeString).sort().join(' ');
     const existing = this.tokens.get(key);
     if (existing !== undefined) {
       const t = await existing.catch(() => undefined);
-      if (t !== undefined && t.expiresAt > Date.now()) return t.token;
+      if (t !== undefined && t.expiresAt > Date.now() && !this.revoked.has(t.token)) return t.token;
     }
     const p = this.fetchToken(scheme, scopes, cred, ctx, signal);
     this.tokens.set(key, p);

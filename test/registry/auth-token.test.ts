@@ -59,6 +59,14 @@ describe('Bearer token auth (registry behind a token server)', { skip }, () => {
     assert.deepEqual(ts.requests.map((r) => r.scopes), [['repository:tok/dst:pull,push', 'repository:tok/src:pull']]);
   });
 
+  test('parallel uploads share one token request', async () => {
+    const c = make();
+    const blobs = [1, 2, 3, 4, 5, 6].map(() => randomBlob(50_000));
+    const results = await Promise.all(blobs.map((b, i) => c.uploadBlob('tok/par', source(b, i % 2 === 0 ? { digest: true, size: true } : {}))));
+    assert.deepEqual(results.map((r) => r.digest), blobs.map((b) => b.digest));
+    assert.equal(ts.requests.length, 1);
+  });
+
   test('"access_token" in the response works like "token"', async () => {
     ts.settings.accessTokenField = true;
     const c = make();
