@@ -4,6 +4,10 @@ import { LadingError } from '../errors';
 import { EcrDestination } from '../ecr/destination';
 import { ECR_REPOSITORY, parseEcrHost } from '../ecr/host';
 import { OciLayoutDestination } from '../layout/destination';
+import { RegistryClient } from '../registry/client';
+import { defaultCredentials, staticCredentials, type CredentialProvider } from '../registry/credentials';
+import { RegistryDestination } from '../registry/destination';
+import { DOCKER_HUB_REGISTRY, parseReference } from '../registry/reference';
 
 export interface DestinationOptions {
   plainHttp?: boolean;
@@ -32,7 +36,12 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
     if (path === '') throw new LadingError('USAGE', 'oci: needs a directory path, e.g. oci:./out');
     return { destination: new OciLayoutDestination(resolve(path)), tags: [] };
   }
-  const { host, repository, tag } = splitDestination(arg);
+  // docker's grammar and defaults (docker.io, library/), ECR hosts included.
+  const ref = parseReference(arg);
+  if (ref.digest !== undefined) throw new LadingError('BAD_REFERENCE', `"${arg}": a destination takes a tag, not a digest`);
+  const host = ref.registry === DOCKER_HUB_REGISTRY ? 'docker.io' : ref.registry;
+  const repository = ref.repository;
+  const tag = ref.tag;
   const ecr = parseEcrHost(host);
   if (ecr !== undefined || opts.ecr) {
     if (!ECR_REPOSITORY.test(repository)) {
@@ -54,24 +63,21 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
       return { destination, tags: tag ? [tag] : [] };
     }
   }
-  throw new LadingError('USAGE', `registry destinations are not available yet: ${arg}`);
+  if (opts.password !== undefined && opts.username === undefined) throw new LadingError('USAGE', 'a password needs --username');
+  const credentials: CredentialProvider =
+    opts.username !== undefined ? staticCredentials({ username: opts.username, password: opts.password ?? '' }, '--username/--password-stdin') : defaultCredentials(opts.env ?? process.env);
+  const client = new RegistryClient({
+    registry: ref.registry,
+    ...(opts.plainHttp ? { plainHttp: true } : {}),
+    ...(opts.insecure ? { insecure: true } : {}),
+    credentials,
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  });
+  const destination = new RegistryDestination(client, ref.repository, {
+    host,
+    ...(opts.mountFrom ? { mountFrom: opts.mountFrom } : {}),
+    ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+  });
+  return { destination, tags: tag ? [tag] : [] };
 }
 
-/** `host[:port]/repository[:tag]`: the tag is after the last colon that follows the last slash. */
-export function splitDestination(arg: string): { host: string; repository: string; tag: string | undefined } {
-  const slash = arg.indexOf('/');
-  if (slash <= 0 || slash === arg.length - 1) {
-    throw new LadingError('BAD_REFERENCE', `"${arg}" is not a destination: expected host[:port]/repository[:tag] or oci:PATH`);
-  }
-  const host = arg.slice(0, slash);
-  let rest = arg.slice(slash + 1);
-  if (rest.includes('@')) throw new LadingError('BAD_REFERENCE', `"${arg}": a destination takes a tag, not a digest`);
-  let tag: string | undefined;
-  const colon = rest.lastIndexOf(':');
-  if (colon > rest.lastIndexOf('/')) {
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-    if (!/^[\w][\w.-]{0,127}$/.test(tag)) throw new LadingError('BAD_REFERENCE', `"${tag}" is not a valid tag`);
-  }
-  return { host, repository: rest, tag };
-}
