@@ -57,6 +57,11 @@ export interface ArchiveImage {
   /** The top-level index, when there is one, and every nested index below it (parent first). */
   indexes: ImageIndex[];
   manifests: ManifestInfo[];
+  /**
+   * Index children of media types lading does not interpret (artifacts): ignored as images,
+   * but carried when the whole index is pushed, since the index names them.
+   */
+  others: { descriptor: Descriptor; blob?: BlobRef }[];
 }
 
 export interface ArchiveModel {

@@ -21,6 +21,8 @@ Options:
   --compression-level N     gzip 1-9 (default 1), zstd 1-19 (default 3)
   --concurrency N           blobs in flight at once (default 3)
   --no-cache                do not use or update the compressed-digest cache
+  --push-foreign-layers     push foreign (non-distributable) layers held in the archive as
+                            ordinary layers, instead of referencing their URLs
   --dry-run                 show the plan: what would be uploaded, skipped, rewritten
   --plain-http              use http (automatic for localhost and 127.0.0.1)
   --insecure                use TLS without verifying the certificate
@@ -54,6 +56,7 @@ export const pushOptions = {
   'compression-level': { type: 'string' },
   concurrency: { type: 'string' },
   'no-cache': { type: 'boolean' },
+  'push-foreign-layers': { type: 'boolean' },
   'dry-run': { type: 'boolean' },
   'plain-http': { type: 'boolean' },
   insecure: { type: 'boolean' },
@@ -160,6 +163,7 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     onEvent: progress.onEvent,
     cache: values['no-cache'] ? null : new DigestCache(DigestCache.defaultFile(ctx.env)),
     dryRun: values['dry-run'] === true,
+    pushForeignLayers: values['push-foreign-layers'] === true,
     // An OCI layout holds OCI documents: docker media types are converted on the way.
     oci: dest.destination.name.startsWith('oci:'),
     ...(values.image !== undefined ? { image: String(values.image) } : {}),

@@ -34,6 +34,8 @@ export interface CopyOptions {
   onEvent?: CopyEventListener;
   /** Compressed-digest cache; null disables it. */
   cache?: DigestCache | null;
+  /** Push foreign (non-distributable) layers the archive holds as ordinary layers, instead of by reference. */
+  pushForeignLayers?: boolean;
   /** Convert Docker media types to OCI (an OCI layout destination wants them). */
   oci?: boolean;
   /** Plan only: ask the destination what it has, upload and write nothing. */
@@ -226,7 +228,8 @@ export class CopyEngine {
       layerJobs.set(
         m,
         m.layers.map((l, i) => {
-          if (l.foreign) return undefined;
+          // Foreign layers travel as references unless asked (registries may refuse their URLs).
+          if (l.foreign && !(this.opts.pushForeignLayers && l.blob)) return undefined;
           if (!l.blob) throw new LadingError('BLOB_MISSING', `${archive.where}: layer ${i} of ${plat} (${l.descriptor?.digest ?? '?'}) is not in the archive`);
           const key = `layer:${l.blob.entry.path}`;
           const job: Job = jobs.get(key) ?? { key, label: `layer ${i + 1}/${m.layers.length} of ${plat}`, ref: l.blob, kind: 'layer' };
@@ -271,7 +274,9 @@ export class CopyEngine {
       results.push({ digest: doc.digest, mediaType: doc.mediaType, platform: m.platform ? platformJson(m.platform) : null, ...(m.attestation ? { attestation: true as const } : {}) });
     }
     let top: ManifestToPut;
+    const artifacts: ManifestToPut[] = [];
     if (choice.all && image.indexes.length > 0) {
+      for (const o of image.others) artifacts.push(await this.artifact(archive, o));
       const out = this.rewriteIndexes(image, newDescriptor, rewritten);
       pushes.push(...out.children);
       top = out.top;
@@ -283,6 +288,14 @@ export class CopyEngine {
     }
 
     if (!this.opts.dryRun) {
+      for (const a of artifacts) {
+        try {
+          await this.putManifest(a, undefined);
+        } catch (e) {
+          if (!(e instanceof LadingError)) throw e;
+          throw new LadingError(e.code, `${e.message}; the index lists artifact ${a.digest} (${a.mediaType}), which ${this.dest.name} refused: push the images alone with --platform`, { cause: e });
+        }
+      }
       for (const p of pushes) await this.putManifest(p, undefined);
       if (tags.length === 0) await this.putManifest(top, undefined);
       for (const t of tags) await this.putManifest(top, t);
@@ -304,6 +317,19 @@ export class CopyEngine {
     if (tag === undefined && (await this.dest.hasManifest(p.digest, this.opts.signal))) return;
     await this.dest.putManifest(p, tag, this.opts.signal);
     this.emit({ type: 'manifest', digest: p.digest, mediaType: p.mediaType, tag });
+  }
+
+  /** An index child of a media type lading does not interpret, carried as it is. */
+  private async artifact(archive: ImageArchive, o: ArchiveImage['others'][number]): Promise<ManifestToPut> {
+    const d = o.descriptor;
+    if (!o.blob) {
+      throw new LadingError('BLOB_MISSING', `${archive.where}: the index lists ${d.digest} (${d.mediaType}), which the archive lacks; push the images alone with --platform`);
+    }
+    const bytes = await archive.store.readSmall(o.blob.entry);
+    if (bytes.length !== d.size || digestOf(bytes, d.digest.startsWith('sha512:') ? 'sha512' : 'sha256') !== d.digest) {
+      throw new LadingError('DIGEST_MISMATCH', `${archive.where}: ${o.blob.entry.path} does not match the descriptor ${d.digest} the index gives it`);
+    }
+    return { bytes, mediaType: d.mediaType, digest: d.digest };
   }
 
   /** The stored compression of a blob, from its first bytes (never from its name). */
@@ -408,6 +434,11 @@ export class CopyEngine {
       if (!job) return l.descriptor!;
       const r = job.result!;
       const family = familyOf(stored?.mediaType ?? MediaType.DockerManifest);
+      if (l.foreign) {
+        // Pushed as an ordinary layer: no foreign media type, no URLs.
+        const { urls: _urls, ...rest } = l.descriptor ?? ({} as Descriptor);
+        return { ...rest, mediaType: layerMediaType(family, r.compression), digest: r.digest, size: r.size };
+      }
       const mediaType =
         l.descriptor && layerCompressionOf(l.descriptor.mediaType) === r.compression ? l.descriptor.mediaType : layerMediaType(family, r.compression);
       return { ...(l.descriptor ?? {}), mediaType, digest: r.digest, size: r.size };
@@ -429,7 +460,11 @@ export class CopyEngine {
     }
     // Rewrite the stored document, keeping every field it has (annotations, subject...).
     const o = JSON.parse(stored.bytes.toString('utf8')) as { mediaType?: string; config: { mediaType: string }; layers: Record<string, unknown>[] };
-    o.layers = o.layers.map((l, i) => ({ ...l, mediaType: newLayers[i]!.mediaType, digest: newLayers[i]!.digest, size: newLayers[i]!.size }));
+    o.layers = o.layers.map((l, i) => {
+      const out: Record<string, unknown> = { ...l, mediaType: newLayers[i]!.mediaType, digest: newLayers[i]!.digest, size: newLayers[i]!.size };
+      if (newLayers[i]!.urls === undefined) delete out.urls;
+      return out;
+    });
     let mediaType = stored.mediaType;
     if (toOci) {
       mediaType = MediaType.OciManifest;

@@ -100,7 +100,7 @@ export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, oci
     );
     if (stored) {
       const d: Descriptor = { mediaType: stored.mediaType, digest: stored.digest, size: stored.bytes.length };
-      const image: ArchiveImage = { names: [...e.repoTags], mediaType: stored.mediaType, digest: stored.digest, indexes: [], manifests: [] };
+      const image: ArchiveImage = { names: [...e.repoTags], mediaType: stored.mediaType, digest: stored.digest, indexes: [], manifests: [], others: [] };
       const info = await blobs.manifestInfo(d, stored);
       if (!info.platform) {
         const p = configPlatform(config);
@@ -136,7 +136,7 @@ export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, oci
     };
     const p = configPlatform(config);
     if (p) info.platform = p;
-    out.push({ names: [...e.repoTags], mediaType: MediaType.DockerManifest, indexes: [], manifests: [info] });
+    out.push({ names: [...e.repoTags], mediaType: MediaType.DockerManifest, indexes: [], manifests: [info], others: [] });
   }
   return out;
 }

@@ -140,7 +140,11 @@ export class OciBlobs {
         if (isSchema1MediaType(child.mediaType)) {
           throw new LadingError('UNSUPPORTED_SCHEMA', `${this.store.where}: index ${d.digest} lists a Docker schema 1 manifest; schema 1 is unsupported`);
         }
-        if (!isIndexMediaType(child.mediaType) && !isManifestMediaType(child.mediaType)) continue;
+        if (!isIndexMediaType(child.mediaType) && !isManifestMediaType(child.mediaType)) {
+          const ref = this.ref(child);
+          image.others.push(ref ? { descriptor: child, blob: ref } : { descriptor: child });
+          continue;
+        }
         await this.walk(child, image, [...stack, d.digest], `manifest ${i} of index`);
       }
       return;
@@ -198,7 +202,7 @@ export async function readOciImages(store: ArchiveStore, blobs: OciBlobs): Promi
   });
   const images: ArchiveImage[] = [];
   for (const { d, names } of byDigest.values()) {
-    const image: ArchiveImage = { names: [...new Set(names)], mediaType: d.mediaType, digest: d.digest, indexes: [], manifests: [] };
+    const image: ArchiveImage = { names: [...new Set(names)], mediaType: d.mediaType, digest: d.digest, indexes: [], manifests: [], others: [] };
     await blobs.walk(d, image, [], isIndexMediaType(d.mediaType) ? 'index' : 'manifest');
     // A lone manifest must be whole; only an index may list children the archive lacks.
     const lone = image.indexes.length === 0 ? image.manifests[0] : undefined;
