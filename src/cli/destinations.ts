@@ -1,7 +1,9 @@
 import { resolve } from 'node:path';
 import type { Destination } from '../copy/destination';
 import { LadingError } from '../errors';
+import { ECRClient } from '@aws-sdk/client-ecr';
 import { EcrDestination } from '../ecr/destination';
+import { ecrRegistryDestination } from '../ecr/registry-transport';
 import { ECR_REPOSITORY, parseEcrHost } from '../ecr/host';
 import { OciLayoutDestination } from '../layout/destination';
 import { RegistryClient } from '../registry/client';
@@ -47,9 +49,33 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
     if (!ECR_REPOSITORY.test(repository)) {
       throw new LadingError('BAD_REFERENCE', `"${repository}" is not a valid ECR repository name (2-256 lowercase letters, digits, and . _ - / separators)`);
     }
-    if ((opts.transport ?? 'ecr-api') === 'ecr-api') {
-      const region = opts.region ?? ecr?.region ?? opts.env?.AWS_REGION ?? opts.env?.AWS_DEFAULT_REGION;
+    const region = opts.region ?? ecr?.region ?? opts.env?.AWS_REGION ?? opts.env?.AWS_DEFAULT_REGION;
+    const client = new ECRClient({
+      maxAttempts: 6,
+      ...(region ? { region } : {}),
+      ...(opts.profile ? { profile: opts.profile } : {}),
+      ...(opts.endpointUrl ? { endpoint: opts.endpointUrl } : {}),
+    });
+    const viaRegistry = (onClose?: () => Promise<void>) =>
+      ecrRegistryDestination({
+        client,
+        repository,
+        host,
+        ...(ecr ? { registryId: ecr.account } : {}),
+        ...(opts.insecure ? { insecure: true } : {}),
+        ...(opts.logger ? { logger: opts.logger } : {}),
+        ...(onClose ? { onClose } : {}),
+      });
+    if (opts.transport === 'registry') {
+      const destination = await viaRegistry(async () => client.destroy());
+      return { destination, tags: tag ? [tag] : [] };
+    }
+    {
+      let fallback: Promise<RegistryDestination> | undefined;
       const destination = new EcrDestination({
+        client,
+        // Zero-byte blobs cannot go through the layer API: they take the registry endpoint.
+        emptyBlob: async (src, o) => (await (fallback ??= viaRegistry())).putBlob(src, o),
         host,
         repository,
         ...(ecr ? { registryId: ecr.account } : {}),
@@ -59,6 +85,10 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
         ...(opts.createRepository ? { createRepository: true } : {}),
         ...(opts.imageTagMutability ? { imageTagMutability: opts.imageTagMutability } : {}),
         ...(opts.logger ? { logger: opts.logger } : {}),
+        onClose: async () => {
+          if (fallback) await (await fallback).close();
+          client.destroy();
+        },
       });
       return { destination, tags: tag ? [tag] : [] };
     }

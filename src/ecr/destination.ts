@@ -33,7 +33,10 @@ export interface EcrDestinationOptions {
   blobAttempts?: number;
   /** Where zero-byte blobs go, since the layer API cannot take them (EmptyUploadException). */
   emptyBlob?: (src: BlobSource, opts: PutBlobOptions) => Promise<{ digest: Digest; size: number }>;
+  /** A client made by the caller, who then owns it (see onClose). */
   client?: ECRClient;
+  /** Runs when the destination closes. */
+  onClose?: () => Promise<void>;
   logger?: (line: string) => void;
 }
 
@@ -286,5 +289,6 @@ export class EcrDestination implements Destination {
 
   async close(): Promise<void> {
     if (!this.opts.client) this.client.destroy();
+    await this.opts.onClose?.();
   }
 }

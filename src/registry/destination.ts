@@ -10,6 +10,8 @@ export interface RegistryDestinationOptions {
   chunkSize?: number;
   /** Name shown in references, when it differs from the client's host (e.g. an ECR proxy endpoint). */
   host?: string;
+  /** Runs after the client is closed. */
+  onClose?: () => Promise<void>;
 }
 
 /** Any registry speaking the OCI distribution API, through a RegistryClient. */
@@ -67,5 +69,6 @@ export class RegistryDestination implements Destination {
 
   async close(): Promise<void> {
     await this.client.close();
+    await this.opts.onClose?.();
   }
 }

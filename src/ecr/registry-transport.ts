@@ -1,0 +1,50 @@
+import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
+import { LadingError } from '../errors';
+import { RegistryClient } from '../registry/client';
+import { staticCredentials } from '../registry/credentials';
+import { RegistryDestination } from '../registry/destination';
+import { ecrError } from './errors';
+
+export interface EcrRegistryOptions {
+  client: ECRClient;
+  repository: string;
+  registryId?: string;
+  /** Host shown in pinned references (the ECR host the user named). */
+  host: string;
+  logger?: (line: string) => void;
+  insecure?: boolean;
+  /** Runs after the destination closes (e.g. to destroy the ECR client). */
+  onClose?: () => Promise<void>;
+}
+
+/**
+ * ECR through its registry (OCI distribution) endpoint: GetAuthorizationToken gives a
+ * 12-hour Basic credential (`AWS:<password>`) and the `proxyEndpoint` to use. ECR's quirks
+ * are met by the client as it is: a blob goes in one streamed request (PUT, or one PATCH
+ * answered 201 then the closing PUT), never in chunks under ECR's 5 MiB minimum.
+ */
+export async function ecrRegistryDestination(opts: EcrRegistryOptions): Promise<RegistryDestination> {
+  let out;
+  try {
+    out = await opts.client.send(new GetAuthorizationTokenCommand(opts.registryId ? { registryIds: [opts.registryId] } : {}));
+  } catch (e) {
+    throw ecrError(e, 'GetAuthorizationToken', opts.host, 'getting a registry token');
+  }
+  const data = out.authorizationData?.[0];
+  if (!data?.authorizationToken || !data.proxyEndpoint) {
+    throw new LadingError('AUTH', `${opts.host}: GetAuthorizationToken returned no token or endpoint`);
+  }
+  const decoded = Buffer.from(data.authorizationToken, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) throw new LadingError('AUTH', `${opts.host}: the ECR authorization token is not user:password`);
+  const endpoint = new URL(data.proxyEndpoint);
+  const client = new RegistryClient({
+    registry: endpoint.host,
+    plainHttp: endpoint.protocol === 'http:',
+    ...(opts.insecure ? { insecure: true } : {}),
+    credentials: staticCredentials({ username: decoded.slice(0, colon), password: decoded.slice(colon + 1) }, 'ECR GetAuthorizationToken'),
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  });
+  opts.logger?.(`ECR registry transport: ${endpoint.origin}, token valid until ${data.expiresAt?.toISOString() ?? 'unknown'}`);
+  return new RegistryDestination(client, opts.repository, { host: opts.host, ...(opts.onClose ? { onClose: opts.onClose } : {}) });
+}
