@@ -70,7 +70,9 @@ export function parseManifestDocument(bytes: Buffer, where: string, declared?: s
   let mediaType = own ?? declared;
   if (mediaType === undefined) {
     // Neither says: the shape decides, as the OCI spec allows for mediaType-less documents.
-    mediaType = Array.isArray(o.manifests) ? MediaType.OciIndex : MediaType.OciManifest;
+    // `"manifests": null` is an empty index (Go's ocispec.Index with a nil slice and no MediaType).
+    const indexShaped = Array.isArray(o.manifests) || (o.manifests === null && o.config === undefined);
+    mediaType = indexShaped ? MediaType.OciIndex : MediaType.OciManifest;
   }
   const digest = digestOf(bytes);
   const common = {

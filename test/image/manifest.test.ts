@@ -230,6 +230,12 @@ describe('parseManifestDocument: accepted documents', () => {
     assert.deepEqual(i.manifests, []);
   });
 
+  it('"manifests": null without mediaType is an empty index too (Go\'s ocispec.Index with no MediaType and a nil slice writes it)', () => {
+    const i = parse({ schemaVersion: 2, manifests: null }) as ImageIndex;
+    assert.equal(i.kind, 'index');
+    assert.deepEqual(i.manifests, []);
+  });
+
   it('an index without "manifests" at all is empty', () => {
     assert.deepEqual((parse({ schemaVersion: 2, mediaType: MediaType.OciIndex }) as ImageIndex).manifests, []);
   });
