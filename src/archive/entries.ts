@@ -37,7 +37,7 @@ export class EntryTable {
   private readonly map = new Map<string, Entry>();
   /** Earlier copies of paths that appeared more than once with the same size: their contents must agree. */
   readonly duplicates = new Map<string, Entry[]>();
-  private resolving = new Map<string, string>();
+  private readonly resolving = new Map<string, string>();
 
   constructor(readonly where: string) {}
 
@@ -46,6 +46,9 @@ export class EntryTable {
     if (path === '') return;
     const entry: Entry = { path, type: e.type, size: e.size, dataOffset: e.dataOffset };
     if (e.linkname !== undefined) entry.linkname = e.linkname;
+    // A new entry (a directory symlink above earlier entries, say) can change how paths
+    // resolve; the streaming store looks paths up between adds, so forget earlier answers.
+    this.resolving.clear();
     const prev = this.map.get(path);
     if (prev !== undefined) {
       const same = prev.type === entry.type && prev.size === entry.size && prev.linkname === entry.linkname;

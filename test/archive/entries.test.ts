@@ -217,6 +217,19 @@ describe('EntryTable lookups and link resolution', () => {
     assert.equal(codeOf(() => t.lookup('l40')), 'SYMLINK_LOOP');
   });
 
+  it('a lookup made while entries are still being added sees the entries added later', () => {
+    // The streaming reader looks entries up as they arrive; a later directory symlink must
+    // change the answer exactly as it would for the file reader, which adds everything first.
+    const streamed = new EntryTable('s');
+    streamed.add(entry(['d/x', 'f', 1]));
+    assert.equal(streamed.lookup('d/x')!.path, 'd/x');
+    streamed.add(entry(['d', 'l', 'e']));
+    streamed.add(entry(['e/x', 'f', 2]));
+    const indexed = table(['d/x', 'f', 1], ['d', 'l', 'e'], ['e/x', 'f', 2]);
+    assert.equal(indexed.lookup('d/x')!.path, 'e/x');
+    assert.equal(streamed.lookup('d/x')!.path, indexed.lookup('d/x')!.path);
+  });
+
   it('a requested path with .. or a leading slash is refused as UNSAFE_PATH', () => {
     const t = table(['a', 'f', 1]);
     assert.equal(codeOf(() => t.lookup('../a')), 'UNSAFE_PATH');
