@@ -72,13 +72,13 @@ export interface LadingServer {
 
 export async function startServer(opts: ServeOptions): Promise<LadingServer> {
   const log = opts.logger ?? (() => undefined);
+  const registryId = opts.registryId ?? '000000000000';
+  if (!/^[0-9]{12}$/.test(registryId)) throw new LadingError('USAGE', `registryId must be 12 digits, got ${JSON.stringify(registryId)}`);
+  const faults = new FaultInjector(opts.faults ?? []);
   const storage = await Storage.open(opts.dataDir, log);
   const uploads = new Uploads(storage.scratchDir, opts.uploadTtlMs ?? 3600_000);
   const tokens = new TokenStore(opts.tokenTtlMs ?? 12 * 3600_000);
-  const faults = new FaultInjector(opts.faults ?? []);
   const calls: Record<string, number> = {};
-  const registryId = opts.registryId ?? '000000000000';
-  if (!/^[0-9]{12}$/.test(registryId)) throw new LadingError('USAGE', `registryId must be 12 digits, got ${JSON.stringify(registryId)}`);
   let host = '127.0.0.1:0';
   const state: ServeState = { storage, uploads, tokens, registryId, region: opts.region, host: () => host, reposLock: new Mutex(), log };
   const registry = new RegistryApi(state, { blobMounting: opts.blobMounting ?? false, missingRepository: opts.missingRepository ?? 'not-found' });
@@ -152,16 +152,22 @@ export async function startServer(opts: ServeOptions): Promise<LadingServer> {
   });
   server.keepAliveTimeout = 5000;
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException): void => {
-      reject(new LadingError(e.code === 'EADDRINUSE' ? 'USAGE' : 'IO', `cannot listen on 127.0.0.1:${opts.port ?? 0}: ${e.message}`, { cause: e }));
-    };
-    server.once('error', onError);
-    server.listen(opts.port ?? 0, '127.0.0.1', () => {
-      server.off('error', onError);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: NodeJS.ErrnoException): void => {
+        reject(new LadingError(e.code === 'EADDRINUSE' ? 'USAGE' : 'IO', `cannot listen on 127.0.0.1:${opts.port ?? 0}: ${e.message}`, { cause: e }));
+      };
+      server.once('error', onError);
+      server.listen(opts.port ?? 0, '127.0.0.1', () => {
+        server.off('error', onError);
+        resolve();
+      });
     });
-  });
+  } catch (e) {
+    await uploads.close();
+    await storage.release();
+    throw e;
+  }
   const addr = server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
   host = `127.0.0.1:${port}`;
@@ -193,6 +199,7 @@ export async function startServer(opts: ServeOptions): Promise<LadingServer> {
           server.closeAllConnections();
         });
         await uploads.close();
+        await storage.release();
       })();
       return closing;
     },

@@ -12,7 +12,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
+import { asLadingError, LadingError } from '../errors';
 import { parseDescriptor, type Descriptor } from '../image/descriptor';
 import { digestAlgorithm, digestHex, type Digest } from '../image/digest';
 import { parseManifestDocument } from '../image/manifest';
@@ -123,6 +124,19 @@ export async function writeFileAtomic(path: string, data: Buffer | string, dir: 
   }
 }
 
+const LOCK_FILE = '.lock';
+/** Data directories open in this process (a pid check cannot tell them apart). */
+const openRoots = new Set<string>();
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export class Storage {
   readonly repos = new Map<string, Repository>();
   private readonly infoCache = new Map<string, ManifestInfo>();
@@ -136,15 +150,48 @@ export class Storage {
     return join(this.root, SCRATCH_DIR);
   }
 
-  /** Opens (creating if needed) a data directory and loads the repositories already in it. */
+  /**
+   * Opens (creating if needed) a data directory and loads the repositories already in it.
+   * One server per directory: a `.lock` file holds the owner's pid.
+   */
   static async open(root: string, log: (line: string) => void = () => undefined): Promise<Storage> {
     const s = new Storage(root, log);
     await fsp.mkdir(root, { recursive: true });
+    await s.lock();
     // Upload sessions live in memory: their leftovers from a previous run are garbage.
     await fsp.rm(s.scratchDir, { recursive: true, force: true });
     await fsp.mkdir(s.scratchDir, { recursive: true });
     await s.discover(root);
     return s;
+  }
+
+  private get lockFile(): string {
+    return join(this.root, LOCK_FILE);
+  }
+
+  private async lock(): Promise<void> {
+    const key = resolve(this.root);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fsp.writeFile(this.lockFile, `${process.pid}\n`, { flag: 'wx' });
+        openRoots.add(key);
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw asLadingError(e, 'IO', `locking ${this.root}`);
+      }
+      const pid = Number((await fsp.readFile(this.lockFile, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(pid) && pid > 0 && (pid !== process.pid || openRoots.has(key)) && alive(pid)) {
+        throw new LadingError('CONFLICT', `${this.root} is in use by another lading serve (pid ${pid}); give each server its own --data directory`);
+      }
+      // A stale lock (its process is gone): take it over.
+      await fsp.rm(this.lockFile, { force: true });
+    }
+  }
+
+  /** Releases the data directory. */
+  async release(): Promise<void> {
+    openRoots.delete(resolve(this.root));
+    await fsp.rm(this.lockFile, { force: true });
   }
 
   private async discover(dir: string): Promise<void> {
