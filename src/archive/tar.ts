@@ -82,6 +82,9 @@ function isZeroBlock(b: Buffer): boolean {
 export function decodeHeader(b: Buffer, where: string): RawHeader | undefined {
   if (b.length < BLOCK) throw new LadingError('TRUNCATED', `${where}: archive ends inside a tar header`);
   if (isZeroBlock(b)) return undefined;
+  // Checksums are always octal: a base-256 marker there means this is no tar header (and
+  // must not surface as LIMIT_EXCEEDED or "negative checksum" for, say, a random binary).
+  if ((b[148]! & 0x80) !== 0) throw new LadingError('NOT_A_TAR', `${where}: not a tar archive (bad header checksum)`);
   const stored = parseOctal(b, 148, 8, 'checksum', where);
   let unsigned = 0;
   let signed = 0;

@@ -547,6 +547,14 @@ describe('hand-made headers', () => {
   });
 
 
+  it('a checksum field holding garbage -> NOT_A_TAR, whatever its high bits', async () => {
+    for (const field of [Buffer.from('abcdefgh'), Buffer.from([0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), Buffer.from([0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), Buffer.alloc(8, 0xff)]) {
+      const h = header({ name: 'a' });
+      field.copy(h, 148);
+      await failBoth(Buffer.concat([h, END]), 'NOT_A_TAR');
+    }
+  });
+
   it('things that are not tars -> NOT_A_TAR', async () => {
     await failBoth(Buffer.from('{"schemaVersion":2}'.padEnd(2048, ' ')), 'NOT_A_TAR');
     await failBoth(pseudoRandom(99, 4096), 'NOT_A_TAR');
