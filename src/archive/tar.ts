@@ -271,6 +271,11 @@ export async function indexTarFile(fh: FileHandle, fileSize: number, where: stri
     if (dataOffset + size > fileSize) {
       throw new LadingError('TRUNCATED', `${where}: archive is truncated inside ${JSON.stringify(e.name)} (needs ${size} bytes at offset ${dataOffset})`);
     }
+    // As the stream reader: the last entry's padding may be missing, but not cut short.
+    const rest = fileSize - (dataOffset + size);
+    if (rest > 0 && rest < padded(size) - size) {
+      throw new LadingError('TRUNCATED', `${where}: archive is truncated after ${JSON.stringify(e.name)}`);
+    }
     pos = dataOffset + padded(size);
   }
   return entries;

@@ -569,6 +569,13 @@ describe('hand-made headers', () => {
     await failBoth(Buffer.concat([header({ name: Buffer.from([0x61, 0xff, 0x62]) }), END]), 'UNSAFE_PATH');
     await failBoth(Buffer.concat([header({ name: 'l', typeflag: '2', linkname: Buffer.from([0xc3, 0x28]) }), END]), 'UNSAFE_PATH');
   });
+  it('a last entry whose padding is missing is accepted; padding cut short -> TRUNCATED (both readers)', async () => {
+    const whole = Buffer.concat([fileEntry('a', Buffer.from('a')), fileEntry('last', pseudoRandom(6, 600))]);
+    const dataEnd = 2 * BLOCK + BLOCK + 600;
+    assert.deepEqual((await readBoth(whole.subarray(0, dataEnd))).map((e) => e.name), ['a', 'last']);
+    await failBoth(whole.subarray(0, dataEnd + 100), 'TRUNCATED');
+    await failBoth(whole.subarray(0, dataEnd - 1), 'TRUNCATED');
+  });
 });
 
 describe('pax and GNU long-name records', () => {
