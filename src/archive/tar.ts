@@ -156,6 +156,18 @@ export class HeaderResolver {
     return h.typeflag === 'x' || h.typeflag === 'g' || h.typeflag === 'L' || h.typeflag === 'K';
   }
 
+  /** Whether pax or GNU long-name records wait for the entry they describe. */
+  get pending(): boolean {
+    return this.pax.size > 0 || this.longName !== undefined || this.longLink !== undefined;
+  }
+
+  /** At the end of the archive: records still pending mean the entry they describe was cut off. */
+  finish(): void {
+    if (this.pending) {
+      throw new LadingError('TRUNCATED', `${this.where}: archive ends after a pax or GNU long-name header, before the entry it describes`);
+    }
+  }
+
   metaLimit(h: RawHeader): void {
     if (h.size > MAX_META_SIZE) {
       throw new LadingError('LIMIT_EXCEEDED', `${this.where}: tar ${h.typeflag} header of ${h.size} bytes (limit ${MAX_META_SIZE})`);
@@ -278,6 +290,7 @@ export async function indexTarFile(fh: FileHandle, fileSize: number, where: stri
     }
     pos = dataOffset + padded(size);
   }
+  resolver.finish();
   return entries;
 }
 
@@ -380,6 +393,7 @@ export async function* readTarStream(source: AsyncIterable<Buffer | Uint8Array |
       const block = await r.read(BLOCK);
       if (block.length === 0) {
         if (first) throw new LadingError('NOT_A_TAR', `${where}: empty input, not a tar archive`);
+        resolver.finish();
         return; // EOF at a header boundary without end blocks: accepted, as GNU tar does
       }
       if (block.length < BLOCK) {
@@ -388,6 +402,7 @@ export async function* readTarStream(source: AsyncIterable<Buffer | Uint8Array |
       const h = decodeHeader(Buffer.from(block), where);
       first = false;
       if (h === undefined) {
+        resolver.finish();
         // End of archive. Drain the rest (zero padding, or a nix/zstd frame trailer) so the
         // decompressor reports a corrupt trailer instead of us ignoring it.
         for await (const _ of r.take(Number.MAX_SAFE_INTEGER)) void _;

@@ -569,6 +569,7 @@ describe('hand-made headers', () => {
     await failBoth(Buffer.concat([header({ name: Buffer.from([0x61, 0xff, 0x62]) }), END]), 'UNSAFE_PATH');
     await failBoth(Buffer.concat([header({ name: 'l', typeflag: '2', linkname: Buffer.from([0xc3, 0x28]) }), END]), 'UNSAFE_PATH');
   });
+
   it('a last entry whose padding is missing is accepted; padding cut short -> TRUNCATED (both readers)', async () => {
     const whole = Buffer.concat([fileEntry('a', Buffer.from('a')), fileEntry('last', pseudoRandom(6, 600))]);
     const dataEnd = 2 * BLOCK + BLOCK + 600;
@@ -638,6 +639,19 @@ describe('pax and GNU long-name records', () => {
       ['hl-name', 'hardlink', longLink],
       ['short', 'file', undefined],
     ]);
+  });
+
+  it('an archive that ends after a pax or GNU long-name header, before its entry -> TRUNCATED (both readers)', async () => {
+    const first = fileEntry('a', Buffer.from('a'));
+    const pax = paxEntry([paxRecord('path', 'long/pax/name')]);
+    const longName = Buffer.concat([header({ name: '././@LongLink', typeflag: 'L', size: 5, magic: 'gnu' }), dataBlocks(Buffer.from('long\0'))]);
+    for (const meta of [pax, longName]) {
+      await failBoth(Buffer.concat([first, meta]), 'TRUNCATED'); // cut at the block boundary after the record
+      await failBoth(Buffer.concat([first, meta.subarray(0, BLOCK + 10)]), 'TRUNCATED'); // cut after the record, padding missing
+      await failBoth(Buffer.concat([first, meta, END]), 'TRUNCATED'); // end-of-archive blocks where the entry should be
+    }
+    // A global pax header describes no particular entry: nothing is pending after it.
+    assert.deepEqual((await readBoth(Buffer.concat([first, paxEntry([paxRecord('comment', 'c')], 'g')]))).map((e) => e.name), ['a']);
   });
 
   it('decodePax parses records, including values with = and newlines', () => {
