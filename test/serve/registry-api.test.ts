@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BatchGetImageCommand, DescribeImagesCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import { BatchCheckLayerAvailabilityCommand, BatchGetImageCommand, DescribeImagesCommand, PutImageCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import { digestOf } from '../../src/image/digest';
 import {
   blob,
@@ -184,7 +184,6 @@ describe('lading serve: registry API (/v2/)', () => {
     const empty = blob('');
     assert.equal((await v2(`push/blobs/uploads/?digest=${empty.digest}`, { method: 'POST', body: '' })).status, 201);
 
-    const { BatchCheckLayerAvailabilityCommand } = await import('@aws-sdk/client-ecr');
     const check = await ecr.send(new BatchCheckLayerAvailabilityCommand({ repositoryName: 'push', layerDigests: [mono.digest, one.digest, big.digest, small.digest] }));
     assert.deepEqual(check.layers?.map((l) => l.layerDigest), [mono.digest, one.digest, big.digest]);
     assert.equal(srv.openUploads, 0);
@@ -314,7 +313,6 @@ describe('lading serve: skopeo reads and writes it', { skip: skopeoAvailable ? f
       { manifest: amd.manifest, architecture: 'amd64' },
       { manifest: arm.manifest, architecture: 'arm64' },
     ]);
-    const { PutImageCommand } = await import('@aws-sdk/client-ecr');
     await srv.ecr.send(new PutImageCommand({ repositoryName: 'sk/app', imageManifest: index.bytes.toString(), imageTag: 'multi' }));
 
     const local = JSON.parse((await run('skopeo', ['inspect', `oci:${join(srv.dataDir, 'sk', 'app')}:amd`])).stdout) as { Digest: string; Architecture: string };
