@@ -566,6 +566,7 @@ export async function handleEcr(s: ServeState, x: Exchange): Promise<void> {
     const out = await handler(s, body as Body, regionOf(s, authorization));
     reply(x, 200, { 'content-type': JSON_TYPE, 'x-amzn-requestid': randomUUID() }, JSON.stringify(out));
   } catch (e) {
+    x.req.resume(); // a refused request's body is drained, so the connection can be reused
     if (e instanceof ApiError) {
       sendEcrError(x, e);
       return;

@@ -275,6 +275,35 @@ describe('lading serve: ECR API through @aws-sdk/client-ecr', () => {
     assert.deepEqual(d.imageDetails?.[0]?.imageTags, ['v1', 'v1-alias']);
   });
 
+  test('Docker schema 2 manifests and manifest lists keep their media types', async () => {
+    await createRepo(ecr, 'docker-types');
+    const layer = gzipLayer({ 'd': 'docker' });
+    const config = configFor([layer]);
+    for (const b of [layer, config]) await uploadBlob(ecr, 'docker-types', b);
+    const DOCKER = 'application/vnd.docker.distribution.manifest.v2+json';
+    const LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+    const m = blob(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: DOCKER,
+        config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.size, digest: config.digest },
+        layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.size, digest: layer.digest }],
+      }),
+    );
+    await ecr.send(new PutImageCommand({ repositoryName: 'docker-types', imageManifest: m.bytes.toString(), imageManifestMediaType: DOCKER }));
+    const list = blob(JSON.stringify({ schemaVersion: 2, mediaType: LIST, manifests: [{ mediaType: DOCKER, size: m.size, digest: m.digest, platform: { os: 'linux', architecture: 'amd64' } }] }));
+    await ecr.send(new PutImageCommand({ repositoryName: 'docker-types', imageManifest: list.bytes.toString(), imageTag: 'list' }));
+    const got = await ecr.send(new BatchGetImageCommand({ repositoryName: 'docker-types', imageIds: [{ imageDigest: m.digest }, { imageTag: 'list' }] }));
+    assert.deepEqual(got.images?.map((i) => i.imageManifestMediaType), [DOCKER, LIST]);
+    const details = await ecr.send(new DescribeImagesCommand({ repositoryName: 'docker-types', imageIds: [{ imageDigest: m.digest }] }));
+    assert.equal(details.imageDetails?.[0]?.artifactMediaType, 'application/vnd.docker.container.image.v1+json');
+    // Schema 1 is refused (lading serve does not store it; ECR does).
+    await rejectsWith(
+      ecr.send(new PutImageCommand({ repositoryName: 'docker-types', imageManifest: JSON.stringify({ schemaVersion: 1, name: 'x', tag: 'y', fsLayers: [] }), imageManifestMediaType: 'application/vnd.docker.distribution.manifest.v1+json' })),
+      'InvalidParameterException',
+    );
+  });
+
   test('tag mutability: MUTABLE moves a tag (the old image stays, untagged); IMMUTABLE refuses', async () => {
     const a = smallImage('a');
     const b = smallImage('b');

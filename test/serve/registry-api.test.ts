@@ -235,6 +235,22 @@ describe('lading serve: registry API (/v2/)', () => {
     assert.deepEqual((JSON.parse(next.body.toString()) as { tags: string[] }).tags, ['v1']);
   });
 
+  test('missingRepository "close": a push to a missing repository gets its connection closed, as ECR does', async () => {
+    const closing = await startTestServer({ missingRepository: 'close' });
+    try {
+      const c = await registryCreds(closing.ecr);
+      await assert.rejects(http(`${closing.url}/v2/absent/blobs/uploads/`, { method: 'POST', headers: { authorization: c.header } }));
+      const pull = await http(`${closing.url}/v2/absent/manifests/latest`, { headers: { authorization: c.header } });
+      assert.equal(pull.status, 404);
+      assert.equal(ociCode(pull.body), 'NAME_UNKNOWN');
+    } finally {
+      await closing.stop();
+    }
+    const push = await v2('absent/blobs/uploads/', { method: 'POST' });
+    assert.equal(push.status, 404);
+    assert.equal(ociCode(push.body), 'NAME_UNKNOWN');
+  });
+
   test('referrers: manifests with a subject are listed, filtered by artifactType', async () => {
     await createRepo(ecr, 'refs');
     const img = smallImage('refs');

@@ -30,17 +30,25 @@ describe('lading serve: storage', () => {
       await createRepo(a.ecr, 'keep/me', 'IMMUTABLE');
       await pushImage(a.ecr, 'keep/me', img, 'v1');
       await pushImage(a.ecr, 'keep/me', other);
+      // Nested repositories: one's layout directory inside the other's.
+      await createRepo(a.ecr, 'keep');
+      await pushImage(a.ecr, 'keep', other, 'outer');
       const before = await a.ecr.send(new DescribeImagesCommand({ repositoryName: 'keep/me' }));
       await a.stop();
       // Nothing temporary is left: only the layout, the settings, and an empty scratch dir.
       const files = (await walk(dataDir)).map((f) => f.slice(dataDir.length + 1));
       assert.ok(files.every((f) => !/\.tmp-/.test(f)), files.join('\n'));
-      assert.deepEqual(files.filter((f) => !f.includes('/blobs/')).sort(), ['keep/me/.repository.json', 'keep/me/index.json', 'keep/me/oci-layout']);
+      assert.deepEqual(
+        files.filter((f) => !f.includes('blobs/')).sort(),
+        ['keep/.repository.json', 'keep/index.json', 'keep/me/.repository.json', 'keep/me/index.json', 'keep/me/oci-layout', 'keep/oci-layout'],
+      );
 
       const b = await startTestServer({ dataDir });
       try {
-        const repo = await b.ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['keep/me'] }));
-        assert.equal(repo.repositories?.[0]?.imageTagMutability, 'IMMUTABLE');
+        const repo = await b.ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['keep/me', 'keep'] }));
+        assert.deepEqual(repo.repositories?.map((r) => r.imageTagMutability), ['IMMUTABLE', 'MUTABLE']);
+        const outer = await b.ecr.send(new BatchGetImageCommand({ repositoryName: 'keep', imageIds: [{ imageTag: 'outer' }] }));
+        assert.equal(outer.images?.[0]?.imageId?.imageDigest, other.manifest.digest);
         const after = await b.ecr.send(new DescribeImagesCommand({ repositoryName: 'keep/me' }));
         assert.deepEqual(
           after.imageDetails?.map((d) => [d.imageDigest, d.imageTags, d.imageSizeInBytes, Math.round(d.imagePushedAt!.getTime() / 1000)]),
