@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// Runs the property tests (dist/test/**/*props.test.js) with a much larger fast-check budget
+// than `npm test` gives them. The tests read FC_NUM_RUNS; this sets it to 5000 unless it is
+// already set. Usage (after a build; `npm run fuzz` builds first):
+//   node scripts/fuzz.js                        every property file, FC_NUM_RUNS=5000
+//   FC_NUM_RUNS=50000 node scripts/fuzz.js      a bigger budget
+//   node scripts/fuzz.js dist/test/image        only the property files under these paths
+// A failure prints fast-check's seed and counterexample; the exit code is the test runner's.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const { existsSync, readdirSync, statSync } = require('node:fs');
+const path = require('node:path');
+
+function collect(p, out) {
+  if (statSync(p).isDirectory()) {
+    for (const name of readdirSync(p).sort()) collect(path.join(p, name), out);
+  } else if (/props\.test\.js$/.test(p)) {
+    out.push(p);
+  }
+  return out;
+}
+
+const args = process.argv.slice(2);
+const flags = args.filter((a) => a.startsWith('-'));
+const targets = args.filter((a) => !a.startsWith('-'));
+const distTest = path.join(__dirname, '..', 'dist', 'test');
+if (targets.length === 0 && !existsSync(distTest)) {
+  console.error('fuzz: dist/test is missing; run `npm run build` first (or `npm run fuzz`)');
+  process.exit(2);
+}
+const files = (targets.length > 0 ? targets : [distTest]).flatMap((r) => collect(r, []));
+if (files.length === 0) {
+  console.error('fuzz: no *props.test.js files found');
+  process.exit(2);
+}
+const runs = process.env.FC_NUM_RUNS ?? '5000';
+console.error(`fuzz: FC_NUM_RUNS=${runs} over ${files.length} file(s):\n  ${files.map((f) => path.relative(process.cwd(), f)).join('\n  ')}`);
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...flags, ...files], {
+  stdio: 'inherit',
+  env: { ...process.env, FC_NUM_RUNS: runs },
+});
+process.exit(r.status ?? 1);
