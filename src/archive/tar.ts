@@ -265,14 +265,14 @@ export async function indexTarFile(fh: FileHandle, fileSize: number, where: stri
   }
   while (pos < fileSize) {
     if (pos + BLOCK > fileSize) throw new LadingError('TRUNCATED', `${where}: archive ends inside a tar header at byte ${pos}`);
-    await readFully(fh, block, pos);
+    await readFully(fh, block, pos, where);
     const h = decodeHeader(block, where);
     if (h === undefined) break; // end-of-archive marker
     const dataOffset = pos + BLOCK;
     if (resolver.isMeta(h)) {
       resolver.metaLimit(h);
       const data = Buffer.alloc(h.size);
-      await readFully(fh, data, dataOffset);
+      await readFully(fh, data, dataOffset, where);
       resolver.meta(h, data);
       pos = dataOffset + padded(h.size);
       continue;
@@ -294,11 +294,11 @@ export async function indexTarFile(fh: FileHandle, fileSize: number, where: stri
   return entries;
 }
 
-async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+async function readFully(fh: FileHandle, buf: Buffer, position: number, where: string): Promise<void> {
   let off = 0;
   while (off < buf.length) {
     const { bytesRead } = await fh.read(buf, off, buf.length - off, position + off);
-    if (bytesRead === 0) throw new LadingError('TRUNCATED', `archive ends at byte ${position + off}`);
+    if (bytesRead === 0) throw new LadingError('TRUNCATED', `${where}: archive is truncated (it ends at byte ${position + off})`);
     off += bytesRead;
   }
 }

@@ -654,6 +654,18 @@ describe('pax and GNU long-name records', () => {
     assert.deepEqual((await readBoth(Buffer.concat([first, paxEntry([paxRecord('comment', 'c')], 'g')]))).map((e) => e.name), ['a']);
   });
 
+  it('a pax record cut short names the archive in its message (file reader)', async () => {
+    const buf = paxEntry([paxRecord('path', 'x'.repeat(300))]).subarray(0, BLOCK + 100);
+    const file = tmp('cut-pax.tar');
+    fs.writeFileSync(file, buf);
+    const fh = await open(file, 'r');
+    try {
+      await assert.rejects(indexTarFile(fh, buf.length, file), (e: unknown) => e instanceof LadingError && e.code === 'TRUNCATED' && e.message.startsWith(`${file}: `));
+    } finally {
+      await fh.close();
+    }
+  });
+
   it('decodePax parses records, including values with = and newlines', () => {
     const m = decodePax(Buffer.concat([paxRecord('path', 'a=b\nc'), paxRecord('size', '7'), paxRecord('ünï', 'ç')]), 'x');
     assert.deepEqual([...m], [
