@@ -13,6 +13,16 @@ export interface Entry {
 
 /** Symlink hops allowed when resolving one path, as Linux's MAXSYMLINKS. */
 const MAX_HOPS = 40;
+/**
+ * Longest path (and link target) resolved, as Linux's PATH_MAX. Resolution looks up every
+ * prefix of the path, so without a bound a hostile link target or manifest path of a few
+ * hundred KiB costs minutes of CPU (quadratic in its length).
+ */
+const MAX_PATH = 4096;
+
+function shown(p: string): string {
+  return JSON.stringify(p.length > 200 ? `${p.slice(0, 200)}...` : p);
+}
 
 /**
  * Normalises an entry name, refusing names that would escape the archive when extracted
@@ -106,7 +116,11 @@ export class EntryTable {
       }
       if (part === '.') continue;
       done.push(part);
-      const e = this.map.get(done.join('/'));
+      const key = done.join('/');
+      if (key.length > MAX_PATH) {
+        throw new LadingError('LIMIT_EXCEEDED', `${this.where}: resolving ${shown(path)} leads to a path longer than ${MAX_PATH} characters`);
+      }
+      const e = this.map.get(key);
       if (e === undefined) {
         if (pending.length === 0) break;
         continue;
@@ -114,6 +128,9 @@ export class EntryTable {
       if (e.type === 'symlink' || (e.type === 'hardlink' && pending.length === 0)) {
         if (++hops > MAX_HOPS) throw new LadingError('SYMLINK_LOOP', `${this.where}: links starting at ${JSON.stringify(path)} loop`);
         const target = e.linkname ?? '';
+        if (target.length > MAX_PATH) {
+          throw new LadingError('LIMIT_EXCEEDED', `${this.where}: link ${shown(e.path)} has a target longer than ${MAX_PATH} characters`);
+        }
         if (target.startsWith('/')) {
           throw new LadingError('SYMLINK_ESCAPE', `${this.where}: link ${JSON.stringify(e.path)} -> ${JSON.stringify(target)} points outside the archive`);
         }

@@ -230,6 +230,23 @@ describe('EntryTable lookups and link resolution', () => {
     assert.equal(streamed.lookup('d/x')!.path, indexed.lookup('d/x')!.path);
   });
 
+  it('very long paths and link targets are refused quickly (LIMIT_EXCEEDED), not resolved in quadratic time', () => {
+    const started = Date.now();
+    // A link target of 400 KB: before the bound, resolving it took minutes.
+    assert.equal(codeOf(() => table(['manifest.json', 'l', `${'a/'.repeat(200_000)}x`]).lookup('manifest.json')), 'LIMIT_EXCEEDED');
+    // The same as a path asked for directly (a manifest can name one: JSON allows 4 MiB).
+    assert.equal(codeOf(() => table(['x', 'f', 1]).lookup(`${'a/'.repeat(200_000)}x`)), 'LIMIT_EXCEEDED');
+    // Links that each add a prefix: every hop is short, the path they build is not.
+    const specs: Spec[] = [];
+    const step = 'p/'.repeat(100);
+    for (let i = 0; i < 30; i++) specs.push([`${step.repeat(i)}l`, 'l', `${step}${i === 29 ? 'end' : 'l'}`]);
+    assert.equal(codeOf(() => table(...specs).lookup('l')), 'LIMIT_EXCEEDED');
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+    // Paths of ordinary length are unaffected.
+    const long = `${'d'.repeat(200)}/${'e'.repeat(200)}/f`;
+    assert.equal(table([long, 'f', 1], ['l', 'l', long]).lookup('l')!.path, long);
+  });
+
   it('a requested path with .. or a leading slash is refused as UNSAFE_PATH', () => {
     const t = table(['a', 'f', 1]);
     assert.equal(codeOf(() => t.lookup('../a')), 'UNSAFE_PATH');
