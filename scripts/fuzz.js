@@ -5,7 +5,9 @@
 //   node scripts/fuzz.js                        every property file, FC_NUM_RUNS=5000
 //   FC_NUM_RUNS=50000 node scripts/fuzz.js      a bigger budget
 //   node scripts/fuzz.js dist/test/image        only the property files under these paths
-// A failure prints fast-check's seed and counterexample; the exit code is the test runner's.
+// A failure prints fast-check's seed, path and counterexample; replay it with
+//   FC_SEED=<seed> FC_PATH=<path> node scripts/fuzz.js --test-name-pattern='<test name>'
+// (lading's own property files read both). The exit code is the test runner's.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const { existsSync, readdirSync, statSync } = require('node:fs');

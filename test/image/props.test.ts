@@ -4,7 +4,8 @@
  * and what they accept satisfies their invariants (round trips, idempotence).
  *
  * The budget: FC_NUM_RUNS (npm run fuzz sets a large one); by default each property runs a
- * few hundred to a few thousand cases, a second or two in all.
+ * few hundred to a few thousand cases, a second or two in all. FC_SEED and FC_PATH, as
+ * fast-check prints them, replay a failure.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -32,7 +33,9 @@ import { formatReference, parseReference } from '../../src/registry/reference';
 const envRuns = process.env.FC_NUM_RUNS === undefined ? undefined : Number(process.env.FC_NUM_RUNS);
 /** Runs for one property: FC_NUM_RUNS when set, else this property's default. */
 const runs = (byDefault: number): number => envRuns ?? byDefault;
-const timeout = (byDefault: number): number => 30_000 + (runs(byDefault) / byDefault) * 20_000;
+/** FC_SEED and FC_PATH (printed by fast-check on a failure) replay one counterexample. */
+const replay = process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), ...(process.env.FC_PATH ? { path: process.env.FC_PATH } : {}) };
+const timeout = (byDefault: number): number => 120_000 + (runs(byDefault) / byDefault) * 20_000;
 
 /** Calls fn; a LadingError with one of `codes` is fine, anything else thrown fails the property. */
 function onlyLadingErrors<T>(fn: () => T, codes: readonly ErrorCode[]): T | undefined {
@@ -56,7 +59,7 @@ class Tally {
   }
   /** Both outcomes seen at least `min` times (skipped for tiny budgets). */
   check(what: string, min = 5): void {
-    if (this.ok + this.refused < 200) return;
+    if (this.ok + this.refused < 200 || process.env.FC_SEED !== undefined) return;
     assert.ok(this.ok >= min && this.refused >= min, `${what}: generators too narrow (${this.ok} accepted, ${this.refused} refused)`);
   }
 }
@@ -98,7 +101,7 @@ describe('string parsers never throw anything but LadingError', () => {
           assert.match(d, /^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$/);
         }
       }),
-      { numRuns: runs(3000) },
+      { numRuns: runs(3000), ...replay },
     );
     tally.check('digests');
   });
@@ -109,7 +112,7 @@ describe('string parsers never throw anything but LadingError', () => {
         const d = digestOf(b, alg);
         assert.equal(parseDigest(d), d);
       }),
-      { numRuns: runs(300) },
+      { numRuns: runs(300), ...replay },
     );
   });
 
@@ -127,7 +130,7 @@ describe('string parsers never throw anything but LadingError', () => {
         assert.equal(p.os, p.os.toLowerCase());
         if (p.architecture === 'arm') assert.ok(p.variant !== undefined, 'arm always has a variant after normalisation');
       }),
-      { numRuns: runs(3000) },
+      { numRuns: runs(3000), ...replay },
     );
     tally.check('platforms');
   });
@@ -141,7 +144,7 @@ describe('string parsers never throw anything but LadingError', () => {
         assert.equal(platformEquals(p, q), platformEquals(q, p));
         if (platformEquals(p, q)) assert.equal(platformMatches(p, q), true);
       }),
-      { numRuns: runs(2000) },
+      { numRuns: runs(2000), ...replay },
     );
   });
 
@@ -162,7 +165,7 @@ describe('string parsers never throw anything but LadingError', () => {
           assert.doesNotThrow(() => normalizePlatform(p));
         }
       }),
-      { numRuns: runs(2000) },
+      { numRuns: runs(2000), ...replay },
     );
   });
 
@@ -174,7 +177,7 @@ describe('string parsers never throw anything but LadingError', () => {
         tally.note(r !== undefined);
         if (r !== undefined) assert.deepEqual(parseReference(formatReference(r)), r);
       }),
-      { numRuns: runs(3000) },
+      { numRuns: runs(3000), ...replay },
     );
     tally.check('references');
   });
@@ -192,7 +195,7 @@ describe('string parsers never throw anything but LadingError', () => {
         assert.ok(!n.split('/').some((p) => p === '' || p === '.' || p === '..') || n === '');
         assert.equal(normalizeEntryName(n, 'x'), n);
       }),
-      { numRuns: runs(2000) },
+      { numRuns: runs(2000), ...replay },
     );
   });
 });
@@ -264,7 +267,7 @@ describe('parseManifestDocument and parseImageConfig throw only LadingErrors', (
         const c = onlyLadingErrors(() => parseImageConfig(bytes, 'config'), MANIFEST_CODES);
         if (c !== undefined) assert.equal(c.digest, digestOf(bytes));
       }),
-      { numRuns: runs(2000) },
+      { numRuns: runs(2000), ...replay },
     );
     manifests.check('manifest documents');
   });
@@ -275,7 +278,7 @@ describe('parseManifestDocument and parseImageConfig throw only LadingErrors', (
         onlyLadingErrors(() => parseManifestDocument(Buffer.from(b), 'doc'), MANIFEST_CODES);
         onlyLadingErrors(() => parseImageConfig(Buffer.from(b), 'config'), MANIFEST_CODES);
       }),
-      { numRuns: runs(1000) },
+      { numRuns: runs(1000), ...replay },
     );
   });
 });
