@@ -59,7 +59,7 @@ class Tally {
   }
   /** Both outcomes seen at least `min` times (skipped for tiny budgets). */
   check(what: string, min = 5): void {
-    if (this.ok + this.refused < 200 || process.env.FC_SEED !== undefined) return;
+    if (this.ok + this.refused < 500 || process.env.FC_SEED !== undefined) return;
     assert.ok(this.ok >= min && this.refused >= min, `${what}: generators too narrow (${this.ok} accepted, ${this.refused} refused)`);
   }
 }
