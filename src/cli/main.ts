@@ -3,6 +3,7 @@ import { LadingError } from '../errors';
 import type { CommandContext } from './context';
 import { inspectHelp, runInspect } from './inspect';
 import { pushHelp, runPush } from './push';
+import { runServe, serveHelp } from '../serve/cli';
 
 // package.json sits outside the compiled tree; reading it at run time keeps one source of truth.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -15,6 +16,7 @@ Usage: lading COMMAND [options]
 Commands:
   inspect ARCHIVE    describe an image archive and verify every blob in it
   push ARCHIVE DEST  push an image archive to a registry (host/repo:tag) or an OCI layout (oci:DIR)
+  serve              run a local ECR-compatible registry (ECR API and /v2/) for offline work and tests
   version            print the version
 
 Run 'lading COMMAND --help' for a command's options.
@@ -25,6 +27,7 @@ type Command = (ctx: CommandContext, args: string[]) => Promise<number>;
 const commands: Record<string, { run: Command; help: string }> = {
   inspect: { run: runInspect, help: inspectHelp },
   push: { run: runPush, help: pushHelp },
+  serve: { run: runServe, help: serveHelp },
 };
 
 /** Runs the CLI; resolves to the exit code. Exported for tests, which run it in-process too. */
