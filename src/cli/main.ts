@@ -4,6 +4,7 @@ import type { CommandContext } from './context';
 import { inspectHelp, runInspect } from './inspect';
 import { pushHelp, runPush } from './push';
 import { runServe, serveHelp } from '../serve/cli';
+import { cdkHelp, runCdk } from '../cdk-publish/cli';
 
 // package.json sits outside the compiled tree; reading it at run time keeps one source of truth.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -17,6 +18,7 @@ Commands:
   inspect ARCHIVE    describe an image archive and verify every blob in it
   push ARCHIVE DEST  push an image archive to a registry (host/repo:tag) or an OCI layout (oci:DIR)
   serve              run a local ECR-compatible registry (ECR API and /v2/) for offline work and tests
+  cdk publish [DIR]  publish a synthesized CDK app's image-archive assets to ECR, so cdk deploy needs no docker
   version            print the version
 
 Run 'lading COMMAND --help' for a command's options.
@@ -28,6 +30,7 @@ const commands: Record<string, { run: Command; help: string }> = {
   inspect: { run: runInspect, help: inspectHelp },
   push: { run: runPush, help: pushHelp },
   serve: { run: runServe, help: serveHelp },
+  cdk: { run: runCdk, help: cdkHelp },
 };
 
 /** Runs the CLI; resolves to the exit code. Exported for tests, which run it in-process too. */
