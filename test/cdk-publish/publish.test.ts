@@ -12,7 +12,7 @@ import { DescribeImagesCommand } from '@aws-sdk/client-ecr';
 import type { PublishReport } from '../../src/cdk-publish';
 import { cdkSessionName } from '../../src/cdk-publish/aws';
 import { main } from '../../src/cli/main';
-import { createRepo, run, skopeoAvailable, startTestServer, tempDir, type TestServer } from '../serve/helpers';
+import { createRepo, pushImage, run, skopeoAvailable, smallImage, startTestServer, tempDir, type TestServer } from '../serve/helpers';
 import { PINNED_EXTERNAL_ID, PINNED_SESSION_TAG, synthFixtureApp, type FixtureApp } from './fixture-app';
 import { startStsServer, type StsServer } from './sts-server';
 
@@ -273,6 +273,27 @@ describe('lading cdk publish against lading serve and a local STS', () => {
       assert.equal(x.digest, y.digest);
       assert.equal(await tagDigest(srv, x.repositoryName, x.imageTag), x.digest);
     }
+  });
+
+  test('the tag appears under another image while lading publishes (immutable tags): the asset counts as there, not failed', async () => {
+    const srv = await ecr();
+    const dry = await publish(srv, [app.outdir, '--stack', 'Pinned', '--json', '--dry-run', '--sts-endpoint-url', sts.url]);
+    const tag = dry.report!.assets[0]!.imageTag;
+    // lading's PutImage waits; meanwhile another publisher (the CDK CLI on another runner) tags its own build.
+    srv.faults.add({ op: 'PutImage', kind: 'slow', delayMs: 1500, times: 1 });
+    const running = publish(srv, [app.outdir, '--stack', 'Pinned', '--json', '--no-cache', '--sts-endpoint-url', sts.url]);
+    const t0 = Date.now();
+    while ((srv.calls.PutImage ?? 0) < 1 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+    const other = smallImage('other-build');
+    await pushImage(srv.ecr, REPO_000, other, tag);
+    const r = await running;
+    srv.faults.clear();
+    assert.equal(r.code, 0, r.out);
+    const a = r.report!.assets[0]!;
+    assert.equal(a.status, 'exists');
+    assert.equal(a.digest, other.manifest.digest);
+    assert.match(a.reason!, /another publisher/);
+    assert.equal(await tagDigest(srv, REPO_000, tag), other.manifest.digest);
   });
 
   test('usage: help, unknown subcommand, bad --concurrency, not an assembly', async () => {
