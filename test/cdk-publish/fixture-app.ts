@@ -22,30 +22,33 @@ import { digestHex, digestOf } from '../../src/image/digest';
 export const PINNED_EXTERNAL_ID = 'ext-pinned-42';
 export const PINNED_SESSION_TAG = { Key: 'team', Value: 'platform' };
 
-/** A small `docker save` archive whose content (and so digest) depends on `label`. */
-export function imageArchive(label: string): Buffer {
-  const layer = tarOf([
-    { name: 'etc/', type: 'directory' },
-    { name: 'etc/label', data: Buffer.from(`${label}\n`) },
-    { name: 'etc/motd', data: Buffer.from(`published by lading cdk publish: ${label}\n`.repeat(32)) },
-  ]);
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      created: '1970-01-01T00:00:00Z',
-      config: { Cmd: ['/bin/true'], Labels: { label } },
-      rootfs: { type: 'layers', diff_ids: [digestOf(layer)] },
-    }),
-  );
-  const configName = `${digestHex(digestOf(config))}.json`;
-  const id = digestHex(digestOf(layer));
-  return tarOf([
-    { name: `${id}/`, type: 'directory' as const },
-    { name: `${id}/layer.tar`, data: layer },
-    { name: configName, data: config },
-    { name: 'manifest.json', data: Buffer.from(JSON.stringify([{ Config: configName, RepoTags: [`${label}:latest`], Layers: [`${id}/layer.tar`] }])) },
-  ]);
+/** A small `docker save` archive whose content (and so digest) depends on `label`; several labels: one image each, in that order. */
+export function imageArchive(label: string | string[]): Buffer {
+  const labels = Array.isArray(label) ? label : [label];
+  const entries: Parameters<typeof tarOf>[0] = [];
+  const manifest: unknown[] = [];
+  for (const l of labels) {
+    const layer = tarOf([
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/label', data: Buffer.from(`${l}\n`) },
+      { name: 'etc/motd', data: Buffer.from(`published by lading cdk publish: ${l}\n`.repeat(32)) },
+    ]);
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        created: '1970-01-01T00:00:00Z',
+        config: { Cmd: ['/bin/true'], Labels: { label: l } },
+        rootfs: { type: 'layers', diff_ids: [digestOf(layer)] },
+      }),
+    );
+    const configName = `${digestHex(digestOf(config))}.json`;
+    const id = digestHex(digestOf(layer));
+    entries.push({ name: `${id}/`, type: 'directory' as const }, { name: `${id}/layer.tar`, data: layer }, { name: configName, data: config });
+    manifest.push({ Config: configName, RepoTags: [`${l}:latest`], Layers: [`${id}/layer.tar`] });
+  }
+  entries.push({ name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)) });
+  return tarOf(entries);
 }
 
 export interface FixtureApp {
