@@ -14,6 +14,7 @@ import { cdkSessionName } from '../../src/cdk-publish/aws';
 import { main } from '../../src/cli/main';
 import { createRepo, pushImage, run, skopeoAvailable, smallImage, startTestServer, tempDir, type TestServer } from '../serve/helpers';
 import { PINNED_EXTERNAL_ID, PINNED_SESSION_TAG, synthFixtureApp, type FixtureApp } from './fixture-app';
+import { startRecordingProxy } from './recording-proxy';
 import { startStsServer, type StsServer } from './sts-server';
 
 // The SDK's default credential chain reads this process's environment: base credentials of a "CI user".
@@ -62,10 +63,10 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     return srv;
   }
 
-  async function publish(srv: TestServer, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  async function publish(srv: TestServer, args: string[], env: NodeJS.ProcessEnv = {}, endpoint = srv.url): Promise<Run> {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await main(['cdk', 'publish', ...args, '--endpoint-url', srv.url], {
+    const code = await main(['cdk', 'publish', ...args, '--endpoint-url', endpoint], {
       stdout: (s) => out.push(s),
       stderr: (s) => err.push(s),
       env: { ...process.env, AWS_REGION: 'us-east-1', XDG_CACHE_HOME: join(work, 'cache'), ...env },
@@ -86,7 +87,8 @@ describe('lading cdk publish against lading serve and a local STS', () => {
   test('publishes every tarball asset to repositoryName:imageTag, assuming each role as the CDK CLI does; a second run publishes nothing', async () => {
     const srv = await ecr();
     const first = sts.requests.length;
-    const r = await publish(srv, [app.outdir, '--json', '--sts-endpoint-url', sts.url]);
+    const proxy = await startRecordingProxy(srv.url);
+    const r = await publish(srv, [app.outdir, '--json', '--sts-endpoint-url', sts.url], {}, proxy.url).finally(() => proxy.close());
     assert.equal(r.code, 0, `${r.err}\n${r.out}`);
     const report = r.report!;
     assert.deepEqual(report.summary, { published: 3, exists: 0, 'would-publish': 0, skipped: 1, failed: 0 });
@@ -143,6 +145,13 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     assert.equal(withExternalId[0]!.params['Tags.member.1.Value'], PINNED_SESSION_TAG.Value);
     assert.equal(withExternalId[0]!.params['TransitiveTagKeys.member.1'], PINNED_SESSION_TAG.Key);
     assert.deepEqual(assumes.map((q) => q.params.RoleArn).sort(), [ROLE_000, ROLE_000, ROLE_111].sort(), 'Pinned role (external ID), Agnostic role, Prod role');
+    // Every ECR call is signed with the credentials of its destination's role.
+    assert.ok(proxy.calls.length > 0);
+    for (const c of proxy.calls) {
+      const role = c.repositoryName === REPO_111 ? ROLE_111 : ROLE_000;
+      assert.ok(sts.issued.get(role)!.includes(c.accessKeyId!), `${c.op} on ${c.repositoryName} signed by ${c.accessKeyId}, not by ${role}`);
+    }
+    assert.ok(proxy.calls.some((c) => c.repositoryName === REPO_111 && c.op === 'PutImage'));
 
     // Second run: every tag is there; nothing uploaded, nothing put.
     srv.resetCalls();
