@@ -56,7 +56,21 @@ export function createDecompressor(c: Exclude<Compression, 'none'>): Transform {
   }
   const n = zstdNapi();
   if (!n) throw noZstd();
-  return new n.DecompressStream({ windowLogMax: ZSTD_WINDOW_LOG_MAX });
+  const d = new n.DecompressStream({ windowLogMax: ZSTD_WINDOW_LOG_MAX });
+  // zstd-napi's errors carry neither a code nor the word zstd ("Unsupported frame parameter" for a
+  // window over the limit): tag them, so callers report DECOMPRESSION_FAILED rather than IO.
+  const transform = d._transform.bind(d);
+  d._transform = (chunk, enc, done) => transform(chunk, enc, (e, data) => done(e ? tagZstdError(e) : null, data));
+  const flush = d._flush?.bind(d);
+  if (flush) d._flush = (done) => flush((e, data) => done(e ? tagZstdError(e) : null, data));
+  return d;
+}
+
+function tagZstdError(e: Error): Error {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === undefined) err.code = 'ERR_ZSTD_DECOMPRESS';
+  if (!/zstd/i.test(err.message)) err.message = `zstd: ${err.message}${/frame parameter|memory|window/i.test(err.message) ? ` (frames may use a window of at most ${2 ** (ZSTD_WINDOW_LOG_MAX - 20)} MiB)` : ''}`;
+  return err;
 }
 
 export function createCompressor(c: Exclude<Compression, 'none'>, level?: number): Transform {
