@@ -16,7 +16,7 @@ import { mapLimit } from '../util/concurrency';
 import type { Destination, ManifestToPut } from './destination';
 import type { CopyEvent, CopyEventListener } from './events';
 import { selectImage, selectPlatforms } from './select';
-import { VerifyingStream } from './verify';
+import { DiffIdCheck, VerifyingStream } from './verify';
 
 export interface CopyOptions {
   /** Name or digest of the image to take from a multi-image archive. */
@@ -380,7 +380,17 @@ export class CopyEngine {
         job.planned = { label: job.label, action: 'upload', digest, size };
         return;
       }
-      await this.upload(job, 'upload', () => archive.openBlob(job.ref).pipe(new VerifyingStream({ what, digest, size })), { digest, size });
+      const diffId = job.kind === 'layer' && stored !== 'none' ? job.diffId : undefined;
+      const open = (): Readable => {
+        if (diffId === undefined || stored === 'none') return archive.openBlob(job.ref).pipe(new VerifyingStream({ what, digest, size }));
+        // A compressed layer pushed as it is: its uncompressed digest must be the diff_id too.
+        const check = new DiffIdCheck(stored, { diffId, what });
+        pipeline(archive.openBlob(job.ref), new VerifyingStream({ what, digest, size }), check, (e) => {
+          if (e) check.destroy(e);
+        });
+        return check;
+      };
+      await this.upload(job, 'upload', open, { digest, size });
       return;
     }
 

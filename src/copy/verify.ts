@@ -1,6 +1,9 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { LadingError } from '../errors';
+import { decompressionError } from '../archive/analyze';
+import { createDecompressor } from '../compress/codecs';
 import { createDigester, finishDigest, type Digest, type DigestAlgorithm } from '../image/digest';
+import type { Compression } from '../image/media-types';
 
 export interface Expectation {
   digest?: Digest;
@@ -47,5 +50,70 @@ export class VerifyingStream extends Transform {
       return;
     }
     cb();
+  }
+}
+
+/**
+ * Passes compressed bytes through unchanged while decompressing a copy of them and hashing the
+ * result: at the end, an uncompressed digest other than the config's diff_id fails the stream
+ * (so a layer pushed as it is, without recompression, is held to its diff_id too).
+ */
+export class DiffIdCheck extends Transform {
+  private readonly dec: Transform;
+  private readonly hash;
+  private readonly alg: DigestAlgorithm;
+  private readonly ended: Promise<void>;
+  private failed: Error | undefined;
+  private pending: (() => void) | undefined;
+
+  constructor(
+    compression: Exclude<Compression, 'none'>,
+    private readonly expect: { diffId: Digest; what: string },
+  ) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.alg = expect.diffId.startsWith('sha512:') ? 'sha512' : 'sha256';
+    this.hash = createDigester(this.alg);
+    this.dec = createDecompressor(compression);
+    this.dec.on('data', (c: Buffer) => this.hash.update(c));
+    this.ended = new Promise<void>((resolve, reject) => {
+      this.dec.once('end', resolve);
+      this.dec.once('error', (e: Error) => {
+        this.failed = decompressionError(e, expect.what);
+        reject(this.failed);
+        this.release();
+      });
+    });
+    this.ended.catch(() => undefined);
+  }
+
+  private release(): void {
+    const p = this.pending;
+    this.pending = undefined;
+    p?.();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.failed) return cb(this.failed);
+    if (this.dec.write(chunk)) return cb(null, chunk);
+    this.pending = () => (this.failed ? cb(this.failed) : cb(null, chunk));
+    this.dec.once('drain', () => this.release());
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.failed) return cb(this.failed);
+    this.dec.end();
+    this.ended.then(
+      () => {
+        const got = finishDigest(this.hash, this.alg);
+        if (got !== this.expect.diffId) cb(new LadingError('DIFF_ID_MISMATCH', `${this.expect.what}: uncompressed content has digest ${got}, the config's diff_id is ${this.expect.diffId}`));
+        else cb();
+      },
+      (e: Error) => cb(e),
+    );
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    this.dec.destroy();
+    cb(err);
   }
 }
