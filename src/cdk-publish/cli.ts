@@ -1,6 +1,6 @@
 import { DigestCache } from '../compress/cache';
 import { parseCommandArgs, strings, usageError, type CommandContext } from '../cli/context';
-import { publishAssembly, type AssetResult, type PublishReport } from './publish';
+import type { AssetResult, PublishReport } from './publish';
 
 export const cdkHelp = `Usage: lading cdk publish [ASSEMBLY_DIR] [options]
 
@@ -112,6 +112,9 @@ async function runPublish(ctx: CommandContext, args: string[]): Promise<number> 
   const stsEndpoint = str(values['sts-endpoint-url']);
   const json = values.json === true;
   const quiet = values.quiet === true || json;
+  // Loaded on use: the AWS SDK clients and the schema package stay out of other commands' start-up.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { publishAssembly } = require('./publish') as typeof import('./publish');
   const report = await publishAssembly({
     assembly: positionals[0] ?? 'cdk.out',
     stacks: strings(values.stack),
