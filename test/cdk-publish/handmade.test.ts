@@ -120,4 +120,64 @@ describe('lading cdk publish on hand-made assemblies', () => {
     assert.equal(again.code, 0);
     assert.deepEqual(again.report.summary, { published: 0, exists: 2, 'would-publish': 0, skipped: 1, failed: 0 });
   });
+
+  test('--profile: credentials and region from the shared config files; environment-agnostic destinations resolve to that region', async () => {
+    const dir = join(work, 'profile.out');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'asset.p.tar'), imageArchive('profiled'));
+    await writeFile(
+      join(dir, 'P.assets.json'),
+      JSON.stringify({
+        version: '55.0.0',
+        dockerImages: {
+          p: {
+            source: { executable: ['sh', '-c', 'docker load -i "$1" | tail -n 1', 'cdk-tarball-image-asset', 'asset.p.tar'] },
+            destinations: {
+              'current_account-current_region': {
+                repositoryName: 'cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}',
+                imageTag: 'p',
+                assumeRoleArn: 'arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-image-publishing-role-${AWS::AccountId}-${AWS::Region}',
+              },
+            },
+          },
+        },
+      }),
+    );
+    await writeFile(
+      join(dir, 'manifest.json'),
+      JSON.stringify({
+        version: '55.0.0',
+        artifacts: {
+          'P.assets': { type: 'cdk:asset-manifest', properties: { file: 'P.assets.json' } },
+          P: { type: 'aws:cloudformation:stack', environment: 'aws://unknown-account/unknown-region', properties: { templateFile: 'P.template.json' }, dependencies: ['P.assets'] },
+        },
+      }),
+    );
+    const config = join(work, 'aws-config');
+    const credentials = join(work, 'aws-credentials');
+    await writeFile(config, '[profile deployer]\nregion = eu-central-1\n');
+    await writeFile(credentials, '[deployer]\naws_access_key_id = AKIDPROFILEDEPLOYER\naws_secret_access_key = profile-secret\n');
+    process.env.AWS_CONFIG_FILE = config;
+    process.env.AWS_SHARED_CREDENTIALS_FILE = credentials;
+    const saved = { AWS_REGION: process.env.AWS_REGION, AWS_DEFAULT_REGION: process.env.AWS_DEFAULT_REGION };
+    delete process.env.AWS_REGION;
+    delete process.env.AWS_DEFAULT_REGION;
+    const before = sts.requests.length;
+    try {
+      const r = await publish([dir, '--profile', 'deployer']);
+      assert.equal(r.code, 0, `${r.err}\n${JSON.stringify(r.report, null, 2)}`);
+      const a = r.report.assets[0]!;
+      assert.equal(a.status, 'published');
+      assert.equal(a.region, 'eu-central-1');
+      assert.equal(a.repositoryName, REPO);
+      const reqs = sts.requests.slice(before);
+      assert.deepEqual(reqs.map((q) => q.action), ['GetCallerIdentity', 'AssumeRole']);
+      for (const q of reqs) assert.equal(q.accessKeyId, 'AKIDPROFILEDEPLOYER', "the profile's credentials, not the environment's");
+      assert.equal(reqs[1]!.params.RoleArn, 'arn:aws:iam::000000000000:role/cdk-hnb659fds-image-publishing-role-000000000000-eu-central-1');
+    } finally {
+      delete process.env.AWS_CONFIG_FILE;
+      delete process.env.AWS_SHARED_CREDENTIALS_FILE;
+      for (const [k, v] of Object.entries(saved)) if (v !== undefined) process.env[k] = v;
+    }
+  });
 });
