@@ -8,6 +8,7 @@ import { EcrDestination } from '../ecr/destination';
 import { ecrError } from '../ecr/errors';
 import { ecrRegistryDestination } from '../ecr/registry-transport';
 import { LadingError, type ErrorCode } from '../errors';
+import { ProgressRenderer } from '../cli/progress';
 import type { RegistryDestination } from '../registry/destination';
 import { readAssembly, stackSelected, type ImageAssetEntry } from './assembly';
 import { AwsEnvironment, ecrHost, type AwsOptions, type ResolvedDestination, type Session } from './aws';
@@ -264,7 +265,12 @@ async function publishGroup(g: Group, aws: AwsEnvironment, opts: PublishOptions 
       if (fallback) await (await fallback).close();
     },
   });
+  // Blob by blob, as plain lines prefixed with the asset: several images may be in flight.
+  const label = r.displayName ?? r.asset.slice(0, 12);
+  const progress = opts.progress;
+  const renderer = progress ? new ProgressRenderer((s) => progress(`  ${label}: ${s.replace(/\n$/, '')}`), 'plain') : undefined;
   const copyOpts: CopyOptions = {
+    ...(renderer ? { onEvent: renderer.onEvent } : {}),
     tags: [d.imageTag],
     compress: 'gzip',
     cache: opts.cache,
@@ -301,6 +307,7 @@ async function publishGroup(g: Group, aws: AwsEnvironment, opts: PublishOptions 
     }
     throw e;
   } finally {
+    renderer?.stop();
     await dest.close();
   }
 }
