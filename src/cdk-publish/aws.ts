@@ -33,6 +33,8 @@ export interface ResolvedDestination {
   assumeRoleArn?: string;
   assumeRoleExternalId?: string;
   assumeRoleAdditionalOptions?: Record<string, unknown>;
+  /** The account the destination is meant for (from its role ARN), when it names one. */
+  account?: string;
 }
 
 /** Credentials for a destination and the account they act in. */
@@ -167,7 +169,9 @@ export class AwsEnvironment {
       return v;
     };
     const r = replace(dest) as DockerImageDestination;
+    const account = /^arn:[^:]+:iam::(\d{12}):role\//.exec(r.assumeRoleArn ?? '')?.[1];
     return {
+      ...(account ? { account } : {}),
       repositoryName: r.repositoryName,
       imageTag: r.imageTag,
       region,
@@ -203,6 +207,13 @@ export class AwsEnvironment {
   private async open(d: ResolvedDestination): Promise<Session> {
     if (!d.assumeRoleArn) {
       const caller = await this.caller();
+      // As the CDK CLI: credentials for another account than the destination's would publish to the wrong registry.
+      if (d.account !== undefined && d.account !== caller.account) {
+        throw new LadingError(
+          'AUTH',
+          `the destination is in account ${d.account}, but your credentials (${caller.arn}) are for account ${caller.account}${this.opts.assumeRole ? '' : '; without --no-assume-role, its publishing role would be assumed'}`,
+        );
+      }
       return { identity: `base credentials (${caller.arn})`, account: caller.account, partition: caller.partition, ecr: this.ecr(d.region) };
     }
     const roleArn = d.assumeRoleArn;

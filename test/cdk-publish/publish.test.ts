@@ -248,14 +248,15 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     const before = sts.requests.length;
     const srv2 = await ecr();
     const r2 = await publish(srv2, [app.outdir, '--json', '--no-assume-role', '--sts-endpoint-url', sts.url]);
-    assert.equal(r2.code, 0, r2.out);
-    assert.equal(r2.report!.summary.published, 3);
+    assert.equal(r2.code, 1, r2.out);
+    assert.deepEqual(r2.report!.summary, { published: 2, exists: 0, 'would-publish': 0, skipped: 1, failed: 1 });
     assert.deepEqual(
       sts.requests.slice(before).map((q) => q.action),
       ['GetCallerIdentity'],
     );
     const staged = r2.report!.assets.find((a) => a.stacks.includes('Prod/Svc'))!;
-    assert.equal(staged.account, '000000000000', 'without the role, the caller account receives it');
+    assert.equal(staged.status, 'failed', 'the credentials are for another account than the stage: not published into the wrong registry');
+    assert.match(staged.error!.message, /the destination is in account 111111111111, but your credentials \(arn:aws:iam::000000000000:user\/ci\) are for account 000000000000; without --no-assume-role/);
   });
 
   test('an environment that is not bootstrapped (no repository) fails with the cdk bootstrap hint', async () => {
