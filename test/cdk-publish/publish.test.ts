@@ -5,7 +5,7 @@
  * registry API.
  */
 import assert from 'node:assert/strict';
-import { cp, rm, truncate, writeFile } from 'node:fs/promises';
+import { cp, rm, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DescribeImagesCommand } from '@aws-sdk/client-ecr';
@@ -317,7 +317,6 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     const bad = await publish(srv, [app.outdir, '--concurrency', '0']);
     assert.equal(bad.code, 2);
     const empty = join(work, 'empty');
-    await writeFile(join(work, 'not-a-dir'), '');
     const notAssembly = await publish(srv, [work]);
     assert.equal(notAssembly.code, 1);
     assert.match(notAssembly.err, /is not a cloud assembly \(no manifest.json there\): run "cdk synth" first/);
