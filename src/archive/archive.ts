@@ -14,6 +14,7 @@ import type { Entry } from './entries';
 import { readDockerImages } from './formats/docker';
 import { OciBlobs, readOciImages } from './formats/oci';
 import type { ArchiveFormat, ArchiveImage, ArchiveModel, BlobRef, LayerInfo, ManifestInfo } from './model';
+import { FileSource, isRandomAccessSource, type RandomAccessSource } from './source';
 import { DirectoryStore, StreamStore, TarFileStore, type ArchiveStore, type StreamedEntryHandler } from './store';
 
 export interface OpenArchiveOptions {
@@ -27,7 +28,11 @@ export interface OpenArchiveOptions {
   onStreamedEntry?: StreamedEntryHandler;
 }
 
-export type ArchiveInput = string | NodeJS.ReadableStream;
+/**
+ * A path (file or OCI layout directory), `-` (stdin), a one-pass stream, or a
+ * random-access source (an object read through ranged GETs...).
+ */
+export type ArchiveInput = string | NodeJS.ReadableStream | RandomAccessSource;
 
 /** Reads the first bytes of a stream without losing them. */
 async function peek(source: AsyncIterable<Buffer>, n: number): Promise<{ head: Buffer; rest: AsyncIterable<Buffer> }> {
@@ -102,7 +107,7 @@ async function openStore(input: ArchiveInput, opts: OpenArchiveOptions): Promise
       const c = supportedCompression(head.subarray(0, bytesRead), input);
       if (c === 'none') {
         log?.(`${input}: uncompressed tar, indexing headers for random access`);
-        return await TarFileStore.open(input, fh, st.size);
+        return await TarFileStore.open(new FileSource(input, fh, st.size));
       }
       await fh.close();
       log?.(`${input}: ${c}-compressed archive, reading in one pass`);
@@ -110,6 +115,26 @@ async function openStore(input: ArchiveInput, opts: OpenArchiveOptions): Promise
       return await StreamStore.read(source, { where, compression: c, onLarge, ...(log ? { logger: log } : {}) });
     } catch (e) {
       await fh.close().catch(() => undefined);
+      throw e;
+    }
+  }
+  if (isRandomAccessSource(input)) {
+    where = input.where;
+    try {
+      const head = Buffer.alloc(Math.min(MAGIC_BYTES, input.size));
+      const { bytesRead } = head.length > 0 ? await input.read(head, 0, head.length, 0) : { bytesRead: 0 };
+      const c = supportedCompression(head.subarray(0, bytesRead), where);
+      if (c === 'none') {
+        log?.(`${where}: uncompressed tar, indexing headers for random access`);
+        return await TarFileStore.open(input);
+      }
+      log?.(`${where}: ${c}-compressed archive, reading in one pass`);
+      const body = input.size > 0 ? input.stream(0, input.size - 1) : Readable.from([]);
+      const store = await StreamStore.read(decompressed(body as AsyncIterable<Buffer>, c, where), { where, compression: c, onLarge, ...(log ? { logger: log } : {}) });
+      await input.close();
+      return store;
+    } catch (e) {
+      await input.close().catch(() => undefined);
       throw e;
     }
   }

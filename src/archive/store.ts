@@ -8,11 +8,12 @@ import type { Compression } from '../image/media-types';
 import { MAX_JSON_BYTES } from '../image/json';
 import type { BlobFacts } from './analyze';
 import { EntryTable, type Entry } from './entries';
+import type { RandomAccessSource } from './source';
 import { indexTarFile, MAX_ENTRIES, readTarStream } from './tar';
 
 /**
  * Where an archive's entries live and how to read them. Three kinds: an uncompressed tar
- * file (indexed, random access), a directory (OCI layout), and a one-pass stream
+ * file or other random-access source (indexed, random access), a directory (OCI layout), and a one-pass stream
  * (compressed archive or stdin) whose small entries are held and large ones were
  * analysed as they streamed by.
  */
@@ -56,13 +57,14 @@ export class TarFileStore implements ArchiveStore {
   private constructor(
     readonly where: string,
     readonly table: EntryTable,
-    private readonly fh: FileHandle,
+    private readonly fh: RandomAccessSource,
   ) {}
 
-  static async open(path: string, fh: FileHandle, size: number): Promise<TarFileStore> {
-    const table = new EntryTable(path);
-    for (const e of await indexTarFile(fh, size, path)) table.add(e);
-    return new TarFileStore(path, table, fh);
+  /** Indexes the tar's headers; the store owns `source` from then on (closed by `close`). */
+  static async open(source: RandomAccessSource): Promise<TarFileStore> {
+    const table = new EntryTable(source.where);
+    for (const e of await indexTarFile(source, source.size, source.where)) table.add(e);
+    return new TarFileStore(source.where, table, source);
   }
 
   async readSmall(e: Entry, limit = MAX_JSON_BYTES): Promise<Buffer> {
@@ -86,7 +88,7 @@ export class TarFileStore implements ArchiveStore {
   open(e: Entry): Readable {
     if (e.size === 0) return Readable.from([]);
     // Positional reads on the shared handle: several blobs can stream in parallel.
-    return this.fh.createReadStream({ start: e.dataOffset, end: e.dataOffset + e.size - 1, autoClose: false, highWaterMark: 1024 * 1024 });
+    return this.fh.stream(e.dataOffset, e.dataOffset + e.size - 1);
   }
 
   streamed(): undefined {

@@ -10,7 +10,6 @@
  * pax (path, linkpath, size) headers: what docker, containerd, Go's archive/tar, Python's
  * tarfile and GNU tar write.
  */
-import type { FileHandle } from 'node:fs/promises';
 import { LadingError } from '../errors';
 
 export type TarEntryType = 'file' | 'directory' | 'symlink' | 'hardlink' | 'other';
@@ -251,11 +250,16 @@ export function padded(size: number): number {
   return Math.ceil(size / BLOCK) * BLOCK;
 }
 
+/** What indexing needs of a file: positional reads (a `FileHandle`, a `RandomAccessSource`). */
+export interface PositionalReader {
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+}
+
 /**
  * Indexes an uncompressed tar file by reading its headers only: one small read per entry,
  * whatever the size of the data.
  */
-export async function indexTarFile(fh: FileHandle, fileSize: number, where: string): Promise<TarEntry[]> {
+export async function indexTarFile(fh: PositionalReader, fileSize: number, where: string): Promise<TarEntry[]> {
   const entries: TarEntry[] = [];
   const resolver = new HeaderResolver(where);
   const block = Buffer.alloc(BLOCK);
@@ -294,7 +298,7 @@ export async function indexTarFile(fh: FileHandle, fileSize: number, where: stri
   return entries;
 }
 
-async function readFully(fh: FileHandle, buf: Buffer, position: number, where: string): Promise<void> {
+async function readFully(fh: PositionalReader, buf: Buffer, position: number, where: string): Promise<void> {
   let off = 0;
   while (off < buf.length) {
     const { bytesRead } = await fh.read(buf, off, buf.length - off, position + off);
