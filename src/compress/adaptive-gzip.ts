@@ -71,6 +71,7 @@ export class AdaptiveGzip extends Transform {
   private pending: Buffer[] = [];
   private pendingLen = 0;
   private stored = false;
+  private inParams = false;
   /** Bytes that went through stored blocks, for --debug and the benchmark. */
   storedBytes = 0;
 
@@ -86,7 +87,11 @@ export class AdaptiveGzip extends Transform {
 
   override _read(size: number): void {
     this.gz.resume();
-    void size;
+    // Transform parks the write callback of a _transform that finished while the readable
+    // side was full and releases it from its own _read: skip this and, once the deflate
+    // stream has nothing left to emit, nobody ever calls it again and the pipeline hangs
+    // (seen as pushes stalling at a few hundred MiB under a slow registry).
+    super._read(size);
   }
 
   private async writeSegment(seg: Buffer): Promise<void> {
@@ -94,7 +99,19 @@ export class AdaptiveGzip extends Transform {
     if (incompressible !== this.stored) {
       this.stored = incompressible;
       const level = incompressible ? 0 : this.level;
-      await new Promise<void>((resolve) => this.gz.params(level, zlib.constants.Z_DEFAULT_STRATEGY, () => resolve()));
+      // Closing the deflate stream while params() flushes trips Node's "zlib binding closed"
+      // assertion, an uncaught exception: a destroy meanwhile is deferred until it is done.
+      this.inParams = true;
+      await new Promise<void>((resolve) =>
+        this.gz.params(level, zlib.constants.Z_DEFAULT_STRATEGY, () => {
+          this.inParams = false;
+          resolve();
+        }),
+      );
+      if (this.destroyed) {
+        this.gz.destroy();
+        throw this.errored ?? new Error('compression stream destroyed');
+      }
     }
     if (incompressible) this.storedBytes += seg.length;
     this.crc = crc32(seg, this.crc);
@@ -137,7 +154,7 @@ export class AdaptiveGzip extends Transform {
   }
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
-    this.gz.destroy();
+    if (!this.inParams) this.gz.destroy();
     cb(err);
   }
 }
