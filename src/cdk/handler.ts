@@ -1,0 +1,271 @@
+/**
+ * The TarballImage custom-resource handler (bundled by scripts/bundle-cdk-handler.js into
+ * dist/cdk-handler/index.js, run on Lambda Node.js arm64).
+ *
+ * Why a direct cfn-response handler and not the custom-resources Provider framework: the
+ * work is one bounded call (push, answer), so the framework's extra function, its
+ * isComplete polling and state machine would add resources, IAM and cold starts without
+ * buying anything; what the framework does add, an answer to CloudFormation even when the
+ * handler fails, is done here: every path (errors, a push running out of time) sends
+ * FAILED with a message before the Lambda timeout, so a stack never waits an hour.
+ */
+import { BatchDeleteImageCommand, ECRClient } from '@aws-sdk/client-ecr';
+import { S3Client } from '@aws-sdk/client-s3';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { DigestCache } from '../compress/cache';
+import { CopyEngine } from '../copy/engine';
+import type { CopyEvent } from '../copy/events';
+import { EcrDestination } from '../ecr/destination';
+import { ecrRegistryDestination } from '../ecr/registry-transport';
+import { LadingError } from '../errors';
+import { parsePlatform } from '../image/platform';
+import type { RegistryDestination } from '../registry/destination';
+import { S3Source } from './s3-source';
+
+export interface TarballImageResourceProperties {
+  ServiceToken?: string;
+  Bucket: string;
+  Key: string;
+  AssetHash?: string;
+  RepositoryName: string;
+  /** ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME: gives the host and the account. */
+  RepositoryUri: string;
+  Tag: string;
+  Compress?: 'gzip' | 'zstd' | 'none';
+  Platform?: string;
+  ImageName?: string;
+  RemoveOnDelete?: 'true' | 'false';
+}
+
+export interface CustomResourceEvent {
+  RequestType: 'Create' | 'Update' | 'Delete';
+  ResponseURL: string;
+  StackId: string;
+  RequestId: string;
+  LogicalResourceId: string;
+  ResourceType?: string;
+  PhysicalResourceId?: string;
+  ResourceProperties: TarballImageResourceProperties;
+  OldResourceProperties?: TarballImageResourceProperties;
+}
+
+export interface HandlerContext {
+  getRemainingTimeInMillis(): number;
+}
+
+export interface CustomResourceResponse {
+  Status: 'SUCCESS' | 'FAILED';
+  Reason?: string;
+  PhysicalResourceId: string;
+  StackId: string;
+  RequestId: string;
+  LogicalResourceId: string;
+  NoEcho?: boolean;
+  Data?: { ImageDigest: string; ImageUri: string; ImageTag: string };
+}
+
+export interface HandlerDeps {
+  s3: S3Client;
+  ecr: ECRClient;
+  /** Registry-API endpoint scheme for empty blobs (tests: lading serve speaks plain http). */
+  insecureRegistry?: boolean;
+  /** Time kept back before the Lambda timeout to answer CloudFormation. @default 30 s */
+  marginMs?: number;
+  log?: (line: string) => void;
+  /** Tests read what was done. */
+  onSource?: (s: S3Source) => void;
+}
+
+/** Placeholder physical id of a resource whose Create failed: its Delete does nothing. */
+const FAILED_CREATE = 'lading-create-failed';
+
+/** Lambda entry point. */
+export async function handler(event: CustomResourceEvent, context: HandlerContext): Promise<void> {
+  const s3 = new S3Client({ maxAttempts: 6 });
+  const ecr = new ECRClient({ maxAttempts: 6 });
+  try {
+    await handle(event, context, { s3, ecr });
+  } finally {
+    s3.destroy();
+    ecr.destroy();
+  }
+}
+
+/** Does the work and answers CloudFormation; returns the answer it sent. */
+export async function handle(event: CustomResourceEvent, context: HandlerContext, deps: HandlerDeps): Promise<CustomResourceResponse> {
+  const log = deps.log ?? ((line: string) => console.log(line));
+  const base = { StackId: event.StackId, RequestId: event.RequestId, LogicalResourceId: event.LogicalResourceId };
+  let response: CustomResourceResponse;
+  try {
+    log(`${event.RequestType} ${event.LogicalResourceId} (${event.PhysicalResourceId ?? 'new'})`);
+    if (event.RequestType === 'Delete') {
+      await remove(event, deps, log);
+      response = { Status: 'SUCCESS', PhysicalResourceId: event.PhysicalResourceId ?? FAILED_CREATE, ...base };
+    } else {
+      const data = await push(event, context, deps, log);
+      response = { Status: 'SUCCESS', PhysicalResourceId: `${event.ResourceProperties.RepositoryName}:${data.ImageTag}@${data.ImageDigest}`, Data: data, ...base };
+    }
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    log(`FAILED: ${msg}`);
+    response = {
+      Status: 'FAILED',
+      Reason: `${msg} (lading ${e instanceof LadingError ? e.code : 'error'}; see CloudWatch log stream)`.slice(0, 3000),
+      PhysicalResourceId: event.PhysicalResourceId ?? FAILED_CREATE,
+      ...base,
+    };
+  }
+  await answer(event.ResponseURL, response);
+  return response;
+}
+
+function parseRepositoryUri(uri: string): { host: string; registryId?: string } {
+  const slash = uri.indexOf('/');
+  if (slash <= 0) throw new LadingError('BAD_REFERENCE', `RepositoryUri ${uri} has no host`);
+  const host = uri.slice(0, slash);
+  const account = /^(\d{12})\.dkr\.ecr\./.exec(host);
+  return { host, ...(account ? { registryId: account[1]! } : {}) };
+}
+
+async function push(event: CustomResourceEvent, context: HandlerContext, deps: HandlerDeps, log: (line: string) => void): Promise<NonNullable<CustomResourceResponse['Data']>> {
+  const p = event.ResourceProperties;
+  const { host, registryId } = parseRepositoryUri(p.RepositoryUri);
+  const margin = deps.marginMs ?? 30_000;
+  const budget = context.getRemainingTimeInMillis() - margin;
+  const ac = new AbortController();
+  const outOfTime = new LadingError(
+    'ABORTED',
+    `the push of s3://${p.Bucket}/${p.Key} to ${p.RepositoryUri} did not finish within this invocation (the function's timeout less ${Math.round(margin / 1000)} s); ` +
+      'the blobs uploaded so far stay in the repository and deploying again skips them; or raise the TarballImage timeout/memorySize',
+  );
+  const timer = setTimeout(() => ac.abort(outOfTime), Math.max(0, budget));
+  timer.unref();
+
+  const started = Date.now();
+  let fallback: Promise<RegistryDestination> | undefined;
+  const dest = new EcrDestination({
+    client: deps.ecr,
+    host,
+    repository: p.RepositoryName,
+    ...(registryId ? { registryId } : {}),
+    emptyBlob: async (src, o) =>
+      (await (fallback ??= ecrRegistryDestination({ client: deps.ecr, repository: p.RepositoryName, host, ...(registryId ? { registryId } : {}), ...(deps.insecureRegistry ? { insecure: true } : {}), logger: log }))).putBlob(src, o),
+    logger: log,
+  });
+  const source = await S3Source.open({ client: deps.s3, bucket: p.Bucket, key: p.Key, signal: ac.signal, logger: log });
+  deps.onSource?.(source);
+  const cacheFile = process.env.XDG_CACHE_HOME ? DigestCache.defaultFile() : undefined;
+  try {
+    const engine = new CopyEngine(dest, {
+      tags: [p.Tag],
+      compress: p.Compress ?? 'gzip',
+      ...(p.ImageName ? { image: p.ImageName } : {}),
+      ...(p.Platform ? { platforms: [parsePlatform(p.Platform)] } : {}),
+      signal: ac.signal,
+      onEvent: progressLogger(log),
+      logger: log,
+      // Warm invocations (a retry soon after a timeout) skip recompressing what they pushed.
+      cache: cacheFile ? new DigestCache(cacheFile) : null,
+    });
+    const result = await engine.copy(source).catch((e: unknown) => {
+      throw ac.signal.aborted ? outOfTime : e;
+    });
+    const secs = ((Date.now() - started) / 1000).toFixed(1);
+    log(
+      `pushed ${result.reference} tag ${p.Tag} in ${secs} s: ${result.blobs.uploaded} blobs uploaded (${result.blobs.bytesUploaded} bytes), ${result.blobs.skipped} already there; ` +
+        `S3: ${source.stats.requests} GETs, ${source.stats.bytes} of ${source.size} bytes`,
+    );
+    return { ImageDigest: result.digest!, ImageUri: `${p.RepositoryUri}@${result.digest}`, ImageTag: p.Tag };
+  } finally {
+    clearTimeout(timer);
+    await source.close();
+    await dest.close().catch(() => undefined);
+    if (fallback) await (await fallback.catch(() => undefined))?.close();
+  }
+}
+
+function progressLogger(log: (line: string) => void): (e: CopyEvent) => void {
+  const labels = new Map<string, { label: string; size: number | undefined; next: number }>();
+  return (e) => {
+    switch (e.type) {
+      case 'plan':
+        log(`plan: ${e.blobs} blobs (${e.bytes} bytes stored), ${e.manifests} manifest(s)`);
+        break;
+      case 'blob-start':
+        labels.set(e.id, { label: e.label, size: e.size, next: 64 * 1024 * 1024 });
+        log(`${e.action} ${e.label} (${e.size ?? '?'} bytes)`);
+        break;
+      case 'blob-progress': {
+        const b = labels.get(e.id);
+        if (b && e.bytes >= b.next) {
+          b.next = e.bytes + 64 * 1024 * 1024;
+          log(`  ${b.label}: ${e.bytes} bytes sent`);
+        }
+        break;
+      }
+      case 'blob-skip':
+        log(`skip ${e.label} ${e.digest} (${e.reason === 'exists' ? 'already in the repository' : 'compressed form already in the repository'})`);
+        break;
+      case 'blob-done':
+        log(`done ${labels.get(e.id)?.label ?? e.id} ${e.digest} (${e.size} bytes)`);
+        labels.delete(e.id);
+        break;
+      case 'blob-retry':
+        log(`retry ${labels.get(e.id)?.label ?? e.id} (attempt ${e.attempt}): ${e.error}`);
+        break;
+      case 'manifest':
+        log(`manifest ${e.digest} ${e.mediaType}${e.tag ? ` tag ${e.tag}` : ''}`);
+        break;
+    }
+  };
+}
+
+/** Delete: nothing unless RemoveOnDelete; then the tag this resource wrote. */
+async function remove(event: CustomResourceEvent, deps: HandlerDeps, log: (line: string) => void): Promise<void> {
+  const p = event.ResourceProperties;
+  const id = event.PhysicalResourceId ?? FAILED_CREATE;
+  if (id === FAILED_CREATE) {
+    log('the create failed: nothing to delete');
+    return;
+  }
+  if (p.RemoveOnDelete !== 'true') {
+    log(`leaving ${id} in the repository (removalPolicy RETAIN)`);
+    return;
+  }
+  // The physical id names what this resource pushed: repository:tag@digest.
+  const m = /^(.+):([^:@]+)@(sha256:[a-f0-9]{64})$/.exec(id);
+  if (!m) {
+    log(`physical id ${id} names no image: nothing to delete`);
+    return;
+  }
+  const { registryId } = parseRepositoryUri(p.RepositoryUri);
+  const out = await deps.ecr.send(new BatchDeleteImageCommand({ repositoryName: m[1]!, imageIds: [{ imageTag: m[2]! }], ...(registryId ? { registryId } : {}) }));
+  const failure = out.failures?.[0];
+  if (failure && failure.failureCode !== 'ImageNotFound' && failure.failureCode !== 'ImageTagDoesNotMatchDigest') {
+    throw new LadingError('REGISTRY', `deleting tag ${m[2]} of ${m[1]}: ${failure.failureCode}: ${failure.failureReason ?? ''}`);
+  }
+  log(`removed tag ${m[2]} (${m[3]}) from ${m[1]}${failure ? ` (${failure.failureCode})` : ''}`);
+}
+
+/** PUT the answer to CloudFormation's pre-signed URL (retried: a lost answer stalls the stack for an hour). */
+async function answer(url: string, response: CustomResourceResponse): Promise<void> {
+  const body = Buffer.from(JSON.stringify(response));
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const req = (url.startsWith('https:') ? httpsRequest : httpRequest)(url, { method: 'PUT', headers: { 'content-type': '', 'content-length': body.length }, timeout: 30_000 }, (res) => {
+          res.resume();
+          res.on('end', () => ((res.statusCode ?? 0) < 300 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', reject);
+        req.end(body);
+      });
+      return;
+    } catch (e) {
+      if (attempt >= 5) throw e;
+      await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+    }
+  }
+}

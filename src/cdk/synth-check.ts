@@ -1,0 +1,76 @@
+/**
+ * Run by the TarballImage construct in a child process at synth time (construct code is
+ * synchronous; lading's readers are not): opens the archive, verifies it (unless told not
+ * to), selects the image and platform as the handler will, and prints one JSON line.
+ * Reads only the local file: no network.
+ */
+import { openArchive } from '../archive/archive';
+import { layerCompressionOf } from '../image/media-types';
+import { formatPlatform, parsePlatform } from '../image/platform';
+import { selectImage, selectPlatforms } from '../copy/select';
+
+export interface SynthCheckRequest {
+  tarball: string;
+  imageName?: string;
+  platform?: string;
+  verify: boolean;
+}
+
+export interface SynthCheckManifest {
+  platform: string | null;
+  attestation: boolean;
+  mediaType: string;
+  /** Stored compression of each layer: 'none' | 'gzip' | 'zstd' | 'unknown' (foreign...). */
+  layers: string[];
+}
+
+export type SynthCheckResponse =
+  | {
+      ok: {
+        format: string;
+        compression: string;
+        names: string[];
+        mediaType: string;
+        /** true: the whole stored index is pushed (no platform chosen). */
+        all: boolean;
+        manifests: SynthCheckManifest[];
+      };
+    }
+  | { error: { code: string; message: string } };
+
+export async function synthCheck(req: SynthCheckRequest): Promise<SynthCheckResponse> {
+  try {
+    const archive = await openArchive(req.tarball);
+    try {
+      if (req.verify) await archive.verify();
+      const image = selectImage(archive.images, req.imageName, archive.where);
+      if (!req.verify) await archive.resolveSynthesized(image);
+      const choice = selectPlatforms(image, req.platform ? [parsePlatform(req.platform)] : [], archive.where);
+      return {
+        ok: {
+          format: archive.format,
+          compression: archive.compression,
+          names: image.names,
+          mediaType: image.mediaType,
+          all: choice.all,
+          manifests: choice.manifests.map((m) => ({
+            platform: m.platform ? formatPlatform(m.platform) : null,
+            attestation: m.attestation === true,
+            mediaType: m.descriptor.mediaType,
+            layers: m.layers.map((l) => (l.descriptor ? (layerCompressionOf(l.descriptor.mediaType) ?? 'unknown') : 'none')),
+          })),
+        },
+      };
+    } finally {
+      await archive.close();
+    }
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    return { error: { code: err.code ?? 'ERROR', message: err.message ?? String(e) } };
+  }
+}
+
+if (require.main === module) {
+  const req = JSON.parse(process.argv[2] ?? '{}') as SynthCheckRequest;
+  void synthCheck(req).then((r) => process.stdout.write(`${JSON.stringify(r)}\n`));
+}

@@ -1,0 +1,372 @@
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Aws, CliCredentialsStackSynthesizer, CustomResource, DefaultStackSynthesizer, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
+import type * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { Asset } from 'aws-cdk-lib/aws-s3-assets';
+import { Construct } from 'constructs';
+import type { SynthCheckRequest, SynthCheckResponse } from './synth-check';
+
+/** What to do with uncompressed layers, as `lading push --compress`. */
+export type TarballImageCompression = 'gzip' | 'zstd' | 'none';
+
+export interface TarballImageProps {
+  /**
+   * Path of the image archive: any archive lading reads (docker save, podman, buildah,
+   * OCI archive, buildx `type=oci`, Jib, ko, rules_oci, nix; gzip or zstd compressed as a
+   * whole too). Relative paths are resolved from the working directory of `cdk synth`.
+   * An OCI layout directory is not accepted: stage a tar of it.
+   */
+  readonly tarball: string;
+
+  /**
+   * The platform to push, `os/arch[/variant]` (`linux/arm64`). The pushed image is then
+   * that image manifest alone.
+   *
+   * @default - every platform of the image: a multi-platform index is pushed byte for byte
+   *   (its digest preserved). A Lambda consumer needs a single platform: set this when the
+   *   archive holds an index.
+   */
+  readonly platform?: string;
+
+  /**
+   * The image to take from a multi-image archive (`myapp:1.2`, `docker.io/library/app:1`,
+   * or a digest), as `lading push --image`.
+   *
+   * @default - the archive's only image (synth fails, listing them, when there are several)
+   */
+  readonly imageName?: string;
+
+  /**
+   * The ECR repository to push to. The handler gets push rights on it.
+   *
+   * @default - the stack's CDK bootstrap container-assets repository
+   *   (`cdk-<qualifier>-container-assets-<account>-<region>`), found from the stack's
+   *   `DefaultStackSynthesizer` or `CliCredentialsStackSynthesizer`
+   */
+  readonly repository?: ecr.IRepository;
+
+  /**
+   * Tag written once the image is complete.
+   *
+   * @default - `lading-` followed by 40 hex digits derived from the archive's content hash
+   *   and the image, platform and compression options: a new archive gets a new tag, so an
+   *   immutable repository is fine
+   */
+  readonly tag?: string;
+
+  /**
+   * What to do with uncompressed layers (`docker save` stores them uncompressed);
+   * compressed layers are pushed as they are. Lambda cannot run zstd layers.
+   *
+   * @default 'gzip'
+   */
+  readonly compress?: TarballImageCompression;
+
+  /**
+   * The image will run on AWS Lambda (set it when the consumer is an L1 `CfnFunction`;
+   * `toLambdaCode()` implies it). Synth then fails for what Lambda cannot run (an index of
+   * several platforms or with attestations, zstd layers, a platform other than linux/amd64
+   * or linux/arm64), and a repository created in this app lets the Lambda service pull.
+   *
+   * @default false
+   */
+  readonly forLambda?: boolean;
+
+  /**
+   * Read and verify every blob of the archive at synth (digests, sizes, diff_ids). About
+   * one second per GiB; off, synth reads only the archive's JSON documents and headers
+   * (the handler verifies everything while it pushes in any case).
+   *
+   * @default true
+   */
+  readonly verifyAtSynth?: boolean;
+
+  /**
+   * Memory of the handler function, in MiB. Memory buys CPU on Lambda (1,769 MiB = one
+   * vCPU): compressing uncompressed layers is the CPU-bound part of a push.
+   *
+   * @default 2048
+   */
+  readonly memorySize?: number;
+
+  /**
+   * Timeout of the handler function. A push that cannot finish in time stops about 30
+   * seconds before it and fails the deployment with a message; deploying again skips the
+   * blobs already uploaded.
+   *
+   * @default Duration.minutes(15)
+   */
+  readonly timeout?: Duration;
+
+  /**
+   * What deleting the resource (stack deletion, or replacement by a new archive) does to
+   * the image: RETAIN leaves it in the repository; DESTROY removes the tag it wrote
+   * (ECR deletes an image when its last tag goes; child manifests of an index stay,
+   * untagged, for a lifecycle rule to expire).
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/** What synth learnt about the image that will be pushed. */
+export interface TarballImageFacts {
+  readonly format: string;
+  readonly names: string[];
+  readonly mediaType: string;
+  /** true: every platform (the stored index) is pushed. */
+  readonly all: boolean;
+  readonly manifests: { platform: string | null; attestation: boolean; mediaType: string; layers: string[] }[];
+}
+
+const LAMBDA_ARCHITECTURES: Record<string, string> = { 'linux/amd64': 'x86_64', 'linux/arm64': 'arm64', 'linux/arm64/v8': 'arm64' };
+
+/**
+ * An image archive pushed to Amazon ECR at deploy time by a Lambda-backed custom resource
+ * (lading, natively: no docker at synth, publish or deploy). The archive is staged as a
+ * plain file asset; the handler reads it from S3 with ranged GETs and pushes it with the
+ * ECR API. `imageUri` (`<repositoryUri>@sha256:...`) carries the deploy-order dependency.
+ */
+export class TarballImage extends Construct {
+  /** `<repositoryUri>@sha256:<hex>`, pinned by digest. */
+  readonly imageUri: string;
+  /** `sha256:<hex>` of the pushed manifest or index. */
+  readonly imageDigest: string;
+  /** The tag written. */
+  readonly imageTag: string;
+  readonly repository: ecr.IRepository;
+  /** What synth read from the archive. */
+  readonly facts: TarballImageFacts;
+  /** The staged archive. */
+  readonly asset: Asset;
+  /** The custom resource's handler. */
+  readonly handler: lambda.Function;
+  private readonly resource: CustomResource;
+  private lambdaChecked = false;
+  private readonly compress: TarballImageCompression;
+
+  constructor(scope: Construct, id: string, props: TarballImageProps) {
+    super(scope, id);
+    const fail = (msg: string): never => {
+      throw new Error(`${this.node.path}: ${msg}`);
+    };
+    const tarball = resolve(props.tarball);
+    if (!existsSync(tarball)) fail(`tarball ${props.tarball} does not exist`);
+    if (statSync(tarball).isDirectory()) fail(`tarball ${props.tarball} is a directory; TarballImage takes an archive file (tar an OCI layout first)`);
+    const compress = props.compress ?? 'gzip';
+    this.compress = compress;
+    if (!['gzip', 'zstd', 'none'].includes(compress)) fail(`compress must be gzip, zstd or none, not ${String(compress)}`);
+    if (props.tag !== undefined && !Token.isUnresolved(props.tag) && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(props.tag)) {
+      fail(`tag ${JSON.stringify(props.tag)} is not a valid tag (up to 128 letters, digits, _ . -, not starting with . or -)`);
+    }
+    if (props.memorySize !== undefined && (props.memorySize < 512 || props.memorySize > 10240)) fail(`memorySize ${props.memorySize} is outside 512..10240 MiB`);
+
+    this.facts = readArchive(tarball, props, fail);
+
+    this.asset = new Asset(this, 'Archive', { path: tarball });
+    this.repository = props.repository ?? bootstrapRepository(this, fail);
+
+    const handlerDir = handlerBundleDir();
+    if (handlerDir === undefined) fail(`the TarballImage handler bundle is missing (${join(__dirname, '..', '..', 'cdk-handler')}): build lading with npm run build`);
+    const timeout = props.timeout ?? Duration.minutes(15);
+    if (timeout.toSeconds() < 60 || timeout.toSeconds() > 900) fail(`timeout must be between 1 and 15 minutes`);
+
+    this.handler = new lambda.Function(this, 'Handler', {
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(handlerDir!),
+      memorySize: props.memorySize ?? 2048,
+      timeout,
+      description: `lading: pushes ${props.tarball} to ECR (${this.node.path})`,
+      environment: { XDG_CACHE_HOME: '/tmp/lading-cache' },
+    });
+    const role = this.handler.role!;
+    // Least privilege: the one object, the one repository.
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [this.asset.bucket.arnForObjects(this.asset.s3ObjectKey)] }));
+    this.asset.bucket.encryptionKey?.grantDecrypt(role);
+    this.repository.grant(
+      role,
+      'ecr:BatchCheckLayerAvailability',
+      'ecr:InitiateLayerUpload',
+      'ecr:UploadLayerPart',
+      'ecr:CompleteLayerUpload',
+      'ecr:PutImage',
+      'ecr:BatchGetImage',
+      'ecr:DescribeRepositories',
+      ...(props.removalPolicy === RemovalPolicy.DESTROY ? ['ecr:BatchDeleteImage'] : []),
+    );
+    // Zero-byte blobs cannot go through the layer API: they take the registry API, which
+    // needs a token (the token grants nothing beyond the role's ECR permissions).
+    ecr.AuthorizationToken.grantRead(role);
+
+    const options = { imageName: props.imageName ?? null, platform: props.platform ?? null, compress };
+    const tag = props.tag ?? `lading-${createHash('sha256').update(JSON.stringify({ asset: this.asset.assetHash, ...options })).digest('hex').slice(0, 40)}`;
+
+    this.resource = new CustomResource(this, 'Resource', {
+      serviceToken: this.handler.functionArn,
+      resourceType: 'Custom::LadingTarballImage',
+      properties: {
+        Bucket: this.asset.s3BucketName,
+        Key: this.asset.s3ObjectKey,
+        AssetHash: this.asset.assetHash,
+        RepositoryName: this.repository.repositoryName,
+        RepositoryUri: this.repository.repositoryUri,
+        Tag: tag,
+        Compress: compress,
+        ...(props.platform ? { Platform: props.platform } : {}),
+        ...(props.imageName ? { ImageName: props.imageName } : {}),
+        RemoveOnDelete: props.removalPolicy === RemovalPolicy.DESTROY ? 'true' : 'false',
+      },
+    });
+    // The role's policy must exist before the handler runs.
+    this.resource.node.addDependency(role);
+
+    this.imageUri = this.resource.getAttString('ImageUri');
+    this.imageDigest = this.resource.getAttString('ImageDigest');
+    this.imageTag = this.resource.getAttString('ImageTag');
+
+    if (props.forLambda) this.forLambda();
+  }
+
+  /**
+   * Checks that Lambda can run the image (fails synth otherwise) and lets the Lambda
+   * service pull from a repository defined in this app. For an imported repository the
+   * policy cannot be changed from here: the repository must already allow
+   * `lambda.amazonaws.com` (the CDK bootstrap repository does since bootstrap version 10).
+   */
+  private forLambda(architecture?: lambda.Architecture): void {
+    const arch = this.lambdaArchitecture();
+    if (architecture !== undefined && architecture.name !== arch) {
+      throw new Error(`${this.node.path}: the image is ${this.facts.manifests[0]!.platform} but the function's architecture is ${architecture.name}; set architecture: lambda.Architecture.${arch === 'arm64' ? 'ARM_64' : 'X86_64'}`);
+    }
+    if (this.lambdaChecked) return;
+    this.lambdaChecked = true;
+    this.repository.grantPull(new iam.ServicePrincipal('lambda.amazonaws.com'));
+  }
+
+  /** The Lambda architecture of the image, or a synth error saying why Lambda cannot run it. */
+  private lambdaArchitecture(): string {
+    const f = this.facts;
+    const where = this.node.path;
+    const runnable = f.manifests.filter((m) => !m.attestation);
+    if (f.manifests.length !== 1 || runnable.length !== 1) {
+      const platforms = runnable.map((m) => m.platform ?? 'unknown').join(', ');
+      const att = f.manifests.length - runnable.length;
+      throw new Error(
+        `${where}: Lambda runs a single-platform image, and this image is an index of ${runnable.length} platform(s) (${platforms})${att > 0 ? ` and ${att} attestation manifest(s)` : ''}; set platform (one of ${platforms})`,
+      );
+    }
+    const m = runnable[0]!;
+    const arch = m.platform ? LAMBDA_ARCHITECTURES[m.platform] : undefined;
+    if (arch === undefined) throw new Error(`${where}: Lambda runs linux/amd64 or linux/arm64 images; this one is ${m.platform ?? 'of unknown platform'}`);
+    const zstd = m.layers.includes('zstd') || (m.layers.includes('none') && this.compress === 'zstd');
+    if (zstd) {
+      throw new Error(`${where}: Lambda cannot run images with zstd layers; ${m.layers.includes('zstd') ? 'rebuild the archive with gzip layers' : "use compress: 'gzip'"}`);
+    }
+    return arch;
+  }
+
+  /** The image as Lambda function code (`DockerImageFunction`); checks that Lambda can run it. */
+  toLambdaCode(): lambda.DockerImageCode {
+    this.lambdaArchitecture();
+    return new TarballLambdaCode(this, (arch) => this.forLambda(arch ?? lambda.Architecture.X86_64));
+  }
+
+  /** The image for an ECS container; the task's execution role gets pull rights. */
+  toEcsImage(): ecs.ContainerImage {
+    // aws-ecs is loaded only when asked: apps without ECS need not load it.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { ContainerImage } = require('aws-cdk-lib/aws-ecs') as typeof ecs;
+    const repository = this.repository;
+    const imageName = this.imageUri;
+    class TarballEcsImage extends ContainerImage {
+      bind(_scope: Construct, containerDefinition: ecs.ContainerDefinition): ecs.ContainerImageConfig {
+        repository.grantPull(containerDefinition.taskDefinition.obtainExecutionRole());
+        return { imageName };
+      }
+    }
+    return new TarballEcsImage();
+  }
+
+  /** Lets a principal pull the image (an L1 task definition's execution role...). */
+  grantPull(grantee: iam.IGrantable): iam.Grant {
+    return this.repository.grantPull(grantee);
+  }
+}
+
+class TarballLambdaCode extends lambda.DockerImageCode {
+  constructor(
+    private readonly image: TarballImage,
+    private readonly check: (arch: lambda.Architecture | undefined) => void,
+  ) {
+    super();
+  }
+
+  /** Called by DockerImageFunction with the function's architecture (internal CDK contract). */
+  _bind(architecture?: lambda.Architecture): lambda.Code {
+    this.check(architecture);
+    const imageUri = this.image.imageUri;
+    return new (class extends lambda.Code {
+      readonly isInline = false;
+      bind(): lambda.CodeConfig {
+        return { image: { imageUri } };
+      }
+    })();
+  }
+}
+
+function handlerBundleDir(): string | undefined {
+  const dir = join(__dirname, '..', '..', 'cdk-handler');
+  return existsSync(join(dir, 'index.js')) ? dir : undefined;
+}
+
+const synthCache = new Map<string, TarballImageFacts>();
+
+function readArchive(tarball: string, props: TarballImageProps, fail: (m: string) => never): TarballImageFacts {
+  const st = statSync(tarball);
+  const req: SynthCheckRequest = {
+    tarball,
+    verify: props.verifyAtSynth ?? true,
+    ...(props.imageName ? { imageName: props.imageName } : {}),
+    ...(props.platform ? { platform: props.platform } : {}),
+  };
+  const key = JSON.stringify([req, st.size, st.mtimeMs]);
+  const cached = synthCache.get(key);
+  if (cached) return cached;
+  const r = spawnSync(process.execPath, [join(__dirname, 'synth-check.js'), JSON.stringify(req)], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, env: process.env });
+  let out: SynthCheckResponse | undefined;
+  try {
+    out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as SynthCheckResponse;
+  } catch {
+    fail(`could not read ${tarball}: the archive check exited with ${r.status ?? r.signal}: ${r.stderr.trim().split('\n').pop() ?? ''}`);
+  }
+  if ('error' in out!) return fail(`${out.error.message} (${out.error.code})`);
+  synthCache.set(key, out!.ok);
+  return out!.ok;
+}
+
+/** The stack's bootstrap container-assets repository, from its synthesizer. */
+function bootstrapRepository(scope: Construct, fail: (m: string) => never): ecr.IRepository {
+  const stack = Stack.of(scope);
+  const synth = stack.synthesizer;
+  if (!(synth instanceof DefaultStackSynthesizer) && !(synth instanceof CliCredentialsStackSynthesizer)) {
+    return fail(`the stack's synthesizer (${synth.constructor.name}) has no bootstrap container-assets repository; pass repository`);
+  }
+  // The synthesizer keeps the name it was given (imageAssetsRepositoryName) privately.
+  const configured = (synth as unknown as { repositoryName?: unknown }).repositoryName;
+  const template = typeof configured === 'string' ? configured : DefaultStackSynthesizer.DEFAULT_IMAGE_ASSETS_REPOSITORY_NAME;
+  const qualifier = synth.bootstrapQualifier ?? (stack.node.tryGetContext('@aws-cdk/core:bootstrapQualifier') as string | undefined) ?? DefaultStackSynthesizer.DEFAULT_QUALIFIER;
+  const name = template
+    .replace(/\$\{Qualifier\}/g, qualifier)
+    .replace(/\$\{AWS::AccountId\}/g, stack.account)
+    .replace(/\$\{AWS::Region\}/g, stack.region)
+    .replace(/\$\{AWS::Partition\}/g, Aws.PARTITION);
+  const existing = stack.node.tryFindChild('LadingBootstrapImageRepository') as ecr.IRepository | undefined;
+  return existing ?? ecr.Repository.fromRepositoryName(stack, 'LadingBootstrapImageRepository', name);
+}
