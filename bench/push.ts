@@ -72,7 +72,7 @@ export async function benchPush(ctx: BenchContext): Promise<Table[]> {
     b: { lading: [], skopeo: [] },
     c: { lading: [], skopeo: [] },
   };
-  const skopeo = (args: string[]): Promise<ChildResult> => timed('skopeo', ['copy', '--quiet', ...args, '--dest-tls-verify=false'], { scratchDir: ctx.scratchDir, timeoutMs: 30 * 60_000 });
+  const skopeo = (args: string[]): Promise<ChildResult> => timed('skopeo', ['copy', '--quiet', ...args, '--dest-tls-verify=false'], { scratchDir: ctx.scratchDir, timeoutMs: 10 * 60_000 });
 
   const aAndC = async (tool: Tool, i: number): Promise<void> => {
     const reg = await startRegistry(join(ctx.serverRoot, `registry-${tool}-a-${i}`));
