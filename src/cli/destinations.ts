@@ -56,11 +56,14 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
       ...(opts.profile ? { profile: opts.profile } : {}),
       ...(opts.endpointUrl ? { endpoint: opts.endpointUrl } : {}),
     });
-    const viaRegistry = (onClose?: () => Promise<void>) =>
+    const viaRegistry = (onClose?: () => Promise<void>, fallback = false) =>
       ecrRegistryDestination({
         client,
         repository,
         host,
+        ...(fallback ? { skipRepositoryCheck: true } : {}),
+        ...(opts.createRepository ? { createRepository: true } : {}),
+        ...(opts.imageTagMutability ? { imageTagMutability: opts.imageTagMutability } : {}),
         ...(ecr ? { registryId: ecr.account } : {}),
         ...(opts.insecure ? { insecure: true } : {}),
         ...(opts.logger ? { logger: opts.logger } : {}),
@@ -75,7 +78,7 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
       const destination = new EcrDestination({
         client,
         // Zero-byte blobs cannot go through the layer API: they take the registry endpoint.
-        emptyBlob: async (src, o) => (await (fallback ??= viaRegistry())).putBlob(src, o),
+        emptyBlob: async (src, o) => (await (fallback ??= viaRegistry(undefined, true))).putBlob(src, o),
         host,
         repository,
         ...(ecr ? { registryId: ecr.account } : {}),

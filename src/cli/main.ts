@@ -71,6 +71,9 @@ export async function main(argv: string[], io: { stdout?: (s: string) => void; s
 }
 
 if (require.main === module) {
+  // The AWS SDK warns on every run under Node < 22 about its own future releases; lading
+  // supports Node 20, so the notice is noise in a push's output (shown under --debug).
+  if (!process.argv.includes('--debug')) process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const ac = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {

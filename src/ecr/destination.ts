@@ -2,8 +2,6 @@ import {
   BatchCheckLayerAvailabilityCommand,
   BatchGetImageCommand,
   CompleteLayerUploadCommand,
-  CreateRepositoryCommand,
-  DescribeRepositoriesCommand,
   ECRClient,
   InitiateLayerUploadCommand,
   PutImageCommand,
@@ -14,6 +12,7 @@ import type { BlobSource, Destination, ManifestToPut, PutBlobOptions } from '../
 import { LadingError } from '../errors';
 import { createDigester, finishDigest, type Digest } from '../image/digest';
 import { ecrError } from './errors';
+import { ensureRepository } from './repository';
 
 export interface EcrDestinationOptions {
   /** Registry host, for the pinned reference: ACCOUNT.dkr.ecr.REGION.amazonaws.com (or a local endpoint's). */
@@ -84,30 +83,16 @@ export class EcrDestination implements Destination {
   /** With --create-repository: make sure the repository exists before the first upload. */
   private ensureRepository(signal?: AbortSignal): Promise<void> {
     if (!this.opts.createRepository) return Promise.resolve();
-    this.repoChecked ??= (async () => {
-      try {
-        await this.client.send(new DescribeRepositoriesCommand({ repositoryNames: [this.opts.repository], ...(this.opts.registryId ? { registryId: this.opts.registryId } : {}) }), { abortSignal: signal });
-        this.calls.DescribeRepositories = (this.calls.DescribeRepositories ?? 0) + 1;
-      } catch (e) {
-        if ((e as { name?: string }).name !== 'RepositoryNotFoundException') throw ecrError(e, 'DescribeRepositories', this.name, 'checking the repository');
-        await this.send(
-          'CreateRepository',
-          () =>
-            this.client.send(
-              new CreateRepositoryCommand({
-                ...this.ids(),
-                imageTagMutability: this.opts.imageTagMutability ?? 'MUTABLE',
-              }),
-              { abortSignal: signal },
-            ),
-          'creating the repository',
-        ).catch((err: unknown) => {
-          if (err instanceof LadingError && /RepositoryAlreadyExists/.test(err.message)) return undefined;
-          throw err;
-        });
-        this.opts.logger?.(`created ECR repository ${this.opts.repository}`);
-      }
-    })();
+    this.repoChecked ??= ensureRepository(this.client, {
+      repository: this.opts.repository,
+      ...(this.opts.registryId ? { registryId: this.opts.registryId } : {}),
+      create: true,
+      ...(this.opts.imageTagMutability ? { imageTagMutability: this.opts.imageTagMutability } : {}),
+      where: this.name,
+      ...(signal ? { signal } : {}),
+      ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+      count: (op) => (this.calls[op] = (this.calls[op] ?? 0) + 1),
+    });
     return this.repoChecked;
   }
 

@@ -4,6 +4,7 @@ import { RegistryClient } from '../registry/client';
 import { staticCredentials } from '../registry/credentials';
 import { RegistryDestination } from '../registry/destination';
 import { ecrError } from './errors';
+import { ensureRepository } from './repository';
 
 export interface EcrRegistryOptions {
   client: ECRClient;
@@ -13,6 +14,11 @@ export interface EcrRegistryOptions {
   host: string;
   logger?: (line: string) => void;
   insecure?: boolean;
+  /** Create the repository when missing (--create-repository). */
+  createRepository?: boolean;
+  imageTagMutability?: 'MUTABLE' | 'IMMUTABLE';
+  /** Skip the repository check (the native destination's fallback, which already made it). */
+  skipRepositoryCheck?: boolean;
   /** Runs after the destination closes (e.g. to destroy the ECR client). */
   onClose?: () => Promise<void>;
 }
@@ -24,6 +30,16 @@ export interface EcrRegistryOptions {
  * answered 201 then the closing PUT), never in chunks under ECR's 5 MiB minimum.
  */
 export async function ecrRegistryDestination(opts: EcrRegistryOptions): Promise<RegistryDestination> {
+  if (!opts.skipRepositoryCheck) {
+    await ensureRepository(opts.client, {
+      repository: opts.repository,
+      ...(opts.registryId ? { registryId: opts.registryId } : {}),
+      ...(opts.createRepository ? { create: true } : {}),
+      ...(opts.imageTagMutability ? { imageTagMutability: opts.imageTagMutability } : {}),
+      where: `${opts.host}/${opts.repository}`,
+      ...(opts.logger ? { logger: opts.logger } : {}),
+    });
+  }
   let out;
   try {
     out = await opts.client.send(new GetAuthorizationTokenCommand(opts.registryId ? { registryIds: [opts.registryId] } : {}));
