@@ -12,7 +12,8 @@
  * - `inspect.tar.gz`: that archive gzip-compressed as a whole.
  *
  * Random data comes from `crypto.randomBytes`; the text is words drawn by a seeded PRNG
- * from a generated vocabulary (gzip -1 makes it ~3x smaller, like source or logs).
+ * from a generated vocabulary with a Zipf distribution, as in natural text and code
+ * (gzip -1 makes it ~2.6x smaller).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -24,7 +25,7 @@ import { tarHeader } from '../src/archive/tar-writer';
 
 const MiB = 1024 * 1024;
 const CHUNK = 4 * MiB;
-const INPUTS_VERSION = 1;
+const INPUTS_VERSION = 2;
 
 export interface LayerFile {
   path: string;
@@ -125,14 +126,24 @@ function prng(seed: number): () => number {
   };
 }
 
-function textBlock(next: () => number, vocab: Buffer[], size: number): Buffer {
+/**
+ * Words as natural text and code use them: Zipf-distributed (the n-th most frequent word
+ * about 1/n as often as the first), frequent words short. `pick` maps a 16-bit random
+ * number to a word index with that distribution.
+ */
+interface Vocabulary {
+  words: Buffer[];
+  pick: Uint16Array;
+}
+
+function textBlock(next: () => number, vocab: Vocabulary, size: number): Buffer {
   const out = Buffer.allocUnsafe(size);
   let off = 0;
   let inLine = 0;
   const lineWords = (): number => 4 + (next() % 12);
   let target = lineWords();
   while (off < size) {
-    const w = vocab[next() % vocab.length]!;
+    const w = vocab.words[vocab.pick[next() & 0xffff]!]!;
     const n = Math.min(w.length, size - off);
     w.copy(out, off, 0, n);
     off += n;
@@ -146,20 +157,30 @@ function textBlock(next: () => number, vocab: Buffer[], size: number): Buffer {
   return out;
 }
 
-function vocabulary(next: () => number): Buffer[] {
+function vocabulary(next: () => number): Vocabulary {
   const letters = 'etaoinshrdlcumwfgypbvkjxqz';
   const words: Buffer[] = [];
-  for (let i = 0; i < 4096; i++) {
-    const len = 2 + (next() % 9);
+  for (const kw of ['the', 'of', 'and', 'to', 'in', 'is', 'const', 'return', 'function', 'if', 'import', 'export', 'INFO', 'DEBUG', 'request', 'status=200', '{', '}', '();', '0x7f']) {
+    words.push(Buffer.from(kw));
+  }
+  while (words.length < 4096) {
+    const rank = words.length;
+    const len = 2 + Math.floor(Math.log2(rank + 1) / 2) + (next() % 4);
     let w = '';
     // Skewed toward frequent letters, as in English.
     for (let j = 0; j < len; j++) w += letters[Math.min(next() % 26, next() % 26)];
     words.push(Buffer.from(w));
   }
-  for (const kw of ['function', 'return', 'const', 'import', 'export', 'INFO', 'DEBUG', 'request', 'status=200', '{', '}', '();', '0x7f']) {
-    words.push(Buffer.from(kw));
+  const weights = words.map((_, i) => 1 / (i + 1));
+  const total = weights.reduce((a, b) => a + b, 0);
+  const pick = new Uint16Array(65536);
+  let acc = 0;
+  let word = 0;
+  for (let i = 0; i < 65536; i++) {
+    while (word < words.length - 1 && (acc + weights[word]!) / total * 65536 <= i) acc += weights[word++]!;
+    pick[i] = word;
   }
-  return words;
+  return { words, pick };
 }
 
 /** A layer tar holding one file of random data (`bytes` long). */
