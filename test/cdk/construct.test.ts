@@ -1,0 +1,334 @@
+/**
+ * TarballImage at synth: template assertions (aws-cdk-lib/assertions) for each prop and
+ * for L1 and L2 consumers (DockerImageFunction, CfnFunction, ECS Fargate task definition,
+ * CfnTaskDefinition), the staged file asset (no docker image asset), and synth failures
+ * naming the construct path (bad archive, unknown platform or image, what Lambda cannot run).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { App, CliCredentialsStackSynthesizer, DefaultStackSynthesizer, Duration, LegacyStackSynthesizer, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { TarballImage, type TarballImageProps } from '../../src/cdk';
+import { freshPath, jibTar, notATar, rulesOciLoad, truncatedTar } from '../fixtures';
+import { ensureHandlerBundle, multiPlatformArchive, sampleArchive } from './helpers';
+
+const ENV = { account: '123456789012', region: 'eu-west-1' };
+const BOOTSTRAP_REPO = 'cdk-hnb659fds-container-assets-123456789012-eu-west-1';
+const PUSH_ACTIONS = ['ecr:BatchCheckLayerAvailability', 'ecr:InitiateLayerUpload', 'ecr:UploadLayerPart', 'ecr:CompleteLayerUpload', 'ecr:PutImage', 'ecr:BatchGetImage', 'ecr:DescribeRepositories'];
+
+let sample: string;
+let multi: string;
+let zstdArm: string;
+let gzipAmd: string;
+
+before(async () => {
+  ensureHandlerBundle();
+  sample = sampleArchive();
+  multi = await multiPlatformArchive();
+  zstdArm = (await rulesOciLoad()).path;
+  gzipAmd = (await jibTar()).path;
+});
+
+function stackWith(props: Partial<TarballImageProps> & { tarball: string }, stackProps: ConstructorParameters<typeof Stack>[2] = { env: ENV }): { app: App; stack: Stack; image: TarballImage } {
+  const app = new App();
+  const stack = new Stack(app, 'Stack', stackProps);
+  const image = new TarballImage(stack, 'Img', props);
+  return { app, stack, image };
+}
+
+function resourceProps(t: Template): Record<string, unknown> {
+  const all = t.findResources('Custom::LadingTarballImage');
+  const vals = Object.values(all);
+  assert.equal(vals.length, 1);
+  return (vals[0] as { Properties: Record<string, unknown> }).Properties;
+}
+
+/** Every IAM statement of the template's policies, flattened. */
+function statements(t: Template): { Action: string | string[]; Resource: unknown; Effect: string; Principal?: unknown }[] {
+  return Object.values(t.findResources('AWS::IAM::Policy')).flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: never[] } } }).Properties.PolicyDocument.Statement);
+}
+
+function actionsOf(s: { Action: string | string[] }): string[] {
+  return Array.isArray(s.Action) ? s.Action : [s.Action];
+}
+
+/** Expects `fn` to throw an Error whose message starts with the construct path and matches `re`. */
+function throwsAt(fn: () => unknown, path: string, re: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof Error);
+    assert.ok(e.message.startsWith(`${path}: `), `message names the path: ${e.message}`);
+    assert.match(e.message, re);
+    return true;
+  });
+}
+
+describe('TarballImage synth: defaults', () => {
+  it('pushes to the bootstrap container-assets repository with a content-derived tag, gzip, retained on delete', () => {
+    const { stack, image } = stackWith({ tarball: sample });
+    const t = Template.fromStack(stack);
+    const p = resourceProps(t);
+    assert.match(String(p.Tag), /^lading-[0-9a-f]{40}$/);
+    assert.equal(p.Compress, 'gzip');
+    assert.equal(p.RemoveOnDelete, 'false');
+    assert.equal(p.RepositoryName, BOOTSTRAP_REPO);
+    assert.equal(p.Platform, undefined);
+    assert.equal(p.ImageName, undefined);
+    assert.equal(p.Bucket, 'cdk-hnb659fds-assets-123456789012-eu-west-1');
+    assert.match(String(p.Key), /^[0-9a-f]{64}\.tar$/);
+    assert.equal(p.AssetHash, image.asset.assetHash);
+    // The handler: Node.js on arm64, 2 GiB, 15 minutes.
+    t.hasResourceProperties('AWS::Lambda::Function', { Runtime: 'nodejs22.x', Architectures: ['arm64'], MemorySize: 2048, Timeout: 900, Handler: 'index.handler' });
+    // Outputs come from the custom resource's attributes.
+    assert.deepEqual(stack.resolve(image.imageUri), { 'Fn::GetAtt': [stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never), 'ImageUri'] });
+    assert.deepEqual(stack.resolve(image.imageDigest), { 'Fn::GetAtt': [stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never), 'ImageDigest'] });
+    assert.deepEqual(stack.resolve(image.imageTag), { 'Fn::GetAtt': [stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never), 'ImageTag'] });
+    assert.equal(image.facts.manifests.length, 1);
+    assert.equal(image.facts.manifests[0]!.platform, 'linux/amd64');
+  });
+
+  it('least privilege: s3:GetObject on the one object, push actions on the one repository, GetAuthorizationToken; no delete', () => {
+    const { stack } = stackWith({ tarball: sample });
+    const t = Template.fromStack(stack);
+    const st = statements(t);
+    const s3 = st.filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')));
+    assert.equal(s3.length, 1);
+    assert.deepEqual(actionsOf(s3[0]!), ['s3:GetObject']);
+    const resource = JSON.stringify(stack.resolve(s3[0]!.Resource));
+    assert.match(resource, /cdk-hnb659fds-assets/);
+    assert.match(resource, /[0-9a-f]{64}\.tar/, 'the object key, not the bucket');
+    const ecrPush = st.filter((s) => actionsOf(s).includes('ecr:PutImage'));
+    assert.equal(ecrPush.length, 1);
+    assert.deepEqual(new Set(actionsOf(ecrPush[0]!)), new Set(PUSH_ACTIONS));
+    assert.match(JSON.stringify(ecrPush[0]!.Resource), new RegExp(`repository/${BOOTSTRAP_REPO}`));
+    const token = st.filter((s) => actionsOf(s).includes('ecr:GetAuthorizationToken'));
+    assert.equal(token.length, 1);
+    assert.equal(token[0]!.Resource, '*');
+    assert.ok(!st.some((s) => actionsOf(s).includes('ecr:BatchDeleteImage')));
+    assert.ok(!st.some((s) => actionsOf(s).some((a) => a === '*' || a === 'ecr:*' || a === 's3:*')));
+  });
+
+  it('stages the archive as a file asset (no docker image asset), and the handler bundle as another', () => {
+    const { app } = stackWith({ tarball: sample });
+    const asm = app.synth();
+    const manifestFile = 'Stack.assets.json';
+    const m = JSON.parse(readFileSync(join(asm.directory, manifestFile), 'utf8')) as { files: Record<string, { source: { path: string; packaging: string } }>; dockerImages?: Record<string, unknown> };
+    assert.deepEqual(m.dockerImages ?? {}, {});
+    const files = Object.values(m.files);
+    assert.ok(files.some((f) => f.source.packaging === 'file' && f.source.path.endsWith('.tar')), 'the archive, as a file');
+    assert.ok(files.some((f) => f.source.packaging === 'zip'), 'the handler code');
+    // The staged archive is the archive, byte for byte.
+    const staged = files.find((f) => f.source.path.endsWith('.tar'))!;
+    assert.ok(readFileSync(join(asm.directory, staged.source.path)).equals(readFileSync(sample)));
+  });
+
+  it('the same archive and options give the same tag; another archive or option another tag', () => {
+    const tag = (props: Partial<TarballImageProps> & { tarball: string }) => resourceProps(Template.fromStack(stackWith(props).stack)).Tag;
+    const other = freshPath('other.tar');
+    writeFileSync(other, readFileSync(sampleArchive('other:1')));
+    assert.equal(tag({ tarball: sample }), tag({ tarball: sample }));
+    assert.notEqual(tag({ tarball: sample }), tag({ tarball: other }));
+    assert.notEqual(tag({ tarball: sample }), tag({ tarball: sample, compress: 'zstd' }));
+  });
+});
+
+describe('TarballImage synth: props', () => {
+  it('repository, tag, platform, imageName, compress, memorySize, timeout', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV });
+    const repo = new ecr.Repository(stack, 'Repo', { repositoryName: 'team/app' });
+    const image = new TarballImage(stack, 'Img', {
+      tarball: multi,
+      repository: repo,
+      tag: 'v1',
+      platform: 'linux/amd64',
+      imageName: 'app:multi',
+      compress: 'zstd',
+      memorySize: 4096,
+      timeout: Duration.minutes(5),
+    });
+    const t = Template.fromStack(stack);
+    const p = resourceProps(t);
+    assert.equal(p.Tag, 'v1');
+    assert.equal(p.Platform, 'linux/amd64');
+    assert.equal(p.ImageName, 'app:multi');
+    assert.equal(p.Compress, 'zstd');
+    assert.deepEqual(p.RepositoryName, { Ref: stack.getLogicalId(repo.node.defaultChild as never) });
+    t.hasResourceProperties('AWS::Lambda::Function', { MemorySize: 4096, Timeout: 300 });
+    assert.equal(image.repository, repo);
+    const push = statements(t).find((s) => actionsOf(s).includes('ecr:PutImage'))!;
+    assert.deepEqual(push.Resource, { 'Fn::GetAtt': [stack.getLogicalId(repo.node.defaultChild as never), 'Arn'] });
+    assert.equal(image.facts.manifests.length, 1, 'one platform chosen');
+  });
+
+  it('removalPolicy DESTROY: RemoveOnDelete and ecr:BatchDeleteImage on the repository', () => {
+    const { stack } = stackWith({ tarball: sample, removalPolicy: RemovalPolicy.DESTROY });
+    const t = Template.fromStack(stack);
+    assert.equal(resourceProps(t).RemoveOnDelete, 'true');
+    const push = statements(t).find((s) => actionsOf(s).includes('ecr:PutImage'))!;
+    assert.ok(actionsOf(push).includes('ecr:BatchDeleteImage'));
+  });
+
+  it('imported repository (fromRepositoryName)', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV });
+    const repo = ecr.Repository.fromRepositoryName(stack, 'Repo', 'existing/repo');
+    new TarballImage(stack, 'Img', { tarball: sample, repository: repo, forLambda: true });
+    const t = Template.fromStack(stack);
+    assert.equal(resourceProps(t).RepositoryName, 'existing/repo');
+    t.resourceCountIs('AWS::ECR::Repository', 0);
+  });
+
+  it('env-agnostic stack: the bootstrap repository name is built from the deploy-time account and region', () => {
+    const { stack } = stackWith({ tarball: sample }, {});
+    const p = resourceProps(Template.fromStack(stack));
+    assert.deepEqual(p.RepositoryName, { 'Fn::Join': ['', ['cdk-hnb659fds-container-assets-', { Ref: 'AWS::AccountId' }, '-', { Ref: 'AWS::Region' }]] });
+  });
+
+  it('bootstrap qualifier and imageAssetsRepositoryName of the synthesizer are followed', () => {
+    const q = stackWith({ tarball: sample }, { env: ENV, synthesizer: new DefaultStackSynthesizer({ qualifier: 'myqual' }) });
+    assert.equal(resourceProps(Template.fromStack(q.stack)).RepositoryName, 'cdk-myqual-container-assets-123456789012-eu-west-1');
+    const named = stackWith({ tarball: sample }, { env: ENV, synthesizer: new DefaultStackSynthesizer({ imageAssetsRepositoryName: 'images-${AWS::Region}' }) });
+    assert.equal(resourceProps(Template.fromStack(named.stack)).RepositoryName, 'images-eu-west-1');
+    const cli = stackWith({ tarball: sample }, { env: ENV, synthesizer: new CliCredentialsStackSynthesizer() });
+    assert.equal(resourceProps(Template.fromStack(cli.stack)).RepositoryName, BOOTSTRAP_REPO);
+  });
+
+  it('two images in one stack share the imported bootstrap repository', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV });
+    const a = new TarballImage(stack, 'A', { tarball: sample });
+    const b = new TarballImage(stack, 'B', { tarball: gzipAmd });
+    assert.equal(a.repository, b.repository);
+    Template.fromStack(stack).resourceCountIs('Custom::LadingTarballImage', 2);
+  });
+});
+
+describe('TarballImage synth: consumers', () => {
+  it('L2 DockerImageFunction: code.imageUri from the resource; an owned repository lets lambda.amazonaws.com pull', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV });
+    const repo = new ecr.Repository(stack, 'Repo');
+    const image = new TarballImage(stack, 'Img', { tarball: sample, repository: repo });
+    new lambda.DockerImageFunction(stack, 'Fn', { code: image.toLambdaCode() });
+    const t = Template.fromStack(stack);
+    const crId = stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never);
+    t.hasResourceProperties('AWS::Lambda::Function', { PackageType: 'Image', Code: { ImageUri: { 'Fn::GetAtt': [crId, 'ImageUri'] } } });
+    t.hasResourceProperties('AWS::ECR::Repository', {
+      RepositoryPolicyText: { Statement: Match.arrayWith([Match.objectLike({ Principal: { Service: 'lambda.amazonaws.com' }, Action: Match.arrayWith(['ecr:GetDownloadUrlForLayer', 'ecr:BatchGetImage']) })]) },
+    });
+  });
+
+  it('L2 DockerImageFunction on arm64 with an arm64 image; a wrong architecture fails synth', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV });
+    const image = new TarballImage(stack, 'Img', { tarball: multi, platform: 'linux/amd64' });
+    throwsAt(() => new lambda.DockerImageFunction(stack, 'Fn', { code: image.toLambdaCode(), architecture: lambda.Architecture.ARM_64 }), 'Stack/Img', /linux\/amd64.*architecture is arm64.*X86_64/);
+    new lambda.DockerImageFunction(stack, 'Fn2', { code: image.toLambdaCode(), architecture: lambda.Architecture.X86_64 });
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', { PackageType: 'Image', Architectures: ['x86_64'] });
+  });
+
+  it('L1 CfnFunction with code.imageUri, forLambda: the repository policy is added', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV });
+    const repo = new ecr.Repository(stack, 'Repo');
+    const image = new TarballImage(stack, 'Img', { tarball: sample, repository: repo, forLambda: true });
+    const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
+    new lambda.CfnFunction(stack, 'F', { packageType: 'Image', code: { imageUri: image.imageUri }, role: role.roleArn });
+    const t = Template.fromStack(stack);
+    const crId = stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never);
+    t.hasResourceProperties('AWS::Lambda::Function', { PackageType: 'Image', Code: { ImageUri: { 'Fn::GetAtt': [crId, 'ImageUri'] } } });
+    t.hasResourceProperties('AWS::ECR::Repository', { RepositoryPolicyText: { Statement: Match.arrayWith([Match.objectLike({ Principal: { Service: 'lambda.amazonaws.com' } })]) } });
+  });
+
+  it('ECS Fargate task definition: the container image is the resource URI and the execution role may pull', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV });
+    const image = new TarballImage(stack, 'Img', { tarball: multi });
+    const td = new ecs.FargateTaskDefinition(stack, 'Task', { cpu: 256, memoryLimitMiB: 512 });
+    td.addContainer('app', { image: image.toEcsImage() });
+    const t = Template.fromStack(stack);
+    const crId = stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never);
+    t.hasResourceProperties('AWS::ECS::TaskDefinition', { ContainerDefinitions: [Match.objectLike({ Image: { 'Fn::GetAtt': [crId, 'ImageUri'] } })] });
+    const execRoleId = stack.getLogicalId(td.executionRole!.node.defaultChild as never);
+    const pull = Object.values(t.findResources('AWS::IAM::Policy')).find((p) => JSON.stringify(p).includes(execRoleId)) as { Properties: { PolicyDocument: { Statement: { Action: string[] | string; Resource: unknown }[] } } };
+    assert.ok(pull, 'a policy on the execution role');
+    const acts = pull.Properties.PolicyDocument.Statement.flatMap((s) => actionsOf(s));
+    assert.ok(acts.includes('ecr:BatchGetImage') && acts.includes('ecr:GetDownloadUrlForLayer') && acts.includes('ecr:GetAuthorizationToken'));
+    assert.equal(image.facts.all, true, 'every platform: the stored index is pushed for ECS');
+  });
+
+  it('L1 CfnTaskDefinition with image: imageUri, execution role granted with grantPull', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV });
+    const image = new TarballImage(stack, 'Img', { tarball: gzipAmd });
+    const exec = new iam.Role(stack, 'Exec', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+    image.grantPull(exec);
+    new ecs.CfnTaskDefinition(stack, 'TD', {
+      requiresCompatibilities: ['FARGATE'],
+      networkMode: 'awsvpc',
+      cpu: '256',
+      memory: '512',
+      executionRoleArn: exec.roleArn,
+      containerDefinitions: [{ name: 'app', image: image.imageUri, essential: true }],
+    });
+    const t = Template.fromStack(stack);
+    const crId = stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never);
+    t.hasResourceProperties('AWS::ECS::TaskDefinition', { ContainerDefinitions: [Match.objectLike({ Image: { 'Fn::GetAtt': [crId, 'ImageUri'] } })] });
+    t.hasResourceProperties('AWS::IAM::Policy', { Roles: [{ Ref: stack.getLogicalId(exec.node.defaultChild as never) }], PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['ecr:BatchGetImage']) })]) } });
+  });
+});
+
+describe('TarballImage synth failures name the construct path', () => {
+  it('an archive that is not a tar', async () => {
+    const bad = await notATar();
+    throwsAt(() => stackWith({ tarball: bad.path }), 'Stack/Img', /NOT_A_TAR|UNSUPPORTED_COMPRESSION|not a tar/i);
+  });
+
+  it('a truncated archive', async () => {
+    const bad = await truncatedTar();
+    throwsAt(() => stackWith({ tarball: bad.path }), 'Stack/Img', /TRUNCATED/);
+  });
+
+  it('a missing file, a directory', () => {
+    throwsAt(() => stackWith({ tarball: '/nonexistent/app.tar' }), 'Stack/Img', /does not exist/);
+    throwsAt(() => stackWith({ tarball: REPO_DIR }), 'Stack/Img', /is a directory/);
+  });
+
+  it('an unknown platform', () => {
+    throwsAt(() => stackWith({ tarball: sample, platform: 'linux/s390x' }), 'Stack/Img', /PLATFORM_NOT_FOUND.*|no linux\/s390x image/);
+  });
+
+  it('an unknown image name', () => {
+    throwsAt(() => stackWith({ tarball: sample, imageName: 'nope:1' }), 'Stack/Img', /no image named nope:1.*IMAGE_NOT_FOUND/);
+  });
+
+  it('Lambda given several platforms and an attestation manifest', () => {
+    const { image } = stackWith({ tarball: multi, imageName: 'app:multi' });
+    throwsAt(() => image.toLambdaCode(), 'Stack/Img', /single-platform.*attestation.*set platform/);
+    throwsAt(() => stackWith({ tarball: multi, forLambda: true }), 'Stack/Img', /single-platform/);
+  });
+
+  it('Lambda given zstd layers, or compress zstd', () => {
+    throwsAt(() => stackWith({ tarball: zstdArm, forLambda: true }), 'Stack/Img', /zstd layers; rebuild the archive with gzip layers/);
+    throwsAt(() => stackWith({ tarball: sample, compress: 'zstd', forLambda: true }), 'Stack/Img', /zstd layers; use compress: 'gzip'/);
+  });
+
+  it('bad options: compress, tag, memorySize, timeout', () => {
+    throwsAt(() => stackWith({ tarball: sample, compress: 'xz' as never }), 'Stack/Img', /compress must be/);
+    throwsAt(() => stackWith({ tarball: sample, tag: '-bad' }), 'Stack/Img', /not a valid tag/);
+    throwsAt(() => stackWith({ tarball: sample, memorySize: 128 }), 'Stack/Img', /memorySize/);
+    throwsAt(() => stackWith({ tarball: sample, timeout: Duration.minutes(20) }), 'Stack/Img', /timeout/);
+  });
+
+  it('a synthesizer without a bootstrap repository and no repository prop', () => {
+    throwsAt(() => stackWith({ tarball: sample }, { env: ENV, synthesizer: new LegacyStackSynthesizer() }), 'Stack/Img', /LegacyStackSynthesizer.*pass repository/);
+  });
+});
+
+const REPO_DIR = join(__dirname);
