@@ -108,6 +108,7 @@ export class CopyEngine {
   private readonly emit: (e: CopyEvent) => void;
   private readonly compress: Compression;
   private readonly streamedUploads = new Map<string, StreamedUpload>();
+  private readonly known = new Map<Digest, Promise<boolean>>();
   private stats = { uploaded: 0, skipped: 0, bytesUploaded: 0 };
   private ids = 0;
 
@@ -176,7 +177,7 @@ export class CopyEngine {
     const source = Readable.from(rest());
     const signal = this.opts.signal;
 
-    const skip = this.opts.dryRun || (transform === 'none' && claimed !== undefined && (await this.dest.hasBlob(claimed, signal)));
+    const skip = this.opts.dryRun || (transform === 'none' && claimed !== undefined && (await this.hasBlob(claimed)));
     if (skip) {
       await new Promise<void>((resolve, reject) => pipeline(source, verify, new PassThrough().resume(), (e) => (e ? reject(e) : resolve())));
       const facts: BlobFacts = { digest: verify.digest!, size: verify.size, compression };
@@ -256,6 +257,7 @@ export class CopyEngine {
     const all = [...jobs.values()].sort((a, b) => a.ref.entry.dataOffset - b.ref.entry.dataOffset);
     this.emit({ type: 'plan', blobs: all.length, bytes: all.reduce((n, j) => n + j.ref.entry.size, 0), manifests: choice.manifests.length });
 
+    this.askAhead(all);
     await mapLimit(all, this.opts.concurrency ?? 3, (job) => this.runJob(archive, job));
     signal?.throwIfAborted();
     const tags = this.opts.tags ?? [];
@@ -352,6 +354,31 @@ export class CopyEngine {
     return supportedCompression(await archive.store.head(job.ref.entry, MAGIC_BYTES), `${archive.where}: ${job.ref.entry.path}`);
   }
 
+  /** Whether the destination has a blob, asked once per digest per push. */
+  private hasBlob(digest: Digest): Promise<boolean> {
+    let p = this.known.get(digest);
+    if (p === undefined) {
+      p = this.dest.hasBlob(digest, this.opts.signal);
+      this.known.set(digest, p);
+    }
+    return p;
+  }
+
+  /**
+   * Asks, all at once, about every blob whose digest is known before reading it (declared,
+   * named in the archive, a diff_id, a cached compressed digest), so that a destination
+   * that batches (ECR: 100 digests per call) answers a whole re-push in one request
+   * instead of one per wave of the upload pool. A question that turns out unneeded costs
+   * nothing but a digest in the batch.
+   */
+  private askAhead(jobs: Job[]): void {
+    for (const job of jobs) {
+      const candidates = [job.declared?.digest ?? job.ref.claimed ?? job.diffId];
+      if (job.kind === 'layer' && job.diffId && this.compress !== 'none') candidates.push(this.opts.cache?.get(job.diffId, this.compress, this.level())?.digest);
+      for (const d of candidates) if (d !== undefined) this.hasBlob(d).catch(() => undefined);
+    }
+  }
+
   private async runJob(archive: ImageArchive, job: Job): Promise<void> {
     const signal = this.opts.signal;
     signal?.throwIfAborted();
@@ -388,7 +415,7 @@ export class CopyEngine {
       if (digest === undefined) digest = (await archive.blobFacts(job.ref, { diffId: false, ...(signal ? { signal } : {}) })).digest;
       const size = expectSize ?? job.ref.entry.size;
       job.result = { digest, size, compression: stored };
-      if (await this.dest.hasBlob(digest, signal)) return this.skipped(job, job.result, 'exists');
+      if (await this.hasBlob(digest)) return this.skipped(job, job.result, 'exists');
       if (this.opts.dryRun) {
         job.planned = { label: job.label, action: 'upload', digest, size };
         return;
@@ -409,7 +436,7 @@ export class CopyEngine {
 
     // An uncompressed layer to compress: maybe the registry already has its compressed form.
     const cached = job.diffId ? this.opts.cache?.get(job.diffId, transform, this.level()) : undefined;
-    if (cached && (await this.dest.hasBlob(cached.digest, signal))) {
+    if (cached && (await this.hasBlob(cached.digest))) {
       job.result = { ...cached, compression: transform };
       return this.skipped(job, job.result, 'cached');
     }

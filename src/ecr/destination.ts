@@ -40,6 +40,8 @@ export interface EcrDestinationOptions {
 }
 
 const MiB = 1024 * 1024;
+/** How long availability questions gather before one BatchCheckLayerAvailability. */
+const CHECK_WINDOW_MS = 15;
 
 /**
  * Amazon ECR through its native API (@aws-sdk/client-ecr): BatchCheckLayerAvailability,
@@ -80,13 +82,15 @@ export class EcrDestination implements Destination {
     }
   }
 
-  /** With --create-repository: make sure the repository exists before the first upload. */
+  /**
+   * Once per push, before anything else: the repository exists (created with
+   * --create-repository), so a missing one fails with its fix before any upload starts.
+   */
   private ensureRepository(signal?: AbortSignal): Promise<void> {
-    if (!this.opts.createRepository) return Promise.resolve();
     this.repoChecked ??= ensureRepository(this.client, {
       repository: this.opts.repository,
       ...(this.opts.registryId ? { registryId: this.opts.registryId } : {}),
-      create: true,
+      ...(this.opts.createRepository ? { create: true } : {}),
       ...(this.opts.imageTagMutability ? { imageTagMutability: this.opts.imageTagMutability } : {}),
       where: this.name,
       ...(signal ? { signal } : {}),
@@ -96,14 +100,18 @@ export class EcrDestination implements Destination {
     return this.repoChecked;
   }
 
-  /** Batched: the engine asks blob by blob; ECR takes up to 100 digests per call. */
+  /**
+   * Batched: the engine asks blob by blob as it learns digests (a few milliseconds apart
+   * while it reads the archive); ECR takes up to 100 digests per call, so questions are
+   * gathered for a short window, which a re-push of a whole image answers in one call.
+   */
   hasBlob(digest: Digest, signal?: AbortSignal): Promise<boolean> {
     return new Promise((resolve, reject) => {
       this.pending.push({ digest, resolve, reject });
       if (this.pending.length >= 100) void this.flushChecks(signal);
       else if (!this.flushScheduled) {
         this.flushScheduled = true;
-        setImmediate(() => void this.flushChecks(signal));
+        setTimeout(() => void this.flushChecks(signal), CHECK_WINDOW_MS);
       }
     });
   }

@@ -97,8 +97,12 @@ function describeEntries(entries: RegistryErrorEntry[], body: Buffer | undefined
 }
 
 /** Maps a protocol code (or the status) to lading's code and a hint about what to do. */
-function classify(status: number, codes: string[], credentialSource: string | undefined, hasCredentials: boolean): { code: ErrorCode; hint: string; retryable: boolean } {
+function classify(status: number, codes: string[], credentialSource: string | undefined, hasCredentials: boolean, messages = ''): { code: ErrorCode; hint: string; retryable: boolean } {
   const has = (c: string): boolean => codes.includes(c);
+  // ECR answers a write to an immutable tag that is taken with TAG_INVALID (400), not 409.
+  if (has('TAG_INVALID') && /immutable/i.test(messages)) {
+    return { code: 'CONFLICT', hint: "the tag already exists on another image and the repository's tags are immutable; push under a new tag", retryable: false };
+  }
   if (has('DIGEST_INVALID')) return { code: 'DIGEST_MISMATCH', hint: 'the content does not match its digest: the source is corrupt or changed while it was read', retryable: false };
   if (has('SIZE_INVALID')) return { code: 'SIZE_MISMATCH', hint: 'the content does not match its declared size', retryable: false };
   if (has('MANIFEST_BLOB_UNKNOWN')) return { code: 'BLOB_MISSING', hint: 'the manifest references a blob the repository lacks: push its blobs (and child manifests) first', retryable: false };
@@ -141,7 +145,7 @@ export function responseError(
 ): RegistryError {
   const entries = parseErrorBody(res.body);
   const codes = entries.map((e) => e.code);
-  const c = classify(res.status, codes, auth.credentialSource, auth.hasCredentials);
+  const c = classify(res.status, codes, auth.credentialSource, auth.hasCredentials, entries.map((e) => e.message ?? '').join(' '));
   const ra = res.headers['retry-after'];
   const retryAfterMs = parseRetryAfter(Array.isArray(ra) ? ra[0] : ra);
   const message = redact(`${where(ctx)} failed: HTTP ${res.status}${describeEntries(entries, res.body)}; ${c.hint}`);
