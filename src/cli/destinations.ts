@@ -53,6 +53,9 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
     const client = new ECRClient({
       maxAttempts: 6,
       ...(region ? { region } : {}),
+      // The API endpoint matching the registry host's form (FIPS, dual-stack), unless given.
+      ...(ecr?.fips ? { useFipsEndpoint: true } : {}),
+      ...(ecr?.dualStack ? { useDualstackEndpoint: true } : {}),
       ...(opts.profile ? { profile: opts.profile } : {}),
       ...(opts.endpointUrl ? { endpoint: opts.endpointUrl } : {}),
     });
