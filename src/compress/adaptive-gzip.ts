@@ -7,14 +7,14 @@ import * as zlib from 'node:zlib';
  * Layers often hold already-compressed files (packages, images, jars) that deflate can
  * only make bigger; Node's zlib at level 1 crawls through such data at ~44 MiB/s here. This
  * stream samples each 256 KiB segment and, when it looks incompressible (byte entropy
- * close to 8 bits), switches the deflate stream to level 0 (stored blocks, near memcpy
- * speed) with zlib's `params()`, and back when compressible data returns. The output is an
- * ordinary single-member gzip stream, and deterministic: the same input always makes the
- * same bytes, so digests stay stable across pushes.
+ * close to 8 bits), writes it as deflate stored blocks itself (no copy: a 5-byte header
+ * per 64 KiB in front of views of the input), after ending the deflate stream's run with a
+ * full flush (byte-aligned, no back-references across it); compressible segments go to
+ * zlib. The output is an ordinary single-member gzip stream, and deterministic: the same
+ * input always makes the same bytes, so digests stay stable across pushes.
  *
- * Node applies `params()` to raw deflate streams only (for gzip mode it is silently a
- * no-op), so this writes the gzip framing itself (RFC 1952: a 10-byte header, then CRC-32
- * and length) around a DeflateRaw stream.
+ * The deflate data is spliced from two writers, so this writes the gzip framing itself
+ * (RFC 1952: a 10-byte header, then CRC-32 and length) around a DeflateRaw stream.
  */
 const SEGMENT = 256 * 1024;
 const SAMPLE = 4096;
@@ -62,22 +62,40 @@ const crc32: Crc32 =
     };
   })();
 
-type ParamsStream = zlib.DeflateRaw & { params(level: number, strategy: number, cb: () => void): void };
+/** Largest stored block deflate allows (LEN is 16 bits). */
+const STORED_MAX = 65535;
+
+/**
+ * Deflate stored blocks (RFC 1951 3.2.4) holding `seg`, none final: a byte-aligned header
+ * (BFINAL 0, BTYPE 00), LEN and NLEN, then the bytes themselves (views, not copies).
+ */
+export function storedBlocks(seg: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let off = 0; off < seg.length; off += STORED_MAX) {
+    const n = Math.min(STORED_MAX, seg.length - off);
+    const h = Buffer.allocUnsafe(5);
+    h[0] = 0;
+    h.writeUInt16LE(n, 1);
+    h.writeUInt16LE(~n & 0xffff, 3);
+    out.push(h, seg.subarray(off, off + n));
+  }
+  return out;
+}
 
 export class AdaptiveGzip extends Transform {
-  private readonly gz: ParamsStream;
+  private readonly gz: zlib.DeflateRaw;
   private crc = 0;
   private size = 0;
   private pending: Buffer[] = [];
   private pendingLen = 0;
-  private stored = false;
-  private inParams = false;
+  /** Bytes written to the deflate stream since its last full flush. */
+  private gzDirty = false;
   /** Bytes that went through stored blocks, for --debug and the benchmark. */
   storedBytes = 0;
 
-  constructor(private readonly level = 1) {
+  constructor(level = 1) {
     super({ highWaterMark: 1024 * 1024 });
-    this.gz = zlib.createDeflateRaw({ level, chunkSize: 256 * 1024 }) as ParamsStream;
+    this.gz = zlib.createDeflateRaw({ level, chunkSize: 256 * 1024 });
     this.push(HEADER);
     this.gz.on('data', (c: Buffer) => {
       if (!this.push(c)) this.gz.pause();
@@ -94,28 +112,42 @@ export class AdaptiveGzip extends Transform {
     super._read(size);
   }
 
-  private async writeSegment(seg: Buffer): Promise<void> {
-    const incompressible = sampleEntropy(seg) > THRESHOLD;
-    if (incompressible !== this.stored) {
-      this.stored = incompressible;
-      const level = incompressible ? 0 : this.level;
-      // Closing the deflate stream while params() flushes trips Node's "zlib binding closed"
-      // assertion, an uncaught exception: a destroy meanwhile is deferred until it is done.
-      this.inParams = true;
-      await new Promise<void>((resolve) =>
-        this.gz.params(level, zlib.constants.Z_DEFAULT_STRATEGY, () => {
-          this.inParams = false;
+  /**
+   * Ends the deflate stream's current run at a byte boundary with no reference to what came
+   * before (Z_FULL_FLUSH), and waits until all it produced has been passed on, so stored
+   * blocks written next land after it. Deflate resumes later as if starting afresh.
+   */
+  private async settleDeflate(): Promise<void> {
+    if (!this.gzDirty) return;
+    this.gzDirty = false;
+    await new Promise<void>((resolve) => this.gz.flush(zlib.constants.Z_FULL_FLUSH, () => resolve()));
+    // Output still buffered in the (paused) deflate stream flows once the reader wants more.
+    while (this.gz.readableLength > 0 && !this.destroyed) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.gz.off('data', done);
+          this.off('close', done);
           resolve();
-        }),
-      );
-      if (this.destroyed) {
-        this.gz.destroy();
-        throw this.errored ?? new Error('compression stream destroyed');
-      }
+        };
+        this.gz.on('data', done);
+        this.once('close', done);
+      });
     }
-    if (incompressible) this.storedBytes += seg.length;
+    if (this.destroyed) throw this.errored ?? new Error('compression stream destroyed');
+  }
+
+  private async writeSegment(seg: Buffer): Promise<void> {
     this.crc = crc32(seg, this.crc);
     this.size += seg.length;
+    if (sampleEntropy(seg) > THRESHOLD) {
+      // Incompressible: stored blocks written here directly. Running them through zlib at
+      // level 0 would cost a copy into its window and out again (~1.5 CPU-s per GiB).
+      await this.settleDeflate();
+      this.storedBytes += seg.length;
+      for (const b of storedBlocks(seg)) this.push(b);
+      return;
+    }
+    this.gzDirty = true;
     if (!this.gz.write(seg)) await new Promise<void>((resolve) => this.gz.once('drain', resolve));
   }
 
@@ -154,7 +186,7 @@ export class AdaptiveGzip extends Transform {
   }
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
-    if (!this.inParams) this.gz.destroy();
+    this.gz.destroy();
     cb(err);
   }
 }

@@ -68,6 +68,27 @@ describe('AdaptiveGzip', () => {
     }
   });
 
+  it('writes incompressible data as stored blocks: ~5 bytes per 64 KiB over the input, valid gzip', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 12345);
+    const gz = await slowRoundTrip(data, 1024 * 1024, 1024 * 1024, 0);
+    assert.ok(gunzipSync(gz).equals(data));
+    // A stored block per 65535 bytes, split at each 256 KiB segment; gzip header 10 +
+    // trailer 8 + the final empty block zlib ends with (2 bytes).
+    const blocks = Math.ceil(data.length / 65535) + Math.ceil(data.length / (256 * 1024));
+    assert.ok(gz.length <= data.length + 5 * blocks + 20, `${gz.length} bytes for ${data.length}`);
+    const g = new AdaptiveGzip(1);
+    g.end(data);
+    for await (const _ of g) void _;
+    assert.equal(g.storedBytes, data.length);
+  });
+
+  it('handles empty input and a stored stretch followed by compressible data', async () => {
+    assert.equal(gunzipSync(await slowRoundTrip(Buffer.alloc(0), 1, 65536, 0)).length, 0);
+    const text = Buffer.from('0123456789 abcdefghij '.repeat(50_000));
+    const data = Buffer.concat([randomBytes(600_000), text, randomBytes(70_000), text]);
+    assert.ok(gunzipSync(await slowRoundTrip(data, 256 * 1024, 100_000, 0)).equals(data));
+  });
+
   it('round-trips mixed compressible and random data, deterministically', async () => {
     const text = Buffer.from('lading pushes image archives without docker. '.repeat(40_000));
     const data = Buffer.concat([text, randomBytes(1024 * 1024 + 17), text.subarray(0, 300_001), randomBytes(4096)]);
