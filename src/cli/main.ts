@@ -62,7 +62,11 @@ export async function main(argv: string[], io: { stdout?: (s: string) => void; s
     if (!cmd) throw new LadingError('USAGE', `unknown command "${name}" (commands: ${Object.keys(commands).join(', ')}; see lading --help)`);
     return await cmd.run(ctx, rest);
   } catch (e) {
-    const le = e instanceof LadingError ? e : new LadingError('INTERNAL', `unexpected error: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    // Interrupted: whatever the cancelled work failed with (a reset stream, a truncated stdin),
+    // the reason to report is the signal.
+    const reason: unknown = ctx.signal.aborted ? ctx.signal.reason : undefined;
+    const le =
+      reason instanceof LadingError ? reason : e instanceof LadingError ? e : new LadingError('INTERNAL', `unexpected error: ${(e as Error)?.message ?? String(e)}`, { cause: e });
     if (json) out(JSON.stringify({ error: { code: le.code, message: le.message } }, null, 2));
     err(`lading: ${le.message}`);
     if (debugOn) err(((le.cause as Error | undefined)?.stack ?? le.stack) ?? '');
@@ -81,6 +85,9 @@ if (require.main === module) {
     if (++signals > 1) process.exit(sig === 'SIGINT' ? 130 : 143);
     process.exitCode = sig === 'SIGINT' ? 130 : 143;
     ac.abort(new LadingError('ABORTED', `interrupted by ${sig}`));
+    // A push reading standard input waits for bytes that may never come: end that wait, so
+    // the reader fails, cleans up (temp files included) and main() returns.
+    if (!process.stdin.destroyed && process.stdin.readableFlowing !== null) process.stdin.destroy();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -91,6 +98,9 @@ if (require.main === module) {
   main(process.argv.slice(2), { signal: ac.signal }).then(
     (code) => {
       process.exitCode = signals > 0 ? process.exitCode : code;
+      // Interrupted and cleaned up: leave now, whatever still holds the event loop (keep-alive
+      // sockets, standard input).
+      if (signals > 0) process.exit();
     },
     (e: unknown) => {
       process.stderr.write(`lading: internal error: ${String(e)}\n`);
