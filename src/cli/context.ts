@@ -12,6 +12,8 @@ export interface CommandContext {
   signal: AbortSignal;
   /** stderr is a terminal: live progress may be drawn there. */
   isTTY: boolean;
+  /** Writes to stderr exactly as given (no newline added): terminal control sequences. */
+  stderrRaw?: (text: string) => void;
   env: NodeJS.ProcessEnv;
 }
 

@@ -45,6 +45,7 @@ export async function main(argv: string[], io: { stdout?: (s: string) => void; s
     debug: debugOn ? (line: string) => err(`debug: ${line}`) : undefined,
     signal: io.signal ?? new AbortController().signal,
     isTTY: io.stderr === undefined && process.stderr.isTTY === true,
+    ...(io.stderr === undefined ? { stderrRaw: (s: string) => void process.stderr.write(s) } : {}),
     env: io.env ?? process.env,
   };
   const [name, ...rest] = argv;

@@ -154,7 +154,9 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
   if (tags.length === 0 && !dest.destination.name.startsWith('oci:')) tags.push('latest');
 
   const quiet = values.quiet === true || values.json === true;
-  const progress = new ProgressRenderer((s) => ctx.stderr(s.endsWith('\n') ? s.slice(0, -1) : s), quiet ? 'quiet' : ctx.isTTY ? 'tty' : 'plain');
+  // The live display moves the cursor: its writes go out byte for byte, no newline added.
+  const tty = !quiet && ctx.isTTY && ctx.stderrRaw !== undefined;
+  const progress = new ProgressRenderer(tty ? ctx.stderrRaw! : (s) => ctx.stderr(s.endsWith('\n') ? s.slice(0, -1) : s), quiet ? 'quiet' : tty ? 'tty' : 'plain');
   const opts: CopyOptions = {
     compress: compress as Compression,
     tags,
