@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { cpus, hostname, release, totalmem } from 'node:os';
+import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BenchContext } from './context';
@@ -129,6 +129,7 @@ async function main(): Promise<number> {
   mkdirSync(scratchDir, { recursive: true });
   const serverRoot = join(chooseServerRoot(workDir, 5 * layerMiB * 2 ** 20 * 2), `servers-${process.pid}`);
   const started = new Date();
+  const loadStart = loadavg().map((x) => x.toFixed(2)).join(' ');
   log(`work dir ${workDir}, servers store in ${serverRoot}, ${runs} run(s), ${layerMiB} MiB layers, scenarios: ${selected.join(', ')}`);
 
   const cleanup = (): void => {
@@ -153,10 +154,12 @@ async function main(): Promise<number> {
 
   const info = machine();
   const finished = new Date();
+  const loadEnd = loadavg().map((x) => x.toFixed(2)).join(' ');
   const doc = {
     date: started.toISOString(),
     durationS: Math.round((finished.getTime() - started.getTime()) / 1000),
     machine: info,
+    loadAverage: { start: loadStart, end: loadEnd },
     options: { runs, layerMiB, quick, scenarios: selected },
     inputs: {
       dockerArchive: inputs.dockerArchive,
@@ -178,6 +181,7 @@ async function main(): Promise<number> {
       '',
       `Full run of \`npm run bench\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${doc.durationS} s.`,
       `Machine: ${info.cpu}, ${info.memoryGiB} GiB RAM, Linux ${info.kernel}, Node ${info.node}, ${info.skopeo}, ${info.registry}.`,
+      `Load average (1, 5, 15 min) at start: ${loadStart}; at end: ${loadEnd} (the machine is shared: other work runs beside the bench, slowing both contenders of each pair).`,
       `Median of ${runs} runs per contender (each metric's median taken separately); peak RSS is each child's own maximum resident set (GNU time, rusage).`,
       '',
       ...tables.flatMap((t) => [renderTable(t), '']),
