@@ -37,6 +37,7 @@ const SCENARIOS: Scenario[] = [
   { name: 'ThrottlingException twice on UploadLayerPart', transport: 'ecr-api', archive: 'legacy', faults: [{ op: 'UploadLayerPart', kind: 'throttle', times: 2 }], outcome: { ok: true } },
   { name: 'ServerException (500) on InitiateLayerUpload', transport: 'ecr-api', archive: 'legacy', faults: [{ op: 'InitiateLayerUpload', kind: 'server-error', times: 1 }], outcome: { ok: true } },
   { name: '503 ServiceUnavailableException on BatchCheckLayerAvailability', transport: 'ecr-api', archive: 'legacy', faults: [{ op: 'BatchCheckLayerAvailability', kind: 'error', error: 'ServiceUnavailableException', status: 503, times: 1 }], outcome: { ok: true } },
+  { name: '502 Bad Gateway on CompleteLayerUpload', transport: 'ecr-api', archive: 'legacy', faults: [{ op: 'CompleteLayerUpload', kind: 'error', error: 'BadGateway', status: 502, times: 1 }], outcome: { ok: true } },
   { name: 'connection dropped on the second UploadLayerPart', transport: 'ecr-api', archive: 'legacy', faults: [{ op: 'UploadLayerPart', kind: 'drop-connection', after: 1, times: 1 }], outcome: { ok: true } },
   { name: 'response lost after CompleteLayerUpload committed the layer', transport: 'ecr-api', archive: 'legacy', faults: [{ op: 'CompleteLayerUpload', kind: 'drop-response', times: 1 }], outcome: { ok: true } },
   { name: 'response lost after PutImage stored a child manifest', transport: 'ecr-api', archive: 'multi', faults: [{ op: 'PutImage', kind: 'drop-response', times: 1 }], outcome: { ok: true } },
