@@ -32,8 +32,7 @@ function checkInterrupted(r: CliResult, sig: 'SIGINT' | 'SIGTERM', signalledAt: 
   assert.equal(r.code, sig === 'SIGINT' ? 130 : 143, ctx);
   const lines = r.stderr.split('\n').filter((l) => l.startsWith('lading: '));
   assert.equal(lines.length, 1, ctx);
-  // (the ECR destination words it "uploading bytes 0-684: interrupted", without the signal)
-  assert.match(lines[0]!, /interrupted/, ctx);
+  assert.match(lines[0]!, new RegExp(`interrupted by ${sig}`), ctx);
   assert.ok(!/\n\s+at /.test(r.stderr), ctx);
   const doc = JSON.parse(r.stdout) as { error?: { code: string } };
   assert.equal(doc.error?.code, 'ABORTED', ctx);

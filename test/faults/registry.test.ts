@@ -61,7 +61,7 @@ const SCENARIOS: Scenario[] = [
   { name: 'persistent 503 on the top index PUT (children already pushed)', archive: 'multi', fault: () => afterN(2, isManifestPut, { status: 503 }), outcome: { ok: false, codes: ['REGISTRY'] } },
   { name: 'persistent 503 on uploads after two blobs', archive: 'multi', fault: () => afterN(2, (r) => isUpload(r) && r.method === 'POST', { status: 503 }), outcome: { ok: false, codes: ['REGISTRY'] } },
   { name: 'persistent reset of the tag PUT', archive: 'legacy', fault: () => (r) => (isTagPut(r) ? 'reset' : undefined), outcome: { ok: false, codes: ['NETWORK'] } },
-  { name: 'a 401 DENIED on a blob upload (not retryable)', archive: 'legacy', fault: () => first(1, isBlobPut, { status: 403, body: '{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}' }), outcome: { ok: false, codes: ['AUTH'] } },
+  { name: 'a 403 DENIED on a blob upload (not retryable)', archive: 'legacy', fault: () => first(1, isBlobPut, { status: 403, body: '{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}' }), outcome: { ok: false, codes: ['AUTH'] } },
 ];
 
 const BLOBS = { legacy: 3, multi: 6 };
