@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BenchContext } from './context';
 import { benchEcr } from './ecr';
@@ -179,7 +179,7 @@ async function main(): Promise<number> {
     const md = [
       '# lading benchmark results',
       '',
-      `Full run of \`npm run bench\` on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${doc.durationS} s.`,
+      `Full run (all scenarios, 256 MiB layers) of \`node ${relative(root, process.argv[1] ?? 'dist/bench/run.js')}\` (what \`npm run bench\` runs after building) on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${doc.durationS} s.`,
       `Machine: ${info.cpu}, ${info.memoryGiB} GiB RAM, Linux ${info.kernel}, Node ${info.node}, ${info.skopeo}, ${info.registry}.`,
       `Load average (1, 5, 15 min) at start: ${loadStart}; at end: ${loadEnd} (the machine is shared: other work runs beside the bench, slowing both contenders of each pair).`,
       `Median of ${runs} runs per contender (each metric's median taken separately); peak RSS is each child's own maximum resident set (GNU time, rusage).`,
