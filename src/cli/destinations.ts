@@ -1,14 +1,10 @@
 import { resolve } from 'node:path';
 import type { Destination } from '../copy/destination';
 import { LadingError } from '../errors';
-import { ECRClient } from '@aws-sdk/client-ecr';
-import { EcrDestination } from '../ecr/destination';
-import { ecrRegistryDestination } from '../ecr/registry-transport';
 import { ECR_REPOSITORY, parseEcrHost } from '../ecr/host';
 import { OciLayoutDestination } from '../layout/destination';
-import { RegistryClient } from '../registry/client';
-import { defaultCredentials, staticCredentials, type CredentialProvider } from '../registry/credentials';
-import { RegistryDestination } from '../registry/destination';
+import type { CredentialProvider } from '../registry/credentials';
+import type { RegistryDestination } from '../registry/destination';
 import { DOCKER_HUB_REGISTRY, parseReference } from '../registry/reference';
 
 export interface DestinationOptions {
@@ -50,6 +46,12 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
       throw new LadingError('BAD_REFERENCE', `"${repository}" is not a valid ECR repository name (2-256 lowercase letters, digits, and . _ - / separators)`);
     }
     const region = opts.region ?? ecr?.region ?? opts.env?.AWS_REGION ?? opts.env?.AWS_DEFAULT_REGION;
+    // The AWS SDK is loaded only for ECR destinations (start-up time and memory of other pushes).
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    const { ECRClient } = require('@aws-sdk/client-ecr') as typeof import('@aws-sdk/client-ecr');
+    const { EcrDestination } = require('../ecr/destination') as typeof import('../ecr/destination');
+    const { ecrRegistryDestination } = require('../ecr/registry-transport') as typeof import('../ecr/registry-transport');
+    /* eslint-enable @typescript-eslint/no-require-imports */
     const client = new ECRClient({
       maxAttempts: 6,
       ...(region ? { region } : {}),
@@ -100,6 +102,11 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
     }
   }
   if (opts.password !== undefined && opts.username === undefined) throw new LadingError('USAGE', 'a password needs --username');
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { RegistryClient } = require('../registry/client') as typeof import('../registry/client');
+  const { defaultCredentials, staticCredentials } = require('../registry/credentials') as typeof import('../registry/credentials');
+  const { RegistryDestination } = require('../registry/destination') as typeof import('../registry/destination');
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const credentials: CredentialProvider =
     opts.username !== undefined ? staticCredentials({ username: opts.username, password: opts.password ?? '' }, '--username/--password-stdin') : defaultCredentials(opts.env ?? process.env);
   const client = new RegistryClient({
