@@ -103,9 +103,16 @@ function classify(status: number, codes: string[], credentialSource: string | un
   if (has('TAG_INVALID') && /immutable/i.test(messages)) {
     return { code: 'CONFLICT', hint: "the tag already exists on another image and the repository's tags are immutable; push under a new tag", retryable: false };
   }
+  // lading puts a manifest only once every blob and child it names was confirmed (201 or HEAD
+  // 200), so "blob unknown" then is a registry's read-after-write race: distribution's
+  // filesystem driver rewrites a repository's blob link in place when concurrent pushes of one
+  // blob commit, and a manifest PUT meanwhile reads it empty (seen with 20 parallel pushes).
+  // Retried with backoff; distribution sends DIGEST_INVALID alongside, hence checked first.
+  if (has('MANIFEST_BLOB_UNKNOWN')) {
+    return { code: 'BLOB_MISSING', hint: 'the manifest references a blob the repository lacks: push its blobs (and child manifests) first', retryable: true };
+  }
   if (has('DIGEST_INVALID')) return { code: 'DIGEST_MISMATCH', hint: 'the content does not match its digest: the source is corrupt or changed while it was read', retryable: false };
   if (has('SIZE_INVALID')) return { code: 'SIZE_MISMATCH', hint: 'the content does not match its declared size', retryable: false };
-  if (has('MANIFEST_BLOB_UNKNOWN')) return { code: 'BLOB_MISSING', hint: 'the manifest references a blob the repository lacks: push its blobs (and child manifests) first', retryable: false };
   if (has('MANIFEST_INVALID') || has('MANIFEST_UNVERIFIED')) return { code: 'BAD_MANIFEST', hint: 'the registry rejected the manifest document', retryable: false };
   if (has('NAME_INVALID') || has('TAG_INVALID')) return { code: 'BAD_REFERENCE', hint: 'the registry rejected the repository name or tag', retryable: false };
   if (has('BLOB_UPLOAD_UNKNOWN') || has('BLOB_UPLOAD_INVALID') || status === 416) {
