@@ -292,9 +292,7 @@ const ops: Record<string, Handler> = {
     const last = int(b, 'partLastByte', 0, Number.MAX_SAFE_INTEGER);
     if (first === undefined) throw invalid('partFirstByte', 'Member must not be null');
     if (last === undefined) throw invalid('partLastByte', 'Member must not be null');
-    const b64 = str(b, 'layerPartBlob', true);
-    if (b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw new ApiError('SerializationException', 'layerPartBlob is not valid base64');
-    const blob = Buffer.from(b64, 'base64');
+    const blob = (b as { [PART_BLOB]?: Buffer })[PART_BLOB] ?? decodeBase64(Buffer.from(str(b, 'layerPartBlob', true), 'latin1'));
     const ids = { registryId: s.registryId, repositoryName: repo.name, uploadId };
     const notFound = (): ApiError => new ApiError('UploadNotFoundException', `The upload with id '${uploadId}' does not exist in the repository with name '${repo.name}' in the registry with id '${s.registryId}'`);
     const u = s.uploads.get(uploadId, repo.name, 'ecr');
@@ -540,6 +538,35 @@ function regionOf(s: ServeState, authorization: string): string {
   return m?.[1] ?? 'us-east-1';
 }
 
+const PART_BLOB = Symbol('layerPartBlob');
+const FIELD = Buffer.from('"layerPartBlob":"');
+
+/**
+ * Finds `"layerPartBlob":"<base64>"` in a raw UploadLayerPart body: the base64 bytes, and the
+ * body with the value emptied. Undefined (the plain path then decides) when the value holds
+ * anything but base64 characters up to its closing quote, e.g. a JSON escape.
+ */
+function cutPartBlob(raw: Buffer): { blob: Buffer; rest: Buffer } | undefined {
+  const at = raw.indexOf(FIELD);
+  if (at < 0) return undefined;
+  const start = at + FIELD.length;
+  const end = raw.indexOf(0x22, start);
+  if (end < 0) return undefined;
+  const blob = raw.subarray(start, end);
+  if (blob.includes(0x5c)) return undefined;
+  return { blob, rest: Buffer.concat([raw.subarray(0, start), raw.subarray(end)]) };
+}
+
+/** Strict base64 (standard alphabet, padded): Node's decoder skips what it does not know, so a shorter result or a URL-safe character means invalid input. */
+function decodeBase64(b64: Buffer): Buffer {
+  const pad = b64.length > 0 && b64[b64.length - 1] === 0x3d ? (b64[b64.length - 2] === 0x3d ? 2 : 1) : 0;
+  const out = Buffer.from(b64.toString('latin1'), 'base64');
+  if (b64.length % 4 !== 0 || out.length !== (b64.length / 4) * 3 - pad || b64.includes(0x2d) || b64.includes(0x5f) || b64.subarray(0, b64.length - pad).includes(0x3d)) {
+    throw new ApiError('SerializationException', 'layerPartBlob is not valid base64');
+  }
+  return out;
+}
+
 export async function handleEcr(s: ServeState, x: Exchange): Promise<void> {
   const op = ecrOperation(x.req.headers['x-amz-target']);
   const handler = op !== undefined && Object.hasOwn(ops, op) ? ops[op] : undefined;
@@ -557,11 +584,15 @@ export async function handleEcr(s: ServeState, x: Exchange): Promise<void> {
       throw e;
     }
     let body: unknown;
+    // A part's base64 (13 MiB for 10 MiB) is cut out of the raw body and decoded directly,
+    // so the JSON parser and the validation never walk it as a string.
+    const part = op === 'UploadLayerPart' ? cutPartBlob(raw) : undefined;
     try {
-      body = raw.length === 0 ? {} : JSON.parse(raw.toString('utf8'));
+      body = raw.length === 0 ? {} : JSON.parse((part?.rest ?? raw).toString('utf8'));
     } catch {
       throw new ApiError('SerializationException', 'The request body is not valid JSON');
     }
+    if (part && typeof body === 'object' && body !== null) (body as { [PART_BLOB]?: Buffer })[PART_BLOB] = decodeBase64(part.blob);
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError('SerializationException', 'The request body must be a JSON object');
     const out = await handler(s, body as Body, regionOf(s, authorization));
     reply(x, 200, { 'content-type': JSON_TYPE, 'x-amzn-requestid': randomUUID() }, JSON.stringify(out));
