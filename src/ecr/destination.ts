@@ -20,13 +20,21 @@ import { ensureRepository } from './repository';
  * string, the JSON string and that string's bytes at once (~5x the part, ~50 MiB per blob
  * in flight); this holds the body alone (4/3 of the part). Field names are the API's.
  */
-export function partRequestBody(fields: { registryId?: string; repositoryName: string; uploadId: string; partFirstByte: number; partLastByte: number }, part: Buffer): Buffer {
+export function partRequestBody(
+  fields: { registryId?: string; repositoryName: string; uploadId: string; partFirstByte: number; partLastByte: number },
+  part: Buffer,
+  /** A buffer to build into when it is large enough (one per blob, reused part after part). */
+  into?: Buffer,
+): Buffer {
   const head = Buffer.from(`${JSON.stringify(fields).slice(0, -1)},"layerPartBlob":"`);
   const tail = Buffer.from('"}');
   const b64 = 4 * Math.ceil(part.length / 3);
-  const body = Buffer.allocUnsafe(head.length + b64 + tail.length);
+  const length = head.length + b64 + tail.length;
+  const body = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
   let at = head.copy(body, 0);
-  const SLICE = 3 * 1024 * 1024; // a multiple of 3: slices encode without padding but the last
+  // A multiple of 3 (slices encode without padding but the last), small enough that each
+  // slice's base64 string is a short-lived young-generation object.
+  const SLICE = 48 * 1024;
   for (let off = 0; off < part.length; off += SLICE) {
     at += body.write(part.subarray(off, Math.min(part.length, off + SLICE)).toString('base64'), at, 'latin1');
   }
@@ -207,14 +215,18 @@ export class EcrDestination implements Destination {
     // One part in flight while the next one fills: reading overlaps the upload, parts stay
     // strictly consecutive, and memory per blob is the part buffer plus one request body.
     let inflight: Promise<void> | undefined;
+    // Reused for every part: the previous request is complete before the next body is built.
+    const bodyBuffer = Buffer.allocUnsafe(4 * Math.ceil(partSize / 3) + 1024);
     const sendPart = async (): Promise<void> => {
+      // The previous part must be in before this one goes (ECR's rule), and waiting here
+      // rather than after building keeps a single request body per blob alive.
+      if (inflight) await inflight;
       const first = sent;
       const last = sent + fill - 1;
-      const body = partRequestBody({ ...this.ids(), uploadId, partFirstByte: first, partLastByte: last }, part.subarray(0, fill));
       const length = fill;
+      const body = partRequestBody({ ...this.ids(), uploadId, partFirstByte: first, partLastByte: last }, part.subarray(0, fill), bodyBuffer);
       sent += fill;
       fill = 0;
-      if (inflight) await inflight;
       inflight = this.send('UploadLayerPart', () => this.client.send(uploadPartCommand(this.ids(), uploadId, first, last, body), { abortSignal: signal }), `uploading bytes ${first}-${last}`).then(() => {
         opts.onProgress?.(length);
       });
