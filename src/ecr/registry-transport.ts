@@ -1,7 +1,7 @@
 import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
 import { LadingError } from '../errors';
 import { RegistryClient } from '../registry/client';
-import { staticCredentials } from '../registry/credentials';
+import type { CredentialProvider } from '../registry/credentials';
 import { RegistryDestination } from '../registry/destination';
 import { ecrError } from './errors';
 import { ensureRepository } from './repository';
@@ -40,27 +40,42 @@ export async function ecrRegistryDestination(opts: EcrRegistryOptions): Promise<
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
   }
-  let out;
-  try {
-    out = await opts.client.send(new GetAuthorizationTokenCommand(opts.registryId ? { registryIds: [opts.registryId] } : {}));
-  } catch (e) {
-    throw ecrError(e, 'GetAuthorizationToken', opts.host, 'getting a registry token');
-  }
-  const data = out.authorizationData?.[0];
-  if (!data?.authorizationToken || !data.proxyEndpoint) {
-    throw new LadingError('AUTH', `${opts.host}: GetAuthorizationToken returned no token or endpoint`);
-  }
-  const decoded = Buffer.from(data.authorizationToken, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon <= 0) throw new LadingError('AUTH', `${opts.host}: the ECR authorization token is not user:password`);
-  const endpoint = new URL(data.proxyEndpoint);
+  const fetchToken = async (signal?: AbortSignal): Promise<{ username: string; password: string; proxyEndpoint: string; expiresAt: Date | undefined }> => {
+    let out;
+    try {
+      out = await opts.client.send(new GetAuthorizationTokenCommand(opts.registryId ? { registryIds: [opts.registryId] } : {}), { abortSignal: signal });
+    } catch (e) {
+      throw ecrError(e, 'GetAuthorizationToken', opts.host, 'getting a registry token');
+    }
+    const data = out.authorizationData?.[0];
+    if (!data?.authorizationToken || !data.proxyEndpoint) {
+      throw new LadingError('AUTH', `${opts.host}: GetAuthorizationToken returned no token or endpoint`);
+    }
+    const decoded = Buffer.from(data.authorizationToken, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon <= 0) throw new LadingError('AUTH', `${opts.host}: the ECR authorization token is not user:password`);
+    return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1), proxyEndpoint: data.proxyEndpoint, expiresAt: data.expiresAt };
+  };
+  const first = await fetchToken();
+  // The token lasts 12 hours, but a push can outlive it (or the endpoint revoke it): the
+  // client asks again after a rejected credential, and this provider then fetches a new one.
+  let current: typeof first | undefined = first;
+  const credentials: CredentialProvider = {
+    description: 'ECR GetAuthorizationToken',
+    resolve: async (_registry, signal) => {
+      const t = current ?? (await fetchToken(signal));
+      current = undefined;
+      return { username: t.username, password: t.password, source: 'ECR GetAuthorizationToken' };
+    },
+  };
+  const endpoint = new URL(first.proxyEndpoint);
   const client = new RegistryClient({
     registry: endpoint.host,
     plainHttp: endpoint.protocol === 'http:',
     ...(opts.insecure ? { insecure: true } : {}),
-    credentials: staticCredentials({ username: decoded.slice(0, colon), password: decoded.slice(colon + 1) }, 'ECR GetAuthorizationToken'),
+    credentials,
     ...(opts.logger ? { logger: opts.logger } : {}),
   });
-  opts.logger?.(`ECR registry transport: ${endpoint.origin}, token valid until ${data.expiresAt?.toISOString() ?? 'unknown'}`);
+  opts.logger?.(`ECR registry transport: ${endpoint.origin}, token valid until ${first.expiresAt?.toISOString() ?? 'unknown'}`);
   return new RegistryDestination(client, opts.repository, { host: opts.host, ...(opts.onClose ? { onClose: opts.onClose } : {}) });
 }

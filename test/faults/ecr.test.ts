@@ -136,15 +136,18 @@ describe('faults on the wire: ECR authorization token expiring mid-push (--trans
     w?.remove();
   });
 
-  test('ecr: the registry password expires mid-push: the push completes, or fails with one line and no tag; a re-run completes', async (t) => {
+  test('ecr: the registry password expires mid-push: lading asks GetAuthorizationToken again and the push completes', async (t) => {
     const archive = await legacyArchive(join(w.dir, 'tok.tar'), 'ecr-token', 4, 1024 * 1024);
     await srv.ecr.send(new CreateRepositoryCommand({ repositoryName: 'faults/token' }));
     const env = { ...process.env, XDG_CACHE_HOME: join(w.dir, 'cache') };
     const args = ['--endpoint-url', srv.url, '--transport', 'registry', '--concurrency', '1'];
     srv.faults.add({ op: 'PUT upload', kind: 'slow', delayMs: 800, times: Infinity });
     srv.faults.add({ op: 'PATCH upload', kind: 'slow', delayMs: 800, times: Infinity });
+    srv.resetCalls();
     const r = await push(archive, `${HOST}/faults/token:v1`, args, env);
     srv.faults.clear();
+    assert.equal(r.code, 0, `the push should renew its token: ${r.stdout}`);
+    assert.ok((srv.calls.GetAuthorizationToken ?? 0) >= 2, `a new token was fetched: ${JSON.stringify(srv.calls)}`);
     t.diagnostic(r.code === 0 ? 'the push completed' : `the push failed: ${r.json.error?.message ?? ''}`);
     const c = await registryCreds(srv.ecr);
     const st = await tagProblems(`${srv.url}/v2/faults/token`, 'v1', { authorization: c.header });
