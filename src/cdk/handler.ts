@@ -153,7 +153,11 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
       (await (fallback ??= ecrRegistryDestination({ client: deps.ecr, repository: p.RepositoryName, host, ...(registryId ? { registryId } : {}), ...(deps.insecureRegistry ? { insecure: true } : {}), logger: log }))).putBlob(src, o),
     logger: log,
   });
-  const source = await S3Source.open({ client: deps.s3, bucket: p.Bucket, key: p.Key, signal: ac.signal, logger: log });
+  const source = await S3Source.open({ client: deps.s3, bucket: p.Bucket, key: p.Key, signal: ac.signal, logger: log }).catch(async (e: unknown) => {
+    clearTimeout(timer);
+    await dest.close().catch(() => undefined);
+    throw ac.signal.aborted ? outOfTime : e;
+  });
   deps.onSource?.(source);
   const cacheFile = process.env.XDG_CACHE_HOME ? DigestCache.defaultFile() : undefined;
   try {

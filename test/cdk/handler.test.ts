@@ -1,0 +1,311 @@
+/**
+ * The TarballImage custom-resource handler, the real code, run locally: the staged archive
+ * sits in a real S3-compatible server (s3rver on 127.0.0.1) behind a counting proxy that
+ * records every GET and its Range header; `lading serve` is ECR; CloudFormation's
+ * pre-signed response URL is a local HTTP server. Pushed images are read back with skopeo.
+ * No SDK mocks.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { after, before, describe, it } from 'node:test';
+import { BatchGetImageCommand, CreateRepositoryCommand, ECRClient } from '@aws-sdk/client-ecr';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { handle, type CustomResourceEvent, type CustomResourceResponse, type TarballImageResourceProperties } from '../../src/cdk/handler';
+import { dockerArchiveParts, file, freshPath, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
+import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
+import { multiPlatformArchive, sampleArchive } from './helpers';
+
+interface S3rverInstance {
+  run(): Promise<AddressInfo>;
+  close(): Promise<void>;
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const S3rver = require('s3rver') as new (opts: Record<string, unknown>) => S3rverInstance;
+
+const BUCKET = 'cdk-hnb659fds-assets-000000000000-us-east-1';
+const MiB = 1024 * 1024;
+const gate = skopeoAvailable ? {} : { skip: 'skopeo is not installed (apt-get install skopeo)' };
+
+interface Get {
+  method: string;
+  url: string;
+  range: string | undefined;
+  status: number;
+  bytes: number;
+}
+
+/** An HTTP proxy in front of s3rver that records each request and the body bytes it returned. */
+async function countingProxy(target: number): Promise<{ server: Server; url: string; log: Get[] }> {
+  const log: Get[] = [];
+  const server = createServer((req, res) => {
+    const up = request({ host: '127.0.0.1', port: target, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+      const entry: Get = { method: req.method!, url: req.url!, range: req.headers.range, status: ur.statusCode!, bytes: 0 };
+      log.push(entry);
+      res.writeHead(ur.statusCode!, ur.headers);
+      ur.on('data', (c: Buffer) => (entry.bytes += c.length));
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, log };
+}
+
+/** CloudFormation's side: records the responses PUT to the pre-signed URL. */
+async function responseReceiver(): Promise<{ server: Server; url: string; received: CustomResourceResponse[] }> {
+  const received: CustomResourceResponse[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      assert.equal(req.method, 'PUT');
+      received.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as CustomResourceResponse);
+      res.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/cfn-response?X-Amz-Signature=x`, received };
+}
+
+/** A legacy docker archive: the sample's two layers plus one uncompressed layer of `size` random bytes. */
+async function bigArchive(size: number, seed: string): Promise<string> {
+  const big = await makeLayer([file('data/random.bin', pseudoRandom(seed, size))], 'none');
+  const small = await makeLayer([file('etc/motd', `hello ${seed}\n`)], 'none');
+  const parts = dockerArchiveParts([{ repoTags: [`big/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers: [small, big] }], { order: 'sorted' });
+  const p = freshPath(`${seed}.tar`);
+  writeFileSync(p, await tarBuffer(parts.entries));
+  return p;
+}
+
+describe('TarballImage handler against s3rver and lading serve', gate, () => {
+  let s3dir: string;
+  let s3rver: S3rverInstance;
+  let proxy: Awaited<ReturnType<typeof countingProxy>>;
+  let cfn: Awaited<ReturnType<typeof responseReceiver>>;
+  let srv: TestServer;
+  let s3: S3Client;
+  let ecr: ECRClient;
+  let creds: string;
+  let cacheDir: string;
+  let n = 0;
+  const lines: string[] = [];
+  const log = (l: string): void => void lines.push(l);
+
+  before(async () => {
+    s3dir = mkdtempSync(join(tmpdir(), 'lading-s3rver-'));
+    cacheDir = mkdtempSync(join(tmpdir(), 'lading-cdk-cache-'));
+    s3rver = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: s3dir, configureBuckets: [{ name: BUCKET, configs: [] }] });
+    const addr = await s3rver.run();
+    proxy = await countingProxy(addr.port);
+    cfn = await responseReceiver();
+    srv = await startTestServer();
+    s3 = new S3Client({ endpoint: proxy.url, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }, maxAttempts: 2 });
+    ecr = new ECRClient({ endpoint: srv.url, region: 'us-east-1', credentials: { accessKeyId: 'AKIDLADINGTEST', secretAccessKey: 'not-a-secret' }, maxAttempts: 1 });
+    const c = await registryCreds(srv.ecr);
+    creds = `${c.username}:${c.password}`;
+  });
+  after(async () => {
+    s3.destroy();
+    ecr.destroy();
+    await srv.stop();
+    await new Promise((r) => cfn.server.close(r));
+    await new Promise((r) => proxy.server.close(r));
+    await s3rver.close();
+    rmSync(s3dir, { recursive: true, force: true });
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
+
+  /** Stages a file as the asset object (as cdk-assets would) and creates a fresh repository. */
+  async function stage(path: string): Promise<{ key: string; repo: string; size: number }> {
+    const body = readFileSync(path);
+    const key = `${createHash('sha256').update(body).digest('hex')}.tar`;
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
+    const repo = `cdk/app${++n}`;
+    await srv.ecr.send(new CreateRepositoryCommand({ repositoryName: repo }));
+    return { key, repo, size: body.length };
+  }
+
+  function event(type: CustomResourceEvent['RequestType'], props: Partial<TarballImageResourceProperties> & { Key: string; RepositoryName: string }, physicalId?: string): CustomResourceEvent {
+    return {
+      RequestType: type,
+      ResponseURL: cfn.url,
+      StackId: 'arn:aws:cloudformation:us-east-1:000000000000:stack/S/1',
+      RequestId: `req-${Math.random()}`,
+      LogicalResourceId: 'ImgResource',
+      ResourceType: 'Custom::LadingTarballImage',
+      ...(physicalId ? { PhysicalResourceId: physicalId } : {}),
+      ResourceProperties: { Bucket: BUCKET, RepositoryUri: `${srv.host}/${props.RepositoryName}`, Tag: 'lading-test', Compress: 'gzip', RemoveOnDelete: 'false', ...props },
+    };
+  }
+
+  const ctx = (ms = 900_000) => ({ getRemainingTimeInMillis: () => ms });
+
+  async function run(e: CustomResourceEvent, opts: { ms?: number; marginMs?: number } = {}): Promise<CustomResourceResponse> {
+    const before = cfn.received.length;
+    const r = await handle(e, ctx(opts.ms), { s3, ecr, insecureRegistry: true, log, ...(opts.marginMs !== undefined ? { marginMs: opts.marginMs } : {}) });
+    assert.equal(cfn.received.length, before + 1, 'exactly one answer PUT to the response URL');
+    assert.deepEqual(cfn.received.at(-1), JSON.parse(JSON.stringify(r)));
+    return r;
+  }
+
+  function skopeo(args: string[]): Buffer {
+    return execFileSync('skopeo', args, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
+  }
+
+  /** skopeo reads the image by digest (bytes hash to it) and by tag, and copies it whole (every blob verified). */
+  function verify(repo: string, digest: string, tag: string): { architecture?: string } {
+    const raw = skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${srv.host}/${repo}@${digest}`]);
+    assert.equal(`sha256:${createHash('sha256').update(raw).digest('hex')}`, digest);
+    const byTag = JSON.parse(skopeo(['inspect', '--tls-verify=false', '--creds', creds, `docker://${srv.host}/${repo}:${tag}`]).toString()) as { Digest: string; Architecture?: string };
+    assert.equal(byTag.Digest, digest);
+    const out = mkdtempSync(join(tmpdir(), 'lading-cdk-oci-'));
+    try {
+      skopeo(['copy', '--all', '--src-tls-verify=false', '--src-creds', creds, `docker://${srv.host}/${repo}@${digest}`, `oci:${out}:x`]);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+    return byTag.Architecture ? { architecture: byTag.Architecture } : {};
+  }
+
+  function getsFor(key: string): Get[] {
+    return proxy.log.filter((g) => g.method === 'GET' && g.url.includes(key));
+  }
+
+  it('Create: an uncompressed archive is read with ranged GETs (never whole), pushed, and answered with digest, URI and tag', async () => {
+    const path = await bigArchive(24 * MiB, 'ranged');
+    const { key, repo, size } = await stage(path);
+    const r = await run(event('Create', { Key: key, RepositoryName: repo }));
+    assert.equal(r.Status, 'SUCCESS', r.Reason);
+    const data = r.Data!;
+    assert.match(data.ImageDigest, /^sha256:[0-9a-f]{64}$/);
+    assert.equal(data.ImageUri, `${srv.host}/${repo}@${data.ImageDigest}`);
+    assert.equal(data.ImageTag, 'lading-test');
+    assert.equal(r.PhysicalResourceId, `${repo}:lading-test@${data.ImageDigest}`);
+    verify(repo, data.ImageDigest, 'lading-test');
+
+    const gets = getsFor(key);
+    assert.ok(gets.length >= 2, 'several GETs');
+    for (const g of gets) {
+      assert.ok(g.range?.startsWith('bytes='), `every GET is ranged: ${g.url} ${g.range}`);
+      assert.equal(g.status, 206);
+      const [a, b] = g.range!.slice(6).split('-').map(Number);
+      assert.ok(!(a === 0 && b! >= size - 1), `no GET asks for the whole object: ${g.range}`);
+    }
+    const bytes = gets.reduce((t, g) => t + g.bytes, 0);
+    // Each blob is read once, plus the index's 1 MiB blocks: well under twice the object.
+    assert.ok(bytes <= size + 4 * MiB, `${bytes} bytes read for a ${size}-byte object`);
+    assert.ok(gets.length <= 12, `${gets.length} GETs: header reads are coalesced into blocks`);
+  });
+
+  it('Create: a gzip-compressed archive is read in one sequential GET', async () => {
+    const tar = await bigArchive(4 * MiB, 'gz');
+    const gz = freshPath('gz.tar.gz');
+    writeFileSync(gz, gzipSync(readFileSync(tar)));
+    const { key, repo, size } = await stage(gz);
+    const r = await run(event('Create', { Key: key, RepositoryName: repo }));
+    assert.equal(r.Status, 'SUCCESS', r.Reason);
+    verify(repo, r.Data!.ImageDigest, 'lading-test');
+    const gets = getsFor(key);
+    const whole = gets.filter((g) => g.range === `bytes=0-${size - 1}`);
+    assert.equal(whole.length, 1, 'one GET streams the whole object');
+    assert.ok(gets.length <= 2, `the first block (size and magic bytes) and the stream: ${gets.map((g) => g.range).join(', ')}`);
+  });
+
+  it('Create with a platform: the one manifest of a multi-platform archive; without: the index whole', async () => {
+    const path = await multiPlatformArchive();
+    const { key, repo } = await stage(path);
+    const one = await run(event('Create', { Key: key, RepositoryName: repo, Platform: 'linux/arm64', Tag: 'arm' }));
+    assert.equal(one.Status, 'SUCCESS', one.Reason);
+    assert.equal(verify(repo, one.Data!.ImageDigest, 'arm').architecture, 'arm64');
+    const all = await run(event('Create', { Key: key, RepositoryName: repo, Tag: 'all' }));
+    assert.equal(all.Status, 'SUCCESS', all.Reason);
+    const raw = JSON.parse(skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${srv.host}/${repo}:all`]).toString()) as { manifests?: unknown[] };
+    assert.equal(raw.manifests?.length, 3, 'the stored index, attestation included');
+  });
+
+  it('a failed push answers FAILED with the reason; the retry skips the blobs already uploaded', async () => {
+    process.env.XDG_CACHE_HOME = cacheDir; // a warm Lambda container keeps /tmp
+    try {
+      const path = await bigArchive(6 * MiB, 'retry');
+      const { key, repo } = await stage(path);
+      srv.faults.add({ op: 'PutImage', kind: 'error', error: 'LimitExceededException', status: 400, message: 'injected', times: 1 });
+      const first = await run(event('Create', { Key: key, RepositoryName: repo }));
+      assert.equal(first.Status, 'FAILED');
+      assert.match(first.Reason!, /PutImage|LimitExceeded|injected/);
+      assert.equal(first.PhysicalResourceId, 'lading-create-failed');
+      srv.resetCalls();
+      lines.length = 0;
+      const second = await run(event('Create', { Key: key, RepositoryName: repo }));
+      assert.equal(second.Status, 'SUCCESS', second.Reason);
+      assert.equal(srv.calls.InitiateLayerUpload ?? 0, 0, 'nothing uploaded again');
+      assert.equal(srv.calls.UploadLayerPart ?? 0, 0);
+      assert.ok(lines.filter((l) => l.startsWith('skip ')).length >= 3, lines.join('\n'));
+      verify(repo, second.Data!.ImageDigest, 'lading-test');
+    } finally {
+      delete process.env.XDG_CACHE_HOME;
+    }
+  });
+
+  it('a push that cannot finish in the invocation stops before the timeout with a clear message', async () => {
+    const path = await bigArchive(2 * MiB, 'slow');
+    const { key, repo } = await stage(path);
+    srv.faults.add({ op: 'InitiateLayerUpload', kind: 'slow', delayMs: 3000, times: 1 });
+    const t0 = Date.now();
+    // 30 s margin, 1.5 s of budget left.
+    const r = await run(event('Create', { Key: key, RepositoryName: repo }), { ms: 31_500, marginMs: 30_000 });
+    assert.equal(r.Status, 'FAILED');
+    assert.match(r.Reason!, /did not finish within this invocation.*deploying again skips them/);
+    assert.ok(Date.now() - t0 < 3000, 'answered at the deadline, not when the slow call returned');
+  });
+
+  it('Delete leaves the image (RETAIN) or removes its tag (DESTROY); a failed create deletes nothing', async () => {
+    const path = sampleArchive();
+    const { key, repo } = await stage(path);
+    const created = await run(event('Create', { Key: key, RepositoryName: repo }));
+    assert.equal(created.Status, 'SUCCESS', created.Reason);
+    const id = created.PhysicalResourceId;
+    const kept = await run(event('Delete', { Key: key, RepositoryName: repo }, id));
+    assert.equal(kept.Status, 'SUCCESS');
+    assert.equal(kept.PhysicalResourceId, id);
+    const still = await ecr.send(new BatchGetImageCommand({ repositoryName: repo, imageIds: [{ imageTag: 'lading-test' }] }));
+    assert.equal(still.images?.length, 1, 'RETAIN: the image stays');
+    const removed = await run(event('Delete', { Key: key, RepositoryName: repo, RemoveOnDelete: 'true' }, id));
+    assert.equal(removed.Status, 'SUCCESS', removed.Reason);
+    const gone = await ecr.send(new BatchGetImageCommand({ repositoryName: repo, imageIds: [{ imageTag: 'lading-test' }] }));
+    assert.equal(gone.images?.length ?? 0, 0, 'DESTROY: the tag is gone');
+    srv.resetCalls();
+    const nothing = await run(event('Delete', { Key: key, RepositoryName: repo, RemoveOnDelete: 'true' }, 'lading-create-failed'));
+    assert.equal(nothing.Status, 'SUCCESS');
+    assert.equal(srv.calls.BatchDeleteImage ?? 0, 0);
+  });
+
+  it('Update with a new archive pushes it and changes the physical id', async () => {
+    const a = await stage(sampleArchive('one:1'));
+    const r1 = await run(event('Create', { Key: a.key, RepositoryName: a.repo, Tag: 't1' }));
+    const b = freshPath('two.tar');
+    writeFileSync(b, readFileSync(await bigArchive(1 * MiB, 'update')));
+    const body = readFileSync(b);
+    const key2 = `${createHash('sha256').update(body).digest('hex')}.tar`;
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key2, Body: body }));
+    const r2 = await run(event('Update', { Key: key2, RepositoryName: a.repo, Tag: 't2' }, r1.PhysicalResourceId));
+    assert.equal(r2.Status, 'SUCCESS', r2.Reason);
+    assert.notEqual(r2.PhysicalResourceId, r1.PhysicalResourceId);
+    verify(a.repo, r2.Data!.ImageDigest, 't2');
+  });
+
+  it('a missing asset object fails with what to check', async () => {
+    const repo = `cdk/missing${++n}`;
+    await srv.ecr.send(new CreateRepositoryCommand({ repositoryName: repo }));
+    const r = await run(event('Create', { Key: 'no-such-object.tar', RepositoryName: repo }));
+    assert.equal(r.Status, 'FAILED');
+    assert.match(r.Reason!, /s3:\/\/.*no-such-object\.tar.*missing/);
+  });
+});
