@@ -30,7 +30,8 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
       if (target) {
         let repositoryName: string | undefined;
         try {
-          repositoryName = (JSON.parse(body.toString('utf8')) as { repositoryName?: string }).repositoryName;
+          const doc = JSON.parse(body.toString('utf8')) as { repositoryName?: string; repositoryNames?: string[] };
+          repositoryName = doc.repositoryName ?? doc.repositoryNames?.[0];
         } catch {
           repositoryName = undefined;
         }
