@@ -6,7 +6,8 @@
  * No SDK mocks.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
@@ -97,7 +98,10 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
   let cacheDir: string;
   let n = 0;
   const lines: string[] = [];
-  const log = (l: string): void => void lines.push(l);
+  const log = (l: string): void => {
+    lines.push(l);
+    if (process.env.LADING_TEST_LOG) console.error(l);
+  };
 
   before(async () => {
     s3dir = mkdtempSync(join(tmpdir(), 'lading-s3rver-'));
@@ -156,19 +160,21 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     return r;
   }
 
-  function skopeo(args: string[]): Buffer {
-    return execFileSync('skopeo', args, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
+  /** Asynchronous: lading serve and s3rver run in this process and must keep answering. */
+  async function skopeo(args: string[]): Promise<Buffer> {
+    const { stdout } = await promisify(execFile)('skopeo', args, { encoding: 'buffer', maxBuffer: 1 << 28, timeout: 60_000 });
+    return stdout;
   }
 
   /** skopeo reads the image by digest (bytes hash to it) and by tag, and copies it whole (every blob verified). */
-  function verify(repo: string, digest: string, tag: string): { architecture?: string } {
-    const raw = skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${srv.host}/${repo}@${digest}`]);
+  async function verify(repo: string, digest: string, tag: string): Promise<{ architecture?: string }> {
+    const raw = await skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${srv.host}/${repo}@${digest}`]);
     assert.equal(`sha256:${createHash('sha256').update(raw).digest('hex')}`, digest);
-    const byTag = JSON.parse(skopeo(['inspect', '--tls-verify=false', '--creds', creds, `docker://${srv.host}/${repo}:${tag}`]).toString()) as { Digest: string; Architecture?: string };
+    const byTag = JSON.parse((await skopeo(['inspect', '--tls-verify=false', '--creds', creds, `docker://${srv.host}/${repo}:${tag}`])).toString()) as { Digest: string; Architecture?: string };
     assert.equal(byTag.Digest, digest);
     const out = mkdtempSync(join(tmpdir(), 'lading-cdk-oci-'));
     try {
-      skopeo(['copy', '--all', '--src-tls-verify=false', '--src-creds', creds, `docker://${srv.host}/${repo}@${digest}`, `oci:${out}:x`]);
+      await skopeo(['copy', '--all', '--src-tls-verify=false', '--src-creds', creds, `docker://${srv.host}/${repo}@${digest}`, `oci:${out}:x`]);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
@@ -189,7 +195,7 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     assert.equal(data.ImageUri, `${srv.host}/${repo}@${data.ImageDigest}`);
     assert.equal(data.ImageTag, 'lading-test');
     assert.equal(r.PhysicalResourceId, `${repo}:lading-test@${data.ImageDigest}`);
-    verify(repo, data.ImageDigest, 'lading-test');
+    await verify(repo, data.ImageDigest, 'lading-test');
 
     const gets = getsFor(key);
     assert.ok(gets.length >= 2, 'several GETs');
@@ -212,7 +218,7 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     const { key, repo, size } = await stage(gz);
     const r = await run(event('Create', { Key: key, RepositoryName: repo }));
     assert.equal(r.Status, 'SUCCESS', r.Reason);
-    verify(repo, r.Data!.ImageDigest, 'lading-test');
+    await verify(repo, r.Data!.ImageDigest, 'lading-test');
     const gets = getsFor(key);
     const whole = gets.filter((g) => g.range === `bytes=0-${size - 1}`);
     assert.equal(whole.length, 1, 'one GET streams the whole object');
@@ -224,10 +230,10 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     const { key, repo } = await stage(path);
     const one = await run(event('Create', { Key: key, RepositoryName: repo, Platform: 'linux/arm64', Tag: 'arm' }));
     assert.equal(one.Status, 'SUCCESS', one.Reason);
-    assert.equal(verify(repo, one.Data!.ImageDigest, 'arm').architecture, 'arm64');
+    assert.equal((await verify(repo, one.Data!.ImageDigest, 'arm')).architecture, 'arm64');
     const all = await run(event('Create', { Key: key, RepositoryName: repo, Tag: 'all' }));
     assert.equal(all.Status, 'SUCCESS', all.Reason);
-    const raw = JSON.parse(skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${srv.host}/${repo}:all`]).toString()) as { manifests?: unknown[] };
+    const raw = JSON.parse((await skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${srv.host}/${repo}:all`])).toString()) as { manifests?: unknown[] };
     assert.equal(raw.manifests?.length, 3, 'the stored index, attestation included');
   });
 
@@ -248,7 +254,7 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
       assert.equal(srv.calls.InitiateLayerUpload ?? 0, 0, 'nothing uploaded again');
       assert.equal(srv.calls.UploadLayerPart ?? 0, 0);
       assert.ok(lines.filter((l) => l.startsWith('skip ')).length >= 3, lines.join('\n'));
-      verify(repo, second.Data!.ImageDigest, 'lading-test');
+      await verify(repo, second.Data!.ImageDigest, 'lading-test');
     } finally {
       delete process.env.XDG_CACHE_HOME;
     }
@@ -298,7 +304,7 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     const r2 = await run(event('Update', { Key: key2, RepositoryName: a.repo, Tag: 't2' }, r1.PhysicalResourceId));
     assert.equal(r2.Status, 'SUCCESS', r2.Reason);
     assert.notEqual(r2.PhysicalResourceId, r1.PhysicalResourceId);
-    verify(a.repo, r2.Data!.ImageDigest, 't2');
+    await verify(a.repo, r2.Data!.ImageDigest, 't2');
   });
 
   it('a missing asset object fails with what to check', async () => {
