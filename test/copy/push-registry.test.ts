@@ -14,10 +14,9 @@ import { main } from '../../src/cli/main';
 import { DigestCache } from '../../src/compress/cache';
 import { copyImage, type CopyOptions } from '../../src/copy/engine';
 import { isLadingError } from '../../src/errors';
-import { parsePlatform } from '../../src/image/platform';
 import { RegistryClient } from '../../src/registry/client';
 import { RegistryDestination } from '../../src/registry/destination';
-import { digestMismatch, FORMAT_BUILDERS, legacyDockerSave, type Fixture } from '../fixtures';
+import { digestMismatch, availablePlatforms, FORMAT_BUILDERS, pushablePlatforms, legacyDockerSave } from '../fixtures';
 import { realToolArchives, realToolsGate } from '../fixtures/real-tools';
 import { freePort, registryAvailable, startRegistry, type RegistryServer } from '../helpers/registry-server';
 import { startFaultProxy } from '../registry/fault-proxy';
@@ -39,12 +38,6 @@ function verifyWithSkopeo(host: string, repo: string, digest: string): void {
   rmSync(out, { recursive: true, force: true });
 }
 
-function platformsOf(f: Fixture, image: Fixture['expected']['images'][number]) {
-  const available = image.manifests.filter((m) => m.available && !m.attestation);
-  if (available.length === image.manifests.length) return [];
-  void f;
-  return available.map((m) => parsePlatform([m.platform!.os, m.platform!.architecture, m.platform!.variant].filter(Boolean).join('/')));
-}
 
 describe('push to a registry', gate, () => {
   let reg: RegistryServer;
@@ -72,7 +65,7 @@ describe('push to a registry', gate, () => {
       for (const [i, img] of f.expected.images.entries()) {
         if (f.expected.images.length > 1 && img.names.length === 0) continue;
         const r = repo();
-        const opts: CopyOptions = { tags: [`t${i}`], platforms: platformsOf(f, img), pushForeignLayers: true, ...(f.expected.images.length > 1 ? { image: img.names[0]! } : {}) };
+        const opts: CopyOptions = { tags: [`t${i}`], platforms: pushablePlatforms(img), pushForeignLayers: true, ...(f.expected.images.length > 1 ? { image: img.names[0]! } : {}) };
         let res;
         try {
           res = await push(f.path, r, opts);
@@ -83,7 +76,7 @@ describe('push to a registry', gate, () => {
           const client = new RegistryClient({ registry: reg.host });
           assert.equal(await client.headManifest(r, `t${i}`), undefined, 'no tag written');
           await client.close();
-          const plats = img.manifests.filter((m) => m.available && !m.attestation).map((m) => parsePlatform([m.platform!.os, m.platform!.architecture, m.platform!.variant].filter(Boolean).join('/')));
+          const plats = availablePlatforms(img);
           res = await push(f.path, r, { ...opts, platforms: plats });
         }
         verifyWithSkopeo(reg.host, r, res.digest!);

@@ -21,8 +21,7 @@ import { openDestination, type DestinationOptions } from '../../src/cli/destinat
 import { copyImage, type CopyOptions } from '../../src/copy/engine';
 import { isLadingError } from '../../src/errors';
 import type { Digest } from '../../src/image/digest';
-import { parsePlatform } from '../../src/image/platform';
-import { dockerArchiveParts, FORMAT_BUILDERS, freshPath, file, makeLayer, pseudoRandom, tarBuffer, type Fixture } from '../fixtures';
+import { dockerArchiveParts, availablePlatforms, FORMAT_BUILDERS, pushablePlatforms, freshPath, file, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
 import { realToolArchives, realToolsGate } from '../fixtures/real-tools';
 import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
 
@@ -41,11 +40,6 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 const execFileAsync = promisify(execFile);
 const gate = skopeoAvailable ? {} : { skip: 'skopeo is not installed (apt-get install skopeo)' };
 
-function platformsOf(image: Fixture['expected']['images'][number]) {
-  const available = image.manifests.filter((m) => m.available && !m.attestation);
-  if (available.length === image.manifests.length) return [];
-  return available.map((m) => parsePlatform([m.platform!.os, m.platform!.architecture, m.platform!.variant].filter(Boolean).join('/')));
-}
 
 /** A legacy docker archive with one uncompressed layer holding `size` bytes of random data. */
 async function randomLayerArchive(size: number, seed: string): Promise<string> {
@@ -119,7 +113,7 @@ describe('push to ECR (lading serve)', gate, () => {
             const r = repo();
             const opts: CopyOptions = {
               tags: [`t${i}`],
-              platforms: platformsOf(img),
+              platforms: pushablePlatforms(img),
               pushForeignLayers: true,
               ...(f.expected.images.length > 1 ? { image: img.names[0]! } : {}),
             };
@@ -132,7 +126,7 @@ describe('push to ECR (lading serve)', gate, () => {
               assert.ok(isLadingError(e) && /refused: push the images alone with --platform/.test(e.message), String(e));
               const d = await srv.ecr.send(new DescribeImagesCommand({ repositoryName: r })).catch(() => ({ imageDetails: [] }));
               assert.ok(!(d.imageDetails ?? []).some((x) => x.imageTags?.length), 'no tag written');
-              const plats = img.manifests.filter((m) => m.available && !m.attestation).map((m) => parsePlatform([m.platform!.os, m.platform!.architecture, m.platform!.variant].filter(Boolean).join('/')));
+              const plats = availablePlatforms(img);
               res = await push(f.path, r, transport, { ...opts, platforms: plats });
             }
             await verify(r, res.digest!);
