@@ -6,10 +6,8 @@ import { DigestCache } from '../compress/cache';
 import { copyImage, type CopyOptions, type CopyResult } from '../copy/engine';
 import { EcrDestination } from '../ecr/destination';
 import { ecrError } from '../ecr/errors';
-import { ecrRegistryDestination } from '../ecr/registry-transport';
 import { LadingError, type ErrorCode } from '../errors';
 import { ProgressRenderer } from '../cli/progress';
-import type { RegistryDestination } from '../registry/destination';
 import { readAssembly, stackSelected, type ImageAssetEntry } from './assembly';
 import { AwsEnvironment, ecrHost, type AwsOptions, type ResolvedDestination, type Session } from './aws';
 
@@ -252,18 +250,12 @@ async function publishGroup(g: Group, aws: AwsEnvironment, opts: PublishOptions 
   }
 
   opts.progress?.(`publishing ${describeAsset(r)} -> ${r.imageUri}`);
-  let fallback: Promise<RegistryDestination> | undefined;
   const dest = new EcrDestination({
     client: session.ecr,
     host,
     repository: d.repositoryName,
     region: d.region,
-    // Zero-byte blobs cannot go through the layer API: they take the registry endpoint.
-    emptyBlob: async (src, o) => (await (fallback ??= ecrRegistryDestination({ client: session.ecr, repository: d.repositoryName, host, ...(opts.logger ? { logger: opts.logger } : {}) }))).putBlob(src, o),
     ...(opts.logger ? { logger: opts.logger } : {}),
-    onClose: async () => {
-      if (fallback) await (await fallback).close();
-    },
   });
   // Blob by blob, as plain lines prefixed with the asset: several images may be in flight.
   const label = r.displayName ?? r.asset.slice(0, 12);

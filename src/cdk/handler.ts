@@ -17,10 +17,8 @@ import { DigestCache } from '../compress/cache';
 import { CopyEngine } from '../copy/engine';
 import type { CopyEvent } from '../copy/events';
 import { EcrDestination } from '../ecr/destination';
-import { ecrRegistryDestination } from '../ecr/registry-transport';
 import { LadingError } from '../errors';
 import { parsePlatform } from '../image/platform';
-import type { RegistryDestination } from '../registry/destination';
 import { S3Source } from './s3-source';
 
 export interface TarballImageResourceProperties {
@@ -143,14 +141,12 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
   timer.unref();
 
   const started = Date.now();
-  let fallback: Promise<RegistryDestination> | undefined;
   const dest = new EcrDestination({
     client: deps.ecr,
     host,
     repository: p.RepositoryName,
     ...(registryId ? { registryId } : {}),
-    emptyBlob: async (src, o) =>
-      (await (fallback ??= ecrRegistryDestination({ client: deps.ecr, repository: p.RepositoryName, host, ...(registryId ? { registryId } : {}), ...(deps.insecureRegistry ? { insecure: true } : {}), logger: log }))).putBlob(src, o),
+    ...(deps.insecureRegistry ? { insecure: true } : {}),
     logger: log,
   });
   const source = await S3Source.open({ client: deps.s3, bucket: p.Bucket, key: p.Key, signal: ac.signal, logger: log }).catch(async (e: unknown) => {
@@ -185,7 +181,6 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
     clearTimeout(timer);
     await source.close();
     await dest.close().catch(() => undefined);
-    if (fallback) await (await fallback.catch(() => undefined))?.close();
   }
 }
 

@@ -4,7 +4,6 @@ import { LadingError } from '../errors';
 import { ECR_REPOSITORY, parseEcrHost } from '../ecr/host';
 import { OciLayoutDestination } from '../layout/destination';
 import type { CredentialProvider } from '../registry/credentials';
-import type { RegistryDestination } from '../registry/destination';
 import { DOCKER_HUB_REGISTRY, parseReference } from '../registry/reference';
 
 export interface DestinationOptions {
@@ -61,45 +60,35 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
       ...(opts.profile ? { profile: opts.profile } : {}),
       ...(opts.endpointUrl ? { endpoint: opts.endpointUrl } : {}),
     });
-    const viaRegistry = (onClose?: () => Promise<void>, fallback = false) =>
-      ecrRegistryDestination({
+    if (opts.transport === 'registry') {
+      const destination = await ecrRegistryDestination({
         client,
         repository,
         host,
-        ...(fallback ? { skipRepositoryCheck: true } : {}),
         ...(opts.createRepository ? { createRepository: true } : {}),
         ...(opts.imageTagMutability ? { imageTagMutability: opts.imageTagMutability } : {}),
         ...(ecr ? { registryId: ecr.account } : {}),
         ...(opts.insecure ? { insecure: true } : {}),
         ...(opts.logger ? { logger: opts.logger } : {}),
-        ...(onClose ? { onClose } : {}),
-      });
-    if (opts.transport === 'registry') {
-      const destination = await viaRegistry(async () => client.destroy());
-      return { destination, tags: tag ? [tag] : [] };
-    }
-    {
-      let fallback: Promise<RegistryDestination> | undefined;
-      const destination = new EcrDestination({
-        client,
-        // Zero-byte blobs cannot go through the layer API: they take the registry endpoint.
-        emptyBlob: async (src, o) => (await (fallback ??= viaRegistry(undefined, true))).putBlob(src, o),
-        host,
-        repository,
-        ...(ecr ? { registryId: ecr.account } : {}),
-        ...(region ? { region } : {}),
-        ...(opts.profile ? { profile: opts.profile } : {}),
-        ...(opts.endpointUrl ? { endpoint: opts.endpointUrl } : {}),
-        ...(opts.createRepository ? { createRepository: true } : {}),
-        ...(opts.imageTagMutability ? { imageTagMutability: opts.imageTagMutability } : {}),
-        ...(opts.logger ? { logger: opts.logger } : {}),
-        onClose: async () => {
-          if (fallback) await (await fallback).close();
-          client.destroy();
-        },
+        onClose: async () => client.destroy(),
       });
       return { destination, tags: tag ? [tag] : [] };
     }
+    const destination = new EcrDestination({
+      client,
+      host,
+      repository,
+      ...(ecr ? { registryId: ecr.account } : {}),
+      ...(region ? { region } : {}),
+      ...(opts.profile ? { profile: opts.profile } : {}),
+      ...(opts.endpointUrl ? { endpoint: opts.endpointUrl } : {}),
+      ...(opts.createRepository ? { createRepository: true } : {}),
+      ...(opts.imageTagMutability ? { imageTagMutability: opts.imageTagMutability } : {}),
+      ...(opts.insecure ? { insecure: true } : {}),
+      ...(opts.logger ? { logger: opts.logger } : {}),
+      onClose: async () => client.destroy(),
+    });
+    return { destination, tags: tag ? [tag] : [] };
   }
   if (opts.password !== undefined && opts.username === undefined) throw new LadingError('USAGE', 'a password needs --username');
   /* eslint-disable @typescript-eslint/no-require-imports */

@@ -12,6 +12,7 @@ import type { BlobSource, Destination, ManifestToPut, PutBlobOptions } from '../
 import { LadingError } from '../errors';
 import { createDigester, finishDigest, type Digest } from '../image/digest';
 import { ecrError } from './errors';
+import type { RegistryDestination } from '../registry/destination';
 import { ensureRepository } from './repository';
 
 /**
@@ -75,8 +76,8 @@ export interface EcrDestinationOptions {
   maxAttempts?: number;
   /** Uploads of one blob restarted from scratch after a failed part (the SDK retries each call first). */
   blobAttempts?: number;
-  /** Where zero-byte blobs go, since the layer API cannot take them (EmptyUploadException). */
-  emptyBlob?: (src: BlobSource, opts: PutBlobOptions) => Promise<{ digest: Digest; size: number }>;
+  /** TLS without verification for the registry endpoint that zero-byte blobs take. */
+  insecure?: boolean;
   /** A client made by the caller, who then owns it (see onClose). */
   client?: ECRClient;
   /** Runs when the destination closes. */
@@ -100,6 +101,8 @@ export class EcrDestination implements Destination {
   private pending: { digest: Digest; resolve: (v: boolean) => void; reject: (e: unknown) => void }[] = [];
   private flushScheduled = false;
   private repoChecked: Promise<void> | undefined;
+  /** The registry endpoint, for zero-byte blobs only. */
+  private registry: Promise<RegistryDestination> | undefined;
   /** Calls made, by operation: the tests and --debug read them. */
   readonly calls: Record<string, number> = {};
 
@@ -196,9 +199,26 @@ export class EcrDestination implements Destination {
     }
   }
 
-  private async empty(src: BlobSource, opts: PutBlobOptions): Promise<{ digest: Digest; size: number }> {
-    if (this.opts.emptyBlob) return this.opts.emptyBlob(src, opts);
-    throw new LadingError('REGISTRY', `${this.name}: a zero-byte blob cannot go through ECR's layer API (EmptyUploadException); push with --transport registry`);
+  /**
+   * A zero-byte blob cannot go through the layer API (no part: EmptyUploadException), so it
+   * takes the registry endpoint (GetAuthorizationToken, then /v2/), opened on first need.
+   */
+  private empty(src: BlobSource, opts: PutBlobOptions): Promise<{ digest: Digest; size: number }> {
+    this.registry ??= (async () => {
+      // Loaded here: the registry client (undici) is not needed by the native path otherwise.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { ecrRegistryDestination } = require('./registry-transport') as typeof import('./registry-transport');
+      return ecrRegistryDestination({
+        client: this.client,
+        repository: this.opts.repository,
+        host: this.opts.host,
+        skipRepositoryCheck: true,
+        ...(this.opts.registryId ? { registryId: this.opts.registryId } : {}),
+        ...(this.opts.insecure ? { insecure: true } : {}),
+        ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+      });
+    })();
+    return this.registry.then((d) => d.putBlob(src, opts));
   }
 
   private async uploadOnce(src: BlobSource, opts: PutBlobOptions): Promise<{ digest: Digest; size: number }> {
@@ -332,6 +352,8 @@ export class EcrDestination implements Destination {
   }
 
   async close(): Promise<void> {
+    const registry = await this.registry?.catch(() => undefined);
+    await registry?.close();
     if (!this.opts.client) this.client.destroy();
     await this.opts.onClose?.();
   }
