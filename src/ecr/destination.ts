@@ -205,7 +205,7 @@ export class EcrDestination implements Destination {
    */
   private empty(src: BlobSource, opts: PutBlobOptions): Promise<{ digest: Digest; size: number }> {
     this.registry ??= (async () => {
-      // Loaded here: the registry client (undici) is not needed by the native path otherwise.
+      // Loaded here: the registry client is not needed by the native path otherwise.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const { ecrRegistryDestination } = require('./registry-transport') as typeof import('./registry-transport');
       return ecrRegistryDestination({

@@ -1,5 +1,4 @@
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import { LadingError } from '../errors';
 import { createDigester, digestAlgorithm, digestOf, finishDigest, isDigest, type Digest } from '../image/digest';
 import { MAX_JSON_BYTES } from '../image/json';
@@ -8,7 +7,7 @@ import { retry } from '../util/retry';
 import type { AuthScheme, Scope } from './auth';
 import { isCredentialProvider, staticCredentials, type CredentialSource } from './credentials';
 import { registryRetryDecision, type OperationContext } from './errors';
-import { discard, header, Http, readBody } from './http';
+import { discard, header, Http, readBody, type HttpAgents } from './http';
 import { Redactor } from './redact';
 import { isLoopbackRegistry, isValidRegistryHost, isValidTag, normalizeRegistry, parseRepository } from './reference';
 import { RegistryTransport } from './transport';
@@ -33,8 +32,8 @@ export interface RegistryClientOptions {
   attempts?: number;
   /** Base delay of the exponential backoff between attempts. @default 250 */
   retryBaseDelayMs?: number;
-  /** A shared undici dispatcher (connection pool); the client then does not close it. */
-  dispatcher?: Dispatcher;
+  /** A shared connection pool (see `createAgents`); the client then does not close it. */
+  agents?: HttpAgents;
   /** Longest wait for response headers, e.g. while the registry hashes a large blob. @default 300_000 */
   headersTimeoutMs?: number;
 }
@@ -93,7 +92,7 @@ export class RegistryClient {
     this.baseUrl = new URL(`${plain ? 'http' : 'https'}://${this.registry}`);
     this.http = new Http({
       insecure: options.insecure === true,
-      ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
+      ...(options.agents ? { agents: options.agents } : {}),
       ...(options.headersTimeoutMs !== undefined ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
     });
     this.chunkSize = options.chunkSize;

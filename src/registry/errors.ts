@@ -172,30 +172,22 @@ const RETRYABLE_SYSTEM = new Set([
   'ETIMEDOUT',
   'ECONNABORTED',
   'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_CLOSED',
+  'HEADERS_TIMEOUT',
+  'IDLE_TIMEOUT',
 ]);
 
-// undici wraps system errors (its own UND_ERR_* codes outside, ECONNRESET & co. inside):
-// the innermost system code says more.
+// The first code along the cause chain: a stream error may wrap the socket's.
 function systemCodeOf(e: unknown): string | undefined {
-  let first: string | undefined;
   for (let cur: unknown = e, depth = 0; typeof cur === 'object' && cur !== null && depth < 5; depth++) {
     const code = (cur as { code?: unknown }).code;
-    if (typeof code === 'string') {
-      if (!code.startsWith('UND_ERR_')) return code;
-      first ??= code;
-    }
+    if (typeof code === 'string') return code;
     cur = (cur as { cause?: unknown }).cause;
   }
-  return first;
+  return undefined;
 }
 
 /**
- * Turns a failure below HTTP (undici, sockets, TLS, abort) into a LadingError that names
+ * Turns a failure below HTTP (sockets, TLS, timeouts, abort) into a LadingError that names
  * the host and suggests the likely fix. A refused connection is not retried: it almost
  * always means a wrong host or a registry that is not running, and retrying only delays
  * that message.
@@ -218,17 +210,14 @@ export function transportError(ctx: OperationContext, host: string, e: unknown, 
       break;
     case 'ECONNRESET':
     case 'EPIPE':
-    case 'UND_ERR_SOCKET':
-    case 'UND_ERR_CLOSED':
       hint = `connection to ${host} was reset (${msg})`;
       break;
-    case 'UND_ERR_CONNECT_TIMEOUT':
     case 'ETIMEDOUT':
       hint = `connecting to ${host} timed out: is the host reachable (firewall, proxy)?`;
       break;
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
-      hint = `${host} stopped answering (timeout)`;
+    case 'HEADERS_TIMEOUT':
+    case 'IDLE_TIMEOUT':
+      hint = `${host} stopped answering (${msg})`;
       break;
     case 'ERR_SSL_WRONG_VERSION_NUMBER':
     case 'EPROTO':

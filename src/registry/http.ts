@@ -1,5 +1,6 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
-import { Agent, type Dispatcher } from 'undici';
 import { LadingError } from '../errors';
 
 export type Headers = Record<string, string | string[] | undefined>;
@@ -14,56 +15,121 @@ export interface HttpRequest {
 
 export interface HttpResponse {
   status: number;
+  /** Lower-case names; a header sent more than once is an array. */
   headers: Headers;
-  body: Dispatcher.ResponseData['body'];
+  body: Readable;
+}
+
+/** A connection pool to share between clients (see {@link HttpOptions.agents}). */
+export interface HttpAgents {
+  http: HttpAgent;
+  https: HttpsAgent;
 }
 
 export interface HttpOptions {
   /** TLS without certificate verification (`--insecure`). */
   insecure?: boolean;
   /** Share one pool between clients; the client then does not close it. */
-  dispatcher?: Dispatcher;
-  /** Longest wait for response headers, e.g. while a registry hashes a large upload. @default 300_000 */
+  agents?: HttpAgents;
+  /** Longest wait for response headers once the request is sent, e.g. while a registry hashes a large upload. @default 300_000 */
   headersTimeoutMs?: number;
-  /** Longest silence while a response body streams. @default 300_000 */
-  bodyTimeoutMs?: number;
+  /** Longest silence on the connection while a request or response body streams. @default 300_000 */
+  idleTimeoutMs?: number;
 }
 
-/** A thin layer over undici: keep-alive pooling, one place for timeouts and TLS settings. */
+/** Keep-alive pools for plain and TLS connections, with lading's settings. */
+export function createAgents(options: { insecure?: boolean } = {}): HttpAgents {
+  // Idle sockets are dropped after 30 s, before the usual 60 s of load balancers in front of
+  // registries, so a pooled connection is rarely found closed under us.
+  const common = { keepAlive: true, keepAliveMsecs: 10_000, timeout: 30_000, scheduling: 'lifo' as const };
+  return { http: new HttpAgent(common), https: new HttpsAgent({ ...common, rejectUnauthorized: options.insecure !== true }) };
+}
+
+function timeoutError(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+/**
+ * A thin layer over node:http(s): keep-alive pooling, one place for timeouts and TLS settings.
+ *
+ * Why not undici (which lading used at first): its HTTP parser is WebAssembly, and compiling
+ * it costs ~35 MiB of peak RSS at the first request and ~20 MiB for the module itself, a
+ * quarter of the 128 MiB a push is meant to fit in; node:http's parser is native and
+ * already loaded. Registry traffic is a few small JSON documents and large request bodies,
+ * which node:http streams as well.
+ */
 export class Http {
-  private readonly dispatcher: Dispatcher;
+  private readonly agents: HttpAgents;
   private readonly owned: boolean;
+  private readonly headersTimeoutMs: number;
+  private readonly idleTimeoutMs: number;
 
   constructor(options: HttpOptions = {}) {
-    this.owned = options.dispatcher === undefined;
-    this.dispatcher =
-      options.dispatcher ??
-      new Agent({
-        keepAliveTimeout: 30_000,
-        headersTimeout: options.headersTimeoutMs ?? 300_000,
-        bodyTimeout: options.bodyTimeoutMs ?? 300_000,
-        connect: { rejectUnauthorized: options.insecure !== true },
-      });
+    this.owned = options.agents === undefined;
+    this.agents = options.agents ?? createAgents({ insecure: options.insecure === true });
+    this.headersTimeoutMs = options.headersTimeoutMs ?? 300_000;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 300_000;
   }
 
-  async send(req: HttpRequest): Promise<HttpResponse> {
-    const res = await this.dispatcher.request({
-      origin: req.url.origin,
-      path: `${req.url.pathname}${req.url.search}`,
-      method: req.method,
-      headers: req.headers ?? {},
-      body: req.body ?? null,
-      signal: req.signal ?? null,
+  send(req: HttpRequest): Promise<HttpResponse> {
+    return new Promise<HttpResponse>((resolve, reject) => {
+      const tls = req.url.protocol === 'https:';
+      let settled = false;
+      let headersTimer: NodeJS.Timeout | undefined;
+      const body = req.body;
+      const fail = (e: Error): void => {
+        clearTimeout(headersTimer);
+        if (settled) return;
+        settled = true;
+        reject(e);
+      };
+      const onResponse = (res: IncomingMessage): void => {
+        clearTimeout(headersTimer);
+        settled = true;
+        // A registry may answer (an error, usually) before the whole body is sent: once that
+        // answer is read, the rest of the request is abandoned with its connection.
+        res.once('end', () => {
+          if (!r.writableFinished) r.destroy();
+        });
+        resolve({ status: res.statusCode ?? 0, headers: distinct(res), body: res });
+      };
+      const options = { method: req.method, headers: req.headers ?? {}, timeout: this.idleTimeoutMs, ...(req.signal ? { signal: req.signal } : {}) };
+      const r = tls ? httpsRequest(req.url, { ...options, agent: this.agents.https }, onResponse) : httpRequest(req.url, { ...options, agent: this.agents.http }, onResponse);
+      r.once('error', fail);
+      r.once('timeout', () => r.destroy(timeoutError('IDLE_TIMEOUT', `no data from ${req.url.host} for ${Math.round(this.idleTimeoutMs / 1000)} s`)));
+      r.once('finish', () => {
+        if (settled) return;
+        headersTimer = setTimeout(() => r.destroy(timeoutError('HEADERS_TIMEOUT', `no response from ${req.url.host} ${Math.round(this.headersTimeoutMs / 1000)} s after the request was sent`)), this.headersTimeoutMs);
+        headersTimer.unref?.();
+      });
+      if (body === undefined) r.end();
+      else if (Buffer.isBuffer(body)) r.end(body);
+      else {
+        body.once('error', (e) => r.destroy(e));
+        r.once('close', () => body.unpipe(r));
+        body.pipe(r);
+      }
     });
-    return { status: res.statusCode, headers: res.headers, body: res.body };
   }
 
   async close(): Promise<void> {
-    if (this.owned) await this.dispatcher.close();
+    if (!this.owned) return;
+    this.agents.http.destroy();
+    this.agents.https.destroy();
   }
 }
 
-/** The first value of a header; undici lower-cases names. */
+/** Headers as node:http parsed them, a repeated header (WWW-Authenticate) kept as a list. */
+function distinct(res: IncomingMessage): Headers {
+  const out: Headers = {};
+  for (const [name, values] of Object.entries(res.headersDistinct)) {
+    if (values === undefined) continue;
+    out[name] = values.length === 1 ? values[0] : values;
+  }
+  return out;
+}
+
+/** The first value of a header (names are lower-case). */
 export function header(headers: Headers, name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
@@ -71,11 +137,20 @@ export function header(headers: Headers, name: string): string | undefined {
 
 /** Drains a body we do not need so the connection goes back to the pool. */
 export async function discard(res: HttpResponse): Promise<void> {
-  try {
-    await res.body.dump();
-  } catch {
-    // The connection is dropped instead; nothing to report.
-  }
+  const body = res.body;
+  if (body.readableEnded || body.destroyed) return;
+  await new Promise<void>((resolve) => {
+    let n = 0;
+    // A short body is read to its end so the connection can be reused; past 256 KiB, closing
+    // the connection is cheaper than reading on.
+    body.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n > 256 * 1024) body.destroy();
+    });
+    body.once('end', resolve);
+    body.once('close', resolve);
+    body.once('error', () => resolve());
+  });
 }
 
 /**

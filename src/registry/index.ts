@@ -4,6 +4,8 @@
  */
 export { RegistryClient, MANIFEST_ACCEPT } from './client';
 export type { RegistryClientOptions, FetchedManifest, ManifestInfo, BlobInfo, BlobDownload } from './client';
+export { createAgents } from './http';
+export type { HttpAgents } from './http';
 export type { BlobSource, UploadOptions, UploadProgress, UploadResult } from './upload';
 export {
   parseReference,
