@@ -21,6 +21,8 @@ Options:
   --compression-level N     gzip 1-9 (default 1), zstd 1-19 (default 3)
   --concurrency N           blobs in flight at once (default 3)
   --no-cache                do not use or update the compressed-digest cache
+  --verify-diff-ids         also inflate compressed layers the archive gives a digest for, to
+                            check them against the config's diff_ids (as lading inspect does)
   --push-foreign-layers     push foreign (non-distributable) layers held in the archive as
                             ordinary layers, instead of referencing their URLs
   --dry-run                 show the plan: what would be uploaded, skipped, rewritten
@@ -56,6 +58,7 @@ export const pushOptions = {
   'compression-level': { type: 'string' },
   concurrency: { type: 'string' },
   'no-cache': { type: 'boolean' },
+  'verify-diff-ids': { type: 'boolean' },
   'push-foreign-layers': { type: 'boolean' },
   'dry-run': { type: 'boolean' },
   'plain-http': { type: 'boolean' },
@@ -165,6 +168,7 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     onEvent: progress.onEvent,
     cache: values['no-cache'] ? null : new DigestCache(DigestCache.defaultFile(ctx.env)),
     dryRun: values['dry-run'] === true,
+    verifyDiffIds: values['verify-diff-ids'] === true,
     pushForeignLayers: values['push-foreign-layers'] === true,
     // An OCI layout holds OCI documents: docker media types are converted on the way.
     oci: dest.destination.name.startsWith('oci:'),

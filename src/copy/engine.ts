@@ -1,4 +1,4 @@
-import { PassThrough, Readable, pipeline } from 'node:stream';
+import { PassThrough, Readable, pipeline, type Transform } from 'node:stream';
 import { openArchive, type ArchiveInput, type ImageArchive } from '../archive/archive';
 import type { BlobFacts } from '../archive/analyze';
 import type { Entry } from '../archive/entries';
@@ -41,6 +41,13 @@ export interface CopyOptions {
   compressionLevel?: number;
   /** Tags to write once everything they need is in place. */
   tags?: string[];
+  /**
+   * Also hold compressed layers whose digest the archive declares (OCI layouts) to the config's
+   * diff_ids, inflating each one (~1 CPU-second per GiB). Without it those layers are verified
+   * against their declared digest only, as skopeo and crane do; layers the archive declares no
+   * digest for (legacy `docker save` with compressed layers) are always checked. @default false
+   */
+  verifyDiffIds?: boolean;
   /** Blobs in flight at once (default 3). */
   concurrency?: number;
   signal?: AbortSignal;
@@ -177,11 +184,21 @@ export class CopyEngine {
     const source = Readable.from(rest());
     const signal = this.opts.signal;
 
-    const skip = this.opts.dryRun || (transform === 'none' && claimed !== undefined && (await this.hasBlob(claimed)));
-    if (skip) {
-      await new Promise<void>((resolve, reject) => pipeline(source, verify, new PassThrough().resume(), (e) => (e ? reject(e) : resolve())));
+    // As for a file (runJob): a compressed layer's uncompressed digest is taken when the archive
+    // declares no digest for it, or when asked; it is compared once the config is known.
+    const diffIds = compression !== 'none' && (this.opts.verifyDiffIds === true || claimed === undefined) ? new DiffIdCheck(compression, { what: where }) : undefined;
+    const checked = (): Transform[] => (diffIds ? [verify, diffIds] : [verify]);
+    const factsOf = (): BlobFacts => {
       const facts: BlobFacts = { digest: verify.digest!, size: verify.size, compression };
       if (compression === 'none') facts.diffId = verify.digest!;
+      else if (diffIds?.diffId) facts.diffId = diffIds.diffId;
+      return facts;
+    };
+
+    const skip = this.opts.dryRun || (transform === 'none' && claimed !== undefined && (await this.hasBlob(claimed)));
+    if (skip) {
+      await new Promise<void>((resolve, reject) => pipeline([source, ...checked(), new PassThrough().resume()], (e) => (e ? reject(e) : resolve())));
+      const facts = factsOf();
       this.streamedUploads.set(entry.path, { facts });
       return facts;
     }
@@ -197,7 +214,7 @@ export class CopyEngine {
           const fail = (e: NodeJS.ErrnoException | null): void => {
             if (e) tail.destroy(e);
           };
-          if (transform === 'none') pipeline(source, verify, tail, fail);
+          if (transform === 'none') pipeline([source, ...checked(), tail], fail);
           else pipeline(source, verify, createCompressor(transform, this.level()), tail, fail);
           return tail;
         },
@@ -205,8 +222,7 @@ export class CopyEngine {
       },
       { ...(signal ? { signal } : {}), onProgress: (n) => this.emit({ type: 'blob-progress', id, bytes: n }) },
     );
-    const facts: BlobFacts = { digest: verify.digest!, size: verify.size, compression };
-    if (compression === 'none') facts.diffId = verify.digest!;
+    const facts = factsOf();
     const uploaded: Uploaded = { digest: out.digest, size: out.size, compression: transform === 'none' ? compression : transform };
     this.stats.uploaded++;
     this.stats.bytesUploaded += out.size;
@@ -391,7 +407,8 @@ export class CopyEngine {
     const transform: Compression = job.kind === 'layer' && stored === 'none' ? this.compress : 'none';
 
     // What the stored bytes must be.
-    let expectDigest = job.declared?.digest ?? job.ref.claimed;
+    const declaredDigest = job.declared?.digest ?? job.ref.claimed;
+    let expectDigest = declaredDigest;
     if (expectDigest === undefined && stored === 'none' && job.diffId) expectDigest = job.diffId;
     const expectSize = job.declared?.size;
     if (job.diffId && stored === 'none' && expectDigest !== undefined && expectDigest !== job.diffId) {
@@ -420,7 +437,9 @@ export class CopyEngine {
         job.planned = { label: job.label, action: 'upload', digest, size };
         return;
       }
-      const diffId = job.kind === 'layer' && stored !== 'none' ? job.diffId : undefined;
+      // The diff_id is the only digest a legacy archive states for a compressed layer; where the
+      // archive declares the layer's own digest, that check suffices unless asked for more.
+      const diffId = job.kind === 'layer' && stored !== 'none' && (this.opts.verifyDiffIds === true || declaredDigest === undefined) ? job.diffId : undefined;
       const open = (): Readable => {
         if (diffId === undefined || stored === 'none') return archive.openBlob(job.ref).pipe(new VerifyingStream({ what, digest, size }));
         // A compressed layer pushed as it is: its uncompressed digest must be the diff_id too.

@@ -56,7 +56,9 @@ export class VerifyingStream extends Transform {
 /**
  * Passes compressed bytes through unchanged while decompressing a copy of them and hashing the
  * result: at the end, an uncompressed digest other than the config's diff_id fails the stream
- * (so a layer pushed as it is, without recompression, is held to its diff_id too).
+ * (so a layer pushed as it is, without recompression, is held to its diff_id too). Without an
+ * expected diff_id it only records the digest (`diffId`), for a caller that learns the
+ * expectation later (a one-pass source reads layers before the config).
  */
 export class DiffIdCheck extends Transform {
   private readonly dec: Transform;
@@ -65,13 +67,15 @@ export class DiffIdCheck extends Transform {
   private readonly ended: Promise<void>;
   private failed: Error | undefined;
   private pending: (() => void) | undefined;
+  /** The uncompressed digest, once the stream has ended. */
+  diffId: Digest | undefined;
 
   constructor(
     compression: Exclude<Compression, 'none'>,
-    private readonly expect: { diffId: Digest; what: string },
+    private readonly expect: { diffId?: Digest; what: string },
   ) {
     super({ highWaterMark: 1024 * 1024 });
-    this.alg = expect.diffId.startsWith('sha512:') ? 'sha512' : 'sha256';
+    this.alg = expect.diffId?.startsWith('sha512:') ? 'sha512' : 'sha256';
     this.hash = createDigester(this.alg);
     this.dec = createDecompressor(compression);
     this.dec.on('data', (c: Buffer) => this.hash.update(c));
@@ -105,7 +109,8 @@ export class DiffIdCheck extends Transform {
     this.ended.then(
       () => {
         const got = finishDigest(this.hash, this.alg);
-        if (got !== this.expect.diffId) cb(new LadingError('DIFF_ID_MISMATCH', `${this.expect.what}: uncompressed content has digest ${got}, the config's diff_id is ${this.expect.diffId}`));
+        this.diffId = got;
+        if (this.expect.diffId !== undefined && got !== this.expect.diffId) cb(new LadingError('DIFF_ID_MISMATCH', `${this.expect.what}: uncompressed content has digest ${got}, the config's diff_id is ${this.expect.diffId}`));
         else cb();
       },
       (e: Error) => cb(e),

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -17,6 +17,9 @@ import { copyImage, type CopyOptions } from '../../src/copy/engine';
 import { isLadingError } from '../../src/errors';
 import { parsePlatform } from '../../src/image/platform';
 import { OciLayoutDestination } from '../../src/layout/destination';
+import { BlobStore, dockerArchiveParts, file, freshPath, indexJson, OCI_LAYOUT, putImageManifest, sampleLayers, tarBuffer, withAnnotations } from '../fixtures';
+import { writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { compressedFixture, dockerSave25, dockerSave25Containerd, FORMAT_BUILDERS, legacyDockerSave, legacyDockerSaveTwoImages, ociArchive, ociLayoutDir } from '../fixtures';
 
 const root = mkdtempSync(join(tmpdir(), 'lading-push-oci-'));
@@ -120,6 +123,46 @@ describe('push to an OCI layout', () => {
     const f = await legacyDockerSaveTwoImages();
     await assert.rejects(push(f.path, fresh()), (e) => isLadingError(e) && e.code === 'AMBIGUOUS_IMAGE');
     await assert.rejects(push(f.path, fresh(), { image: 'nope:1' }), (e) => isLadingError(e) && e.code === 'IMAGE_NOT_FOUND' && e.message.includes(f.expected.images[0]!.names[0]!));
+  });
+
+  // Compressed layers whose config diff_id is wrong (the config names the other layer's).
+  async function wrongDiffIds(kind: 'oci' | 'legacy'): Promise<string> {
+    const [a, b] = await sampleLayers(`diffid-${kind}`, ['gzip', 'gzip']);
+    const layers = [a!, { ...b!, diffId: a!.diffId }];
+    const p = freshPath(`wrong-diffid-${kind}.tar`);
+    if (kind === 'legacy') {
+      const { entries } = dockerArchiveParts([{ repoTags: ['lading/diffid:1'], platform: { os: 'linux', architecture: 'amd64' }, layers }], { order: 'sorted' });
+      writeFileSync(p, await tarBuffer(entries));
+    } else {
+      const store = new BlobStore();
+      const m = putImageManifest(store, { os: 'linux', architecture: 'amd64' }, layers);
+      writeFileSync(p, await tarBuffer([...store.entries(), file('index.json', indexJson([withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': 'x' })])), file('oci-layout', OCI_LAYOUT)]));
+    }
+    return p;
+  }
+  const viaStdin = (p: string): NodeJS.ReadableStream => Readable.from(createReadStream(p));
+
+  it('compressed layers with a declared digest: verified by that digest; diff_ids checked with verifyDiffIds (file and stdin)', async () => {
+    const p = await wrongDiffIds('oci');
+    // The bytes are exactly those the manifest names: pushed as they are, digest preserved.
+    const res = await push(p, fresh(), { tags: ['x'] });
+    assert.equal(res.blobs.uploaded, 3);
+    await push(viaStdin(p), fresh(), { tags: ['x'] });
+    for (const input of [p, viaStdin(p)]) {
+      const dir = fresh();
+      await assert.rejects(push(input, dir, { tags: ['x'], verifyDiffIds: true }), (e) => isLadingError(e) && e.code === 'DIFF_ID_MISMATCH' && /diff_id/.test(e.message));
+      assert.ok(!existsSync(join(dir, 'index.json')) || !readFileSync(join(dir, 'index.json'), 'utf8').includes('"x"'), 'no tag written');
+    }
+    const io = { stdout: () => undefined, stderr: () => undefined, env: { ...process.env, XDG_CACHE_HOME: join(root, 'xdg-diffid') } };
+    assert.equal(await main(['push', p, `oci:${fresh()}`, '--verify-diff-ids', '--quiet'], io), 1);
+    assert.equal(await main(['push', p, `oci:${fresh()}`, '--quiet'], io), 0);
+  });
+
+  it('compressed layers of a legacy docker archive (no digest declared): always held to their diff_ids (file and stdin)', async () => {
+    const p = await wrongDiffIds('legacy');
+    for (const input of [p, viaStdin(p)]) {
+      await assert.rejects(push(input, fresh(), { tags: ['x'] }), (e) => isLadingError(e) && e.code === 'DIFF_ID_MISMATCH');
+    }
   });
 
   it('dry run writes nothing', async () => {

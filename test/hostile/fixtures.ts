@@ -27,6 +27,11 @@ export interface Hostile {
   timeMs?: number;
   /** Peak RSS bound. @default 300 */
   rssMiB?: number;
+  /**
+   * Options under which push must refuse it. A layer whose bytes match the digest its manifest
+   * declares is pushed as it is unless its diff_id is checked too (`--verify-diff-ids`).
+   */
+  pushArgs?: string[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -393,7 +398,7 @@ export const HOSTILE_BUILDERS: ReadonlyArray<() => Promise<Hostile>> = [
     const store = new BlobStore();
     const m = putImageManifest(store, AMD64, [bombLayer]);
     const p = await ociIndexOnly('bomb-layer', store, [withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': 'x' })]);
-    return { name: 'gzip bomb layer: 2 GiB in 2 MiB', path: p, codes: ['DIFF_ID_MISMATCH', 'LIMIT_EXCEEDED', 'DECOMPRESSION_FAILED'], notes: 'an OCI archive whose gzip layer is a real tar followed by 32 gzip members of 64 MiB zeros', timeMs: 30_000 };
+    return { name: 'gzip bomb layer: 2 GiB in 2 MiB', path: p, codes: ['DIFF_ID_MISMATCH', 'LIMIT_EXCEEDED', 'DECOMPRESSION_FAILED'], notes: 'an OCI archive whose gzip layer is a real tar followed by 32 gzip members of 64 MiB zeros', timeMs: 30_000, pushArgs: ['--verify-diff-ids'] };
   },
   async () => {
     // Frame header: magic, descriptor 0x00 (no single segment, no checksum, no dict, no size),
@@ -408,7 +413,7 @@ export const HOSTILE_BUILDERS: ReadonlyArray<() => Promise<Hostile>> = [
     const store = new BlobStore();
     const m = putImageManifest(store, AMD64, [zl]);
     const p = await ociIndexOnly('zstd-window-layer', store, [withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': 'x' })]);
-    return { name: 'zstd layer asking for a 2 GiB window', path: p, codes: ['DECOMPRESSION_FAILED', 'LIMIT_EXCEEDED', 'DIFF_ID_MISMATCH'], notes: 'an OCI archive whose zstd layer frame has window log 31' };
+    return { name: 'zstd layer asking for a 2 GiB window', path: p, codes: ['DECOMPRESSION_FAILED', 'LIMIT_EXCEEDED', 'DIFF_ID_MISMATCH'], notes: 'an OCI archive whose zstd layer frame has window log 31', pushArgs: ['--verify-diff-ids'] };
   },
   // --- counts
   async () => {

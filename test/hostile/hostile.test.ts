@@ -79,7 +79,7 @@ describe('hostile archives: lading inspect and push (child process)', { timeout:
       checkFailure('inspect', h, inspect);
 
       const out = join(box.root, 'out');
-      const push = await runCli(['push', h.path, `oci:${out}`, '--json'], { env: box.env, cwd: box.cwd, timeoutMs: (h.timeMs ?? DEFAULT_TIME_MS) * 2 });
+      const push = await runCli(['push', h.path, `oci:${out}`, '--json', ...(h.pushArgs ?? [])], { env: box.env, cwd: box.cwd, timeoutMs: (h.timeMs ?? DEFAULT_TIME_MS) * 2 });
       checkFailure('push', h, push);
       checkOciOut(out, h);
 
@@ -89,7 +89,7 @@ describe('hostile archives: lading inspect and push (child process)', { timeout:
         // found in the cache and skipped unread (see the report on cached layers).
         const out2 = join(box.root, 'out-stdin');
         const env = { ...box.env, XDG_CACHE_HOME: join(box.root, 'cache-stdin') };
-        const piped = await runCli(['push', '-', `oci:${out2}`, '--json'], { env, cwd: box.cwd, stdin: readFileSync(h.path), timeoutMs: (h.timeMs ?? DEFAULT_TIME_MS) * 2 });
+        const piped = await runCli(['push', '-', `oci:${out2}`, '--json', ...(h.pushArgs ?? [])], { env, cwd: box.cwd, stdin: readFileSync(h.path), timeoutMs: (h.timeMs ?? DEFAULT_TIME_MS) * 2 });
         checkFailure('push -', h, piped);
         checkOciOut(out2, h);
       }
