@@ -87,8 +87,9 @@ export class TarFileStore implements ArchiveStore {
 
   open(e: Entry): Readable {
     if (e.size === 0) return Readable.from([]);
-    // Positional reads on the shared handle: several blobs can stream in parallel.
-    return this.fh.stream(e.dataOffset, e.dataOffset + e.size - 1);
+    // Positional reads on the shared handle: several blobs can stream in parallel. Pooled: what
+    // reads a blob either ends the chunks' journey or passes them on (see util/buffer-pool).
+    return this.fh.stream(e.dataOffset, e.dataOffset + e.size - 1, { pooled: true });
   }
 
   streamed(): undefined {

@@ -1,5 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
+import { hold, linkView, release } from '../util/buffer-pool';
 
 /**
  * gzip that does not waste time on data it cannot shrink.
@@ -136,7 +137,11 @@ export class AdaptiveGzip extends Transform {
     if (this.destroyed) throw this.errored ?? new Error('compression stream destroyed');
   }
 
-  private async writeSegment(seg: Buffer): Promise<void> {
+  /**
+   * `parent`: the pooled chunk `seg` is a view of (see util/buffer-pool), which this stream
+   * then keeps alive for as long as zlib reads the segment or a stored block views it.
+   */
+  private async writeSegment(seg: Buffer, parent?: Buffer): Promise<void> {
     this.crc = crc32(seg, this.crc);
     this.size += seg.length;
     if (sampleEntropy(seg) > THRESHOLD) {
@@ -144,21 +149,43 @@ export class AdaptiveGzip extends Transform {
       // level 0 would cost a copy into its window and out again (~1.5 CPU-s per GiB).
       await this.settleDeflate();
       this.storedBytes += seg.length;
-      for (const b of storedBlocks(seg)) this.push(b);
+      // storedBlocks gives header, data, header, data...: each data view holds the chunk.
+      storedBlocks(seg).forEach((b, i) => {
+        if (parent && i % 2 === 1) linkView(b, parent);
+        this.push(b);
+      });
       return;
     }
     this.gzDirty = true;
-    if (!this.gz.write(seg)) await new Promise<void>((resolve) => this.gz.once('drain', resolve));
+    // zlib reads the segment after write() returns: the chunk is released once it is done.
+    if (parent) hold(parent);
+    const ok = this.gz.write(seg, parent ? () => release(parent) : undefined);
+    if (!ok) await new Promise<void>((resolve) => this.gz.once('drain', resolve));
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.pendingLen === 0 && chunk.length % SEGMENT === 0) {
+      // Whole segments (a file read gives 1 MiB chunks): written as views of the chunk, which
+      // goes back to its pool when the last of them is done with.
+      (async () => {
+        for (let off = 0; off < chunk.length; off += SEGMENT) await this.writeSegment(chunk.subarray(off, off + SEGMENT), chunk);
+      })().then(
+        () => {
+          release(chunk);
+          cb();
+        },
+        cb,
+      );
+      return;
+    }
     this.pending.push(chunk);
     this.pendingLen += chunk.length;
     if (this.pendingLen < SEGMENT) {
       cb();
       return;
     }
-    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+    // A chunk kept whole here may still be viewed by `rest`: it is left to the GC, not released.
+    const all = this.pending.length === 1 ? this.pending[0]! : this.concatPending();
     const whole = all.length - (all.length % SEGMENT);
     const rest = all.subarray(whole);
     this.pending = rest.length > 0 ? [rest] : [];
@@ -168,8 +195,15 @@ export class AdaptiveGzip extends Transform {
     })().then(() => cb(), cb);
   }
 
+  /** The pending bytes in one new buffer; the chunks copied are released. */
+  private concatPending(): Buffer {
+    const all = Buffer.concat(this.pending);
+    for (const b of this.pending) release(b);
+    return all;
+  }
+
   override _flush(cb: TransformCallback): void {
-    const tail = Buffer.concat(this.pending);
+    const tail = this.concatPending();
     this.pending = [];
     (async () => {
       if (tail.length > 0) await this.writeSegment(tail);

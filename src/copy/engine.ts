@@ -18,19 +18,6 @@ import type { CopyEvent, CopyEventListener } from './events';
 import { selectImage, selectPlatforms } from './select';
 import { DiffIdCheck, VerifyingStream } from './verify';
 
-/**
- * A blob stream of the archive behind a PassThrough. A failed upload destroys the streams it
- * reads; destroying a range stream of the archive's shared FileHandle closes that handle (an fs
- * ReadStream closes its fd on destroy, autoClose or not), and every later read of the archive,
- * the retry's included, then fails with "fd -1". Unpiping instead leaves the handle alone.
- */
-function detached(src: Readable): Readable {
-  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
-  src.once('error', (e) => out.destroy(e));
-  out.once('close', () => src.unpipe(out));
-  return src.pipe(out);
-}
-
 export interface CopyOptions {
   /** Name or digest of the image to take from a multi-image archive. */
   image?: string;
@@ -444,7 +431,7 @@ export class CopyEngine {
         if (diffId === undefined || stored === 'none') return archive.openBlob(job.ref).pipe(new VerifyingStream({ what, digest, size }));
         // A compressed layer pushed as it is: its uncompressed digest must be the diff_id too.
         const check = new DiffIdCheck(stored, { diffId, what });
-        pipeline(detached(archive.openBlob(job.ref)), new VerifyingStream({ what, digest, size }), check, (e) => {
+        pipeline(archive.openBlob(job.ref), new VerifyingStream({ what, digest, size }), check, (e) => {
           if (e) check.destroy(e);
         });
         return check;
@@ -467,7 +454,7 @@ export class CopyEngine {
       const verify = new VerifyingStream({ what, ...(expectDigest ? { digest: expectDigest } : {}), ...(expectSize !== undefined ? { size: expectSize } : {}) });
       const comp = createCompressor(transform, this.level());
       const tail = new PassThrough({ highWaterMark: 1024 * 1024 });
-      pipeline(detached(archive.openBlob(job.ref)), verify, comp, tail, (e) => {
+      pipeline(archive.openBlob(job.ref), verify, comp, tail, (e) => {
         if (e) tail.destroy(e);
       });
       return tail;

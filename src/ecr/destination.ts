@@ -14,34 +14,8 @@ import { createDigester, finishDigest, type Digest } from '../image/digest';
 import { ecrError } from './errors';
 import type { RegistryDestination } from '../registry/destination';
 import { ensureRepository } from './repository';
-
-/**
- * The JSON body of an UploadLayerPart request, built straight into one buffer: the part
- * base64-encoded in slices. The SDK's own serializer would hold the part, its base64
- * string, the JSON string and that string's bytes at once (~5x the part, ~50 MiB per blob
- * in flight); this holds the body alone (4/3 of the part). Field names are the API's.
- */
-export function partRequestBody(
-  fields: { registryId?: string; repositoryName: string; uploadId: string; partFirstByte: number; partLastByte: number },
-  part: Buffer,
-  /** A buffer to build into when it is large enough (one per blob, reused part after part). */
-  into?: Buffer,
-): Buffer {
-  const head = Buffer.from(`${JSON.stringify(fields).slice(0, -1)},"layerPartBlob":"`);
-  const tail = Buffer.from('"}');
-  const b64 = 4 * Math.ceil(part.length / 3);
-  const length = head.length + b64 + tail.length;
-  const body = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
-  let at = head.copy(body, 0);
-  // A multiple of 3 (slices encode without padding but the last), small enough that each
-  // slice's base64 string is a short-lived young-generation object.
-  const SLICE = 48 * 1024;
-  for (let off = 0; off < part.length; off += SLICE) {
-    at += body.write(part.subarray(off, Math.min(part.length, off + SLICE)).toString('base64'), at, 'latin1');
-  }
-  tail.copy(body, at);
-  return body;
-}
+import { release } from '../util/buffer-pool';
+import { partBodyCapacity, PartBody, PartBuffers } from './part-body';
 
 /** An UploadLayerPart command whose request body is `body` (see partRequestBody). */
 function uploadPartCommand(ids: { repositoryName: string; registryId?: string }, uploadId: string, first: number, last: number, body: Buffer): UploadLayerPartCommand {
@@ -76,6 +50,12 @@ export interface EcrDestinationOptions {
   maxAttempts?: number;
   /** Uploads of one blob restarted from scratch after a failed part (the SDK retries each call first). */
   blobAttempts?: number;
+  /**
+   * UploadLayerPart bodies (~14 MB each) shared by all blobs in flight: memory is this many
+   * bodies, whatever the concurrency. Two keep the endpoint busy (one part in flight while
+   * the next fills) at ~28 MB. @default 2
+   */
+  partBuffers?: number;
   /** TLS without verification for the registry endpoint that zero-byte blobs take. */
   insecure?: boolean;
   /** A client made by the caller, who then owns it (see onClose). */
@@ -92,8 +72,9 @@ const CHECK_WINDOW_MS = 15;
 /**
  * Amazon ECR through its native API (@aws-sdk/client-ecr): BatchCheckLayerAvailability,
  * InitiateLayerUpload, UploadLayerPart, CompleteLayerUpload, PutImage. Parts of one
- * upload are sent strictly in order, one part buffered at a time per blob; different
- * blobs upload in parallel (the engine's concurrency).
+ * upload are sent strictly in order, each encoded into a request body as it is read (see
+ * part-body.ts); different blobs upload in parallel (the engine's concurrency), sharing
+ * `partBuffers` bodies.
  */
 export class EcrDestination implements Destination {
   readonly name: string;
@@ -101,6 +82,8 @@ export class EcrDestination implements Destination {
   private pending: { digest: Digest; resolve: (v: boolean) => void; reject: (e: unknown) => void }[] = [];
   private flushScheduled = false;
   private repoChecked: Promise<void> | undefined;
+  /** Request bodies, made on first need. */
+  private bodies: PartBuffers | undefined;
   /** The registry endpoint, for zero-byte blobs only. */
   private registry: Promise<RegistryDestination> | undefined;
   /** Calls made, by operation: the tests and --debug read them. */
@@ -227,29 +210,28 @@ export class EcrDestination implements Destination {
     const uploadId = init.uploadId!;
     // ECR says 10 MiB; parts must be 5..10 MiB (ecr-facts.md), whatever an endpoint answers.
     const partSize = Math.min(Math.max(init.partSize ?? 10 * MiB, 5 * MiB), 10 * MiB);
+    this.bodies ??= new PartBuffers(partBodyCapacity(10 * MiB), this.opts.partBuffers ?? 2);
+    const bodies = this.bodies;
     const alg = src.digest?.startsWith('sha512:') ? 'sha512' : 'sha256';
     const hash = createDigester(alg);
-    const part = Buffer.allocUnsafe(partSize);
-    let fill = 0;
     let sent = 0;
-    // One part in flight while the next one fills: reading overlaps the upload, parts stay
-    // strictly consecutive, and memory per blob is the part buffer plus one request body.
+    // The part being filled, and the one in flight: reading overlaps the upload, parts stay
+    // strictly consecutive, and a blob holds at most two body buffers of the shared pool.
+    let body: PartBody | undefined;
     let inflight: Promise<void> | undefined;
-    // Reused for every part: the previous request is complete before the next body is built.
-    const bodyBuffer = Buffer.allocUnsafe(4 * Math.ceil(partSize / 3) + 1024);
     const sendPart = async (): Promise<void> => {
-      // The previous part must be in before this one goes (ECR's rule), and waiting here
-      // rather than after building keeps a single request body per blob alive.
+      const b = body!;
+      body = undefined;
+      // The previous part must be in before this one goes (ECR's rule).
       if (inflight) await inflight;
       const first = sent;
-      const last = sent + fill - 1;
-      const length = fill;
-      const body = partRequestBody({ ...this.ids(), uploadId, partFirstByte: first, partLastByte: last }, part.subarray(0, fill), bodyBuffer);
-      sent += fill;
-      fill = 0;
-      inflight = this.send('UploadLayerPart', () => this.client.send(uploadPartCommand(this.ids(), uploadId, first, last, body), { abortSignal: signal }), `uploading bytes ${first}-${last}`).then(() => {
-        opts.onProgress?.(length);
-      });
+      const last = sent + b.bytes - 1;
+      const length = b.bytes;
+      sent += length;
+      const request = b.finish({ ...this.ids(), uploadId, partFirstByte: first, partLastByte: last });
+      inflight = this.send('UploadLayerPart', () => this.client.send(uploadPartCommand(this.ids(), uploadId, first, last, request), { abortSignal: signal }), `uploading bytes ${first}-${last}`)
+        .then(() => opts.onProgress?.(length))
+        .finally(() => bodies.release(b.buf));
       // A failure surfaces at the next part or at the end; never unhandled meanwhile.
       inflight.catch(() => undefined);
     };
@@ -260,19 +242,23 @@ export class EcrDestination implements Destination {
         hash.update(chunk);
         let off = 0;
         while (off < chunk.length) {
-          const n = Math.min(partSize - fill, chunk.length - off);
-          chunk.copy(part, fill, off, off + n);
-          fill += n;
+          body ??= new PartBody(await bodies.acquire(signal));
+          const n = Math.min(partSize - body.bytes, chunk.length - off);
+          body.append(n === chunk.length ? chunk : chunk.subarray(off, off + n));
           off += n;
-          if (fill === partSize) await sendPart();
+          if (body.bytes === partSize) await sendPart();
         }
+        // Encoded into the body: the chunk's journey ends here (see util/buffer-pool).
+        release(chunk);
       }
-      if (fill > 0) await sendPart();
+      if (body && body.bytes > 0) await sendPart();
       if (inflight) await inflight;
     } catch (e) {
       stream.destroy();
       if (inflight) await inflight.catch(() => undefined);
       throw e;
+    } finally {
+      if (body) bodies.release(body.buf);
     }
     const digest = finishDigest(hash, alg);
     if (sent === 0) return this.empty({ ...src, open: () => src.open() }, opts);

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { FileSink } from './file-sink';
 import { Readable, Transform } from 'node:stream';
 import type { BlobSource, Destination, ManifestToPut, PutBlobOptions } from '../copy/destination';
 import { LadingError, asLadingError } from '../errors';
@@ -55,7 +55,7 @@ export class OciLayoutDestination implements Destination {
       },
     });
     try {
-      await pipeline(await src.open(), count, createWriteStream(tmp, { mode: 0o644 }), ...(opts.signal ? [{ signal: opts.signal }] : []));
+      await pipeline(await src.open(), count, new FileSink(tmp), ...(opts.signal ? [{ signal: opts.signal }] : []));
       const digest = finishDigest(h, alg);
       if (src.digest && digest !== src.digest) throw new LadingError('DIGEST_MISMATCH', `${this.name}: blob content has digest ${digest}, expected ${src.digest}`);
       if (src.size !== undefined && size !== src.size) throw new LadingError('SIZE_MISMATCH', `${this.name}: blob ${digest} has ${size} bytes, expected ${src.size}`);

@@ -1,7 +1,8 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { LadingError } from '../errors';
+import { release } from '../util/buffer-pool';
 
 export type Headers = Record<string, string | string[] | undefined>;
 
@@ -104,11 +105,7 @@ export class Http {
       });
       if (body === undefined) r.end();
       else if (Buffer.isBuffer(body)) r.end(body);
-      else {
-        body.once('error', (e) => r.destroy(e));
-        r.once('close', () => body.unpipe(r));
-        body.pipe(r);
-      }
+      else pump(body, r);
     });
   }
 
@@ -117,6 +114,31 @@ export class Http {
     this.agents.http.destroy();
     this.agents.https.destroy();
   }
+}
+
+/**
+ * Streams `body` into the request with backpressure, like `pipe`, and releases each chunk to
+ * its pool once the socket has taken it (see util/buffer-pool): the request is the end of a
+ * blob's journey.
+ */
+function pump(body: Readable, r: ClientRequest): void {
+  const onData = (chunk: Buffer): void => {
+    if (!r.write(chunk, (e) => (e ? undefined : release(chunk)))) body.pause();
+  };
+  const onDrain = (): void => void body.resume();
+  const onEnd = (): void => void r.end();
+  const onError = (e: Error): void => void r.destroy(e);
+  body.on('data', onData);
+  body.once('end', onEnd);
+  body.once('error', onError);
+  r.on('drain', onDrain);
+  r.once('close', () => {
+    body.off('data', onData);
+    body.off('end', onEnd);
+    r.off('drain', onDrain);
+    // Abandoned (an early answer, a failure): stop reading; the body's owner destroys it.
+    if (!body.readableEnded) body.pause();
+  });
 }
 
 /** Headers as node:http parsed them, a repeated header (WWW-Authenticate) kept as a list. */
