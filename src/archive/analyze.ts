@@ -3,6 +3,7 @@ import type { Transform } from 'node:stream';
 import { createDecompressor } from '../compress/codecs';
 import { MAGIC_BYTES, supportedCompression } from '../compress/detect';
 import { asLadingError, LadingError } from '../errors';
+import { hold, release } from '../util/buffer-pool';
 import { createDigester, finishDigest, type Digest, type DigestAlgorithm } from '../image/digest';
 import type { Compression } from '../image/media-types';
 
@@ -22,7 +23,11 @@ export interface AnalyzeOptions {
   /** Decompress compressed blobs to compute their diff_id (uncompressed blobs get it for free). */
   diffId?: boolean;
   signal?: AbortSignal;
-  /** Observes each chunk of stored bytes as it passes (progress, or a tee into an upload). */
+  /**
+   * Observes each chunk of stored bytes as it passes (progress, or a tee into an upload). The
+   * chunk may go back to a buffer pool once this returns (or its promise settles): an observer
+   * that keeps it longer must `hold` it (see util/buffer-pool).
+   */
   onChunk?: (chunk: Buffer) => void | Promise<void>;
 }
 
@@ -59,13 +64,17 @@ export async function analyzeBlob(body: AsyncIterable<Buffer>, opts: AnalyzeOpti
     });
   };
 
+  // The end of a chunk's journey (see util/buffer-pool): released once hashed, and once the
+  // inflater, which reads it on the thread pool, is done with it.
   const feed = async (chunk: Buffer): Promise<void> => {
     raw.update(chunk);
     size += chunk.length;
     if (opts.onChunk) await opts.onChunk(chunk);
     if (dec !== undefined && decError === undefined) {
-      if (!dec.write(chunk)) await Promise.race([once(dec, 'drain'), decDone]);
+      hold(chunk);
+      if (!dec.write(chunk, () => release(chunk))) await Promise.race([once(dec, 'drain'), decDone]);
     }
+    release(chunk);
   };
 
   try {
@@ -73,6 +82,7 @@ export async function analyzeBlob(body: AsyncIterable<Buffer>, opts: AnalyzeOpti
       opts.signal?.throwIfAborted();
       if (compression === undefined) {
         head = Buffer.concat([head!, chunk]);
+        release(chunk);
         if (head.length < MAGIC_BYTES) continue;
         compression = supportedCompression(head, opts.where);
         if (compression !== 'none' && opts.diffId) startDecompressor(compression);
