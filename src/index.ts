@@ -18,4 +18,5 @@ export { ecrRegistryDestination, type EcrRegistryOptions } from './ecr/registry-
 export { parseEcrHost, type EcrHost } from './ecr/host';
 export { openDestination, type DestinationOptions } from './cli/destinations';
 export { DigestCache } from './compress/cache';
+export { hold, release } from './util/buffer-pool';
 export { startServer, type LadingServer, type ServeOptions } from './serve';

@@ -199,7 +199,12 @@ export class ImageArchive implements ArchiveModel {
     }
   }
 
-  /** Opens a blob's stored bytes (random-access stores, or small entries of a one-pass read). */
+  /**
+   * Opens a blob's stored bytes (random-access stores, or small entries of a one-pass read).
+   * Chunks of a file come from a buffer pool and go back to it when a lading writer (an upload,
+   * an OCI layout) is done with them: a consumer that also keeps a chunk must `hold` it and
+   * `release` it after (exported by the package; see util/buffer-pool).
+   */
   openBlob(ref: BlobRef): Readable {
     return this.store.open(ref.entry);
   }
