@@ -9,9 +9,12 @@
  * size and no copy; the buffers come from a small pool shared by all blobs of a push.
  */
 
+import { endianness } from 'node:os';
+
 const ALPHABET = Buffer.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/', 'latin1');
+const LITTLE_ENDIAN = endianness() === 'LE';
 /** Two base64 characters for every 12-bit value, as the little-endian 16-bit word they make in memory. */
-const PAIRS = new Uint16Array(4096);
+const PAIRS = new Uint32Array(4096);
 for (let i = 0; i < 4096; i++) PAIRS[i] = ALPHABET[i >> 6]! | (ALPHABET[i & 63]! << 8);
 
 /**
@@ -19,16 +22,29 @@ for (let i = 0; i < 4096; i++) PAIRS[i] = ALPHABET[i >> 6]! | (ALPHABET[i & 63]!
  *
  * Written by hand because Node can only encode base64 into a new string: a push of 1.25 GiB
  * through the native API made 1.7 GB of such strings, enough young garbage for V8 to double
- * its young generation (+16 MiB of RSS), for an encoder not measurably faster end to end.
+ * its young generation (+16 MiB of RSS). ~0.7 s per GiB here (Node's own: ~0.25 s, plus the
+ * collections of its strings).
  */
 export function encodeBase64Into(src: Uint8Array, dst: Buffer, at: number): number {
   const groups = src.length / 3;
-  if ((dst.byteOffset + at) % 2 === 0) {
-    const out = new Uint16Array(dst.buffer, dst.byteOffset + at, groups * 2);
-    for (let i = 0, j = 0; j < out.length; i += 3) {
+  if (LITTLE_ENDIAN && (dst.byteOffset + at) % 4 === 0) {
+    // Each 3-byte group makes 4 characters: one 32-bit store.
+    const out = new Uint32Array(dst.buffer, dst.byteOffset + at, groups);
+    let i = 0;
+    let j = 0;
+    for (; j + 4 <= groups; j += 4, i += 12) {
+      let n = (src[i]! << 16) | (src[i + 1]! << 8) | src[i + 2]!;
+      out[j] = PAIRS[n >>> 12]! | (PAIRS[n & 4095]! << 16);
+      n = (src[i + 3]! << 16) | (src[i + 4]! << 8) | src[i + 5]!;
+      out[j + 1] = PAIRS[n >>> 12]! | (PAIRS[n & 4095]! << 16);
+      n = (src[i + 6]! << 16) | (src[i + 7]! << 8) | src[i + 8]!;
+      out[j + 2] = PAIRS[n >>> 12]! | (PAIRS[n & 4095]! << 16);
+      n = (src[i + 9]! << 16) | (src[i + 10]! << 8) | src[i + 11]!;
+      out[j + 3] = PAIRS[n >>> 12]! | (PAIRS[n & 4095]! << 16);
+    }
+    for (; j < groups; j++, i += 3) {
       const n = (src[i]! << 16) | (src[i + 1]! << 8) | src[i + 2]!;
-      out[j++] = PAIRS[n >>> 12]!;
-      out[j++] = PAIRS[n & 4095]!;
+      out[j] = PAIRS[n >>> 12]! | (PAIRS[n & 4095]! << 16);
     }
     return at + groups * 4;
   }
