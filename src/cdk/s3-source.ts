@@ -59,9 +59,15 @@ export class S3Source implements RandomAccessSource {
     try {
       stats.requests++;
       out = await opts.client.send(new GetObjectCommand({ Bucket: opts.bucket, Key: opts.key, Range: `bytes=0-${blockSize - 1}` }), { abortSignal: opts.signal });
+      const total = /\/(\d+)$/.exec(out.ContentRange ?? '');
+      if (total && Number(total[1]) === 0) {
+        // S3 answers an empty object's range with 416 (below); some compatible servers with a
+        // 206 for "bytes 0-0/0" whose promised byte never comes: go by the total, not the body.
+        (out.Body as { destroy?: () => void } | undefined)?.destroy?.();
+        throw Object.assign(new Error('empty object'), { name: 'InvalidRange' });
+      }
       first = await bodyBytes(out);
       stats.bytes += first.length;
-      const total = /\/(\d+)$/.exec(out.ContentRange ?? '');
       size = total ? Number(total[1]) : first.length;
     } catch (e) {
       const name = (e as { name?: string }).name;

@@ -36,6 +36,8 @@ describe('S3Source (ranged GETs over s3rver)', () => {
       if (req.method === 'GET' && req.headers.range) ranges.push(req.headers.range);
       const up = request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
         res.writeHead(ur.statusCode!, ur.headers);
+        // Headers go out now, not with the first body byte (which may never come: see the empty object).
+        res.flushHeaders();
         const len = Number(ur.headers['content-length'] ?? 0);
         if (cutNextLarge && req.method === 'GET' && len > 2 * MiB) {
           cutNextLarge = false;
@@ -102,6 +104,11 @@ describe('S3Source (ranged GETs over s3rver)', () => {
     assert.ok(lines.some((l) => /resuming \(1\/4\)/.test(l)), lines.join('\n'));
     await src.close();
     await s2.close();
+  });
+
+  it('an empty object fails at once as not an image archive', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: 'b', Key: 'empty.tar', Body: Buffer.alloc(0) }));
+    await assert.rejects(S3Source.open({ client: s3, bucket: 'b', key: 'empty.tar' }), (e: Error & { code?: string }) => e.code === 'NOT_A_TAR' && /s3:\/\/b\/empty\.tar: empty object/.test(e.message));
   });
 
   it('a missing object fails with a clear error', async () => {
