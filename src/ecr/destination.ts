@@ -222,8 +222,14 @@ export class EcrDestination implements Destination {
     const sendPart = async (): Promise<void> => {
       const b = body!;
       body = undefined;
-      // The previous part must be in before this one goes (ECR's rule).
-      if (inflight) await inflight;
+      // The previous part must be in before this one goes (ECR's rule). If it failed, this
+      // body goes back unsent: the pool is shared, a lost buffer would stall every later blob.
+      try {
+        if (inflight) await inflight;
+      } catch (e) {
+        bodies.release(b.buf);
+        throw e;
+      }
       const first = sent;
       const last = sent + b.bytes - 1;
       const length = b.bytes;

@@ -153,6 +153,25 @@ describe('push to ECR (lading serve)', gate, () => {
         await verify(r, res.digest!);
       });
 
+      if (transport === 'ecr-api') {
+        it('a part refused mid-blob, twice: the blob restarts, and the part bodies it held are not lost to later uploads', { timeout: 60_000 }, async () => {
+          // 33 MiB: 4 parts, the next one filling while the refused one is in flight. Two part
+          // bodies are shared by all blobs: a body dropped on each failure would stall the third try.
+          const archive = await randomLayerArchive(33 * 1024 * 1024, 'part-refused');
+          const r = repo();
+          srv.faults.clear();
+          srv.faults.add({ op: 'UploadLayerPart', kind: 'error', error: 'InvalidLayerPartException', status: 400, after: 2, times: 2 });
+          let res;
+          try {
+            res = await push(archive, r, transport, { tags: ['big'], compress: 'none' });
+          } finally {
+            srv.faults.clear();
+          }
+          assert.equal(res.blobs.uploaded, 2);
+          await verify(r, res.digest!);
+        });
+      }
+
       it('re-push: nothing uploaded, checked in one batch', async () => {
         const f = await FORMAT_BUILDERS[0]![1]();
         const image = f.expected.images[0]!.names[0]!;
