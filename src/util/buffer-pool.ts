@@ -26,8 +26,8 @@ interface Tracked {
 }
 
 const tracked = new WeakMap<Buffer, Tracked>();
-/** A view emitted in place of (part of) a pooled chunk: its release is the chunk's. */
-const views = new WeakMap<Buffer, Buffer>();
+/** A view emitted in place of (part of) a pooled chunk: its last release is one of the chunk's. */
+const views = new WeakMap<Buffer, { parent: Buffer; refs: number }>();
 
 export class BufferPool {
   private readonly free: Buffer[] = [];
@@ -73,16 +73,22 @@ export class BufferPool {
 
 /** One more holder of `chunk` (see the protocol above); no-op for untracked buffers. */
 export function hold(chunk: Buffer): void {
+  const v = views.get(chunk);
+  if (v) {
+    v.refs++;
+    return;
+  }
   const t = tracked.get(chunk);
   if (t) t.refs++;
 }
 
 /** A holder of `chunk`, or of a view linked to it, is done with it. */
 export function release(chunk: Buffer): void {
-  const parent = views.get(chunk);
-  if (parent) {
+  const v = views.get(chunk);
+  if (v) {
+    if (--v.refs > 0) return;
     views.delete(chunk);
-    release(parent);
+    release(v.parent);
     return;
   }
   const t = tracked.get(chunk);
@@ -95,9 +101,9 @@ export function release(chunk: Buffer): void {
 /** `view` (a new object over part of `chunk`'s memory) is passed on in its place: one more reference to `chunk`, released with the view. */
 export function linkView(view: Buffer, chunk: Buffer): void {
   const t = tracked.get(chunk);
-  if (!t || view === chunk) return;
+  if (!t || view === chunk || views.has(view)) return;
   t.refs++;
-  views.set(view, chunk);
+  views.set(view, { parent: chunk, refs: 1 });
 }
 
 /** Whether `chunk` is a pooled chunk or a linked view (for tests and assertions). */

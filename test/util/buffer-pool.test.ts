@@ -85,6 +85,19 @@ describe('buffer pool', () => {
     assert.equal(pool.idle, 0, 'a second release is a no-op');
   });
 
+  test('a held view needs as many releases before its chunk is freed', () => {
+    const pool = new BufferPool(256, 4);
+    const chunk = pool.emit(pool.take(), 256);
+    const view = chunk.subarray(0, 64);
+    linkView(view, chunk);
+    release(chunk);
+    hold(view);
+    release(view);
+    assert.equal(pool.idle, 0, 'one holder of the view left');
+    release(view);
+    assert.equal(pool.idle, 1);
+  });
+
   test('buffers it knows nothing of are left alone; idle buffers are bounded', () => {
     const pool = new BufferPool(64, 2);
     release(Buffer.alloc(64));
