@@ -3,7 +3,7 @@ import type { Transform } from 'node:stream';
 import { createDecompressor } from '../compress/codecs';
 import { MAGIC_BYTES, supportedCompression } from '../compress/detect';
 import { asLadingError, LadingError } from '../errors';
-import { hold, release } from '../util/buffer-pool';
+import { release, writeHeld } from '../util/buffer-pool';
 import { createDigester, finishDigest, type Digest, type DigestAlgorithm } from '../image/digest';
 import type { Compression } from '../image/media-types';
 
@@ -71,8 +71,7 @@ export async function analyzeBlob(body: AsyncIterable<Buffer>, opts: AnalyzeOpti
     size += chunk.length;
     if (opts.onChunk) await opts.onChunk(chunk);
     if (dec !== undefined && decError === undefined) {
-      hold(chunk);
-      if (!dec.write(chunk, () => release(chunk))) await Promise.race([once(dec, 'drain'), decDone]);
+      if (!writeHeld(dec, chunk)) await Promise.race([once(dec, 'drain'), decDone]);
     }
     release(chunk);
   };

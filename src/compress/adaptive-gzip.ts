@@ -1,6 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { hold, linkView, release } from '../util/buffer-pool';
+import { concatReleasing, linkView, release, writeHeld } from '../util/buffer-pool';
 
 /**
  * gzip that does not waste time on data it cannot shrink.
@@ -158,8 +158,7 @@ export class AdaptiveGzip extends Transform {
     }
     this.gzDirty = true;
     // zlib reads the segment after write() returns: the chunk is released once it is done.
-    if (parent) hold(parent);
-    const ok = this.gz.write(seg, parent ? () => release(parent) : undefined);
+    const ok = parent ? writeHeld(this.gz, seg, parent) : this.gz.write(seg);
     if (!ok) await new Promise<void>((resolve) => this.gz.once('drain', resolve));
   }
 
@@ -185,7 +184,7 @@ export class AdaptiveGzip extends Transform {
       return;
     }
     // A chunk kept whole here may still be viewed by `rest`: it is left to the GC, not released.
-    const all = this.pending.length === 1 ? this.pending[0]! : this.concatPending();
+    const all = this.pending.length === 1 ? this.pending[0]! : concatReleasing(this.pending);
     const whole = all.length - (all.length % SEGMENT);
     const rest = all.subarray(whole);
     this.pending = rest.length > 0 ? [rest] : [];
@@ -195,15 +194,9 @@ export class AdaptiveGzip extends Transform {
     })().then(() => cb(), cb);
   }
 
-  /** The pending bytes in one new buffer; the chunks copied are released. */
-  private concatPending(): Buffer {
-    const all = Buffer.concat(this.pending);
-    for (const b of this.pending) release(b);
-    return all;
-  }
 
   override _flush(cb: TransformCallback): void {
-    const tail = this.concatPending();
+    const tail = concatReleasing(this.pending);
     this.pending = [];
     (async () => {
       if (tail.length > 0) await this.writeSegment(tail);

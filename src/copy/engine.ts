@@ -174,7 +174,7 @@ export class CopyEngine {
     // As for a file (runJob): a compressed layer's uncompressed digest is taken when the archive
     // declares no digest for it, or when asked; it is compared once the config is known.
     const diffIds = compression !== 'none' && (this.opts.verifyDiffIds === true || claimed === undefined) ? new DiffIdCheck(compression, { what: where }) : undefined;
-    const checked = (): Transform[] => (diffIds ? [verify, diffIds] : [verify]);
+    const checked: Transform[] = diffIds ? [verify, diffIds] : [verify];
     const factsOf = (): BlobFacts => {
       const facts: BlobFacts = { digest: verify.digest!, size: verify.size, compression };
       if (compression === 'none') facts.diffId = verify.digest!;
@@ -184,7 +184,7 @@ export class CopyEngine {
 
     const skip = this.opts.dryRun || (transform === 'none' && claimed !== undefined && (await this.hasBlob(claimed)));
     if (skip) {
-      await new Promise<void>((resolve, reject) => pipeline([source, ...checked(), new PassThrough().resume()], (e) => (e ? reject(e) : resolve())));
+      await new Promise<void>((resolve, reject) => pipeline([source, ...checked, new PassThrough().resume()], (e) => (e ? reject(e) : resolve())));
       const facts = factsOf();
       this.streamedUploads.set(entry.path, { facts });
       return facts;
@@ -201,7 +201,7 @@ export class CopyEngine {
           const fail = (e: NodeJS.ErrnoException | null): void => {
             if (e) tail.destroy(e);
           };
-          if (transform === 'none') pipeline([source, ...checked(), tail], fail);
+          if (transform === 'none') pipeline([source, ...checked, tail], fail);
           else pipeline(source, verify, createCompressor(transform, this.level()), tail, fail);
           return tail;
         },

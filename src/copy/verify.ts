@@ -2,7 +2,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { LadingError } from '../errors';
 import { decompressionError } from '../archive/analyze';
 import { createDecompressor } from '../compress/codecs';
-import { hold, release } from '../util/buffer-pool';
+import { writeHeld } from '../util/buffer-pool';
 import { createDigester, finishDigest, type Digest, type DigestAlgorithm } from '../image/digest';
 import type { Compression } from '../image/media-types';
 
@@ -101,8 +101,7 @@ export class DiffIdCheck extends Transform {
     if (this.failed) return cb(this.failed);
     // The inflater reads the chunk after write() returns, while it travels on: a pooled chunk
     // must not go back to its pool before both are done (see util/buffer-pool).
-    hold(chunk);
-    if (this.dec.write(chunk, () => release(chunk))) return cb(null, chunk);
+    if (writeHeld(this.dec, chunk)) return cb(null, chunk);
     this.pending = () => (this.failed ? cb(this.failed) : cb(null, chunk));
     this.dec.once('drain', () => this.release());
   }

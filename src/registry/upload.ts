@@ -1,7 +1,7 @@
 import type { Hash } from 'node:crypto';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { LadingError } from '../errors';
-import { release } from '../util/buffer-pool';
+import { concatReleasing } from '../util/buffer-pool';
 import { createDigester, digestAlgorithm, finishDigest, type Digest, type DigestAlgorithm } from '../image/digest';
 import type { Scope } from './auth';
 import { RegistryError, type OperationContext } from './errors';
@@ -245,19 +245,14 @@ async function sendChunks(
     pending.push(b);
     pendingBytes += b.length;
     while (pendingBytes >= chunkSize) {
-      const all = Buffer.concat(pending);
       // Copied: the chunks' journey ends here (see util/buffer-pool).
-      for (const p of pending) release(p);
+      const all = concatReleasing(pending);
       await flush(all.subarray(0, chunkSize));
       const rest = all.subarray(chunkSize);
       pending = rest.length > 0 ? [rest] : [];
       pendingBytes = rest.length;
     }
   }
-  if (pendingBytes > 0) {
-    const last = Buffer.concat(pending);
-    for (const p of pending) release(p);
-    await flush(last);
-  }
+  if (pendingBytes > 0) await flush(concatReleasing(pending));
   return { digest: finishDigest(hash, algorithm), size: offset, location };
 }

@@ -18,6 +18,8 @@
  * drops a chunk on an error path, only leaves it to the garbage collector, never corrupts it.
  */
 
+import type { Writable } from 'node:stream';
+
 interface Tracked {
   pool: BufferPool;
   /** The pool's whole buffer (the chunk may be a shorter view of its start). */
@@ -104,6 +106,22 @@ export function linkView(view: Buffer, chunk: Buffer): void {
   if (!t || view === chunk || views.has(view)) return;
   t.refs++;
   views.set(view, { parent: chunk, refs: 1 });
+}
+
+/**
+ * Writes `data` (or a view of `owner`) to a stream that reads it after write() returns (zlib):
+ * `owner` is held until the stream is done with it. Returns write()'s answer.
+ */
+export function writeHeld(w: Writable, data: Buffer, owner: Buffer = data): boolean {
+  hold(owner);
+  return w.write(data, () => release(owner));
+}
+
+/** The chunks in one new buffer; the chunks themselves, copied, are released. */
+export function concatReleasing(chunks: readonly Buffer[]): Buffer {
+  const all = Buffer.concat(chunks);
+  for (const c of chunks) release(c);
+  return all;
 }
 
 /** Whether `chunk` is a pooled chunk or a linked view (for tests and assertions). */

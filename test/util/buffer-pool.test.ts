@@ -33,6 +33,17 @@ function mixed(mib: number): Buffer {
   return Buffer.concat(parts);
 }
 
+/** A terminal that copies each chunk into `out` as it comes, then releases it when asked to. */
+function copyingSink(out: Buffer[], opts: { release?: boolean } = {}): Writable {
+  return new Writable({
+    write(c: Buffer, _e, cb) {
+      out.push(Buffer.from(c));
+      if (opts.release) release(c); // and the pool may refill it at once
+      cb();
+    },
+  });
+}
+
 /**
  * A terminal like a socket under load: it accepts each chunk at once but reads it later (a
  * few milliseconds, in order), then releases it. A chunk released too early by another stage
@@ -127,12 +138,7 @@ describe('buffer pool', () => {
               yield Buffer.concat(out);
             },
             createGunzip(),
-            new Writable({
-              write(c: Buffer, _e, cb) {
-                back.push(c);
-                cb();
-              },
-            }),
+            copyingSink(back),
           );
           assert.equal(sha(Buffer.concat(back)), sha(data));
         }),
@@ -150,12 +156,7 @@ describe('buffer pool', () => {
         yield tar;
       },
       new AdaptiveGzip(1),
-      new Writable({
-        write(c: Buffer, _e, cb) {
-          gz.push(Buffer.from(c));
-          cb();
-        },
-      }),
+      copyingSink(gz),
     );
     const blob = Buffer.concat(gz);
     const path = join(root, 'layer.gz');
@@ -168,13 +169,7 @@ describe('buffer pool', () => {
       await pipeline(
         src.stream(0, blob.length - 1, { pooled: true }),
         check,
-        new Writable({
-          write(c: Buffer, _e, cb) {
-            seen.push(Buffer.from(c));
-            release(c); // and the pool may refill it at once
-            cb();
-          },
-        }),
+        copyingSink(seen, { release: true }),
       );
       assert.equal(check.diffId, `sha256:${sha(tar)}`);
       assert.equal(sha(Buffer.concat(seen)), sha(blob));
