@@ -33,6 +33,18 @@ function mixed(mib: number): Buffer {
   return Buffer.concat(parts);
 }
 
+/** `bytes` written to a file of the test's temp dir, read through a FileSource for the length of `fn`. */
+async function withFile<T>(name: string, bytes: Buffer, fn: (src: FileSource) => Promise<T>): Promise<T> {
+  const path = join(root, name);
+  writeFileSync(path, bytes);
+  const fh = await open(path);
+  try {
+    return await fn(new FileSource(path, fh, bytes.length));
+  } finally {
+    await fh.close();
+  }
+}
+
 /** A terminal that copies each chunk into `out` as it comes, then releases it when asked to. */
 function copyingSink(out: Buffer[], opts: { release?: boolean } = {}): Writable {
   return new Writable({
@@ -120,11 +132,7 @@ describe('buffer pool', () => {
 
   test('file -> verify -> adaptive gzip -> a terminal releasing late: the bytes are intact', async () => {
     const data = mixed(9);
-    const path = join(root, 'mixed.bin');
-    writeFileSync(path, data);
-    const fh = await open(path);
-    try {
-      const src = new FileSource(path, fh, data.length);
+    await withFile('mixed.bin', data, async (src) => {
       // Twice at once, so the blobs' buffers interleave in the pool.
       await Promise.all(
         [0, 1].map(async () => {
@@ -143,9 +151,7 @@ describe('buffer pool', () => {
           assert.equal(sha(Buffer.concat(back)), sha(data));
         }),
       );
-    } finally {
-      await fh.close();
-    }
+    });
   });
 
   test('file -> diff_id check -> a terminal releasing at once: the inflater reads intact chunks', async () => {
@@ -159,11 +165,7 @@ describe('buffer pool', () => {
       copyingSink(gz),
     );
     const blob = Buffer.concat(gz);
-    const path = join(root, 'layer.gz');
-    writeFileSync(path, blob);
-    const fh = await open(path);
-    try {
-      const src = new FileSource(path, fh, blob.length);
+    await withFile('layer.gz', blob, async (src) => {
       const check = new DiffIdCheck('gzip', { diffId: `sha256:${sha(tar)}` as Digest, what: 'layer' });
       const seen: Buffer[] = [];
       await pipeline(
@@ -173,39 +175,25 @@ describe('buffer pool', () => {
       );
       assert.equal(check.diffId, `sha256:${sha(tar)}`);
       assert.equal(sha(Buffer.concat(seen)), sha(blob));
-    } finally {
-      await fh.close();
-    }
+    });
   });
 
   test('FileSink writes every byte and releases what it wrote', async () => {
     const data = mixed(4);
-    const path = join(root, 'src.bin');
-    writeFileSync(path, data);
-    const fh = await open(path);
-    try {
-      const src = new FileSource(path, fh, data.length);
+    await withFile('src.bin', data, async (src) => {
       const dest = join(root, 'copy.bin');
       await pipeline(src.stream(0, data.length - 1, { pooled: true }), new FileSink(dest));
       assert.equal(sha(readFileSync(dest)), sha(data));
-    } finally {
-      await fh.close();
-    }
+    });
   });
 
   test('a range past the end of the file fails as truncated, and the handle stays open', async () => {
-    const path = join(root, 'short.bin');
-    writeFileSync(path, Buffer.alloc(1000));
-    const fh = await open(path);
-    try {
-      const src = new FileSource(path, fh, 1000);
+    await withFile('short.bin', Buffer.alloc(1000), async (src) => {
       await assert.rejects(pipeline(src.stream(0, 1999, { pooled: true }), slowSink([])), (e: Error & { code?: string }) => e.code === 'TRUNCATED' && /short\.bin/.test(e.message));
       const stream = src.stream(0, 9);
       stream.destroy();
       const b = Buffer.alloc(10);
       assert.equal((await src.read(b, 0, 10, 0)).bytesRead, 10, 'destroying a range stream does not close the shared handle');
-    } finally {
-      await fh.close();
-    }
+    });
   });
 });
