@@ -75,8 +75,15 @@ export interface HandlerDeps {
   onSource?: (s: S3Source) => void;
 }
 
-/** Placeholder physical id of a resource whose Create failed: its Delete does nothing. */
+/**
+ * Prefix of the physical id of a resource whose Create failed: its Delete does nothing. Each
+ * failed Create gets its own id (the prefix plus the request id), so two failed resources never
+ * share one: CloudFormation treats a physical id as the identity of what it must later delete.
+ */
 const FAILED_CREATE = 'lading-create-failed';
+
+/** CloudFormation refuses a response body of 4,096 bytes or more. */
+const MAX_RESPONSE_BYTES = 4096;
 
 /** Lambda entry point. */
 export async function handler(event: CustomResourceEvent, context: HandlerContext): Promise<void> {
@@ -99,7 +106,7 @@ export async function handle(event: CustomResourceEvent, context: HandlerContext
     log(`${event.RequestType} ${event.LogicalResourceId} (${event.PhysicalResourceId ?? 'new'})`);
     if (event.RequestType === 'Delete') {
       await remove(event, deps, log);
-      response = { Status: 'SUCCESS', PhysicalResourceId: event.PhysicalResourceId ?? FAILED_CREATE, ...base };
+      response = { Status: 'SUCCESS', PhysicalResourceId: event.PhysicalResourceId ?? failedCreateId(event), ...base };
     } else {
       const data = await push(event, context, deps, log);
       response = { Status: 'SUCCESS', PhysicalResourceId: `${event.ResourceProperties.RepositoryName}:${data.ImageTag}@${data.ImageDigest}`, Data: data, ...base };
@@ -107,15 +114,38 @@ export async function handle(event: CustomResourceEvent, context: HandlerContext
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     log(`FAILED: ${msg}`);
-    response = {
-      Status: 'FAILED',
-      Reason: `${msg} (lading ${e instanceof LadingError ? e.code : 'error'}; see CloudWatch log stream)`.slice(0, 3000),
-      PhysicalResourceId: event.PhysicalResourceId ?? FAILED_CREATE,
-      ...base,
-    };
+    response = fitReason({ Status: 'FAILED', PhysicalResourceId: event.PhysicalResourceId ?? failedCreateId(event), ...base }, msg, ` (lading ${e instanceof LadingError ? e.code : 'error'}; see CloudWatch log stream)`);
   }
   await answer(event.ResponseURL, response);
   return response;
+}
+
+function failedCreateId(event: CustomResourceEvent): string {
+  return `${FAILED_CREATE}-${event.RequestId}`.slice(0, 1024);
+}
+
+function isFailedCreateId(id: string): boolean {
+  return id === FAILED_CREATE || id.startsWith(`${FAILED_CREATE}-`);
+}
+
+/**
+ * Sets `Reason` to `message` + `suffix`, cutting the message (at a character boundary, with an
+ * ellipsis) so that the whole JSON body, escapes included, stays under CloudFormation's limit in
+ * UTF-8 bytes; the suffix (the error code) is always kept.
+ */
+export function fitReason(response: CustomResourceResponse, message: string, suffix: string): CustomResourceResponse {
+  const fits = (reason: string): boolean => Buffer.byteLength(JSON.stringify({ ...response, Reason: reason })) < MAX_RESPONSE_BYTES;
+  const whole = `${message}${suffix}`;
+  if (fits(whole)) return { ...response, Reason: whole };
+  const chars = Array.from(message);
+  let lo = 0;
+  let hi = chars.length;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fits(`${chars.slice(0, mid).join('')}...${suffix}`)) lo = mid;
+    else hi = mid - 1;
+  }
+  return { ...response, Reason: `${chars.slice(0, lo).join('')}...${suffix}` };
 }
 
 function parseRepositoryUri(uri: string): { host: string; registryId?: string } {
@@ -220,11 +250,18 @@ function progressLogger(log: (line: string) => void): (e: CopyEvent) => void {
   };
 }
 
-/** Delete: nothing unless RemoveOnDelete; then the tag this resource wrote. */
+/**
+ * Delete: nothing unless RemoveOnDelete; then exactly what this physical id names, the tag AND
+ * the digest together. An Update that keeps a fixed tag with a new image gets a new physical id,
+ * and CloudFormation then deletes the OLD one: removing the tag by name alone would strip it from
+ * the NEW image (and ECR deletes an image with its last tag), leaving the stack's ImageUri
+ * pointing at nothing. ECR answers ImageTagDoesNotMatchDigest when the tag has moved to another
+ * image, and ImageNotFound when it is gone: both mean "not ours any more", so success.
+ */
 async function remove(event: CustomResourceEvent, deps: HandlerDeps, log: (line: string) => void): Promise<void> {
   const p = event.ResourceProperties;
   const id = event.PhysicalResourceId ?? FAILED_CREATE;
-  if (id === FAILED_CREATE) {
+  if (isFailedCreateId(id)) {
     log('the create failed: nothing to delete');
     return;
   }
@@ -238,13 +275,18 @@ async function remove(event: CustomResourceEvent, deps: HandlerDeps, log: (line:
     log(`physical id ${id} names no image: nothing to delete`);
     return;
   }
+  const [, repositoryName, imageTag, imageDigest] = m as unknown as [string, string, string, string];
   const { registryId } = parseRepositoryUri(p.RepositoryUri);
-  const out = await deps.ecr.send(new BatchDeleteImageCommand({ repositoryName: m[1]!, imageIds: [{ imageTag: m[2]! }], ...(registryId ? { registryId } : {}) }));
+  const out = await deps.ecr.send(new BatchDeleteImageCommand({ repositoryName, imageIds: [{ imageTag, imageDigest }], ...(registryId ? { registryId } : {}) }));
   const failure = out.failures?.[0];
-  if (failure && failure.failureCode !== 'ImageNotFound' && failure.failureCode !== 'ImageTagDoesNotMatchDigest') {
-    throw new LadingError('REGISTRY', `deleting tag ${m[2]} of ${m[1]}: ${failure.failureCode}: ${failure.failureReason ?? ''}`);
+  if (failure?.failureCode === 'ImageTagDoesNotMatchDigest' || failure?.failureCode === 'ImageNotFound') {
+    log(`tag ${imageTag} of ${repositoryName} no longer names ${imageDigest} (${failure.failureCode}): nothing of this resource's left to delete`);
+    return;
   }
-  log(`removed tag ${m[2]} (${m[3]}) from ${m[1]}${failure ? ` (${failure.failureCode})` : ''}`);
+  if (failure) {
+    throw new LadingError('REGISTRY', `deleting tag ${imageTag} (${imageDigest}) of ${repositoryName}: ${failure.failureCode}: ${failure.failureReason ?? ''}`);
+  }
+  log(`removed tag ${imageTag} (${imageDigest}) from ${repositoryName}`);
 }
 
 /** PUT the answer to CloudFormation's pre-signed URL (retried: a lost answer stalls the stack for an hour). */

@@ -481,7 +481,12 @@ const ops: Record<string, Handler> = {
         }
         const d = resolveImage(repo, id);
         if (d === undefined) {
-          failures.push({ imageId: id, failureCode: 'ImageNotFound', failureReason: 'Requested image not found' });
+          // A tag and a digest that name different images: ECR refuses the pair (the tag stays).
+          if (id.imageTag !== undefined && id.imageDigest !== undefined && repo.tags.has(id.imageTag)) {
+            failures.push({ imageId: id, failureCode: 'ImageTagDoesNotMatchDigest', failureReason: 'Tag does not match digest' });
+          } else {
+            failures.push({ imageId: id, failureCode: 'ImageNotFound', failureReason: 'Requested image not found' });
+          }
           continue;
         }
         const removeImage = id.imageTag === undefined || repo.tagsOf(d).length === 1;

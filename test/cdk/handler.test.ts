@@ -18,7 +18,7 @@ import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { BatchGetImageCommand, CreateRepositoryCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { handle, type CustomResourceEvent, type CustomResourceResponse, type TarballImageResourceProperties } from '../../src/cdk/handler';
+import { fitReason, handle, type CustomResourceEvent, type CustomResourceResponse, type TarballImageResourceProperties } from '../../src/cdk/handler';
 import { dockerArchiveParts, file, freshPath, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
 import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
 import { multiPlatformArchive, sampleArchive } from './helpers';
@@ -128,12 +128,12 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
   });
 
   /** Stages a file as the asset object (as cdk-assets would) and creates a fresh repository. */
-  async function stage(path: string): Promise<{ key: string; repo: string; size: number }> {
+  async function stage(path: string, into?: string): Promise<{ key: string; repo: string; size: number }> {
     const body = readFileSync(path);
     const key = `${createHash('sha256').update(body).digest('hex')}.tar`;
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
-    const repo = `cdk/app${++n}`;
-    await srv.ecr.send(new CreateRepositoryCommand({ repositoryName: repo }));
+    const repo = into ?? `cdk/app${++n}`;
+    if (!into) await srv.ecr.send(new CreateRepositoryCommand({ repositoryName: repo }));
     return { key, repo, size: body.length };
   }
 
@@ -246,7 +246,8 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
       const first = await run(event('Create', { Key: key, RepositoryName: repo }));
       assert.equal(first.Status, 'FAILED');
       assert.match(first.Reason!, /PutImage|LimitExceeded|injected/);
-      assert.equal(first.PhysicalResourceId, 'lading-create-failed');
+      assert.ok(first.PhysicalResourceId.startsWith('lading-create-failed-'), first.PhysicalResourceId);
+      assert.ok(first.PhysicalResourceId.endsWith(first.RequestId), 'each failed Create has its own physical id');
       srv.resetCalls();
       lines.length = 0;
       const second = await run(event('Create', { Key: key, RepositoryName: repo }));
@@ -288,9 +289,60 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     const gone = await ecr.send(new BatchGetImageCommand({ repositoryName: repo, imageIds: [{ imageTag: 'lading-test' }] }));
     assert.equal(gone.images?.length ?? 0, 0, 'DESTROY: the tag is gone');
     srv.resetCalls();
-    const nothing = await run(event('Delete', { Key: key, RepositoryName: repo, RemoveOnDelete: 'true' }, 'lading-create-failed'));
-    assert.equal(nothing.Status, 'SUCCESS');
+    for (const failed of ['lading-create-failed', 'lading-create-failed-req-1']) {
+      const nothing = await run(event('Delete', { Key: key, RepositoryName: repo, RemoveOnDelete: 'true' }, failed));
+      assert.equal(nothing.Status, 'SUCCESS');
+      assert.equal(nothing.PhysicalResourceId, failed);
+    }
     assert.equal(srv.calls.BatchDeleteImage ?? 0, 0);
+  });
+
+  /** The digest the tag names now, or undefined when the tag is gone. */
+  async function tagged(repo: string, tag: string): Promise<string | undefined> {
+    const r = await ecr.send(new BatchGetImageCommand({ repositoryName: repo, imageIds: [{ imageTag: tag }] }));
+    return r.images?.[0]?.imageId?.imageDigest;
+  }
+
+  it('Create -> Update (fixed tag, new archive) -> cleanup Delete of the old id keeps the tag on the new image', async () => {
+    const a = await stage(sampleArchive('fixed:a'));
+    const b = await stage(await bigArchive(1 * MiB, 'fixed-b'), a.repo);
+    const props = { RepositoryName: a.repo, Tag: 'prod', RemoveOnDelete: 'true' as const };
+    const created = await run(event('Create', { ...props, Key: a.key }));
+    assert.equal(created.Status, 'SUCCESS', created.Reason);
+    const updated = await run(event('Update', { ...props, Key: b.key }, created.PhysicalResourceId));
+    assert.equal(updated.Status, 'SUCCESS', updated.Reason);
+    assert.notEqual(updated.PhysicalResourceId, created.PhysicalResourceId, 'a new image is a new physical id: CloudFormation will delete the old one');
+    lines.length = 0;
+    const cleanup = await run(event('Delete', { ...props, Key: a.key }, created.PhysicalResourceId));
+    assert.equal(cleanup.Status, 'SUCCESS', cleanup.Reason);
+    assert.ok(lines.some((l) => l.includes('ImageTagDoesNotMatchDigest')), `the Delete asked for tag AND digest and ECR refused the pair:\n${lines.join('\n')}`);
+    assert.equal(await tagged(a.repo, 'prod'), updated.Data!.ImageDigest, 'prod still names the new image');
+    await verify(a.repo, updated.Data!.ImageDigest, 'prod');
+    // The stack's own Delete later removes the tag it names.
+    const last = await run(event('Delete', { ...props, Key: b.key }, updated.PhysicalResourceId));
+    assert.equal(last.Status, 'SUCCESS', last.Reason);
+    assert.equal(await tagged(a.repo, 'prod'), undefined);
+  });
+
+  it('Update -> rollback: the old image is pushed back and the cleanup Delete of the new id leaves it tagged', async () => {
+    const a = await stage(sampleArchive('rollback:a'));
+    const b = await stage(await bigArchive(1 * MiB, 'rollback-b'), a.repo);
+    const props = { RepositoryName: a.repo, Tag: 'prod', RemoveOnDelete: 'true' as const };
+    const created = await run(event('Create', { ...props, Key: a.key }));
+    assert.equal(created.Status, 'SUCCESS', created.Reason);
+    const updated = await run(event('Update', { ...props, Key: b.key }, created.PhysicalResourceId));
+    assert.equal(updated.Status, 'SUCCESS', updated.Reason);
+    assert.equal(await tagged(a.repo, 'prod'), updated.Data!.ImageDigest);
+    // Another resource of the stack fails: CloudFormation sends an Update back to the old
+    // properties, with the NEW physical id, then deletes the id that Update replaced.
+    const rolledBack = await run(event('Update', { ...props, Key: a.key }, updated.PhysicalResourceId));
+    assert.equal(rolledBack.Status, 'SUCCESS', rolledBack.Reason);
+    assert.equal(rolledBack.PhysicalResourceId, created.PhysicalResourceId, 'the old image, the old physical id');
+    assert.equal(await tagged(a.repo, 'prod'), created.Data!.ImageDigest);
+    const cleanup = await run(event('Delete', { ...props, Key: b.key }, updated.PhysicalResourceId));
+    assert.equal(cleanup.Status, 'SUCCESS', cleanup.Reason);
+    assert.equal(await tagged(a.repo, 'prod'), created.Data!.ImageDigest, 'prod still names the image rolled back to');
+    await verify(a.repo, created.Data!.ImageDigest, 'prod');
   });
 
   it('Update with a new archive pushes it and changes the physical id', async () => {
@@ -314,4 +366,25 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     assert.equal(r.Status, 'FAILED');
     assert.match(r.Reason!, /s3:\/\/.*no-such-object\.tar.*missing/);
   });
+});
+
+describe('fitReason: the FAILED answer fits CloudFormation\'s 4,096-byte response limit', () => {
+  const base: CustomResourceResponse = { Status: 'FAILED', PhysicalResourceId: 'lading-create-failed-req', StackId: 'arn:aws:cloudformation:us-east-1:000000000000:stack/S/1', RequestId: 'req', LogicalResourceId: 'Img' };
+  const bytes = (r: CustomResourceResponse): number => Buffer.byteLength(JSON.stringify(r));
+  const suffix = ' (lading REGISTRY; see CloudWatch log stream)';
+
+  it('a short message is kept whole', () => {
+    const r = fitReason(base, 'PutImage failed', suffix);
+    assert.equal(r.Reason, `PutImage failed${suffix}`);
+  });
+
+  for (const [name, unit] of [['ASCII', 'x'], ['multi-byte UTF-8', 'é€😀'], ['JSON escapes', '"\\\n\u0001'], ['lone surrogates', '\ud800']] as const) {
+    it(`a long message of ${name} is cut to fit, at a character boundary, keeping the code`, () => {
+      const r = fitReason(base, unit.repeat(5000), suffix);
+      assert.ok(bytes(r) < 4096, `${bytes(r)} bytes`);
+      assert.ok(bytes(r) > 3900, `not cut more than needed: ${bytes(r)} bytes`);
+      assert.ok(r.Reason!.endsWith(`...${suffix}`));
+      assert.ok(!/[\ud800-\udbff]$/.test(r.Reason!.slice(0, -(3 + suffix.length))) || unit === '\ud800', 'no half of a surrogate pair');
+    });
+  }
 });

@@ -405,6 +405,16 @@ describe('lading serve: ECR API through @aws-sdk/client-ecr', () => {
     assert.ok(listPage.nextToken);
     const e = await rejectsWith(ecr.send(new DescribeImagesCommand({ repositoryName: 'many', imageIds: [{ imageTag: 'absent' }] })), 'ImageNotFoundException');
     assert.match(e.message, /absent/);
+    // A tag and a digest together name one image: a pair that disagrees is refused and the tag kept.
+    const mismatch = await ecr.send(new BatchDeleteImageCommand({ repositoryName: 'many', imageIds: [{ imageTag: 't1', imageDigest: digests[2]! }] }));
+    assert.equal(mismatch.failures?.[0]?.failureCode, 'ImageTagDoesNotMatchDigest');
+    assert.equal(mismatch.imageIds?.length ?? 0, 0);
+    const kept = await ecr.send(new BatchGetImageCommand({ repositoryName: 'many', imageIds: [{ imageTag: 't1' }] }));
+    assert.equal(kept.images?.[0]?.imageId?.imageDigest, digests[1]);
+    const matched = await ecr.send(new BatchDeleteImageCommand({ repositoryName: 'many', imageIds: [{ imageTag: 't1', imageDigest: digests[1]! }] }));
+    assert.deepEqual(matched.failures ?? [], []);
+    const gone = await ecr.send(new BatchGetImageCommand({ repositoryName: 'many', imageIds: [{ imageTag: 't1' }] }));
+    assert.equal(gone.failures?.[0]?.failureCode, 'ImageNotFound');
     // Removing the last tag of an image deletes it (ECR's rule).
     await ecr.send(new BatchDeleteImageCommand({ repositoryName: 'many', imageIds: [{ imageTag: 't0' }] }));
     await rejectsWith(ecr.send(new DescribeImagesCommand({ repositoryName: 'many', imageIds: [{ imageDigest: digests[0]! }] })), 'ImageNotFoundException');
