@@ -3,10 +3,12 @@ import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Aws, CliCredentialsStackSynthesizer, CustomResource, DefaultStackSynthesizer, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { Construct } from 'constructs';
 import type { SynthCheckRequest, SynthCheckResponse } from './synth-check';
@@ -112,6 +114,78 @@ export interface TarballImageProps {
    * @default RemovalPolicy.RETAIN
    */
   readonly removalPolicy?: RemovalPolicy;
+
+  /**
+   * The VPC to run the handler function in. The handler must then reach S3 (the staged
+   * archive, and CloudFormation's pre-signed response URL) and the ECR API, and the ECR
+   * registry endpoint for an image with a zero-byte blob: through VPC endpoints or a NAT
+   * gateway (README, "TarballImage in a VPC"). Make endpoints created in the same stack
+   * dependencies of this construct (`image.node.addDependency(endpoint)`): otherwise the push
+   * may start before they are ready, and a stack deletion may remove them before the
+   * resource's Delete has answered CloudFormation.
+   *
+   * @default - not in a VPC: the function reaches AWS through Lambda's own network
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * Where to place the handler's network interfaces; only with `vpc`. Public subnets are
+   * refused, as `lambda.Function` refuses them: a function there gets no public IP.
+   *
+   * @default - the VPC's default selection: private subnets with egress, else isolated ones
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * Security groups of the handler's network interfaces; only with `vpc`. They must let the
+   * handler out on TCP 443 to the endpoints it uses (nothing needs to come in).
+   *
+   * @default - a security group is created for the handler (see `allowAllOutbound`)
+   */
+  readonly securityGroups?: ec2.ISecurityGroup[];
+
+  /**
+   * Whether the security group created for the handler lets all outbound traffic out; only
+   * with `vpc` and without `securityGroups` (configure your own groups directly), as for
+   * `lambda.Function`. With `false`, open TCP 443 to the endpoints yourself, e.g.
+   * `image.handler.connections.allowTo(ecrApiEndpoint, ec2.Port.tcp(443))`.
+   *
+   * @default true
+   */
+  readonly allowAllOutbound?: boolean;
+
+  /**
+   * The handler's execution role. What the push needs is still added to it (`s3:GetObject`
+   * on the archive, the push actions on the repository, `ecr:GetAuthorizationToken`), as
+   * `lambda.Function` adds grants to a role it is given; and, as there, no managed policy is
+   * attached: the role must trust `lambda.amazonaws.com` and carry what
+   * `AWSLambdaBasicExecutionRole` allows (logs) and, with `vpc`, what
+   * `AWSLambdaVPCAccessExecutionRole` allows (network interfaces). An imported role with
+   * `mutable: false` is given nothing: it must already allow all of it.
+   *
+   * @default - a role created for the handler, with those managed policies
+   */
+  readonly role?: iam.IRole;
+
+  /**
+   * The log group the handler writes its progress and failures to. `logRetention`, which
+   * `lambda.Function` deprecates in favour of this, is not offered: it adds a custom resource
+   * and another function to the stack. For a retention, pass
+   * `new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH })`. Lambda
+   * delivers logs itself: a function in a VPC needs no CloudWatch Logs endpoint.
+   *
+   * @default - Lambda's own `/aws/lambda/<function name>`, created on the first run, never expiring
+   */
+  readonly logGroup?: logs.ILogGroup;
+
+  /**
+   * Architecture of the handler function, not of the image (the handler pushes any
+   * platform). The handler is plain JavaScript and runs on both: x86_64 is there for
+   * accounts or regions where arm64 functions are not allowed or not offered.
+   *
+   * @default lambda.Architecture.ARM_64
+   */
+  readonly architecture?: lambda.Architecture;
 }
 
 /** What synth learnt about the image that will be pushed. */
@@ -131,6 +205,9 @@ const LAMBDA_ARCHITECTURES: Record<string, string> = { 'linux/amd64': 'x86_64', 
  * (lading, natively: no docker at synth, publish or deploy). The archive is staged as a
  * plain file asset; the handler reads it from S3 with ranged GETs and pushes it with the
  * ECR API. `imageUri` (`<repositoryUri>@sha256:...`) carries the deploy-order dependency.
+ *
+ * Each TarballImage has a handler function of its own, not a stack singleton: two images with
+ * different networks, roles or architectures never share one function's settings.
  */
 export class TarballImage extends Construct {
   /** `<repositoryUri>@sha256:<hex>`, pinned by digest. */
@@ -175,17 +252,29 @@ export class TarballImage extends Construct {
     if (handlerDir === undefined) fail(`the TarballImage handler bundle is missing (${join(__dirname, '..', '..', 'cdk-handler')}): build lading with npm run build`);
     const timeout = props.timeout ?? Duration.minutes(15);
     if (timeout.toSeconds() < 60 || timeout.toSeconds() > 900) fail(`timeout must be between 1 and 15 minutes`);
+    const architecture = props.architecture ?? lambda.Architecture.ARM_64;
+    if (architecture.name !== lambda.Architecture.ARM_64.name && architecture.name !== lambda.Architecture.X86_64.name) {
+      fail(`architecture must be lambda.Architecture.ARM_64 or X86_64, not ${architecture.name}`);
+    }
+    checkNetwork(props, fail);
 
     this.handler = new lambda.Function(this, 'Handler', {
       runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
+      architecture,
       handler: 'index.handler',
       code: lambda.Code.fromAsset(handlerDir!),
       memorySize: props.memorySize ?? 2048,
       timeout,
       description: `lading: pushes ${props.tarball} to ECR (${this.node.path})`,
       environment: { XDG_CACHE_HOME: '/tmp/lading-cache' },
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
+      securityGroups: props.securityGroups,
+      allowAllOutbound: props.allowAllOutbound,
+      role: props.role,
+      logGroup: props.logGroup,
     });
+    // The given role when there is one: it gets the same statements as a created one.
     const role = this.handler.role!;
     // Least privilege: the one object, the one repository.
     role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [this.asset.bucket.arnForObjects(this.asset.s3ObjectKey)] }));
@@ -318,6 +407,41 @@ class TarballLambdaCode extends lambda.DockerImageCode {
         return { image: { imageUri } };
       }
     })();
+  }
+}
+
+/**
+ * The network props checked before lambda.Function sees them: its own errors do not name
+ * this construct, and some inconsistencies it lets through (an empty securityGroups list).
+ */
+function checkNetwork(props: TarballImageProps, fail: (m: string) => never): void {
+  const { vpc, vpcSubnets, securityGroups, allowAllOutbound } = props;
+  if (vpc === undefined) {
+    if (securityGroups !== undefined) fail('securityGroups needs vpc: security groups apply to a function in a VPC');
+    if (vpcSubnets !== undefined) fail('vpcSubnets needs vpc');
+    if (allowAllOutbound !== undefined) fail('allowAllOutbound needs vpc: it configures the security group created for the handler in that VPC');
+    return;
+  }
+  if (securityGroups !== undefined && securityGroups.length === 0) fail('securityGroups is empty: omit it to have a security group created for the handler');
+  if (securityGroups !== undefined && allowAllOutbound !== undefined) {
+    fail('allowAllOutbound configures the security group TarballImage creates; with securityGroups, set the outbound rules on those groups instead');
+  }
+  let subnets: ec2.ISubnet[];
+  try {
+    subnets = vpc.selectSubnets(vpcSubnets).subnets;
+  } catch (e) {
+    return fail(`choosing the handler's subnets: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (subnets.length === 0) fail(`no subnet of the VPC for the handler${vpcSubnets ? ' in the vpcSubnets selection' : ''}`);
+  const publicIds = new Set(vpc.publicSubnets.map((s) => s.subnetId));
+  const isPublic = subnets.filter((s) => publicIds.has(s.subnetId));
+  if (isPublic.length > 0) {
+    // A subnet of a VPC defined in the app has a token for an id: its path says which one.
+    const names = isPublic.map((s) => (Token.isUnresolved(s.subnetId) ? s.node.path : s.subnetId));
+    fail(
+      `the handler's subnets include public subnet(s) (${names.join(', ')}): a Lambda function gets no public IP there; ` +
+        'select private subnets with vpcSubnets (PRIVATE_WITH_EGRESS behind a NAT, or PRIVATE_ISOLATED with VPC endpoints)',
+    );
   }
 }
 
