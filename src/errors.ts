@@ -38,6 +38,8 @@ export type ErrorCode =
   | 'REGISTRY'
   | 'AUTH'
   | 'NETWORK'
+  | 'PROXY'
+  | 'TLS'
   | 'NOT_FOUND'
   | 'CONFLICT'
   | 'ABORTED'

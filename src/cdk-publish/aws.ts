@@ -3,6 +3,8 @@ import { ECRClient } from '@aws-sdk/client-ecr';
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient, type AssumeRoleCommandInput } from '@aws-sdk/client-sts';
 import type { DockerImageDestination } from '@aws-cdk/cloud-assembly-schema';
 import { LadingError } from '../errors';
+import { Network } from '../net/network';
+import { awsTransportFailure } from '../net/tls-errors';
 
 export interface AwsOptions {
   profile?: string;
@@ -15,6 +17,8 @@ export interface AwsOptions {
   /** false: never AssumeRole; use the base credentials for every destination (--no-assume-role). */
   assumeRole: boolean;
   env: NodeJS.ProcessEnv;
+  /** Proxies and CAs for STS and ECR. @default from `env` */
+  network?: Network;
   logger?: (line: string) => void;
   warn?: (line: string) => void;
 }
@@ -93,7 +97,11 @@ export class AwsEnvironment {
   /** STS calls made, by action: tests and --debug read them. */
   readonly stsCalls: Record<string, number> = {};
 
-  constructor(private readonly opts: AwsOptions) {}
+  readonly network: Network;
+
+  constructor(private readonly opts: AwsOptions) {
+    this.network = opts.network ?? new Network({ env: opts.env });
+  }
 
   private stsEndpoint(): string | undefined {
     return this.opts.stsEndpoint ?? this.opts.env.AWS_ENDPOINT_URL_STS ?? undefined;
@@ -105,7 +113,7 @@ export class AwsEnvironment {
 
   private sts(region: string): STSClient {
     const endpoint = this.stsEndpoint();
-    const c = new STSClient({ region, maxAttempts: 4, ...(this.opts.profile ? { profile: this.opts.profile } : {}), ...(endpoint ? { endpoint } : {}) });
+    const c = new STSClient({ region, maxAttempts: 4, requestHandler: this.network.awsRequestHandler(), ...(this.opts.profile ? { profile: this.opts.profile } : {}), ...(endpoint ? { endpoint } : {}) });
     this.clients.push(c);
     return c;
   }
@@ -143,6 +151,8 @@ export class AwsEnvironment {
         this.opts.logger?.(`caller: ${arn} (account ${account}, partition ${partition})`);
         return { account, arn, partition };
       } catch (e) {
+        const transport = awsTransportFailure(e, 'STS GetCallerIdentity', 'the STS endpoint');
+        if (transport) throw transport;
         const name = (e as { name?: string }).name;
         const hint = name === 'CredentialsProviderError' ? 'no AWS credentials found: configure them (aws configure, AWS_PROFILE or --profile, environment variables)' : awsMessage(e);
         throw new LadingError('AUTH', `cannot find out the current AWS account (STS GetCallerIdentity): ${hint}`, { cause: e });
@@ -197,6 +207,7 @@ export class AwsEnvironment {
     const c = new ECRClient({
       region,
       maxAttempts: 6,
+      requestHandler: this.network.awsRequestHandler(),
       ...(credentials ? { credentials } : this.opts.profile ? { profile: this.opts.profile } : {}),
       ...(endpoint ? { endpoint } : {}),
     });
@@ -245,6 +256,8 @@ export class AwsEnvironment {
     try {
       await assume();
     } catch (e) {
+      const transport = awsTransportFailure(e, `STS AssumeRole ${roleArn}`, 'the STS endpoint');
+      if (transport) throw transport;
       const name = (e as { name?: string }).name;
       // The CDK CLI goes on with the base credentials when they are for the right account.
       if (name !== 'ExpiredToken' && name !== 'ExpiredTokenException') {

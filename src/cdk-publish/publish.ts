@@ -255,6 +255,7 @@ async function publishGroup(g: Group, aws: AwsEnvironment, opts: PublishOptions 
     host,
     repository: d.repositoryName,
     region: d.region,
+    network: aws.network,
     ...(opts.logger ? { logger: opts.logger } : {}),
   });
   // Blob by blob, as plain lines prefixed with the asset: several images may be in flight.

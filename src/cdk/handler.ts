@@ -11,13 +11,14 @@
  */
 import { BatchDeleteImageCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { S3Client } from '@aws-sdk/client-s3';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { DigestCache } from '../compress/cache';
 import { CopyEngine } from '../copy/engine';
 import type { CopyEvent } from '../copy/events';
 import { EcrDestination } from '../ecr/destination';
 import { LadingError } from '../errors';
+import { defaultNetwork, type Network } from '../net/network';
 import { parsePlatform } from '../image/platform';
 import { S3Source } from './s3-source';
 
@@ -66,6 +67,8 @@ export interface CustomResourceResponse {
 export interface HandlerDeps {
   s3: S3Client;
   ecr: ECRClient;
+  /** Proxies and CAs for the registry endpoint and the answer to CloudFormation. @default from the process environment */
+  network?: Network;
   /** Registry-API endpoint scheme for empty blobs (tests: lading serve speaks plain http). */
   insecureRegistry?: boolean;
   /** Time kept back before the Lambda timeout to answer CloudFormation. @default 30 s */
@@ -87,10 +90,12 @@ const MAX_RESPONSE_BYTES = 4096;
 
 /** Lambda entry point. */
 export async function handler(event: CustomResourceEvent, context: HandlerContext): Promise<void> {
-  const s3 = new S3Client({ maxAttempts: 6 });
-  const ecr = new ECRClient({ maxAttempts: 6 });
+  // HTTPS_PROXY / NO_PROXY / AWS_CA_BUNDLE in the function's environment apply to S3 and ECR.
+  const network = defaultNetwork();
+  const s3 = new S3Client({ maxAttempts: 6, requestHandler: network.awsRequestHandler() });
+  const ecr = new ECRClient({ maxAttempts: 6, requestHandler: network.awsRequestHandler() });
   try {
-    await handle(event, context, { s3, ecr });
+    await handle(event, context, { s3, ecr, network });
   } finally {
     s3.destroy();
     ecr.destroy();
@@ -116,7 +121,7 @@ export async function handle(event: CustomResourceEvent, context: HandlerContext
     log(`FAILED: ${msg}`);
     response = fitReason({ Status: 'FAILED', PhysicalResourceId: event.PhysicalResourceId ?? failedCreateId(event), ...base }, msg, ` (lading ${e instanceof LadingError ? e.code : 'error'}; see CloudWatch log stream)`);
   }
-  await answer(event.ResponseURL, response);
+  await answer(event.ResponseURL, response, deps.network ?? defaultNetwork());
   return response;
 }
 
@@ -177,6 +182,7 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
     repository: p.RepositoryName,
     ...(registryId ? { registryId } : {}),
     ...(deps.insecureRegistry ? { insecure: true } : {}),
+    ...(deps.network ? { network: deps.network } : {}),
     logger: log,
   });
   const source = await S3Source.open({ client: deps.s3, bucket: p.Bucket, key: p.Key, signal: ac.signal, logger: log }).catch(async (e: unknown) => {
@@ -290,12 +296,24 @@ async function remove(event: CustomResourceEvent, deps: HandlerDeps, log: (line:
 }
 
 /** PUT the answer to CloudFormation's pre-signed URL (retried: a lost answer stalls the stack for an hour). */
-async function answer(url: string, response: CustomResourceResponse): Promise<void> {
+async function answer(url: string, response: CustomResourceResponse, network: Network): Promise<void> {
   const body = Buffer.from(JSON.stringify(response));
+  // The response URL is S3's: through the proxy, as the SDK's calls.
+  const { httpAgent, httpsAgent } = network.awsRequestHandler();
+  const tls = url.startsWith('https:');
+  try {
+    await sendAnswer(url, body, tls ? httpsAgent : httpAgent, tls);
+  } finally {
+    httpAgent.destroy();
+    httpsAgent.destroy();
+  }
+}
+
+async function sendAnswer(url: string, body: Buffer, agent: HttpAgent, tls: boolean): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await new Promise<void>((resolve, reject) => {
-        const req = (url.startsWith('https:') ? httpsRequest : httpRequest)(url, { method: 'PUT', headers: { 'content-type': '', 'content-length': body.length }, timeout: 30_000 }, (res) => {
+        const req = (tls ? httpsRequest : httpRequest)(url, { method: 'PUT', agent, headers: { 'content-type': '', 'content-length': body.length }, timeout: 30_000 }, (res) => {
           res.resume();
           res.on('end', () => ((res.statusCode ?? 0) < 300 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
         });

@@ -1,6 +1,7 @@
 import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import { LadingError } from '../errors';
+import { awsTransportFailure } from '../net/tls-errors';
 import type { RandomAccessSource } from '../archive/source';
 
 export interface S3SourceOptions {
@@ -185,6 +186,8 @@ async function bodyBytes(out: GetObjectCommandOutput): Promise<Buffer> {
 
 function s3Error(e: unknown, where: string, doing: string): Error {
   if (e instanceof LadingError) return e;
+  const transport = awsTransportFailure(e, `${where}: ${doing}`, 'the S3 endpoint');
+  if (transport) return transport;
   const name = (e as { name?: string }).name ?? 'Error';
   const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   const msg = (e as Error).message ?? String(e);

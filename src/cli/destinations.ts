@@ -3,6 +3,7 @@ import type { Destination } from '../copy/destination';
 import { LadingError } from '../errors';
 import { ECR_REPOSITORY, parseEcrHost } from '../ecr/host';
 import { OciLayoutDestination } from '../layout/destination';
+import { Network } from '../net/network';
 import type { CredentialProvider } from '../registry/credentials';
 import { DOCKER_HUB_REGISTRY, parseReference } from '../registry/reference';
 
@@ -23,6 +24,10 @@ export interface DestinationOptions {
   createRepository?: boolean;
   imageTagMutability?: 'MUTABLE' | 'IMMUTABLE';
   env?: NodeJS.ProcessEnv;
+  /** skopeo's --cert-dir: the registry's CA (*.crt) and client certificate (*.cert + *.key). */
+  certDir?: string;
+  /** Proxies and certificates. @default from `env` and `certDir` */
+  network?: Network;
   logger?: (line: string) => void;
 }
 
@@ -39,6 +44,8 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
   const host = ref.registry === DOCKER_HUB_REGISTRY ? 'docker.io' : ref.registry;
   const repository = ref.repository;
   const tag = ref.tag;
+  const network = opts.network ?? new Network({ env: opts.env ?? process.env, ...(opts.certDir !== undefined ? { certDir: opts.certDir } : {}) });
+  opts.logger?.(network.describe());
   const ecr = parseEcrHost(host);
   if (ecr !== undefined || opts.ecr) {
     if (!ECR_REPOSITORY.test(repository)) {
@@ -59,6 +66,7 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
       ...(ecr?.dualStack ? { useDualstackEndpoint: true } : {}),
       ...(opts.profile ? { profile: opts.profile } : {}),
       ...(opts.endpointUrl ? { endpoint: opts.endpointUrl } : {}),
+      requestHandler: network.awsRequestHandler(),
     });
     if (opts.transport === 'registry') {
       const destination = await ecrRegistryDestination({
@@ -69,6 +77,7 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
         ...(opts.imageTagMutability ? { imageTagMutability: opts.imageTagMutability } : {}),
         ...(ecr ? { registryId: ecr.account } : {}),
         ...(opts.insecure ? { insecure: true } : {}),
+        network,
         ...(opts.logger ? { logger: opts.logger } : {}),
         onClose: async () => client.destroy(),
       });
@@ -85,6 +94,7 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
       ...(opts.createRepository ? { createRepository: true } : {}),
       ...(opts.imageTagMutability ? { imageTagMutability: opts.imageTagMutability } : {}),
       ...(opts.insecure ? { insecure: true } : {}),
+      network,
       ...(opts.logger ? { logger: opts.logger } : {}),
       onClose: async () => client.destroy(),
     });
@@ -102,6 +112,7 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
     registry: ref.registry,
     ...(opts.plainHttp ? { plainHttp: true } : {}),
     ...(opts.insecure ? { insecure: true } : {}),
+    network,
     credentials,
     ...(opts.logger ? { logger: opts.logger } : {}),
   });

@@ -28,6 +28,9 @@ Options:
   --dry-run                 show the plan: what would be uploaded, skipped, rewritten
   --plain-http              use http (automatic for localhost and 127.0.0.1)
   --insecure                use TLS without verifying the certificate
+  --cert-dir DIR            the registry's CA certificates (*.crt) and client certificate
+                            (*.cert + *.key) are in DIR, instead of /etc/docker/certs.d/HOST
+                            and /etc/containers/certs.d/HOST
   --username U              registry user name (with --password-stdin)
   --password-stdin          read the registry password or token from standard input
   --mount-from REPO         try to mount blobs from another repository of the registry
@@ -46,6 +49,9 @@ Amazon ECR (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG], FIPS and dual-stack
   -q, --quiet               print only the pinned reference
   --debug                   log requests and decisions (no secrets), stack traces on error
 
+Networks: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY (lower-case forms win) apply to the
+registry and to every AWS call; NODE_EXTRA_CA_CERTS and AWS_CA_BUNDLE add trusted CAs.
+
 On success the last line of standard output is the pinned reference host/repo@sha256:...
 Exit codes: 0 success, 1 failure, 2 usage error.
 `;
@@ -63,6 +69,7 @@ export const pushOptions = {
   'dry-run': { type: 'boolean' },
   'plain-http': { type: 'boolean' },
   insecure: { type: 'boolean' },
+  'cert-dir': { type: 'string' },
   username: { type: 'string' },
   'password-stdin': { type: 'boolean' },
   'mount-from': { type: 'string' },
@@ -139,6 +146,7 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
   const dest = await openDestination(destination, {
     plainHttp: values['plain-http'] === true,
     insecure: values.insecure === true,
+    ...(values['cert-dir'] !== undefined ? { certDir: String(values['cert-dir']) } : {}),
     ...(values.username !== undefined ? { username: String(values.username) } : {}),
     ...(password !== undefined ? { password } : {}),
     ...(values['mount-from'] !== undefined ? { mountFrom: String(values['mount-from']) } : {}),

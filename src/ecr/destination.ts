@@ -12,6 +12,7 @@ import type { BlobSource, Destination, ManifestToPut, PutBlobOptions } from '../
 import { LadingError } from '../errors';
 import { createDigester, finishDigest, type Digest } from '../image/digest';
 import { ecrError } from './errors';
+import { defaultNetwork, type Network } from '../net/network';
 import type { RegistryDestination } from '../registry/destination';
 import { ensureRepository } from './repository';
 import { release } from '../util/buffer-pool';
@@ -58,6 +59,8 @@ export interface EcrDestinationOptions {
   partBuffers?: number;
   /** TLS without verification for the registry endpoint that zero-byte blobs take. */
   insecure?: boolean;
+  /** Proxies and certificates, for the client made here and the registry endpoint. @default from the process environment */
+  network?: Network;
   /** A client made by the caller, who then owns it (see onClose). */
   client?: ECRClient;
   /** Runs when the destination closes. */
@@ -96,6 +99,7 @@ export class EcrDestination implements Destination {
       ...(opts.region ? { region: opts.region } : {}),
       ...(opts.profile ? { profile: opts.profile } : {}),
       ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+      requestHandler: (opts.network ?? defaultNetwork()).awsRequestHandler(),
     };
     this.client = opts.client ?? new ECRClient(config);
   }
@@ -198,6 +202,7 @@ export class EcrDestination implements Destination {
         skipRepositoryCheck: true,
         ...(this.opts.registryId ? { registryId: this.opts.registryId } : {}),
         ...(this.opts.insecure ? { insecure: true } : {}),
+        ...(this.opts.network ? { network: this.opts.network } : {}),
         ...(this.opts.logger ? { logger: this.opts.logger } : {}),
       });
     })();

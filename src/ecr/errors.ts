@@ -1,4 +1,5 @@
 import { LadingError, type ErrorCode } from '../errors';
+import { awsTransportFailure } from '../net/tls-errors';
 
 /**
  * ECR's errors as messages a user can act on, with the fix. The AWS error name is kept in
@@ -6,6 +7,8 @@ import { LadingError, type ErrorCode } from '../errors';
  */
 export function ecrError(e: unknown, op: string, where: string, context: string): LadingError {
   if (e instanceof LadingError) return e;
+  const transport = awsTransportFailure(e, `${where}: ${context}`, 'the ECR API endpoint');
+  if (transport) return transport;
   const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number }; code?: string };
   const name = err.name ?? 'Error';
   const msg = err.message ?? String(e);

@@ -5,6 +5,7 @@ import type { CredentialProvider } from '../registry/credentials';
 import { RegistryDestination } from '../registry/destination';
 import { ecrError } from './errors';
 import { ensureRepository } from './repository';
+import type { Network } from '../net/network';
 
 export interface EcrRegistryOptions {
   client: ECRClient;
@@ -14,6 +15,8 @@ export interface EcrRegistryOptions {
   host: string;
   logger?: (line: string) => void;
   insecure?: boolean;
+  /** Proxies and certificates for the registry endpoint. @default from the process environment */
+  network?: Network;
   /** Create the repository when missing (--create-repository). */
   createRepository?: boolean;
   imageTagMutability?: 'MUTABLE' | 'IMMUTABLE';
@@ -73,6 +76,7 @@ export async function ecrRegistryDestination(opts: EcrRegistryOptions): Promise<
     registry: endpoint.host,
     plainHttp: endpoint.protocol === 'http:',
     ...(opts.insecure ? { insecure: true } : {}),
+    ...(opts.network ? { network: opts.network } : {}),
     credentials,
     ...(opts.logger ? { logger: opts.logger } : {}),
   });

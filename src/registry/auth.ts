@@ -195,7 +195,7 @@ export class Authenticator {
     try {
       res = await this.o.http.send({ method, url, headers, ...(body ? { body } : {}), ...(signal ? { signal } : {}) });
     } catch (e) {
-      throw transportError(tctx, url.host, e, signal, redact);
+      throw transportError(tctx, url.host, e, signal, redact, this.o.http.tlsInfo(url.host));
     }
     this.o.log(redact(`${method} ${sanitizeUrl(url)} -> ${res.status} (${Date.now() - started} ms)`));
     if (res.status !== 200) {

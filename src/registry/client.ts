@@ -9,6 +9,7 @@ import { isCredentialProvider, staticCredentials, type CredentialSource } from '
 import { registryRetryDecision, type OperationContext } from './errors';
 import { discard, header, Http, readBody, type HttpAgents } from './http';
 import { Redactor } from './redact';
+import type { Network } from '../net/network';
 import { isLoopbackRegistry, isValidRegistryHost, isValidTag, normalizeRegistry, parseRepository } from './reference';
 import { RegistryTransport } from './transport';
 import { shortDigest, uploadOnce, type BlobSource, type UploadOptions, type UploadResult } from './upload';
@@ -36,6 +37,8 @@ export interface RegistryClientOptions {
   agents?: HttpAgents;
   /** Longest wait for response headers, e.g. while the registry hashes a large blob. @default 300_000 */
   headersTimeoutMs?: number;
+  /** Proxies and certificates (certs.d, --cert-dir). @default from the process environment */
+  network?: Network;
 }
 
 /** A manifest as fetched: exact bytes, their media type, and the digest checked against them. */
@@ -93,6 +96,7 @@ export class RegistryClient {
     this.http = new Http({
       insecure: options.insecure === true,
       ...(options.agents ? { agents: options.agents } : {}),
+      ...(options.network ? { network: options.network } : {}),
       ...(options.headersTimeoutMs !== undefined ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
     });
     this.chunkSize = options.chunkSize;

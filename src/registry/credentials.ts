@@ -84,12 +84,16 @@ export interface DockerConfigOptions {
 }
 
 /**
- * The auth files docker and podman/skopeo use, in the order they take precedence:
- * `REGISTRY_AUTH_FILE`, then `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+ * The auth files docker and podman/skopeo use, in the order containers/image gives them
+ * precedence: `REGISTRY_AUTH_FILE`, podman's `$XDG_RUNTIME_DIR/containers/auth.json` (where
+ * `podman login` writes), `$XDG_CONFIG_HOME/containers/auth.json` (~/.config), then
+ * `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
  */
 export function defaultAuthFiles(env: NodeJS.ProcessEnv = process.env): string[] {
   const files: string[] = [];
   if (env.REGISTRY_AUTH_FILE) files.push(env.REGISTRY_AUTH_FILE);
+  if (env.XDG_RUNTIME_DIR) files.push(join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'));
+  files.push(join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'containers', 'auth.json'));
   const dockerDir = env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker');
   files.push(join(dockerDir, 'config.json'));
   return files;

@@ -1,5 +1,7 @@
 import { LadingError, type ErrorCode } from '../errors';
 import { abortError, parseRetryAfter, type RetryDecision } from '../util/retry';
+import { systemCodeOf, tlsFailure } from '../net/tls-errors';
+import { ProxyError } from '../net/tunnel';
 
 /** What was being done, for messages that say which operation on which repository failed. */
 export interface OperationContext {
@@ -177,24 +179,24 @@ const RETRYABLE_SYSTEM = new Set([
 ]);
 
 // The first code along the cause chain: a stream error may wrap the socket's.
-function systemCodeOf(e: unknown): string | undefined {
-  for (let cur: unknown = e, depth = 0; typeof cur === 'object' && cur !== null && depth < 5; depth++) {
-    const code = (cur as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    cur = (cur as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
 /**
  * Turns a failure below HTTP (sockets, TLS, timeouts, abort) into a LadingError that names
  * the host and suggests the likely fix. A refused connection is not retried: it almost
  * always means a wrong host or a registry that is not running, and retrying only delays
  * that message.
  */
-export function transportError(ctx: OperationContext, host: string, e: unknown, signal: AbortSignal | undefined, redact: (s: string) => string): LadingError {
+export function transportError(
+  ctx: OperationContext,
+  host: string,
+  e: unknown,
+  signal: AbortSignal | undefined,
+  redact: (s: string) => string,
+  tls: { clientCertificate?: boolean; directory?: string | undefined } = {},
+): LadingError {
   if (e instanceof LadingError) return e;
   if (signal?.aborted) return abortError(signal);
+  const tlsError = tlsFailure(e, `${where(ctx)} failed`, { host, registry: true, ...tls });
+  if (tlsError) return tlsError;
   const sys = systemCodeOf(e);
   const msg = e instanceof Error ? e.message : String(e);
   let hint: string;
@@ -219,17 +221,6 @@ export function transportError(ctx: OperationContext, host: string, e: unknown, 
     case 'IDLE_TIMEOUT':
       hint = `${host} stopped answering (${msg})`;
       break;
-    case 'ERR_SSL_WRONG_VERSION_NUMBER':
-    case 'EPROTO':
-      hint = `TLS handshake with ${host} failed (${msg}): if the registry speaks plain HTTP, use --plain-http`;
-      break;
-    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-    case 'SELF_SIGNED_CERT_IN_CHAIN':
-    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
-    case 'CERT_HAS_EXPIRED':
-    case 'ERR_TLS_CERT_ALTNAME_INVALID':
-      hint = `the TLS certificate of ${host} is not trusted (${sys}): fix it, set NODE_EXTRA_CA_CERTS, or use --insecure`;
-      break;
     default:
       hint = `${host}: ${msg}`;
   }
@@ -242,6 +233,6 @@ export function registryRetryDecision(e: unknown): RetryDecision {
     if (e.staleAuth) return { retry: true, afterMs: 0 };
     return e.retryable ? { retry: true, ...(e.retryAfterMs !== undefined ? { afterMs: e.retryAfterMs } : {}) } : { retry: false };
   }
-  if (e instanceof NetworkError) return { retry: e.retryable };
+  if (e instanceof NetworkError || e instanceof ProxyError) return { retry: e.retryable };
   return { retry: false };
 }

@@ -1,7 +1,10 @@
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { request as httpRequest, type Agent as HttpAgent, type ClientRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import { LadingError } from '../errors';
+import { ProxyHttpAgent, ProxyHttpsAgent } from '../net/agents';
+import { defaultNetwork, type Network } from '../net/network';
+import { proxyRefusal } from '../net/tunnel';
 import { release } from '../util/buffer-pool';
 
 export type Headers = Record<string, string | string[] | undefined>;
@@ -32,18 +35,25 @@ export interface HttpOptions {
   insecure?: boolean;
   /** Share one pool between clients; the client then does not close it. */
   agents?: HttpAgents;
+  /** Proxies and certificates. @default from the process environment */
+  network?: Network;
   /** Longest wait for response headers once the request is sent, e.g. while a registry hashes a large upload. @default 300_000 */
   headersTimeoutMs?: number;
   /** Longest silence on the connection while a request or response body streams. @default 300_000 */
   idleTimeoutMs?: number;
 }
 
-/** Keep-alive pools for plain and TLS connections, with lading's settings. */
-export function createAgents(options: { insecure?: boolean } = {}): HttpAgents {
+/**
+ * Keep-alive pools for plain and TLS connections, with lading's settings, through the proxies
+ * and with the certificates (per-registry CAs and client certificates) that `network` names.
+ */
+export function createAgents(options: { insecure?: boolean; network?: Network } = {}): HttpAgents {
   // Idle sockets are dropped after 30 s, before the usual 60 s of load balancers in front of
   // registries, so a pooled connection is rarely found closed under us.
   const common = { keepAlive: true, keepAliveMsecs: 10_000, timeout: 30_000, scheduling: 'lifo' as const };
-  return { http: new HttpAgent(common), https: new HttpsAgent({ ...common, rejectUnauthorized: options.insecure !== true }) };
+  const network = options.network ?? defaultNetwork();
+  const net = { routes: network.routes, tlsFor: (hostPort: string) => network.trust.forRegistry(hostPort).secureContext, proxyTls: network.generalTls };
+  return { http: new ProxyHttpAgent(common, net), https: new ProxyHttpsAgent({ ...common, rejectUnauthorized: options.insecure !== true }, net) };
 }
 
 function timeoutError(code: string, message: string): Error {
@@ -64,10 +74,12 @@ export class Http {
   private readonly owned: boolean;
   private readonly headersTimeoutMs: number;
   private readonly idleTimeoutMs: number;
+  private readonly network: Network;
 
   constructor(options: HttpOptions = {}) {
     this.owned = options.agents === undefined;
-    this.agents = options.agents ?? createAgents({ insecure: options.insecure === true });
+    this.network = options.network ?? defaultNetwork();
+    this.agents = options.agents ?? createAgents({ insecure: options.insecure === true, network: this.network });
     this.headersTimeoutMs = options.headersTimeoutMs ?? 300_000;
     this.idleTimeoutMs = options.idleTimeoutMs ?? 300_000;
   }
@@ -86,6 +98,13 @@ export class Http {
       };
       const onResponse = (res: IncomingMessage): void => {
         clearTimeout(headersTimer);
+        // A forwarded plain-HTTP request: the proxy, not the registry, asks for credentials.
+        const proxy = !tls && res.statusCode === 407 ? this.network.routes.proxyFor(req.url) : undefined;
+        if (proxy) {
+          res.resume();
+          fail(proxyRefusal(proxy, req.url.host, 407, res.statusMessage ?? ''));
+          return;
+        }
         settled = true;
         // A registry may answer (an error, usually) before the whole body is sent: once that
         // answer is read, the rest of the request is abandoned with its connection.
@@ -107,6 +126,16 @@ export class Http {
       else if (Buffer.isBuffer(body)) r.end(body);
       else pump(body, r);
     });
+  }
+
+  /** What the TLS errors of `hostPort` should mention: the certificates used, if any. */
+  tlsInfo(hostPort: string): { clientCertificate?: boolean; directory?: string | undefined } {
+    try {
+      const t = this.network.trust.forRegistry(hostPort);
+      return { clientCertificate: t.clientCertificate, directory: t.directory };
+    } catch {
+      return {};
+    }
   }
 
   async close(): Promise<void> {

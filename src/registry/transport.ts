@@ -111,7 +111,7 @@ export class RegistryTransport {
       });
     } catch (e) {
       this.log(`${req.method} ${sanitizeUrl(req.url)} failed: ${e instanceof Error ? e.message : String(e)}`);
-      throw transportError(ctx, req.url.host, e, signal, this.redact);
+      throw transportError(ctx, req.url.host, e, signal, this.redact, this.o.http.tlsInfo(req.url.host));
     }
     this.log(`${req.method} ${sanitizeUrl(req.url)} -> ${res.status} (${Date.now() - started} ms)`);
     return res;

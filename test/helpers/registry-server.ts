@@ -46,9 +46,17 @@ export interface RegistryServerOptions {
    * Serve HTTPS with a self-signed certificate for 127.0.0.1 made here with the `openssl`
    * CLI (clients then need `insecure`, and `plainHttp: false` since 127.0.0.1 defaults to HTTP).
    */
-  tls?: boolean;
+  tls?: boolean | RegistryTls;
   /** Milliseconds to wait for `/v2/` to answer. @default 15000 */
   startTimeoutMs?: number;
+}
+
+/** HTTPS with a given certificate (e.g. from a test CA), optionally requiring client certificates. */
+export interface RegistryTls {
+  certPath: string;
+  keyPath: string;
+  /** PEM file of the CAs whose client certificates the registry accepts: mutual TLS. */
+  clientCAPath?: string;
 }
 
 export interface RegistryServer {
@@ -109,6 +117,9 @@ function configYaml(dir: string, port: number, options: RegistryServerOptions): 
       { stdio: 'ignore' },
     );
     lines.push('  tls:', `    certificate: ${JSON.stringify(cert)}`, `    key: ${JSON.stringify(key)}`);
+  } else if (typeof options.tls === 'object') {
+    lines.push('  tls:', `    certificate: ${JSON.stringify(options.tls.certPath)}`, `    key: ${JSON.stringify(options.tls.keyPath)}`);
+    if (options.tls.clientCAPath !== undefined) lines.push('    clientcas:', `      - ${JSON.stringify(options.tls.clientCAPath)}`);
   }
   if (options.htpasswd !== undefined) {
     const file = join(dir, 'htpasswd');
@@ -144,7 +155,7 @@ function probe(url: string): Promise<number> {
   });
 }
 
-async function waitReady(url: string, child: ChildProcess, stderr: () => string, timeoutMs: number): Promise<void> {
+async function waitReady(url: string, child: ChildProcess, stderr: () => string, timeoutMs: number, mutualTls: boolean): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
@@ -153,8 +164,9 @@ async function waitReady(url: string, child: ChildProcess, stderr: () => string,
     try {
       const status = await probe(url);
       if (status === 200 || status === 401) return;
-    } catch {
-      // not listening yet
+    } catch (e) {
+      // Not listening yet; with mutual TLS, a refused handshake means it is up.
+      if (mutualTls && (e as { code?: string }).code !== 'ECONNREFUSED') return;
     }
     if (Date.now() > deadline) throw new Error(`docker-registry did not answer ${url}/v2/ within ${timeoutMs} ms: ${stderr().slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -188,9 +200,9 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
     running.delete(entry);
     rmSync(dir, { recursive: true, force: true });
   };
-  const url = `${options.tls === true ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   try {
-    await waitReady(url, child, () => err, options.startTimeoutMs ?? 15_000);
+    await waitReady(url, child, () => err, options.startTimeoutMs ?? 15_000, typeof options.tls === 'object' && options.tls.clientCAPath !== undefined);
   } catch (e) {
     await stop();
     throw e;

@@ -79,16 +79,21 @@ esac
     await assert.rejects(p.resolve('missing.example.com'), (e: unknown) => e instanceof LadingError && /docker-credential-nosuchhelper not found on PATH/.test(e.message));
   });
 
-  test('file order: REGISTRY_AUTH_FILE, then DOCKER_CONFIG/config.json; missing files are skipped', async () => {
+  test('file order: REGISTRY_AUTH_FILE, podman\'s auth.json (XDG_RUNTIME_DIR, then ~/.config), then DOCKER_CONFIG/config.json; missing files are skipped', async () => {
     const first = write('auth.json', { auths: { 'x.example.com': { auth: b64('first:1') } } });
     mkdirSync(join(dir, 'dc'), { recursive: true });
     write('dc/config.json', { auths: { 'x.example.com': { auth: b64('second:2') }, 'y.example.com': { auth: b64('second:3') } } });
-    const e = { ...env, REGISTRY_AUTH_FILE: first, DOCKER_CONFIG: join(dir, 'dc') };
-    assert.deepEqual(defaultAuthFiles(e), [first, join(dir, 'dc', 'config.json')]);
-    assert.deepEqual(defaultAuthFiles({ HOME: '/home/u' }), ['/home/u/.docker/config.json']);
+    mkdirSync(join(dir, 'run', 'containers'), { recursive: true });
+    write('run/containers/auth.json', { auths: { 'y.example.com': { auth: b64('podman:4') }, 'z.example.com': { auth: b64('podman:5') } } });
+    const e = { ...env, REGISTRY_AUTH_FILE: first, DOCKER_CONFIG: join(dir, 'dc'), XDG_RUNTIME_DIR: join(dir, 'run'), XDG_CONFIG_HOME: join(dir, 'cfg') };
+    assert.deepEqual(defaultAuthFiles(e), [first, join(dir, 'run', 'containers', 'auth.json'), join(dir, 'cfg', 'containers', 'auth.json'), join(dir, 'dc', 'config.json')]);
+    assert.deepEqual(defaultAuthFiles({ HOME: '/home/u' }), ['/home/u/.config/containers/auth.json', '/home/u/.docker/config.json']);
     const p = dockerConfigCredentials({ env: e });
     assert.equal((await p.resolve('x.example.com'))?.username, 'first');
-    assert.equal((await p.resolve('y.example.com'))?.username, 'second');
+    assert.equal((await p.resolve('y.example.com'))?.username, 'podman', 'podman login\'s file before docker\'s');
+    assert.equal((await p.resolve('z.example.com'))?.username, 'podman');
+    const noPodman = dockerConfigCredentials({ env: { ...e, XDG_RUNTIME_DIR: join(dir, 'elsewhere') } });
+    assert.equal((await noPodman.resolve('y.example.com'))?.username, 'second');
     assert.equal(await dockerConfigCredentials({ files: [join(dir, 'nope.json')] }).resolve('x.example.com'), undefined);
   });
 

@@ -123,7 +123,13 @@ describe('TLS', { skip }, () => {
     const plain = new RegistryClient({ registry: reg.host });
     try {
       assert.equal(strict.baseUrl.protocol, 'https:');
-      await assert.rejects(strict.ping(), (e: unknown) => e instanceof NetworkError && /not trusted .*--insecure/.test(e.message));
+      await assert.rejects(
+        strict.ping(),
+        (e: unknown) =>
+          e instanceof LadingError &&
+          e.code === 'TLS' &&
+          /unknown authority .*NODE_EXTRA_CA_CERTS or AWS_CA_BUNDLE.*certs\.d\/127\.0\.0\.1:\d+\/ca\.crt.*--insecure/.test(e.message),
+      );
       assert.deepEqual(await insecure.ping(), { auth: 'anonymous' });
       const b = randomBlob(1000);
       assert.equal((await insecure.uploadBlob('tls/app', source(b))).digest, b.digest);
