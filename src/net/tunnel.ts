@@ -37,7 +37,8 @@ export function unreachableProxy(proxy: Proxy, target: string, e: unknown): Prox
 /** What to say about a proxy's non-2xx answer to CONNECT (or to a forwarded request, for 407). */
 export function proxyRefusal(proxy: Proxy, target: string, status: number, statusText: string): ProxyError {
   const who = `the proxy ${displayProxy(proxy.url)} (from ${proxy.source})`;
-  if (status === 407) {
+  // tinyproxy answers wrong credentials with 401 rather than 407.
+  if (status === 407 || status === 401) {
     const fix = proxy.url.username
       ? `it refused the credentials in ${proxy.source}; check the user name and password (percent-encode special characters)`
       : `put them in ${proxy.source} as http://USER:PASSWORD@${proxy.url.host}`;
