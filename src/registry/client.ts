@@ -9,7 +9,7 @@ import { isCredentialProvider, staticCredentials, type CredentialSource } from '
 import { registryRetryDecision, type OperationContext } from './errors';
 import { discard, header, Http, readBody, type HttpAgents } from './http';
 import { Redactor } from './redact';
-import type { Network } from '../net/network';
+import { defaultNetwork, type Network } from '../net/network';
 import { isLoopbackRegistry, isValidRegistryHost, isValidTag, normalizeRegistry, parseRepository } from './reference';
 import { RegistryTransport } from './transport';
 import { shortDigest, uploadOnce, type BlobSource, type UploadOptions, type UploadResult } from './upload';
@@ -17,7 +17,10 @@ import { shortDigest, uploadOnce, type BlobSource, type UploadOptions, type Uplo
 export interface RegistryClientOptions {
   /** `host[:port]`; docker.io aliases go to `registry-1.docker.io`. */
   registry: string;
-  /** Plain HTTP. @default true for localhost, 127.0.0.0/8 and [::1], false otherwise */
+  /**
+   * Plain HTTP. @default true for localhost, 127.0.0.0/8 and [::1] (unless certificates are
+   * configured for the host: --cert-dir or a certs.d directory), false otherwise
+   */
   plainHttp?: boolean;
   /** HTTPS without certificate verification (`--insecure`). @default false */
   insecure?: boolean;
@@ -91,12 +94,15 @@ export class RegistryClient {
       throw new LadingError('BAD_REFERENCE', `invalid registry ${JSON.stringify(options.registry.slice(0, 200))}: expected host[:port]`);
     }
     this.registry = normalizeRegistry(options.registry);
-    const plain = options.plainHttp ?? isLoopbackRegistry(this.registry);
+    const network = options.network ?? defaultNetwork();
+    // A loopback registry someone configured certificates for speaks TLS (docker, too, tries
+    // TLS first for 127.0.0.0/8).
+    const plain = options.plainHttp ?? (isLoopbackRegistry(this.registry) && network.trust.directoryFor(this.registry) === undefined);
     this.baseUrl = new URL(`${plain ? 'http' : 'https'}://${this.registry}`);
     this.http = new Http({
       insecure: options.insecure === true,
       ...(options.agents ? { agents: options.agents } : {}),
-      ...(options.network ? { network: options.network } : {}),
+      network,
       ...(options.headersTimeoutMs !== undefined ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
     });
     this.chunkSize = options.chunkSize;

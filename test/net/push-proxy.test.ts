@@ -165,6 +165,12 @@ describe('lading push through proxies and corporate CAs', gate, () => {
     ok(r);
   });
 
+  test('a loopback registry with certificates configured (--cert-dir) is reached over TLS, not plain HTTP', async () => {
+    const r = await push([`${tlsReg.host}/loopback-tls:1`, '--cert-dir', caDir, '--debug'], {});
+    ok(r);
+    assert.ok(registryRequests(r.stderr).every((q) => q.includes(` https://${tlsReg.host}/`)), r.stderr);
+  });
+
   test('certs.d: the directory named HOST:PORT is found and used for the CA and the client certificate (library)', async () => {
     const certsD = mkdtempSync(join(tmpdir(), 'lading-certsd-'));
     try {
