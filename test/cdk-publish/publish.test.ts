@@ -16,6 +16,7 @@ import { createRepo, pushImage, run, skopeoAvailable, smallImage, startTestServe
 import { PINNED_EXTERNAL_ID, PINNED_SESSION_TAG, synthFixtureApp, type FixtureApp } from './fixture-app';
 import { startRecordingProxy } from './recording-proxy';
 import { startStsServer, type StsServer } from './sts-server';
+import { makeTestCA, startTestProxy } from '../net/proxies';
 
 // The SDK's default credential chain reads this process's environment: base credentials of a "CI user".
 process.env.AWS_ACCESS_KEY_ID = 'AKIDLADINGBASE';
@@ -171,6 +172,31 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     assert.match(text.out, /^exists +Agnostic, Pinned: |^exists +Pinned, Agnostic: /m);
     assert.match(text.out, /^skipped +Agnostic: Built: built from the directory/m);
     assert.match(text.out, /0 published, 3 already there, 1 skipped, 0 failed$/);
+  });
+
+  test('behind a TLS-inspecting proxy: STS and ECR calls go through HTTPS_PROXY, the corporate CA trusted through AWS_CA_BUNDLE', async () => {
+    const srv = await ecr();
+    const ca = await makeTestCA();
+    const proxy = await startTestProxy({ mitm: { ca } });
+    try {
+      const stsPort = new URL(sts.url).port;
+      // Names only the proxy resolves: a call that bypassed it could not connect at all.
+      const r = await publish(srv, [app.outdir, '--json', '--sts-endpoint-url', `https://sts.corp.example:${stsPort}`], { HTTPS_PROXY: proxy.url, AWS_CA_BUNDLE: ca.certPath }, `https://ecr.corp.example:${srv.port}`);
+      assert.equal(r.code, 0, `${r.err}\n${r.out}`);
+      assert.equal(r.report!.summary.published, 3);
+      const targets = new Set(proxy.connects.map((c) => c.target));
+      assert.deepEqual([...targets].sort(), [`ecr.corp.example:${srv.port}`, `sts.corp.example:${stsPort}`].sort());
+      const actions = proxy.requests.map((q) => String(q.headers['x-amz-target'] ?? (q.method === 'POST' && q.url.includes('sts.corp.example') ? 'sts' : '')));
+      assert.ok(actions.some((a) => a === 'sts'), 'STS (AssumeRole, GetCallerIdentity) through the proxy');
+      assert.ok(actions.some((a) => a.endsWith('.PutImage')), 'ECR PutImage through the proxy');
+      // Without the CA: one TLS error with the fix, not a stack trace.
+      const untrusted = await publish(srv, [app.outdir, '--json', '--sts-endpoint-url', `https://sts.corp.example:${stsPort}`], { HTTPS_PROXY: proxy.url }, `https://ecr.corp.example:${srv.port}`);
+      assert.notEqual(untrusted.code, 0);
+      assert.match(`${untrusted.err}\n${untrusted.out}`, /unknown authority.*AWS_CA_BUNDLE/);
+    } finally {
+      await proxy.stop();
+      await ca.cleanup();
+    }
   });
 
   test('--stack selects stacks with cdk deploy globs; --dry-run checks and publishes nothing', async () => {

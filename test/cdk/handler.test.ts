@@ -18,10 +18,12 @@ import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { BatchGetImageCommand, CreateRepositoryCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { fitReason, handle, type CustomResourceEvent, type CustomResourceResponse, type TarballImageResourceProperties } from '../../src/cdk/handler';
+import { fitReason, handle, type HandlerDeps, type CustomResourceEvent, type CustomResourceResponse, type TarballImageResourceProperties } from '../../src/cdk/handler';
 import { dockerArchiveParts, file, freshPath, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
 import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
 import { multiPlatformArchive, sampleArchive } from './helpers';
+import { Network } from '../../src/net/network';
+import { makeTestCA, startTestProxy } from '../net/proxies';
 
 interface S3rverInstance {
   run(): Promise<AddressInfo>;
@@ -96,6 +98,7 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
   let ecr: ECRClient;
   let creds: string;
   let cacheDir: string;
+  let s3port: number;
   let n = 0;
   const lines: string[] = [];
   const log = (l: string): void => {
@@ -108,6 +111,7 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     cacheDir = mkdtempSync(join(tmpdir(), 'lading-cdk-cache-'));
     s3rver = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: s3dir, configureBuckets: [{ name: BUCKET, configs: [] }] });
     const addr = await s3rver.run();
+    s3port = addr.port;
     proxy = await countingProxy(addr.port);
     cfn = await responseReceiver();
     srv = await startTestServer();
@@ -152,9 +156,9 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
 
   const ctx = (ms = 900_000) => ({ getRemainingTimeInMillis: () => ms });
 
-  async function run(e: CustomResourceEvent, opts: { ms?: number; marginMs?: number } = {}): Promise<CustomResourceResponse> {
+  async function run(e: CustomResourceEvent, opts: { ms?: number; marginMs?: number; deps?: Partial<HandlerDeps> } = {}): Promise<CustomResourceResponse> {
     const before = cfn.received.length;
-    const r = await handle(e, ctx(opts.ms), { s3, ecr, insecureRegistry: true, log, ...(opts.marginMs !== undefined ? { marginMs: opts.marginMs } : {}) });
+    const r = await handle(e, ctx(opts.ms), { s3, ecr, insecureRegistry: true, log, ...(opts.marginMs !== undefined ? { marginMs: opts.marginMs } : {}), ...opts.deps });
     assert.equal(cfn.received.length, before + 1, 'exactly one answer PUT to the response URL');
     assert.deepEqual(cfn.received.at(-1), JSON.parse(JSON.stringify(r)));
     return r;
@@ -357,6 +361,34 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     assert.equal(r2.Status, 'SUCCESS', r2.Reason);
     assert.notEqual(r2.PhysicalResourceId, r1.PhysicalResourceId);
     await verify(a.repo, r2.Data!.ImageDigest, 't2');
+  });
+
+  it('behind a TLS-inspecting proxy: S3 reads, ECR calls and the answer to CloudFormation all go through it', async () => {
+    const ca = await makeTestCA();
+    const mitm = await startTestProxy({ mitm: { ca } });
+    // The function's environment in a VPC without direct egress; the corporate CA in AWS_CA_BUNDLE.
+    // S3 by its real name (path style, as s3rver reads it): reachable only through the proxy here.
+    const network = new Network({ env: { HTTPS_PROXY: mitm.url, HTTP_PROXY: mitm.url, AWS_CA_BUNDLE: ca.certPath }, certsDirectories: [] });
+    const creds = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+    const s3p = new S3Client({ endpoint: `https://s3.us-east-1.amazonaws.com:${s3port}`, forcePathStyle: true, region: 'us-east-1', credentials: creds, maxAttempts: 1, requestHandler: network.awsRequestHandler() });
+    const ecrp = new ECRClient({ endpoint: `https://ecr.corp.example:${srv.port}`, region: 'us-east-1', credentials: { accessKeyId: 'AKIDLADINGTEST', secretAccessKey: 'not-a-secret' }, maxAttempts: 1, requestHandler: network.awsRequestHandler() });
+    try {
+      const { key, repo } = await stage(await bigArchive(2 * MiB, 'proxied'));
+      const e = event('Create', { Key: key, RepositoryName: repo });
+      e.ResponseURL = e.ResponseURL.replace('127.0.0.1', 'cfn.corp.example');
+      const r = await run(e, { deps: { s3: s3p, ecr: ecrp, network } });
+      assert.equal(r.Status, 'SUCCESS', r.Reason);
+      await verify(repo, r.Data!.ImageDigest, 'lading-test');
+      const seen = mitm.requests.map((q) => `${q.method} ${q.url.replace(/\?.*$/, '')} ${String(q.headers['x-amz-target'] ?? '').replace(/^.*\./, '')}`);
+      assert.ok(seen.some((l) => l.startsWith(`GET https://s3.us-east-1.amazonaws.com:${s3port}/${BUCKET}/${key}`)), `S3 through the proxy:\n${seen.join('\n')}`);
+      assert.ok(seen.some((l) => l.endsWith(' PutImage')), 'ECR through the proxy');
+      assert.ok(seen.some((l) => l.startsWith('PUT http://cfn.corp.example:')), 'the answer through the proxy');
+    } finally {
+      s3p.destroy();
+      ecrp.destroy();
+      await mitm.stop();
+      await ca.cleanup();
+    }
   });
 
   it('a missing asset object fails with what to check', async () => {
