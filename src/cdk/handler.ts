@@ -1,6 +1,6 @@
 /**
  * The TarballImage custom-resource handler (bundled by scripts/bundle-cdk-handler.js into
- * dist/cdk-handler/index.js, run on Lambda Node.js arm64).
+ * dist/cdk-handler/index.js, run on Lambda Node.js, arm64 by default).
  *
  * Why a direct cfn-response handler and not the custom-resources Provider framework: the
  * work is one bounded call (push, answer), so the framework's extra function, its

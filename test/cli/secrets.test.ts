@@ -245,7 +245,7 @@ describe('TLS is verified unless --insecure', { skip, timeout: 5 * 60_000 }, () 
     const strict = await runCli(['push', archive, `${host}/tls/app:v1`, '--json'], { env: box.env, cwd: box.cwd, measure: false });
     assert.equal(strict.code, 1, strict.stdout);
     const doc = JSON.parse(strict.stdout) as { error: { code: string; message: string } };
-    assert.equal(doc.error.code, 'NETWORK');
+    assert.equal(doc.error.code, 'TLS');
     assert.match(doc.error.message, /certificate|TLS/i);
     assert.match(doc.error.message, /--insecure/);
     assert.equal(strict.stderr.split('\n').filter((l) => l.trim() !== '').length, 1, strict.stderr);
