@@ -21,6 +21,8 @@ import { LadingError } from '../errors';
 import { defaultNetwork, type Network } from '../net/network';
 import { parsePlatform } from '../image/platform';
 import { S3Source } from './s3-source';
+import { digestCacheKey } from './digest-cache-key';
+import { S3DigestCache } from './s3-digest-cache';
 
 export interface TarballImageResourceProperties {
   ServiceToken?: string;
@@ -192,6 +194,7 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
   });
   deps.onSource?.(source);
   const cacheFile = process.env.XDG_CACHE_HOME ? DigestCache.defaultFile() : undefined;
+  const cache = new S3DigestCache(cacheFile, deps.s3, p.Bucket, digestCacheKey(p.Key), log);
   try {
     const engine = new CopyEngine(dest, {
       tags: [p.Tag],
@@ -201,8 +204,8 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
       signal: ac.signal,
       onEvent: progressLogger(log),
       logger: log,
-      // Warm invocations (a retry soon after a timeout) skip recompressing what they pushed.
-      cache: cacheFile ? new DigestCache(cacheFile) : null,
+      // A retry, in this container or a fresh one, skips recompressing what it already pushed.
+      cache,
     });
     const result = await engine.copy(source).catch((e: unknown) => {
       throw ac.signal.aborted ? outOfTime : e;

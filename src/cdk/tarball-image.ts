@@ -12,6 +12,7 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { Construct } from 'constructs';
 import type { SynthCheckRequest, SynthCheckResponse } from './synth-check';
+import { digestCacheKey } from './digest-cache-key';
 
 /** What to do with uncompressed layers, as `lading push --compress`. */
 export type TarballImageCompression = 'gzip' | 'zstd' | 'none';
@@ -278,7 +279,10 @@ export class TarballImage extends Construct {
     const role = this.handler.role!;
     // Least privilege: the one object, the one repository.
     role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [this.asset.bucket.arnForObjects(this.asset.s3ObjectKey)] }));
-    this.asset.bucket.encryptionKey?.grantDecrypt(role);
+    // The compressed-digest cache beside the asset (see s3-digest-cache.ts): a retry in a fresh
+    // container skips the layers it already compressed and uploaded.
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:PutObject'], resources: [this.asset.bucket.arnForObjects(digestCacheKey(this.asset.s3ObjectKey))] }));
+    if (this.asset.bucket.encryptionKey) this.asset.bucket.encryptionKey.grantEncryptDecrypt(role);
     this.repository.grant(
       role,
       'ecr:BatchCheckLayerAvailability',

@@ -92,16 +92,18 @@ describe('TarballImage synth: defaults', () => {
     assert.equal(image.facts.manifests[0]!.platform, 'linux/amd64');
   });
 
-  it('least privilege: s3:GetObject on the one object, push actions on the one repository, GetAuthorizationToken; no delete', () => {
+  it('least privilege: s3:GetObject on the one object, read/write of its digest cache beside it, push actions on the one repository, GetAuthorizationToken; no delete', () => {
     const { stack } = stackWith({ tarball: sample });
     const t = Template.fromStack(stack);
     const st = statements(t);
     const s3 = st.filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')));
-    assert.equal(s3.length, 1);
+    assert.equal(s3.length, 2);
     assert.deepEqual(actionsOf(s3[0]!), ['s3:GetObject']);
     const resource = JSON.stringify(stack.resolve(s3[0]!.Resource));
     assert.match(resource, /cdk-hnb659fds-assets/);
-    assert.match(resource, /[0-9a-f]{64}\.tar/, 'the object key, not the bucket');
+    assert.match(resource, /[0-9a-f]{64}\.tar"/, 'the object key, not the bucket');
+    assert.deepEqual(actionsOf(s3[1]!), ['s3:GetObject', 's3:PutObject']);
+    assert.match(JSON.stringify(stack.resolve(s3[1]!.Resource)), /cdk-hnb659fds-assets.*[0-9a-f]{64}\.tar\.lading-digests\.jsonl"/, 'only the cache object may be written');
     const ecrPush = st.filter((s) => actionsOf(s).includes('ecr:PutImage'));
     assert.equal(ecrPush.length, 1);
     assert.deepEqual(new Set(actionsOf(ecrPush[0]!)), new Set(PUSH_ACTIONS));

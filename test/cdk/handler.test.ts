@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { BatchGetImageCommand, CreateRepositoryCommand, ECRClient } from '@aws-sdk/client-ecr';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { fitReason, handle, type HandlerDeps, type CustomResourceEvent, type CustomResourceResponse, type TarballImageResourceProperties } from '../../src/cdk/handler';
 import { dockerArchiveParts, file, freshPath, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
 import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
@@ -186,7 +186,8 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
   }
 
   function getsFor(key: string): Get[] {
-    return proxy.log.filter((g) => g.method === 'GET' && g.url.includes(key));
+    // The asset object only, not its digest cache beside it.
+    return proxy.log.filter((g) => g.method === 'GET' && g.url.includes(key) && !g.url.includes('.lading-digests.jsonl'));
   }
 
   it('Create: an uncompressed archive is read with ranged GETs (never whole), pushed, and answered with digest, URI and tag', async () => {
@@ -262,6 +263,39 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
       await verify(repo, second.Data!.ImageDigest, 'lading-test');
     } finally {
       delete process.env.XDG_CACHE_HOME;
+    }
+  });
+
+  it('a retry in a fresh container (empty /tmp) uploads nothing already in ECR: the digest cache lives beside the asset in S3', async () => {
+    const first = mkdtempSync(join(tmpdir(), 'lading-container-1-'));
+    const fresh = mkdtempSync(join(tmpdir(), 'lading-container-2-'));
+    try {
+      const { key, repo } = await stage(await bigArchive(6 * MiB, 'cold-retry'));
+      process.env.XDG_CACHE_HOME = first;
+      srv.faults.add({ op: 'PutImage', kind: 'error', error: 'LimitExceededException', status: 400, message: 'injected', times: 1 });
+      const failed = await run(event('Create', { Key: key, RepositoryName: repo }));
+      assert.equal(failed.Status, 'FAILED');
+      assert.match(failed.Reason!, /injected/, 'the fault fired');
+      const cached = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${key}.lading-digests.jsonl` }));
+      const entries = (await cached.Body!.transformToString()).trim().split('\n');
+      assert.ok(entries.length >= 2, `one line per layer lading compressed, the 6 MiB one included: ${entries.join('\n')}`);
+      assert.ok(entries.some((e) => (JSON.parse(e) as { s: number }).s > 6 * MiB), 'the big layer is in the cache');
+
+      // A new container: nothing in its /tmp.
+      process.env.XDG_CACHE_HOME = fresh;
+      srv.resetCalls();
+      proxy.log.length = 0;
+      lines.length = 0;
+      const retry = await run(event('Create', { Key: key, RepositoryName: repo }));
+      assert.equal(retry.Status, 'SUCCESS', retry.Reason);
+      assert.equal(srv.calls.InitiateLayerUpload ?? 0, 0, 'no layer uploaded again');
+      assert.equal(srv.calls.UploadLayerPart ?? 0, 0);
+      assert.ok(lines.some((l) => l.startsWith(`digest cache: ${entries.length} compressed layer(s) known from s3:`)), lines.join('\n'));
+      await verify(repo, retry.Data!.ImageDigest, 'lading-test');
+    } finally {
+      delete process.env.XDG_CACHE_HOME;
+      rmSync(first, { recursive: true, force: true });
+      rmSync(fresh, { recursive: true, force: true });
     }
   });
 
