@@ -134,6 +134,20 @@ export function processCpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * Bytes a running process has read with read(2) and friends so far (`rchar` of
+ * /proc/PID/io, all its threads), sockets included: for a proxy, the bytes it relayed
+ * (both directions). NaN where the kernel does not keep the count.
+ */
+export function processReadBytes(pid: number): number {
+  try {
+    const m = /^rchar:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Peak RSS (VmHWM) of a running process in MiB, from /proc/PID/status. */
 export function processPeakRssMiB(pid: number): number {
   try {
