@@ -18,7 +18,8 @@ import { startRegistry, type Server } from './servers';
 
 export const SKOPEO_CACHES = ['/var/lib/containers/cache/blob-info-cache-v1.boltdb', join(homedir(), '.local/share/containers/cache/blob-info-cache-v1.boltdb')];
 
-function dropSkopeoCache(): void {
+/** Deletes skopeo's blob-info cache, so its next copy finds no blob to reuse. */
+export function dropSkopeoCache(): void {
   for (const f of SKOPEO_CACHES) rmSync(f, { force: true });
 }
 

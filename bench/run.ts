@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: lading measured beside a reference, in one run. See bench/README.md.
  *
- *   node dist/bench/run.js [--runs N] [--quick] [--only inspect|push|ecr] [--layer-mib N]
+ *   node dist/bench/run.js [--runs N] [--quick] [--only inspect|push|ecr|proxy] [--layer-mib N]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
@@ -13,11 +13,12 @@ import { benchEcr } from './ecr';
 import { prepareInputs } from './inputs';
 import { benchInspect } from './inspect';
 import { BenchError, ensureTimeBinary } from './measure';
+import { benchProxy } from './proxy';
 import { benchPush } from './push';
 import { renderTable, type Table } from './report';
-import { REGISTRY_BINARY } from './servers';
+import { REGISTRY_BINARY, TINYPROXY_BINARY } from './servers';
 
-const SCENARIOS = ['inspect', 'push', 'ecr'] as const;
+const SCENARIOS = ['inspect', 'push', 'ecr', 'proxy'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const help = `Usage: npm run bench -- [options]     (or: node dist/bench/run.js [options])
@@ -29,7 +30,7 @@ Options:
   --runs N          measurements per contender, medians reported (default 3; 1 with --quick)
   --quick           small inputs (64 MiB layers) for a smoke run
   --layer-mib N     layer size in MiB (default 256; the images have 5 layers)
-  --only S          inspect, push or ecr (repeatable, or comma-separated)
+  --only S          inspect, push, ecr or proxy (repeatable, or comma-separated)
   -h, --help        this help
 
 Environment:
@@ -51,8 +52,8 @@ function requireFile(path: string, what: string): void {
   if (!existsSync(path)) throw new BenchError(`${what} is missing (${path})`);
 }
 
-function requireCommand(cmd: string, install: string): void {
-  const r = spawnSync(cmd, ['--version'], { stdio: 'ignore' });
+function requireCommand(cmd: string, install: string, versionArgs = ['--version']): void {
+  const r = spawnSync(cmd, versionArgs, { stdio: 'ignore' });
   if (r.error !== undefined || r.status !== 0) throw new BenchError(`${cmd} is missing or does not run; install it: ${install}`);
 }
 
@@ -79,6 +80,7 @@ function machine(): Record<string, string | number> {
     node: process.version,
     skopeo: toolVersion('skopeo', ['--version']),
     registry: toolVersion(REGISTRY_BINARY, ['--version']),
+    tinyproxy: toolVersion(TINYPROXY_BINARY, ['-v']),
     gnuTime: existsSync('/usr/bin/time') ? 'yes' : 'no',
   };
 }
@@ -119,9 +121,14 @@ async function main(): Promise<number> {
   requireFile(cli, 'the built lading CLI (npm run build)');
   requireFile(join(root, 'package.json'), 'package.json of the repository');
   ensureTimeBinary(log);
-  if (selected.includes('push')) {
+  if (selected.includes('push') || selected.includes('proxy')) {
     requireCommand('skopeo', 'apt-get install -y skopeo');
     if (!existsSync(REGISTRY_BINARY)) throw new BenchError(`${REGISTRY_BINARY} is missing; install it: apt-get install -y docker-registry`);
+  }
+  if (selected.includes('proxy')) {
+    // tinyproxy has no --version: -v prints it and exits 0.
+    requireCommand(TINYPROXY_BINARY, 'apt-get install -y tinyproxy', ['-v']);
+    requireCommand('openssl', 'apt-get install -y openssl', ['version']);
   }
 
   const workDir = resolve(process.env.LADING_BENCH_DIR ?? '/tmp/lading-bench');
@@ -147,7 +154,7 @@ async function main(): Promise<number> {
     process.stdout.write(`\n${renderTable(t)}\n`);
   };
   for (const s of selected) {
-    const made = s === 'inspect' ? await benchInspect(ctx) : s === 'push' ? await benchPush(ctx) : await benchEcr(ctx);
+    const made = s === 'inspect' ? await benchInspect(ctx) : s === 'push' ? await benchPush(ctx) : s === 'ecr' ? await benchEcr(ctx) : await benchProxy(ctx);
     for (const t of made) print(t);
     tables.push(...made);
   }
@@ -180,7 +187,7 @@ async function main(): Promise<number> {
       '# lading benchmark results',
       '',
       `Full run (all scenarios, 256 MiB layers) of \`node ${relative(root, process.argv[1] ?? 'dist/bench/run.js')}\` (what \`npm run bench\` runs after building) on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${doc.durationS} s.`,
-      `Machine: ${info.cpu}, ${info.memoryGiB} GiB RAM, Linux ${info.kernel}, Node ${info.node}, ${info.skopeo}, ${info.registry}.`,
+      `Machine: ${info.cpu}, ${info.memoryGiB} GiB RAM, Linux ${info.kernel}, Node ${info.node}, ${info.skopeo}, ${info.registry}, ${info.tinyproxy}.`,
       `Load average (1, 5, 15 min) at start: ${loadStart}; at end: ${loadEnd} (the machine is shared: other work runs beside the bench, slowing both contenders of each pair).`,
       `Median of ${runs} runs per contender (each metric's median taken separately); peak RSS is each child's own maximum resident set (GNU time, rusage).`,
       '',
