@@ -10,7 +10,7 @@
  * FAILED with a message before the Lambda timeout, so a stack never waits an hour.
  */
 import { BatchDeleteImageCommand, ECRClient } from '@aws-sdk/client-ecr';
-import { S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { request as httpRequest, type Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { DigestCache } from '../compress/cache';
@@ -21,7 +21,7 @@ import { LadingError } from '../errors';
 import { defaultNetwork, type Network } from '../net/network';
 import { parsePlatform } from '../image/platform';
 import { S3Source } from './s3-source';
-import { digestCacheKey } from './digest-cache-key';
+import { digestCacheKey, failureMarkerKey } from './digest-cache-key';
 import { S3DigestCache } from './s3-digest-cache';
 
 export interface TarballImageResourceProperties {
@@ -75,6 +75,8 @@ export interface HandlerDeps {
   insecureRegistry?: boolean;
   /** Time kept back before the Lambda timeout to answer CloudFormation. @default 30 s */
   marginMs?: number;
+  /** Continuation mode: time before that deadline at which no new blob is started. @default 120 s */
+  drainMs?: number;
   log?: (line: string) => void;
   /** Tests read what was done. */
   onSource?: (s: S3Source) => void;
@@ -93,14 +95,125 @@ const MAX_RESPONSE_BYTES = 4096;
 /** Lambda entry point. */
 export async function handler(event: CustomResourceEvent, context: HandlerContext): Promise<void> {
   // HTTPS_PROXY / NO_PROXY / AWS_CA_BUNDLE in the function's environment apply to S3 and ECR.
+  const deps = defaultDeps();
+  try {
+    await handle(event, context, deps);
+  } finally {
+    deps.destroy();
+  }
+}
+
+/** What the Provider framework's onEvent expects back. */
+export interface OnEventResult {
+  PhysicalResourceId: string;
+  Data?: ResourceData;
+}
+
+/** What the Provider framework's isComplete gets: the request merged with onEvent's result. */
+export type IsCompleteEvent = CustomResourceEvent & { PhysicalResourceId: string; Data?: Partial<ResourceData> };
+
+export interface IsCompleteResult {
+  IsComplete: boolean;
+  PhysicalResourceId?: string;
+  Data?: ResourceData;
+}
+
+function defaultDeps(): HandlerDeps & { destroy(): void } {
   const network = defaultNetwork();
   const s3 = new S3Client({ maxAttempts: 6, requestHandler: network.awsRequestHandler() });
   const ecr = new ECRClient({ maxAttempts: 6, requestHandler: network.awsRequestHandler() });
+  return { s3, ecr, network, destroy: () => (s3.destroy(), ecr.destroy()) };
+}
+
+/** Lambda entry point as the Provider framework's onEvent handler (images larger than one invocation). */
+export async function onEvent(event: CustomResourceEvent, context: HandlerContext): Promise<OnEventResult> {
+  const deps = defaultDeps();
   try {
-    await handle(event, context, { s3, ecr, network });
+    return await providerOnEvent(event, context, deps);
   } finally {
-    s3.destroy();
-    ecr.destroy();
+    deps.destroy();
+  }
+}
+
+/** Lambda entry point as the Provider framework's isComplete handler. */
+export async function isComplete(event: IsCompleteEvent, context: HandlerContext): Promise<IsCompleteResult> {
+  const deps = defaultDeps();
+  try {
+    return await providerIsComplete(event, context, deps);
+  } finally {
+    deps.destroy();
+  }
+}
+
+/** A failure the framework reports to CloudFormation: one line, bounded (its answer has the same 4 KiB limit). */
+function providerError(e: unknown, log: (line: string) => void): Error {
+  const msg = e instanceof Error ? e.message : String(e);
+  log(`FAILED: ${msg}`);
+  const code = e instanceof LadingError ? e.code : 'error';
+  return new Error(`${Array.from(msg).slice(0, 1500).join('')} (lading ${code})`);
+}
+
+/**
+ * onEvent: Delete as in single-invocation mode; Create/Update push for as long as this
+ * invocation allows. Done: the final physical id and data (isComplete then only confirms).
+ * Not done: the old physical id (an Update) or a pending one (a Create), and isComplete goes on.
+ */
+export async function providerOnEvent(event: CustomResourceEvent, context: HandlerContext, deps: HandlerDeps): Promise<OnEventResult> {
+  const log = deps.log ?? ((line: string) => console.log(line));
+  log(`${event.RequestType} ${event.LogicalResourceId} (${event.PhysicalResourceId ?? 'new'}), onEvent`);
+  try {
+    if (event.RequestType === 'Delete') {
+      await remove(event, deps, log);
+      return { PhysicalResourceId: event.PhysicalResourceId ?? failedCreateId(event) };
+    }
+    const data = await push(event, context, deps, log, true);
+    if (data) return { PhysicalResourceId: physicalId(event.ResourceProperties, data), Data: data };
+    return { PhysicalResourceId: event.PhysicalResourceId ?? `${PENDING_CREATE}-${event.RequestId}`.slice(0, 1024) };
+  } catch (e) {
+    throw providerError(e, log);
+  }
+}
+
+/**
+ * isComplete, called by the framework's state machine until it says so or the total timeout
+ * passes: goes on with the push (blobs already in ECR are skipped, the digest cache in S3 saves
+ * recompressing). A fatal error cannot be thrown here (the state machine retries every error
+ * until the total timeout, then reports "Operation timed out"): the handler answers FAILED to
+ * CloudFormation itself, leaves a marker beside the asset, and says "not complete" to every
+ * later call until the framework gives up, its late answer then being ignored.
+ */
+export async function providerIsComplete(event: IsCompleteEvent, context: HandlerContext, deps: HandlerDeps): Promise<IsCompleteResult> {
+  const log = deps.log ?? ((line: string) => console.log(line));
+  if (event.RequestType === 'Delete' || event.Data?.ImageDigest) return { IsComplete: true };
+  const p = event.ResourceProperties;
+  const marker = failureMarkerKey(p.Key, event.RequestId);
+  if (await objectExists(deps.s3, p.Bucket, marker)) {
+    log(`this request already failed (s3://${p.Bucket}/${marker}); waiting for the framework to stop`);
+    return { IsComplete: false };
+  }
+  log(`${event.RequestType} ${event.LogicalResourceId} (${event.PhysicalResourceId}), isComplete: going on`);
+  try {
+    const data = await push(event, context, deps, log, true);
+    return data ? { IsComplete: true, PhysicalResourceId: physicalId(p, data), Data: data } : { IsComplete: false };
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    log(`FAILED: ${msg}`);
+    const base = { StackId: event.StackId, RequestId: event.RequestId, LogicalResourceId: event.LogicalResourceId };
+    const physical = event.PhysicalResourceId.startsWith(`${PENDING_CREATE}-`) ? failedCreateId(event) : event.PhysicalResourceId;
+    const response = fitReason({ Status: 'FAILED', PhysicalResourceId: physical, ...base }, msg, ` (lading ${e instanceof LadingError ? e.code : 'error'}; see CloudWatch log stream)`);
+    await deps.s3.send(new PutObjectCommand({ Bucket: p.Bucket, Key: marker, Body: `${response.Reason}\n` })).catch((err: unknown) => log(`failure marker not written: ${String(err)}`));
+    await answer(event.ResponseURL, response, deps.network ?? defaultNetwork());
+    return { IsComplete: false };
+  }
+}
+
+async function objectExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return true;
+  } catch {
+    // 404, or 403 without s3:ListBucket: no marker.
+    return false;
   }
 }
 
@@ -115,8 +228,8 @@ export async function handle(event: CustomResourceEvent, context: HandlerContext
       await remove(event, deps, log);
       response = { Status: 'SUCCESS', PhysicalResourceId: event.PhysicalResourceId ?? failedCreateId(event), ...base };
     } else {
-      const data = await push(event, context, deps, log);
-      response = { Status: 'SUCCESS', PhysicalResourceId: `${event.ResourceProperties.RepositoryName}:${data.ImageTag}@${data.ImageDigest}`, Data: data, ...base };
+      const data = (await push(event, context, deps, log))!;
+      response = { Status: 'SUCCESS', PhysicalResourceId: physicalId(event.ResourceProperties, data), Data: data, ...base };
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
@@ -127,12 +240,19 @@ export async function handle(event: CustomResourceEvent, context: HandlerContext
   return response;
 }
 
+function physicalId(p: TarballImageResourceProperties, data: ResourceData): string {
+  return `${p.RepositoryName}:${data.ImageTag}@${data.ImageDigest}`;
+}
+
+/** The physical id of a Create still running across invocations (nothing to delete yet). */
+const PENDING_CREATE = 'lading-create-pending';
+
 function failedCreateId(event: CustomResourceEvent): string {
   return `${FAILED_CREATE}-${event.RequestId}`.slice(0, 1024);
 }
 
 function isFailedCreateId(id: string): boolean {
-  return id === FAILED_CREATE || id.startsWith(`${FAILED_CREATE}-`);
+  return id === FAILED_CREATE || id.startsWith(`${FAILED_CREATE}-`) || id.startsWith(`${PENDING_CREATE}-`);
 }
 
 /**
@@ -163,12 +283,26 @@ function parseRepositoryUri(uri: string): { host: string; registryId?: string } 
   return { host, ...(account ? { registryId: account[1]! } : {}) };
 }
 
-async function push(event: CustomResourceEvent, context: HandlerContext, deps: HandlerDeps, log: (line: string) => void): Promise<NonNullable<CustomResourceResponse['Data']>> {
+type ResourceData = NonNullable<CustomResourceResponse['Data']>;
+
+/**
+ * Pushes the archive. Single-invocation mode fails at the deadline; continuation mode (the
+ * Provider framework drives more invocations) stops starting new blobs `drainMs` before it,
+ * lets those in flight finish, and resolves undefined: the next invocation goes on from there.
+ */
+async function push(event: CustomResourceEvent, context: HandlerContext, deps: HandlerDeps, log: (line: string) => void, continuation = false): Promise<ResourceData | undefined> {
   const p = event.ResourceProperties;
   const { host, registryId } = parseRepositoryUri(p.RepositoryUri);
   const margin = deps.marginMs ?? 30_000;
   const budget = context.getRemainingTimeInMillis() - margin;
   const ac = new AbortController();
+  const drain = new AbortController();
+  const continues = new LadingError('ABORTED', 'the push continues in the next invocation');
+  const drainTimer = continuation ? setTimeout(() => {
+    log('time is running out: no new blob is started; the next invocation goes on');
+    drain.abort(continues);
+  }, Math.max(0, budget - (deps.drainMs ?? 120_000))) : undefined;
+  drainTimer?.unref();
   const outOfTime = new LadingError(
     'ABORTED',
     `the push of s3://${p.Bucket}/${p.Key} to ${p.RepositoryUri} did not finish within this invocation (the function's timeout less ${Math.round(margin / 1000)} s); ` +
@@ -189,9 +323,12 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
   });
   const source = await S3Source.open({ client: deps.s3, bucket: p.Bucket, key: p.Key, signal: ac.signal, logger: log }).catch(async (e: unknown) => {
     clearTimeout(timer);
+    clearTimeout(drainTimer);
     await dest.close().catch(() => undefined);
+    if (ac.signal.aborted && continuation) return undefined;
     throw ac.signal.aborted ? outOfTime : e;
   });
+  if (source === undefined) return undefined;
   deps.onSource?.(source);
   const cacheFile = process.env.XDG_CACHE_HOME ? DigestCache.defaultFile() : undefined;
   const cache = new S3DigestCache(cacheFile, deps.s3, p.Bucket, digestCacheKey(p.Key), log);
@@ -202,14 +339,20 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
       ...(p.ImageName ? { image: p.ImageName } : {}),
       ...(p.Platform ? { platforms: [parsePlatform(p.Platform)] } : {}),
       signal: ac.signal,
+      ...(continuation ? { drain: drain.signal } : {}),
       onEvent: progressLogger(log),
       logger: log,
       // A retry, in this container or a fresh one, skips recompressing what it already pushed.
       cache,
     });
     const result = await engine.copy(source).catch((e: unknown) => {
+      if (continuation && (ac.signal.aborted || drain.signal.aborted)) return undefined;
       throw ac.signal.aborted ? outOfTime : e;
     });
+    if (result === undefined) {
+      log(`stopped after ${((Date.now() - started) / 1000).toFixed(1)} s; S3: ${source.stats.requests} GETs, ${source.stats.bytes} of ${source.size} bytes`);
+      return undefined;
+    }
     const secs = ((Date.now() - started) / 1000).toFixed(1);
     log(
       `pushed ${result.reference} tag ${p.Tag} in ${secs} s: ${result.blobs.uploaded} blobs uploaded (${result.blobs.bytesUploaded} bytes), ${result.blobs.skipped} already there; ` +
@@ -218,6 +361,7 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
     return { ImageDigest: result.digest!, ImageUri: `${p.RepositoryUri}@${result.digest}`, ImageTag: p.Tag };
   } finally {
     clearTimeout(timer);
+    clearTimeout(drainTimer);
     await source.close();
     await dest.close().catch(() => undefined);
   }

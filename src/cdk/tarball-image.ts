@@ -10,9 +10,10 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
+import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import type { SynthCheckRequest, SynthCheckResponse } from './synth-check';
-import { digestCacheKey } from './digest-cache-key';
+import { assetSidePrefix, digestCacheKey } from './digest-cache-key';
 
 /** What to do with uncompressed layers, as `lading push --compress`. */
 export type TarballImageCompression = 'gzip' | 'zstd' | 'none';
@@ -107,6 +108,20 @@ export interface TarballImageProps {
   readonly timeout?: Duration;
 
   /**
+   * How long a push may take in all. Longer than `timeout`: the custom resource runs on
+   * aws-cdk-lib's Provider framework, whose state machine calls the handler again (every 15
+   * seconds, each call up to `timeout`) until the push is done, each call going on where the
+   * last stopped; a push that fits in one invocation is done in the first, and the framework
+   * only confirms it. At most `timeout`: one invocation, no framework (fewer resources, a few
+   * seconds faster; a push that does not fit fails and is resumed by deploying again).
+   * CloudFormation waits at most one hour for a custom resource.
+   *
+   * @default `timeout` for an archive up to 2 GiB (one invocation pushes several GiB);
+   * Duration.hours(1) for a larger one
+   */
+  readonly totalTimeout?: Duration;
+
+  /**
    * What deleting the resource (stack deletion, or replacement by a new archive) does to
    * the image: RETAIN leaves it in the repository; DESTROY removes the tag it wrote
    * (ECR deletes an image when its last tag goes; child manifests of an index stay,
@@ -199,6 +214,9 @@ export interface TarballImageFacts {
   readonly manifests: { platform: string | null; attestation: boolean; mediaType: string; layers: string[] }[];
 }
 
+/** Archives above this size default to pushing across invocations (see `totalTimeout`). */
+const LARGE_ARCHIVE_BYTES = 2 * 1024 ** 3;
+
 const LAMBDA_ARCHITECTURES: Record<string, string> = { 'linux/amd64': 'x86_64', 'linux/arm64': 'arm64', 'linux/arm64/v8': 'arm64' };
 
 /**
@@ -222,8 +240,10 @@ export class TarballImage extends Construct {
   readonly facts: TarballImageFacts;
   /** The staged archive. */
   readonly asset: Asset;
-  /** The custom resource's handler. */
+  /** The custom resource's handler (the Provider framework's onEvent handler when `totalTimeout` > `timeout`). */
   readonly handler: lambda.Function;
+  /** The Provider framework's isComplete handler (same code and role), when `totalTimeout` > `timeout`. */
+  readonly isCompleteHandler?: lambda.Function;
   private readonly resource: CustomResource;
   private lambdaChecked = false;
   private readonly compress: TarballImageCompression;
@@ -258,11 +278,16 @@ export class TarballImage extends Construct {
       fail(`architecture must be lambda.Architecture.ARM_64 or X86_64, not ${architecture.name}`);
     }
     checkNetwork(props, fail);
+    // Small archives keep the lean single-invocation path (no framework resources, no extra
+    // cold starts); large ones default to the framework so a slow push cannot fail the deploy.
+    const totalTimeout = props.totalTimeout ?? (statSync(tarball).size > LARGE_ARCHIVE_BYTES ? Duration.hours(1) : timeout);
+    if (totalTimeout.toSeconds() > 3600) fail('totalTimeout is at most 1 hour: CloudFormation waits no longer for a custom resource');
+    const continued = totalTimeout.toSeconds() > timeout.toSeconds();
 
     this.handler = new lambda.Function(this, 'Handler', {
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture,
-      handler: 'index.handler',
+      handler: continued ? 'index.onEvent' : 'index.handler',
       code: lambda.Code.fromAsset(handlerDir!),
       memorySize: props.memorySize ?? 2048,
       timeout,
@@ -275,13 +300,47 @@ export class TarballImage extends Construct {
       role: props.role,
       logGroup: props.logGroup,
     });
+    let serviceToken = this.handler.functionArn;
+    if (continued) {
+      // The same code as isComplete, with the same role, network and log group.
+      this.isCompleteHandler = new lambda.Function(this, 'IsComplete', {
+        runtime: lambda.Runtime.NODEJS_22_X,
+        architecture,
+        handler: 'index.isComplete',
+        code: lambda.Code.fromAsset(handlerDir!),
+        memorySize: props.memorySize ?? 2048,
+        timeout,
+        description: `lading: goes on pushing ${props.tarball} to ECR (${this.node.path})`,
+        environment: { XDG_CACHE_HOME: '/tmp/lading-cache' },
+        vpc: props.vpc,
+        vpcSubnets: props.vpcSubnets,
+        securityGroups: props.vpc ? this.handler.connections.securityGroups : undefined,
+        role: this.handler.role,
+        logGroup: props.logGroup,
+      });
+      // The framework's own functions stay out of the VPC: they call Lambda, Step Functions and
+      // CloudFormation's response URL, none of which the VPC may route to.
+      const provider = new cr.Provider(this, 'Provider', {
+        onEventHandler: this.handler,
+        isCompleteHandler: this.isCompleteHandler,
+        queryInterval: Duration.seconds(15),
+        totalTimeout,
+      });
+      serviceToken = provider.serviceToken;
+    }
     // The given role when there is one: it gets the same statements as a created one.
     const role = this.handler.role!;
     // Least privilege: the one object, the one repository.
     role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [this.asset.bucket.arnForObjects(this.asset.s3ObjectKey)] }));
     // The compressed-digest cache beside the asset (see s3-digest-cache.ts): a retry in a fresh
     // container skips the layers it already compressed and uploaded.
-    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:PutObject'], resources: [this.asset.bucket.arnForObjects(digestCacheKey(this.asset.s3ObjectKey))] }));
+    // With the Provider framework, a failure marker too (handler.ts providerIsComplete).
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject', 's3:PutObject'],
+        resources: [this.asset.bucket.arnForObjects(continued ? `${assetSidePrefix(this.asset.s3ObjectKey)}*` : digestCacheKey(this.asset.s3ObjectKey))],
+      }),
+    );
     if (this.asset.bucket.encryptionKey) this.asset.bucket.encryptionKey.grantEncryptDecrypt(role);
     this.repository.grant(
       role,
@@ -302,7 +361,7 @@ export class TarballImage extends Construct {
     const tag = props.tag ?? `lading-${createHash('sha256').update(JSON.stringify({ asset: this.asset.assetHash, ...options })).digest('hex').slice(0, 40)}`;
 
     this.resource = new CustomResource(this, 'Resource', {
-      serviceToken: this.handler.functionArn,
+      serviceToken,
       resourceType: 'Custom::LadingTarballImage',
       properties: {
         Bucket: this.asset.s3BucketName,

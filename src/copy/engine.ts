@@ -38,6 +38,13 @@ export interface CopyOptions {
   /** Blobs in flight at once (default 3). */
   concurrency?: number;
   signal?: AbortSignal;
+  /**
+   * A softer stop than `signal`: once aborted, no new blob is started, those in flight finish,
+   * and the copy then fails with the signal's reason, writing no manifest. For a caller with a
+   * deadline that will run the copy again (the CDK handler's next invocation): the bytes in
+   * flight are not thrown away.
+   */
+  drain?: AbortSignal;
   onEvent?: CopyEventListener;
   /** Compressed-digest cache; null disables it. */
   cache?: DigestCache | null;
@@ -385,6 +392,7 @@ export class CopyEngine {
   private async runJob(archive: ImageArchive, job: Job): Promise<void> {
     const signal = this.opts.signal;
     signal?.throwIfAborted();
+    this.opts.drain?.throwIfAborted();
     const what = `${archive.where}: ${job.label} (${job.ref.entry.path})`;
     const stored = job.kind === 'config' ? 'none' : await this.storedCompression(archive, job);
     const declared = job.declared ? layerCompressionOf(job.declared.mediaType) : undefined;

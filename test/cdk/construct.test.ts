@@ -211,6 +211,39 @@ describe('TarballImage synth: props', () => {
   });
 });
 
+describe('TarballImage synth: pushes longer than one invocation (totalTimeout)', () => {
+  it('totalTimeout > timeout: the Provider framework drives onEvent and isComplete, two functions of the same code and role', () => {
+    const { stack, image } = stackWith({ tarball: sample, totalTimeout: Duration.minutes(50) });
+    const t = Template.fromStack(stack);
+    t.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+    const fns = Object.values(t.findResources('AWS::Lambda::Function')) as { Properties: { Handler: string; Role: unknown; Timeout: number; VpcConfig?: unknown } }[];
+    const ours = fns.filter((f) => f.Properties.Handler.startsWith('index.'));
+    assert.deepEqual(ours.map((f) => f.Properties.Handler).sort(), ['index.isComplete', 'index.onEvent']);
+    assert.deepEqual(ours[0]!.Properties.Role, ours[1]!.Properties.Role, 'one role');
+    assert.ok(image.isCompleteHandler);
+    // The resource goes to the framework, not to our function.
+    const cr = Object.values(t.findResources('Custom::LadingTarballImage'))[0] as { Properties: { ServiceToken: unknown } };
+    assert.doesNotMatch(JSON.stringify(cr.Properties.ServiceToken), new RegExp(stack.getLogicalId(image.handler.node.defaultChild as lambda.CfnFunction)));
+    assert.match(JSON.stringify(cr.Properties.ServiceToken), /framework-onEvent|ProviderframeworkonEvent/);
+    // The handler may write its digest cache and failure markers beside the asset, nothing else.
+    const s3 = statements(t).filter((s) => actionsOf(s).includes('s3:PutObject'));
+    assert.equal(s3.length, 1);
+    assert.match(JSON.stringify(stack.resolve(s3[0]!.Resource)), /[0-9a-f]{64}\.tar\.lading-\*"/);
+  });
+
+  it('by default a small archive keeps the single invocation: no framework, one function', () => {
+    const { stack } = stackWith({ tarball: sample });
+    const t = Template.fromStack(stack);
+    t.resourceCountIs('AWS::StepFunctions::StateMachine', 0);
+    t.resourceCountIs('AWS::Lambda::Function', 1);
+    t.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.handler' });
+  });
+
+  it('totalTimeout over an hour fails synth (CloudFormation waits no longer)', () => {
+    throwsAt(() => stackWith({ tarball: sample, totalTimeout: Duration.minutes(61) }), 'Stack/Img', /totalTimeout is at most 1 hour/);
+  });
+});
+
 describe('TarballImage synth: consumers', () => {
   it('L2 DockerImageFunction: code.imageUri from the resource; an owned repository lets lambda.amazonaws.com pull', () => {
     const app = new App();

@@ -18,7 +18,7 @@ import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { BatchGetImageCommand, CreateRepositoryCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { fitReason, handle, type HandlerDeps, type CustomResourceEvent, type CustomResourceResponse, type TarballImageResourceProperties } from '../../src/cdk/handler';
+import { fitReason, handle, providerIsComplete, providerOnEvent, type HandlerDeps, type CustomResourceEvent, type CustomResourceResponse, type TarballImageResourceProperties } from '../../src/cdk/handler';
 import { dockerArchiveParts, file, freshPath, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
 import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
 import { multiPlatformArchive, sampleArchive } from './helpers';
@@ -83,6 +83,16 @@ async function bigArchive(size: number, seed: string): Promise<string> {
   const big = await makeLayer([file('data/random.bin', pseudoRandom(seed, size))], 'none');
   const small = await makeLayer([file('etc/motd', `hello ${seed}\n`)], 'none');
   const parts = dockerArchiveParts([{ repoTags: [`big/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers: [small, big] }], { order: 'sorted' });
+  const p = freshPath(`${seed}.tar`);
+  writeFileSync(p, await tarBuffer(parts.entries));
+  return p;
+}
+
+/** A docker archive of `count` uncompressed layers of `size` pseudo-random bytes each. */
+async function layeredArchive(count: number, size: number, seed: string): Promise<string> {
+  const layers = [];
+  for (let i = 0; i < count; i++) layers.push(await makeLayer([file(`data/${i}.bin`, pseudoRandom(`${seed}-${i}`, size))], 'none'));
+  const parts = dockerArchiveParts([{ repoTags: [`layered/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers }], { order: 'sorted' });
   const p = freshPath(`${seed}.tar`);
   writeFileSync(p, await tarBuffer(parts.entries));
   return p;
@@ -297,6 +307,76 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
       rmSync(first, { recursive: true, force: true });
       rmSync(fresh, { recursive: true, force: true });
     }
+  });
+
+  it('Provider framework: a push larger than one invocation goes on across isComplete calls, each blob uploaded once', async () => {
+    const layers = 6;
+    const { key, repo } = await stage(await layeredArchive(layers, 2 * MiB, 'continued'));
+    // Every part takes 300 ms: with no new blob started 100 ms into an invocation, each
+    // invocation finishes the few blobs in flight and stops; the next goes on.
+    srv.faults.add({ op: 'UploadLayerPart', kind: 'slow', delayMs: 300, times: Infinity });
+    srv.resetCalls();
+    const opts = { s3, ecr, insecureRegistry: true, log, marginMs: 0, drainMs: 4_900 };
+    const invocation = ctx(5_000);
+    try {
+      const e = event('Create', { Key: key, RepositoryName: repo });
+      const first = await providerOnEvent(e, invocation, opts);
+      assert.ok(first.PhysicalResourceId.startsWith('lading-create-pending-'), `not done in the first invocation: ${first.PhysicalResourceId}`);
+      assert.equal(first.Data, undefined);
+      // What the framework's state machine does: isComplete with the request and onEvent's result.
+      const pending = { ...e, PhysicalResourceId: first.PhysicalResourceId };
+      let done: Awaited<ReturnType<typeof providerIsComplete>> | undefined;
+      let calls = 0;
+      while (!done?.IsComplete) {
+        assert.ok(++calls <= 20, 'finishes within 20 isComplete calls');
+        done = await providerIsComplete(pending, invocation, opts);
+      }
+      assert.ok(calls >= 2, `the push needed several invocations (${calls} isComplete calls)`);
+      const data = done.Data!;
+      assert.equal(done.PhysicalResourceId, `${repo}:lading-test@${data.ImageDigest}`);
+      await verify(repo, data.ImageDigest, 'lading-test');
+      // Each blob (the layers and the config) was uploaded exactly once: nothing in flight was thrown away.
+      assert.equal(srv.calls.InitiateLayerUpload, layers + 1, JSON.stringify(srv.calls));
+      assert.equal(srv.calls.CompleteLayerUpload, layers + 1);
+      assert.equal(srv.calls.PutImage, 1);
+      // Once complete, a further isComplete (the framework's retry after a lost answer) only confirms.
+      srv.resetCalls();
+      assert.deepEqual(await providerIsComplete({ ...pending, Data: data }, invocation, opts), { IsComplete: true });
+      assert.equal(srv.calls.PutImage ?? 0, 0);
+    } finally {
+      srv.faults.clear();
+    }
+  });
+
+  it('Provider framework: a small image is done in onEvent; a fatal error in isComplete answers FAILED once and then waits', async () => {
+    const small = await stage(sampleArchive('provider:small'));
+    const opts = { s3, ecr, insecureRegistry: true, log };
+    const e = event('Create', { Key: small.key, RepositoryName: small.repo });
+    const r = await providerOnEvent(e, ctx(), opts);
+    assert.ok(r.Data?.ImageDigest, 'pushed within onEvent');
+    assert.equal(r.PhysicalResourceId, `${small.repo}:lading-test@${r.Data.ImageDigest}`);
+    assert.deepEqual(await providerIsComplete({ ...e, PhysicalResourceId: r.PhysicalResourceId, Data: r.Data }, ctx(), opts), { IsComplete: true });
+
+    // The archive disappears between invocations: isComplete cannot throw (the framework would
+    // retry for an hour), so it answers FAILED itself and marks the request.
+    const before = cfn.received.length;
+    const gone = event('Create', { Key: 'vanished.tar', RepositoryName: small.repo });
+    const pending = { ...gone, PhysicalResourceId: `lading-create-pending-${gone.RequestId}` };
+    assert.deepEqual(await providerIsComplete(pending, ctx(), opts), { IsComplete: false });
+    assert.equal(cfn.received.length, before + 1, 'one FAILED answer');
+    const answer = cfn.received.at(-1)!;
+    assert.equal(answer.Status, 'FAILED');
+    assert.match(answer.Reason!, /vanished\.tar.*missing/);
+    assert.equal(answer.PhysicalResourceId, `lading-create-failed-${gone.RequestId}`);
+    lines.length = 0;
+    assert.deepEqual(await providerIsComplete(pending, ctx(), opts), { IsComplete: false });
+    assert.equal(cfn.received.length, before + 1, 'no second answer');
+    assert.ok(lines.some((l) => l.includes('already failed')), lines.join('\n'));
+    // CloudFormation then deletes the failed resource: nothing to delete.
+    srv.resetCalls();
+    const del = await providerOnEvent(event('Delete', { Key: 'vanished.tar', RepositoryName: small.repo, RemoveOnDelete: 'true' }, answer.PhysicalResourceId), ctx(), opts);
+    assert.equal(del.PhysicalResourceId, answer.PhysicalResourceId);
+    assert.equal(srv.calls.BatchDeleteImage ?? 0, 0);
   });
 
   it('a push that cannot finish in the invocation stops before the timeout with a clear message', async () => {
