@@ -270,7 +270,7 @@ function s3Error(e: unknown, where: string, doing: string): Error {
     return new LadingError('NOT_FOUND', `${where}: ${name} while ${doing}: the asset object is missing (was the file asset published?)`, { cause: e });
   }
   if (name === 'AccessDenied' || status === 403) {
-    return new LadingError('AUTH', `${where}: access denied while ${doing}: the handler's role needs s3:GetObject on this object (${msg})`, { cause: e });
+    return new LadingError('AUTH', `${where}: access denied while ${doing}: the object does not exist (without s3:ListBucket S3 answers 403 for a missing key: was the file asset published?), or the handler's role lacks s3:GetObject on it (${msg})`, { cause: e });
   }
   if (name === 'PreconditionFailed' || status === 412) {
     return new LadingError('CONFLICT', `${where}: the object changed while it was read (ETag no longer matches); deploy again`, { cause: e });

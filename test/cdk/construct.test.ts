@@ -244,6 +244,21 @@ describe('TarballImage synth: pushes longer than one invocation (totalTimeout)',
   });
 });
 
+describe('TarballImage synth: many images in one stack', () => {
+  it('20 images: four resources each (function, role, policy, custom resource), well inside CloudFormation\'s 500', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV });
+    for (let i = 0; i < 20; i++) new TarballImage(stack, `Img${i}`, { tarball: sample, tag: `t${i}` });
+    const resources = Object.values(Template.fromStack(stack).toJSON().Resources as Record<string, { Type: string }>);
+    const byType: Record<string, number> = {};
+    for (const r of resources) byType[r.Type] = (byType[r.Type] ?? 0) + 1;
+    assert.deepEqual(byType, { 'AWS::IAM::Role': 20, 'AWS::IAM::Policy': 20, 'AWS::Lambda::Function': 20, 'Custom::LadingTarballImage': 20 });
+    // The same file assets as for one image (the archive and the handler bundle are staged once).
+    const assetCount = (a: App): number => Object.keys((JSON.parse(readFileSync(join(a.synth().directory, 'Stack.assets.json'), 'utf8')) as { files: Record<string, unknown> }).files).length;
+    assert.equal(assetCount(app), assetCount(stackWith({ tarball: sample }).app));
+  });
+});
+
 describe('TarballImage synth: consumers', () => {
   it('L2 DockerImageFunction: code.imageUri from the resource; an owned repository lets lambda.amazonaws.com pull', () => {
     const app = new App();
