@@ -1,6 +1,7 @@
 import { inspectArchive, type InspectResult } from '../archive';
 import { formatBytes, shortDigest } from './format';
 import { parseCommandArgs, usageError, type CommandContext } from './context';
+import { parseArchiveArg } from './transports';
 
 export const inspectHelp = `Usage: lading inspect ARCHIVE [options]
 
@@ -54,7 +55,8 @@ export async function runInspect(ctx: CommandContext, args: string[]): Promise<n
     return 0;
   }
   if (positionals.length !== 1) throw usageError('inspect needs exactly one ARCHIVE', 'inspect');
-  const input = positionals[0]!;
+  // skopeo's docker-archive:/oci-archive:/oci: prefixes name the file; inspect shows every image.
+  const input = parseArchiveArg(positionals[0]!).path;
   const result = await inspectArchive(input, { verify: !values['no-verify'], signal: ctx.signal, ...(ctx.debug ? { logger: ctx.debug } : {}) });
   if (values.json) ctx.stdout(JSON.stringify(result, null, 2));
   else ctx.stdout(renderInspect(result, input === '-' ? 'stdin' : input));

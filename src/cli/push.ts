@@ -6,16 +6,21 @@ import { parsePlatform } from '../image/platform';
 import { parseCommandArgs, strings, usageError, type CommandContext } from './context';
 import { openDestination } from './destinations';
 import { ProgressRenderer } from './progress';
+import { parseArchiveArg, parseDestinationArg } from './transports';
+import { writeFile } from 'node:fs/promises';
 
 export const pushHelp = `Usage: lading push ARCHIVE DESTINATION [options]
 
 Push an image archive to a registry, or write it as an OCI layout directory.
 ARCHIVE is a tar file (optionally gzip/zstd compressed), an OCI layout directory, or -
-for standard input. DESTINATION is host[:port]/repository[:tag] or oci:PATH.
+for standard input; skopeo's docker-archive:PATH[:REF], oci-archive:PATH[:REF] and
+oci:DIR[:REF] are accepted too (REF picks the image, like --image; @N the Nth).
+DESTINATION is [docker://]host[:port]/repository[:tag] or oci:PATH.
 
 Options:
-  --tag T                   extra tag (repeatable); the default tag is latest
-  --image NAME              image to take from a multi-image archive (name or digest)
+  --tag T                   tag (repeatable). Default: the tag in DESTINATION, else the
+                            image's own tags in the archive, else latest
+  --image NAME              image to take from a multi-image archive (name, digest, or @N)
   --platform OS/ARCH[/V]    platform to push (repeatable); default: all of them
   --compress gzip|zstd|none what to do with uncompressed layers (default gzip)
   --compression-level N     gzip 1-9 (default 1), zstd 1-19 (default 3)
@@ -36,6 +41,8 @@ Options:
   --mount-from REPO         try to mount blobs from another repository of the registry
   --chunk-size BYTES        upload in chunks of this size instead of one request
   --json                    print one JSON document describing the result
+  --digest-file FILE        write the pushed digest to FILE (skopeo's --digestfile)
+  --image-refs FILE         write the pinned reference of each tag to FILE, one per line
 
 Amazon ECR (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG], FIPS and dual-stack hosts too):
   --transport ecr-api|registry  native ECR API (default) or the registry protocol with a token
@@ -75,6 +82,8 @@ export const pushOptions = {
   'mount-from': { type: 'string' },
   'chunk-size': { type: 'string' },
   json: { type: 'boolean' },
+  'digest-file': { type: 'string' },
+  'image-refs': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   transport: { type: 'string' },
   ecr: { type: 'boolean' },
@@ -109,6 +118,23 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
+/** skopeo's --digestfile (the digest) and crane's --image-refs (a pinned reference per tag). */
+async function writeRefs(r: CopyResult, digestFile: unknown, refsFile: unknown): Promise<void> {
+  const write = async (file: unknown, text: string, what: string): Promise<void> => {
+    if (file === undefined) return;
+    try {
+      await writeFile(String(file), text);
+    } catch (e) {
+      throw new LadingError('IO', `cannot write ${what} ${String(file)}: ${(e as { code?: string }).code ?? String(e)} (the push itself succeeded: ${r.reference})`, { cause: e });
+    }
+  };
+  await write(digestFile, `${r.digest}\n`, '--digest-file');
+  const pinned = r.reference!;
+  const at = pinned.lastIndexOf('@');
+  const refs = r.tags.length > 0 ? r.tags.map((t) => `${pinned.slice(0, at)}:${t}${pinned.slice(at)}`) : [pinned];
+  await write(refsFile, `${refs.join('\n')}\n`, '--image-refs');
+}
+
 export function renderPlan(r: CopyResult): string {
   const lines = ['dry run: nothing uploaded or written'];
   for (const b of r.plan ?? []) {
@@ -126,7 +152,11 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     return 0;
   }
   if (positionals.length !== 2) throw usageError('push needs ARCHIVE and DESTINATION', 'push');
-  const [archive, destination] = positionals as [string, string];
+  const source = parseArchiveArg(positionals[0]!);
+  const archive = source.path;
+  const destination = parseDestinationArg(positionals[1]!);
+  if (source.image !== undefined && values.image !== undefined) throw usageError(`ARCHIVE ${positionals[0]} names an image already; drop --image`, 'push');
+  const image = source.image ?? (values.image !== undefined ? String(values.image) : undefined);
   const compress = (values.compress ?? 'gzip') as string;
   if (!['gzip', 'zstd', 'none'].includes(compress)) throw usageError(`--compress must be gzip, zstd or none, not ${compress}`, 'push');
   const level = intOption(values['compression-level'], 'compression-level', compress === 'zstd' ? 1 : 0, compress === 'zstd' ? 19 : 9);
@@ -162,7 +192,6 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     ...(ctx.debug ? { logger: ctx.debug } : {}),
   });
   const tags = [...new Set([...dest.tags, ...strings(values.tag)])];
-  if (tags.length === 0 && !dest.destination.name.startsWith('oci:')) tags.push('latest');
 
   const quiet = values.quiet === true || values.json === true;
   // The live display moves the cursor: its writes go out byte for byte, no newline added.
@@ -180,7 +209,9 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     pushForeignLayers: values['push-foreign-layers'] === true,
     // An OCI layout holds OCI documents: docker media types are converted on the way.
     oci: dest.destination.name.startsWith('oci:'),
-    ...(values.image !== undefined ? { image: String(values.image) } : {}),
+    ...(image !== undefined ? { image } : {}),
+    // No tag given: the image's own tags from the archive (latest when it names none).
+    ...(dest.destination.name.startsWith('oci:') ? {} : { tagsFromArchive: true }),
     ...(level !== undefined ? { compressionLevel: level } : {}),
     ...(concurrency !== undefined ? { concurrency } : {}),
     ...(ctx.debug ? { logger: ctx.debug } : {}),
@@ -192,6 +223,7 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     progress.stop();
     await dest.destination.close();
   }
+  if (result.reference !== null) await writeRefs(result, values['digest-file'], values['image-refs']);
   if (values.json) {
     const { plan, rewritten, ...rest } = result;
     ctx.stdout(JSON.stringify({ ...rest, rewritten, ...(plan ? { plan } : {}) }, null, 2));
@@ -200,7 +232,8 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
   if (opts.dryRun) ctx.stdout(renderPlan(result));
   else if (!values.quiet) {
     const b = result.blobs;
-    ctx.stderr(`pushed ${result.manifests.length} manifest${result.manifests.length === 1 ? '' : 's'}; blobs: ${b.uploaded} uploaded (${(b.bytesUploaded / 1048576).toFixed(1)} MiB), ${b.skipped} already there`);
+    const tagged = result.tagSource === 'archive' ? `; tagged ${result.tags.join(', ')} (the image's own tags in the archive)` : result.tagSource === 'default' ? '; tagged latest (the archive names no tag)' : '';
+    ctx.stderr(`pushed ${result.manifests.length} manifest${result.manifests.length === 1 ? '' : 's'}; blobs: ${b.uploaded} uploaded (${(b.bytesUploaded / 1048576).toFixed(1)} MiB), ${b.skipped} already there${tagged}`);
   }
   if (result.reference !== null) ctx.stdout(result.reference);
   return 0;

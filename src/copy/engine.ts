@@ -15,7 +15,7 @@ import type { Platform } from '../image/platform';
 import { mapLimit } from '../util/concurrency';
 import type { Destination, ManifestToPut } from './destination';
 import type { CopyEvent, CopyEventListener } from './events';
-import { selectImage, selectPlatforms } from './select';
+import { archiveTags, selectImage, selectPlatforms } from './select';
 import { DiffIdCheck, VerifyingStream } from './verify';
 
 export interface CopyOptions {
@@ -28,6 +28,11 @@ export interface CopyOptions {
   compressionLevel?: number;
   /** Tags to write once everything they need is in place. */
   tags?: string[];
+  /**
+   * When `tags` is empty: the tags the chosen image carries in the archive (`RepoTags`,
+   * `org.opencontainers.image.ref.name`, `io.containerd.image.name`), `latest` when it names none.
+   */
+  tagsFromArchive?: boolean;
   /**
    * Also hold compressed layers whose digest the archive declares (OCI layouts) to the config's
    * diff_ids, inflating each one (~1 CPU-second per GiB). Without it those layers are verified
@@ -71,6 +76,8 @@ export interface CopyResult {
   mediaType: string;
   reference: string | null;
   tags: string[];
+  /** Where the tags came from: given, the archive's own, or the `latest` default. */
+  tagSource: 'given' | 'archive' | 'default';
   manifests: { digest: Digest; mediaType: string; platform: Platform | null; attestation?: true }[];
   blobs: { uploaded: number; skipped: number; bytesUploaded: number };
   /** Under dryRun: what would happen to each blob. */
@@ -238,6 +245,11 @@ export class CopyEngine {
     if (this.opts.image?.startsWith('sha256:')) for (const img of archive.images) await archive.resolveSynthesized(img, signal);
     const image = selectImage(archive.images, this.opts.image, archive.where);
     const choice = selectPlatforms(image, this.opts.platforms ?? [], archive.where);
+    const given = this.opts.tags ?? [];
+    const own = given.length === 0 && this.opts.tagsFromArchive ? archiveTags(image) : [];
+    const tagSource: CopyResult['tagSource'] = given.length > 0 || !this.opts.tagsFromArchive ? 'given' : own.length > 0 ? 'archive' : 'default';
+    const tags = tagSource === 'given' ? given : tagSource === 'archive' ? own : ['latest'];
+    if (tagSource !== 'given') this.opts.logger?.(`tags: ${tags.join(', ')} (${tagSource === 'archive' ? "the image's own, from the archive" : 'the archive names none'})`);
     const jobs = new Map<string, Job>();
     const layerJobs = new Map<ManifestInfo, (Job | undefined)[]>();
     for (const m of choice.manifests) {
@@ -270,7 +282,6 @@ export class CopyEngine {
     this.askAhead(all);
     await mapLimit(all, this.opts.concurrency ?? 3, (job) => this.runJob(archive, job));
     signal?.throwIfAborted();
-    const tags = this.opts.tags ?? [];
     if (this.opts.dryRun && all.some((j) => j.result === undefined)) {
       // Compression decides the digests: the plan is all there is to show.
       return {
@@ -278,6 +289,7 @@ export class CopyEngine {
         mediaType: image.mediaType,
         reference: null,
         tags,
+        tagSource,
         manifests: choice.manifests.map((m) => ({ digest: m.descriptor?.digest ?? null, mediaType: m.descriptor?.mediaType ?? image.mediaType, platform: m.platform ? platformJson(m.platform) : null })) as CopyResult['manifests'],
         blobs: { ...this.stats },
         rewritten: [],
@@ -330,6 +342,7 @@ export class CopyEngine {
       mediaType: top.mediaType,
       reference: this.dest.pinned(top.digest),
       tags,
+      tagSource,
       manifests: results,
       blobs: { ...this.stats },
       rewritten,

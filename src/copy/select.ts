@@ -1,6 +1,30 @@
 import type { ArchiveImage, ManifestInfo } from '../archive/model';
 import { LadingError } from '../errors';
 import { formatPlatform, platformMatches, type Platform } from '../image/platform';
+import { isValidTag, parseReference } from '../registry/reference';
+
+/**
+ * The tags an image carries in its archive, in order: the tag of each `RepoTags` entry and
+ * `io.containerd.image.name` (`app:1.2`, `registry/app:1.2`), and `org.opencontainers.image.ref.name`
+ * when it is a bare tag (`1.2`, as skopeo and buildx write it) or a full reference. Names with
+ * no tag, or only a digest, give none.
+ */
+export function archiveTags(image: ArchiveImage): string[] {
+  const out: string[] = [];
+  for (const name of image.names) {
+    if (!name.includes('/') && !name.includes(':') && !name.includes('@')) {
+      if (isValidTag(name)) out.push(name);
+      continue;
+    }
+    try {
+      const tag = parseReference(name).tag;
+      if (tag !== undefined) out.push(tag);
+    } catch {
+      // not a reference: no tag from it
+    }
+  }
+  return [...new Set(out)];
+}
 
 /** `docker.io/library/busybox:latest`, `busybox` and `busybox:latest` name the same image. */
 export function normalizeImageName(name: string): string {
@@ -22,6 +46,13 @@ export function selectImage(images: ArchiveImage[], name: string | undefined, wh
   if (name === undefined) {
     if (images.length === 1) return images[0]!;
     throw new LadingError('AMBIGUOUS_IMAGE', `${where} holds ${images.length} images; choose one with --image: ${images.map(describe).join(', ')}`);
+  }
+  // skopeo's docker-archive:PATH:@N, the Nth image of the archive (from 0).
+  const index = /^@(\d{1,6})$/.exec(name);
+  if (index) {
+    const img = images[Number(index[1])];
+    if (img) return img;
+    throw new LadingError('IMAGE_NOT_FOUND', `${where} has no image @${index[1]}: it holds ${images.length} (@0..@${images.length - 1})`);
   }
   const want = normalizeImageName(name);
   const found = images.filter((img) => img.digest === name || img.names.some((n) => n === name || normalizeImageName(n) === want));

@@ -1,0 +1,106 @@
+/**
+ * What crane and skopeo users reach for (issue 18), through the CLI against a real registry:
+ * the archive's own tags, skopeo's transport syntax, and digest output files.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { ArchiveImage } from '../../src/archive/model';
+import { archiveTags } from '../../src/copy/select';
+import { registryAvailable, startRegistry, type RegistryServer } from '../helpers/registry-server';
+import { legacyDockerSaveTwoImages } from '../fixtures/formats';
+import { oneLineError, runCli, sandbox, type CliResult, type Sandbox } from '../hostile/run-cli';
+
+const skip = registryAvailable ? false : 'docker-registry is not installed';
+
+const image = (names: string[]): ArchiveImage => ({ names, mediaType: 'x', indexes: [], manifests: [], others: [] });
+
+describe('archiveTags: the tags an image carries in its archive', () => {
+  test('RepoTags and containerd names give their tag; a bare OCI ref.name is a tag; digests and untagged names give none', () => {
+    assert.deepEqual(archiveTags(image(['myapp:1.2', 'registry.example.com:5000/team/app:stable', 'docker.io/library/app:1.2'])), ['1.2', 'stable']);
+    assert.deepEqual(archiveTags(image(['v3'])), ['v3'], 'org.opencontainers.image.ref.name as skopeo and buildx write it');
+    assert.deepEqual(archiveTags(image(['app@sha256:' + 'a'.repeat(64), 'localhost:5000/app', '-bad', 'x'.repeat(200)])), []);
+    assert.deepEqual(archiveTags(image([])), []);
+  });
+});
+
+describe('lading push: tags, transports, digest files', { skip }, () => {
+  let reg: RegistryServer;
+  let box: Sandbox;
+  let archive: string;
+
+  before(async () => {
+    reg = await startRegistry();
+    box = sandbox('lading-push-args-');
+    archive = (await legacyDockerSaveTwoImages()).path;
+  });
+  after(async () => {
+    await reg?.stop();
+    box?.remove();
+  });
+
+  const push = (args: string[]): Promise<CliResult> => runCli(['push', ...args], { env: box.env, cwd: box.cwd, measure: false });
+  const tagsOf = async (repo: string): Promise<string[]> => {
+    const r = await fetch(`${reg.url}/v2/${repo}/tags/list`);
+    return r.status === 404 ? [] : (((await r.json()) as { tags: string[] | null }).tags ?? []).sort();
+  };
+  const ok = (r: CliResult): void => assert.equal(r.code, 0, r.stderr);
+
+  test("no tag given: the image's own tags from the archive, said so; latest only when it names none", async () => {
+    const first = await push([`docker-archive:${archive}:lading/first:1.0`, `${reg.host}/own/first`]);
+    ok(first);
+    assert.deepEqual(await tagsOf('own/first'), ['1.0']);
+    assert.match(first.stderr, /tagged 1\.0 \(the image's own tags in the archive\)/);
+
+    const second = await push([`docker-archive:${archive}:@1`, `${reg.host}/own/second`, '--json']);
+    ok(second);
+    const doc = JSON.parse(second.stdout) as { tags: string[]; tagSource: string };
+    assert.deepEqual(doc.tags, ['2.0', 'latest']);
+    assert.equal(doc.tagSource, 'archive');
+    assert.deepEqual(await tagsOf('own/second'), ['2.0', 'latest']);
+
+    const unnamed = await push([`docker-archive:${archive}:@2`, `${reg.host}/own/unnamed`]);
+    ok(unnamed);
+    assert.deepEqual(await tagsOf('own/unnamed'), ['latest']);
+    assert.match(unnamed.stderr, /tagged latest \(the archive names no tag\)/);
+  });
+
+  test('a tag in DESTINATION or --tag overrides the archive', async () => {
+    ok(await push([archive, `${reg.host}/given/a:mine`, '--image', 'lading/first:1.0']));
+    assert.deepEqual(await tagsOf('given/a'), ['mine']);
+    ok(await push([archive, `docker://${reg.host}/given/b`, '--image', '@1', '--tag', 'x', '--tag', 'y']));
+    assert.deepEqual(await tagsOf('given/b'), ['x', 'y'], 'docker:// is accepted as a destination prefix');
+  });
+
+  test('--digest-file gets the digest, --image-refs a pinned reference per tag', async () => {
+    const digestFile = join(box.root, 'digest');
+    const refsFile = join(box.root, 'refs');
+    const r = await push([`docker-archive:${archive}:@1`, `${reg.host}/refs/app`, '--digest-file', digestFile, '--image-refs', refsFile]);
+    ok(r);
+    const pinned = r.stdout.trim();
+    const digest = pinned.slice(pinned.indexOf('@') + 1);
+    assert.match(digest, /^sha256:[0-9a-f]{64}$/);
+    assert.equal(readFileSync(digestFile, 'utf8'), `${digest}\n`);
+    assert.equal(readFileSync(refsFile, 'utf8'), `${reg.host}/refs/app:2.0@${digest}\n${reg.host}/refs/app:latest@${digest}\n`);
+  });
+
+  test('transports lading does not read, and conflicting image choices, are usage errors that say what to do', async () => {
+    const storage = await push(['containers-storage:localhost/app:1', `${reg.host}/x/y`]);
+    assert.equal(storage.code, 2);
+    assert.equal(oneLineError(storage.stderr), undefined);
+    assert.match(storage.stderr, /podman or buildah storage: export it first \(podman save/);
+    const daemon = await push(['docker-daemon:app:1', `${reg.host}/x/y`]);
+    assert.equal(daemon.code, 2);
+    assert.match(daemon.stderr, /docker save -o app\.tar/);
+    const both = await push([`docker-archive:${archive}:@0`, `${reg.host}/x/y`, '--image', '@1']);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /names an image already; drop --image/);
+    const toArchive = await push([archive, 'docker-archive:/tmp/out.tar']);
+    assert.equal(toArchive.code, 2);
+    assert.match(toArchive.stderr, /not to docker-archive/);
+    const missing = await push([`docker-archive:${archive}:@9`, `${reg.host}/x/y`]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no image @9: it holds 3 \(@0\.\.@2\)/);
+  });
+});
