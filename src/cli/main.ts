@@ -17,6 +17,7 @@ Commands:
   serve              run a local ECR-compatible registry (ECR API and /v2/) for offline work and tests
   cdk publish [DIR]  publish a synthesized CDK app's image-archive assets to ECR, so cdk deploy needs no docker
   version            print the version
+  completion SHELL   print a bash or zsh completion script
 
 Run 'lading COMMAND --help' for a command's options.
 `;
@@ -43,6 +44,20 @@ const commands: Record<string, () => { run: Command; help: string }> = {
     const m = require('../cdk-publish/cli') as typeof import('../cdk-publish/cli');
     return { run: m.runCdk, help: m.cdkHelp };
   },
+  completion: () => {
+    const m = require('./completion') as typeof import('./completion');
+    const run: Command = async (ctx, args) => {
+      if (args[0] === '--help' || args[0] === '-h') {
+        ctx.stdout(m.completionHelp);
+        return 0;
+      }
+      if (args.length !== 1) throw new LadingError('USAGE', 'completion needs a shell: bash or zsh');
+      const helps = Object.fromEntries(Object.entries(commands).filter(([n]) => n !== 'completion').map(([n, c]) => [n, c().help]));
+      ctx.stdout(m.completionScript(args[0]!, helps));
+      return 0;
+    };
+    return { run, help: m.completionHelp };
+  },
 };
 /* eslint-enable @typescript-eslint/no-require-imports */
 
@@ -65,7 +80,8 @@ export async function main(argv: string[], io: { stdout?: (s: string) => void; s
   try {
     if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
       const topic = name === 'help' ? rest[0] : undefined;
-      out(topic && commands[topic] ? commands[topic]().help : help);
+      // No command at all is a usage error: the usage goes to stderr, as the exit code says.
+      (name === undefined ? err : out)(topic && commands[topic] ? commands[topic]().help : help);
       return name === undefined ? 2 : 0;
     }
     if (name === 'version' || name === '--version' || name === '-V') {
