@@ -442,23 +442,21 @@ describe('hand-made headers', () => {
     ]);
   });
 
-  it('ustar prefix is joined; GNU headers ignore that area (it holds times there)', async () => {
-    const buf = Buffer.concat([
-      fileEntry('name', Buffer.from('a'), { prefix: 'the/prefix' }),
-      fileEntry('gnu-name', Buffer.from('b'), { magic: 'gnu', prefix: 'not-a-prefix' }),
-      fileEntry('v7-name', Buffer.from('c'), { magic: 'v7', prefix: 'not-a-prefix' }),
-      END,
-    ]);
+  it('ustar prefix is joined; a GNU or v7 header with bytes in that area is refused (Python joins them, Go may)', async () => {
+    const buf = Buffer.concat([fileEntry('name', Buffer.from('a'), { prefix: 'the/prefix' }), fileEntry('gnu-name', Buffer.from('b'), { magic: 'gnu' }), fileEntry('v7-name', Buffer.from('c'), { magic: 'v7' }), END]);
     assert.deepEqual((await readBoth(buf)).map((e) => e.name), ['the/prefix/name', 'gnu-name', 'v7-name']);
+    await failBoth(Buffer.concat([fileEntry('gnu-name', Buffer.from('b'), { magic: 'gnu', prefix: 'not-a-prefix' }), END]), 'NOT_A_TAR');
+    await failBoth(Buffer.concat([fileEntry('v7-name', Buffer.from('c'), { magic: 'v7', prefix: 'not-a-prefix' }), END]), 'NOT_A_TAR');
   });
 
-  it('typeflags: NUL and 7 are files, a trailing slash makes an old directory, others are "other"', async () => {
+  it('typeflags: NUL and 7 are files, a NUL-typed name with a trailing slash is an old directory, devices and FIFOs are "other"', async () => {
     const buf = Buffer.concat([
       fileEntry('nul-flag', Buffer.from('x'), { typeflag: '\0' }),
       fileEntry('contiguous', Buffer.from('y'), { typeflag: '7' }),
-      header({ name: 'old-dir/', typeflag: '0' }),
+      header({ name: 'old-dir/', typeflag: '\0' }),
       header({ name: 'chardev', typeflag: '3' }),
-      fileEntry('unknown-type', Buffer.from('data of an unknown type is skipped'), { typeflag: 'Z' }),
+      header({ name: 'blockdev', typeflag: '4' }),
+      header({ name: 'fifo', typeflag: '6' }),
       fileEntry('after', Buffer.from('z')),
       END,
     ]);
@@ -468,9 +466,25 @@ describe('hand-made headers', () => {
       ['contiguous', 'file', 'y'],
       ['old-dir/', 'directory', ''],
       ['chardev', 'other', ''],
-      ['unknown-type', 'other', 'data of an unknown type is skipped'],
+      ['blockdev', 'other', ''],
+      ['fifo', 'other', ''],
       ['after', 'file', 'z'],
     ]);
+  });
+
+  it('types no image producer writes (GNU sparse S, Solaris X, GNU D/M/N/V, vendor letters) -> NOT_A_TAR', async () => {
+    for (const t of ['S', 'X', 'D', 'M', 'N', 'V', 'Z', 'A']) {
+      await failBoth(Buffer.concat([fileEntry('odd', Buffer.from('data of an odd type'), { typeflag: t }), fileEntry('after', Buffer.from('z')), END]), 'NOT_A_TAR');
+    }
+  });
+
+  it('entries that carry no data (1-6) with a nonzero size, and a regular file named like a directory -> NOT_A_TAR', async () => {
+    for (const t of ['1', '2', '3', '4', '5', '6']) {
+      await failBoth(Buffer.concat([header({ name: 'x', typeflag: t, linkname: 'y', size: 512 }), fileEntry('manifest.json', Buffer.from('smuggled')), END]), 'NOT_A_TAR');
+      await failBoth(Buffer.concat([paxEntry([paxRecord('size', '512')]), header({ name: 'x', typeflag: t, linkname: 'y' }), fileEntry('manifest.json', Buffer.from('smuggled')), END]), 'NOT_A_TAR');
+    }
+    await failBoth(Buffer.concat([header({ name: 'old-dir/', typeflag: '\0', size: 512 }), fileEntry('manifest.json', Buffer.from('smuggled')), END]), 'NOT_A_TAR');
+    for (const t of ['0', '7']) await failBoth(Buffer.concat([fileEntry('d/', Buffer.from('x'), { typeflag: t }), END]), 'NOT_A_TAR');
   });
 
   it('hard links and symlinks have size 0 and no data', async () => {
@@ -601,21 +615,24 @@ describe('pax and GNU long-name records', () => {
     ]);
   });
 
-  it('a pax record applies to the next entry only; a global record to all later ones', async () => {
+  it('a pax record applies to the next entry only; a global record that would rename or resize later entries is refused', async () => {
     const buf = Buffer.concat([
       paxEntry([paxRecord('path', 'renamed')]),
       fileEntry('first', Buffer.from('1')),
       fileEntry('second', Buffer.from('2')),
       paxEntry([paxRecord('comment', 'global')], 'g'),
-      paxEntry([paxRecord('linkpath', 'g-target')], 'g'),
       header({ name: 's', typeflag: '2', linkname: 'own' }),
       END,
     ]);
     assert.deepEqual((await readBoth(buf)).map((e) => [e.name, e.linkname]), [
       ['renamed', undefined],
       ['second', undefined],
-      ['s', 'g-target'],
+      ['s', 'own'],
     ]);
+    // Go ignores global records for later entries; GNU tar and Python apply them.
+    for (const key of ['path', 'linkpath', 'size', 'GNU.sparse.name']) {
+      await failBoth(Buffer.concat([paxEntry([paxRecord(key, key === 'size' ? '0' : 'g-value')], 'g'), header({ name: 's', typeflag: '2', linkname: 'own' }), END]), 'NOT_A_TAR');
+    }
   });
 
   it('GNU L and K records give long names and link names', async () => {
@@ -744,7 +761,7 @@ describe('limits', () => {
   });
 
   it('meta records do not count as entries', async () => {
-    const buf = Buffer.concat([paxEntry([paxRecord('comment', 'c')]), paxEntry([paxRecord('comment', 'g')], 'g'), fileEntry('f', Buffer.from('f')), END]);
+    const buf = Buffer.concat([paxEntry([paxRecord('comment', 'g')], 'g'), paxEntry([paxRecord('comment', 'c')]), fileEntry('f', Buffer.from('f')), END]);
     assert.equal((await readBoth(buf)).length, 1);
   });
 });
