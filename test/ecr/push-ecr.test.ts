@@ -124,7 +124,8 @@ describe('push to ECR (lading serve)', gate, () => {
               // ECR refuses an index that lists an artifact blob (not a manifest): lading
               // says so and how to push the images alone, and writes no tag.
               assert.ok(isLadingError(e) && /refused: push the images alone with --platform/.test(e.message), String(e));
-              const d = await srv.ecr.send(new DescribeImagesCommand({ repositoryName: r })).catch(() => ({ imageDetails: [] }));
+              // No catch: a repository without images answers an empty list, any error is a failure.
+              const d = await srv.ecr.send(new DescribeImagesCommand({ repositoryName: r }));
               assert.ok(!(d.imageDetails ?? []).some((x) => x.imageTags?.length), 'no tag written');
               const plats = availablePlatforms(img);
               res = await push(f.path, r, transport, { ...opts, platforms: plats });

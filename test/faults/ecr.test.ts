@@ -136,7 +136,7 @@ describe('faults on the wire: ECR authorization token expiring mid-push (--trans
     w?.remove();
   });
 
-  test('ecr: the registry password expires mid-push: lading asks GetAuthorizationToken again and the push completes', async (t) => {
+  test('ecr: the registry password expires mid-push: lading asks GetAuthorizationToken again and the push completes', async () => {
     const archive = await legacyArchive(join(w.dir, 'tok.tar'), 'ecr-token', 4, 1024 * 1024);
     await srv.ecr.send(new CreateRepositoryCommand({ repositoryName: 'faults/token' }));
     const env = { ...process.env, XDG_CACHE_HOME: join(w.dir, 'cache') };
@@ -147,18 +147,12 @@ describe('faults on the wire: ECR authorization token expiring mid-push (--trans
     const r = await push(archive, `${HOST}/faults/token:v1`, args, env);
     srv.faults.clear();
     assert.equal(r.code, 0, `the push should renew its token: ${r.stdout}`);
+    // The fault fired: the first password expired under the push, and a second one was asked for.
     assert.ok((srv.calls.GetAuthorizationToken ?? 0) >= 2, `a new token was fetched: ${JSON.stringify(srv.calls)}`);
-    t.diagnostic(r.code === 0 ? 'the push completed' : `the push failed: ${r.json.error?.message ?? ''}`);
     const c = await registryCreds(srv.ecr);
     const st = await tagProblems(`${srv.url}/v2/faults/token`, 'v1', { authorization: c.header });
-    if (r.code === 0) {
-      assert.ok(st && st.problems.length === 0 && st.digest === r.json.digest);
-    } else {
-      assert.equal(r.json.error!.code, 'AUTH', r.stdout);
-      oneLine(r);
-      assert.equal(st, undefined, 'no tag written');
-    }
-    // A fresh token (the re-run asks again) completes the job. Long-lived tokens for the re-run.
+    assert.ok(st && st.problems.length === 0 && st.digest === r.json.digest);
+    // Pushing again (fresh tokens) finds everything in place.
     const again = await push(archive, `${HOST}/faults/token:v1`, args, env);
     assert.equal(again.code, 0, `re-run failed: ${again.stdout}`);
     const final = await tagProblems(`${srv.url}/v2/faults/token`, 'v1', { authorization: (await registryCreds(srv.ecr)).header });

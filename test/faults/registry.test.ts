@@ -100,11 +100,17 @@ describe('faults on the wire: lading push -> fault proxy -> docker-registry', { 
       const repo = `faults/s${i}`;
       let proxy: FaultProxy | undefined;
       const fault = s.fault();
-      proxy = await startFaultProxy(reg, (r) => fault(r));
+      let fired = 0;
+      proxy = await startFaultProxy(reg, (r) => {
+        const f = fault(r);
+        if (f !== undefined) fired++;
+        return f;
+      });
       try {
         const t0 = Date.now();
         const r = await push(archive, `${proxy.host}/${repo}:v1`, [], env);
         const ms = Date.now() - t0;
+        assert.ok(fired > 0, `the fault fired (it never matched a request, so this scenario proved nothing)`);
         const state = await tagProblems(`${reg.url}/v2/${repo}`, 'v1');
         if (state) assert.deepEqual(state.problems, [], `the tag points at an incomplete image after: ${r.stdout}`);
         if (s.outcome.ok) {
