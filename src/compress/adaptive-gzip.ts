@@ -1,30 +1,68 @@
+import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { concatReleasing, linkView, release, writeHeld } from '../util/buffer-pool';
+import { concatReleasing, hold, linkView, release } from '../util/buffer-pool';
+import { crc32 } from './crc32';
 
 /**
- * gzip that does not waste time on data it cannot shrink.
+ * gzip of one stream on every core, deterministic, that does not waste time on data it cannot
+ * shrink.
  *
- * Layers often hold already-compressed files (packages, images, jars) that deflate can
- * only make bigger; Node's zlib at level 1 crawls through such data at ~44 MiB/s here. This
- * stream samples each 256 KiB segment and, when it looks incompressible (byte entropy
- * close to 8 bits), writes it as deflate stored blocks itself (no copy: a 5-byte header
- * per 64 KiB in front of views of the input), after ending the deflate stream's run with a
- * full flush (byte-aligned, no back-references across it); compressible segments go to
- * zlib. The output is an ordinary single-member gzip stream, and deterministic: the same
- * input always makes the same bytes, so digests stay stable across pushes.
+ * Parallel (after pigz's design, written anew): the input is cut into fixed blocks of
+ * `blockSize` bytes (the last one shorter). Each block is compressed on its own as a raw
+ * deflate stream by Node's zlib, asynchronously, so several blocks run at once on the libuv
+ * thread pool (one block per pool thread, 4 by default); a block is primed with the 32 KiB of
+ * input just before it as a preset dictionary (`deflateSetDictionary`), so matches reach back
+ * across the block boundary as in one stream, and ends with a sync flush: its last deflate
+ * block is non-final and the output ends on a byte boundary with an empty stored block. The
+ * blocks' outputs are written in input order, then one final empty deflate block (`03 00`),
+ * making ONE gzip member whose CRC-32 and length are computed here over the input, in order.
  *
- * The deflate data is spliced from two writers, so this writes the gzip framing itself
- * (RFC 1952: a 10-byte header, then CRC-32 and length) around a DeflateRaw stream.
+ * Deterministic: block boundaries depend on byte counts only, the dictionary is the raw
+ * input (not anything compressed), and each block's deflate stream is a pure function of
+ * (block, dictionary, level). The same input, level and block size give the same bytes
+ * whatever the core count, the thread pool's size or the order blocks finish in, so digests
+ * are reproducible and the compressed-digest cache holds across machines (with the same zlib:
+ * a Node.js whose zlib changed may emit other, equally valid, bytes).
+ *
+ * Adaptive: layers often hold already-compressed files (packages, images, jars) that deflate
+ * can only make bigger, and Node's zlib crawls through such data at ~44 MiB/s here. A block
+ * whose sampled byte entropy is close to 8 bits is written as deflate stored blocks by this
+ * stream itself (no copy: a 5-byte header per 64 KiB in front of views of the input).
+ *
+ * Memory: at most `inFlight` blocks are compressing or waiting to be written at once (each
+ * holds its input, zlib's state, ~330 KiB at level 1, and its output); the writable side takes
+ * no more input until a block is written, and the readable side's buffer stops it as usual.
  */
-const SEGMENT = 256 * 1024;
+export const BLOCK_SIZE = 256 * 1024;
+/** Deflate's window: the history a block's dictionary gives it. */
+const WINDOW = 32 * 1024;
 const SAMPLE = 4096;
 /** Estimated bits per byte above which deflate is not worth running (random data: ~7.95). */
 const THRESHOLD = 7.8;
 
+/**
+ * Blocks in flight per stream by default: two per core, at least 4. One per core keeps the
+ * cores busy only if blocks finish in order; the second lets a core start the next block
+ * while an earlier, slower one holds up the output.
+ */
+export function defaultInFlight(): number {
+  return Math.max(4, 2 * availableParallelism());
+}
+
 const log2 = Math.log2;
 
-/** Shannon entropy of a strided sample of the segment, in bits per byte. */
+/** Deflate's output for a block of `n` bytes fits in this (its worst case is a few bytes per 16 KiB over the input). */
+function outputBound(n: number): number {
+  return n + (n >>> 10) + 64;
+}
+
+/** Releases a pooled chunk's reference, if there is a chunk. */
+function drop(parent: Buffer | undefined): void {
+  if (parent) release(parent);
+}
+
+/** Shannon entropy of a strided sample of the block, in bits per byte. */
 export function sampleEntropy(buf: Buffer): number {
   const counts = new Uint32Array(256);
   const n = Math.min(SAMPLE, buf.length);
@@ -44,24 +82,8 @@ export function sampleEntropy(buf: Buffer): number {
 
 /** Fixed header: no name, mtime 0, OS "unknown" (as Go's writer): reproducible bytes. */
 const HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-
-type Crc32 = (data: Buffer, value?: number) => number;
-const crc32: Crc32 =
-  (zlib as unknown as { crc32?: Crc32 }).crc32 ??
-  ((): Crc32 => {
-    // Node < 20.15 lacks zlib.crc32: a table-driven fallback.
-    const table = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      table[n] = c >>> 0;
-    }
-    return (data, value = 0) => {
-      let c = (value ^ 0xffffffff) >>> 0;
-      for (const b of data) c = table[(c ^ b) & 0xff]! ^ (c >>> 8);
-      return (c ^ 0xffffffff) >>> 0;
-    };
-  })();
+/** An empty final deflate block with fixed codes (BFINAL 1, BTYPE 01, end-of-block code): ends the stream. */
+const FINAL_BLOCK = Buffer.from([0x03, 0x00]);
 
 /** Largest stored block deflate allows (LEN is 16 bits). */
 const STORED_MAX = 65535;
@@ -83,137 +105,232 @@ export function storedBlocks(seg: Buffer): Buffer[] {
   return out;
 }
 
+export interface AdaptiveGzipOptions {
+  /** zlib level, 0-9. @default 1 */
+  level?: number;
+  /** Bytes per block; part of what determines the output bytes. At least 32 KiB. @default 256 KiB */
+  blockSize?: number;
+  /** Blocks compressing or waiting to be written at once; does not change the output. @default defaultInFlight() */
+  inFlight?: number;
+}
+
+/**
+ * A block cut from the input: `data` may be a view of the pooled chunk `parent`, on which it
+ * then holds two references: one for its own compression, released when zlib is done (or
+ * passed on to the views of stored blocks), and one for the next block's dictionary, released
+ * when that block is done with it (or when there is no next block).
+ */
+interface Cut {
+  data: Buffer;
+  parent: Buffer | undefined;
+}
+
+interface Running {
+  /** Its output, once compressed. */
+  out: Buffer[] | undefined;
+  /** Pooled chunks it holds (its input, its dictionary's), released when zlib is done. */
+  held: Buffer[];
+}
+
 export class AdaptiveGzip extends Transform {
-  private readonly gz: zlib.DeflateRaw;
+  readonly level: number;
+  readonly blockSize: number;
+  readonly inFlight: number;
   private crc = 0;
   private size = 0;
   private pending: Buffer[] = [];
   private pendingLen = 0;
-  /** Bytes written to the deflate stream since its last full flush. */
-  private gzDirty = false;
+  /** Blocks cut but not yet handed to zlib, in order. */
+  private readonly queue: Cut[] = [];
+  /** Blocks handed to zlib (or stored), in order, until written. */
+  private readonly running: Running[] = [];
+  /** The last block handed out, whose tail is the next block's dictionary. */
+  private prev: Cut | undefined;
+  /** _transform's callback, called once its input is all handed out. */
+  private waiting: TransformCallback | undefined;
+  /** _flush's callback, called once every block is written. */
+  private finishing: TransformCallback | undefined;
   /** Bytes that went through stored blocks, for --debug and the benchmark. */
   storedBytes = 0;
+  /** Blocks compressed by zlib and blocks stored (for tests). */
+  readonly blocks = { deflated: 0, stored: 0 };
 
-  constructor(level = 1) {
+  constructor(levelOrOptions: number | AdaptiveGzipOptions = {}) {
     super({ highWaterMark: 1024 * 1024 });
-    this.gz = zlib.createDeflateRaw({ level, chunkSize: 256 * 1024 });
+    const o = typeof levelOrOptions === 'number' ? { level: levelOrOptions } : levelOrOptions;
+    this.level = o.level ?? 1;
+    this.blockSize = o.blockSize ?? BLOCK_SIZE;
+    this.inFlight = o.inFlight ?? defaultInFlight();
+    if (!Number.isInteger(this.level) || this.level < 0 || this.level > 9) throw new RangeError(`gzip level must be 0-9, not ${this.level}`);
+    if (!Number.isInteger(this.blockSize) || this.blockSize < WINDOW) throw new RangeError(`gzip block size must be an integer >= ${WINDOW}`);
+    if (!Number.isInteger(this.inFlight) || this.inFlight < 1) throw new RangeError('blocks in flight must be >= 1');
     this.push(HEADER);
-    this.gz.on('data', (c: Buffer) => {
-      if (!this.push(c)) this.gz.pause();
-    });
-    this.gz.on('error', (e) => this.destroy(e));
-  }
-
-  override _read(size: number): void {
-    this.gz.resume();
-    // Transform parks the write callback of a _transform that finished while the readable
-    // side was full and releases it from its own _read: skip this and, once the deflate
-    // stream has nothing left to emit, nobody ever calls it again and the pipeline hangs
-    // (seen as pushes stalling at a few hundred MiB under a slow registry).
-    super._read(size);
-  }
-
-  /**
-   * Ends the deflate stream's current run at a byte boundary with no reference to what came
-   * before (Z_FULL_FLUSH), and waits until all it produced has been passed on, so stored
-   * blocks written next land after it. Deflate resumes later as if starting afresh.
-   */
-  private async settleDeflate(): Promise<void> {
-    if (!this.gzDirty) return;
-    this.gzDirty = false;
-    await new Promise<void>((resolve) => this.gz.flush(zlib.constants.Z_FULL_FLUSH, () => resolve()));
-    // Output still buffered in the (paused) deflate stream flows once the reader wants more.
-    while (this.gz.readableLength > 0 && !this.destroyed) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          this.gz.off('data', done);
-          this.off('close', done);
-          resolve();
-        };
-        this.gz.on('data', done);
-        this.once('close', done);
-      });
-    }
-    if (this.destroyed) throw this.errored ?? new Error('compression stream destroyed');
-  }
-
-  /**
-   * `parent`: the pooled chunk `seg` is a view of (see util/buffer-pool), which this stream
-   * then keeps alive for as long as zlib reads the segment or a stored block views it.
-   */
-  private async writeSegment(seg: Buffer, parent?: Buffer): Promise<void> {
-    this.crc = crc32(seg, this.crc);
-    this.size += seg.length;
-    if (sampleEntropy(seg) > THRESHOLD) {
-      // Incompressible: stored blocks written here directly. Running them through zlib at
-      // level 0 would cost a copy into its window and out again (~1.5 CPU-s per GiB).
-      await this.settleDeflate();
-      this.storedBytes += seg.length;
-      // storedBlocks gives header, data, header, data...: each data view holds the chunk.
-      storedBlocks(seg).forEach((b, i) => {
-        if (parent && i % 2 === 1) linkView(b, parent);
-        this.push(b);
-      });
-      return;
-    }
-    this.gzDirty = true;
-    // zlib reads the segment after write() returns: the chunk is released once it is done.
-    const ok = parent ? writeHeld(this.gz, seg, parent) : this.gz.write(seg);
-    if (!ok) await new Promise<void>((resolve) => this.gz.once('drain', resolve));
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.pendingLen === 0 && chunk.length % SEGMENT === 0) {
-      // Whole segments (a file read gives 1 MiB chunks): written as views of the chunk, which
-      // goes back to its pool when the last of them is done with.
-      (async () => {
-        for (let off = 0; off < chunk.length; off += SEGMENT) await this.writeSegment(chunk.subarray(off, off + SEGMENT), chunk);
-      })().then(
-        () => {
-          release(chunk);
-          cb();
-        },
-        cb,
-      );
-      return;
+    const B = this.blockSize;
+    if (this.pendingLen === 0 && chunk.length % B === 0) {
+      // Whole blocks (a file read gives 256 KiB chunks): views of the chunk, each holding it;
+      // the chunk goes back to its pool when the last of them is done with.
+      for (let off = 0; off < chunk.length; off += B) {
+        hold(chunk);
+        hold(chunk);
+        this.cut(chunk.subarray(off, off + B), chunk);
+      }
+      release(chunk);
+    } else {
+      this.pending.push(chunk);
+      this.pendingLen += chunk.length;
+      if (this.pendingLen >= B) {
+        // Copied into one buffer (the chunks are released), cut there; the rest waits.
+        const all = concatReleasing(this.pending);
+        const whole = all.length - (all.length % B);
+        for (let off = 0; off < whole; off += B) this.cut(all.subarray(off, off + B), undefined);
+        const rest = all.subarray(whole);
+        this.pending = rest.length > 0 ? [rest] : [];
+        this.pendingLen = rest.length;
+      }
     }
-    this.pending.push(chunk);
-    this.pendingLen += chunk.length;
-    if (this.pendingLen < SEGMENT) {
-      cb();
-      return;
-    }
-    // A chunk kept whole here may still be viewed by `rest`: it is left to the GC, not released.
-    const all = this.pending.length === 1 ? this.pending[0]! : concatReleasing(this.pending);
-    const whole = all.length - (all.length % SEGMENT);
-    const rest = all.subarray(whole);
-    this.pending = rest.length > 0 ? [rest] : [];
-    this.pendingLen = rest.length;
-    (async () => {
-      for (let off = 0; off < whole; off += SEGMENT) await this.writeSegment(all.subarray(off, off + SEGMENT));
-    })().then(() => cb(), cb);
+    this.waiting = cb;
+    this.pump();
   }
 
-
   override _flush(cb: TransformCallback): void {
-    const tail = concatReleasing(this.pending);
+    if (this.pendingLen > 0) this.cut(concatReleasing(this.pending), undefined);
     this.pending = [];
-    (async () => {
-      if (tail.length > 0) await this.writeSegment(tail);
-      await new Promise<void>((resolve, reject) => {
-        this.gz.once('end', resolve);
-        this.gz.once('error', reject);
-        this.gz.end();
-      });
-      const trailer = Buffer.alloc(8);
+    this.pendingLen = 0;
+    this.finishing = cb;
+    this.pump();
+  }
+
+  /** Takes the next block of the input, in order: the CRC and length are computed here. */
+  private cut(data: Buffer, parent: Buffer | undefined): void {
+    this.crc = crc32(data, this.crc);
+    this.size += data.length;
+    this.queue.push({ data, parent });
+  }
+
+  private pumping = false;
+  private pumpAgain = false;
+
+  /**
+   * Hands queued blocks out while there is room, writes finished blocks in order, calls back.
+   * Not re-entered: a push() or a callback that leads back here makes the running call loop.
+   */
+  private pump(): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        this.pumpOnce();
+      } while (this.pumpAgain);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpOnce(): void {
+    if (this.destroyed) return;
+    // Written first, so their places go to the next blocks; stored blocks are done as they
+    // start, and written by the loop the caller runs again.
+    this.writeDone();
+    while (this.queue.length > 0 && this.running.length < this.inFlight) this.start(this.queue.shift()!);
+    if (this.writeDone()) this.pumpAgain = true;
+    if (this.queue.length === 0 && this.waiting) {
+      const cb = this.waiting;
+      this.waiting = undefined;
+      cb();
+    }
+    if (this.finishing && this.queue.length === 0 && this.running.length === 0) {
+      const cb = this.finishing;
+      this.finishing = undefined;
+      drop(this.prev?.parent);
+      this.prev = undefined;
+      const trailer = Buffer.allocUnsafe(8);
       trailer.writeUInt32LE(this.crc >>> 0, 0);
       trailer.writeUInt32LE(this.size % 0x100000000, 4);
+      this.push(FINAL_BLOCK);
       this.push(trailer);
-    })().then(() => cb(), cb);
+      cb();
+    }
+  }
+
+  /** Writes the finished blocks at the head, in order; whether there were any. */
+  private writeDone(): boolean {
+    let any = false;
+    while (this.running.length > 0 && this.running[0]!.out !== undefined) {
+      for (const b of this.running.shift()!.out!) this.push(b);
+      any = true;
+    }
+    return any;
+  }
+
+  private start(block: Cut): void {
+    const { data, parent } = block;
+    const prev = this.prev;
+    this.prev = block;
+    if (sampleEntropy(data) > THRESHOLD) {
+      // Incompressible: stored blocks, written here. Each view of the data holds the chunk.
+      const out = storedBlocks(data);
+      if (parent) for (let i = 1; i < out.length; i += 2) linkView(out[i]!, parent);
+      this.storedBytes += data.length;
+      this.blocks.stored++;
+      this.running.push({ out, held: [] });
+      // No dictionary needed: the previous block's reference goes; this block's own reference
+      // now lives in its views.
+      drop(prev?.parent);
+      drop(parent);
+      return;
+    }
+    const job: Running = { out: undefined, held: [] };
+    // This block's input and its dictionary's stay held until zlib has read them (it copies
+    // the dictionary when the stream is created, but that is its business, not ours).
+    if (parent) job.held.push(parent);
+    const opts: zlib.ZlibOptions = {
+      level: this.level,
+      // Z_SYNC_FLUSH instead of Z_FINISH: no final block, the output ends byte-aligned. With
+      // the data itself (flush), so all the output comes in one piece, not two to concatenate.
+      flush: zlib.constants.Z_SYNC_FLUSH,
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      // One output buffer for the whole block, so one trip to the thread pool.
+      chunkSize: outputBound(data.length),
+    };
+    if (prev) {
+      opts.dictionary = prev.data.subarray(Math.max(0, prev.data.length - WINDOW));
+      // The previous block's dictionary reference, now this job's to release.
+      if (prev.parent) job.held.push(prev.parent);
+    }
+    this.running.push(job);
+    this.blocks.deflated++;
+    zlib.deflateRaw(data, opts, (err, out) => {
+      for (const h of job.held) release(h);
+      job.held = [];
+      if (this.destroyed) return;
+      if (err) {
+        this.destroy(err);
+        return;
+      }
+      job.out = [out];
+      this.pump();
+    });
   }
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
-    this.gz.destroy();
+    // Blocks not handed out, and stored views not written, give their chunks back.
+    for (const c of this.queue) {
+      drop(c.parent);
+      drop(c.parent);
+    }
+    this.queue.length = 0;
+    for (const r of this.running) for (const b of r.out ?? []) release(b);
+    drop(this.prev?.parent);
+    this.prev = undefined;
+    for (const c of this.pending) release(c);
+    this.pending = [];
     cb(err);
   }
 }
