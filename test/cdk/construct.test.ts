@@ -20,7 +20,12 @@ import { ensureHandlerBundle, multiPlatformArchive, sampleArchive } from './help
 
 const ENV = { account: '123456789012', region: 'eu-west-1' };
 const BOOTSTRAP_REPO = 'cdk-hnb659fds-container-assets-123456789012-eu-west-1';
-const PUSH_ACTIONS = ['ecr:BatchCheckLayerAvailability', 'ecr:InitiateLayerUpload', 'ecr:UploadLayerPart', 'ecr:CompleteLayerUpload', 'ecr:PutImage', 'ecr:BatchGetImage', 'ecr:DescribeRepositories'];
+// The actions AWS documents for pushing an image to a repository ("Amazon ECR repository
+// policy examples": push), plus the two reads the handler needs: BatchGetImage (an index's
+// untagged children) and DescribeRepositories (the repository check). test/cdk/iam-calls.test.ts
+// compares the grant with the calls the handler really makes.
+const DOCUMENTED_PUSH = ['ecr:BatchCheckLayerAvailability', 'ecr:CompleteLayerUpload', 'ecr:InitiateLayerUpload', 'ecr:PutImage', 'ecr:UploadLayerPart'];
+const PUSH_ACTIONS = [...DOCUMENTED_PUSH, 'ecr:BatchGetImage', 'ecr:DescribeRepositories'];
 
 let sample: string;
 let multi: string;
