@@ -9,7 +9,7 @@ import { MAX_JSON_BYTES } from '../image/json';
 import type { BlobFacts } from './analyze';
 import { EntryTable, type Entry } from './entries';
 import type { RandomAccessSource } from './source';
-import { indexTarFile, MAX_ENTRIES, readTarStream } from './tar';
+import { indexTarFile, MAX_ENTRIES, readTarStream, shown } from './tar';
 
 /**
  * Where an archive's entries live and how to read them. Three kinds: an uncompressed tar
@@ -60,11 +60,56 @@ export class TarFileStore implements ArchiveStore {
     private readonly fh: RandomAccessSource,
   ) {}
 
-  /** Indexes the tar's headers; the store owns `source` from then on (closed by `close`). */
-  static async open(source: RandomAccessSource): Promise<TarFileStore> {
+  /**
+   * Indexes the tar's headers and compares the entries it holds twice; the store owns
+   * `source` once this returns (closed by `close`), the caller until then.
+   */
+  static async open(source: RandomAccessSource, opts: { signal?: AbortSignal } = {}): Promise<TarFileStore> {
     const table = new EntryTable(source.where);
-    for (const e of await indexTarFile(source, source.size, source.where)) table.add(e);
-    return new TarFileStore(source.where, table, source);
+    table.signal = opts.signal;
+    for (const e of await indexTarFile(source, source.size, source.where, opts)) table.add(e);
+    const store = new TarFileStore(source.where, table, source);
+    await store.compareDuplicates(opts.signal);
+    return store;
+  }
+
+  /**
+   * A path stored twice (same type and size) must hold the same bytes: skopeo reads the
+   * first copy, docker load keeps the last, lading the last. Compared here, for every file,
+   * documents and blobs alike, before anything is read from the archive.
+   */
+  private async compareDuplicates(signal: AbortSignal | undefined): Promise<void> {
+    for (const [path, earlier] of this.table.duplicates) {
+      const last = this.table.get(path)!;
+      for (const e of earlier) {
+        signal?.throwIfAborted();
+        if (!(await this.sameBytes(e, last))) {
+          throw new LadingError('DUPLICATE_ENTRY', `${this.where}: entry ${shown(path)} appears twice with different content`);
+        }
+      }
+    }
+  }
+
+  private async sameBytes(a: Entry, b: Entry): Promise<boolean> {
+    const chunk = Math.min(a.size, 1024 * 1024);
+    const x = Buffer.alloc(chunk);
+    const y = Buffer.alloc(chunk);
+    for (let off = 0; off < a.size; off += chunk) {
+      const n = Math.min(chunk, a.size - off);
+      await this.readAt(x, n, a.dataOffset + off, a.path);
+      await this.readAt(y, n, b.dataOffset + off, b.path);
+      if (!x.subarray(0, n).equals(y.subarray(0, n))) return false;
+    }
+    return true;
+  }
+
+  private async readAt(buf: Buffer, n: number, position: number, path: string): Promise<void> {
+    let off = 0;
+    while (off < n) {
+      const { bytesRead } = await this.fh.read(buf, off, n - off, position + off);
+      if (bytesRead === 0) throw new LadingError('TRUNCATED', `${this.where}: ${shown(path)} is truncated`);
+      off += bytesRead;
+    }
   }
 
   async readSmall(e: Entry, limit = MAX_JSON_BYTES): Promise<Buffer> {
@@ -181,6 +226,7 @@ export interface StreamStoreOptions {
   holdLimit?: number;
   onLarge: StreamedEntryHandler;
   logger?: (line: string) => void;
+  signal?: AbortSignal;
 }
 
 /**
@@ -212,11 +258,13 @@ export class StreamStore implements ArchiveStore {
     const store = new StreamStore(opts);
     const limit = opts.holdLimit ?? MAX_JSON_BYTES;
     try {
-      for await (const { entry, body } of readTarStream(source, opts.where)) {
-        store.table.add(entry);
-        if (entry.type !== 'file') continue;
-        const e = store.table.lookup(entry.name);
-        if (e === undefined) continue;
+      store.table.signal = opts.signal;
+      for await (const { entry, body } of readTarStream(source, opts.where, opts.signal ? { signal: opts.signal } : {})) {
+        // Held or analysed under its own name: links are resolved when paths are looked up,
+        // once the whole table is known (resolving each entry as it streams by would cost
+        // a resolution per entry, and see only the links before it).
+        const e = store.table.add(entry);
+        if (e === undefined || e.type !== 'file') continue;
         if (entry.size <= limit) {
           await store.hold(e.path, await collect(body, entry.size));
         } else {

@@ -444,6 +444,9 @@ describe('entry tables with random links', () => {
               assert.equal(t.lookup(p), e, 'lookups are stable');
             }
           } catch (err) {
+            // A hard link in a directory whose target names one entry from the root and
+            // another from its own directory (as crane reads it) is refused as ambiguous.
+            if (err instanceof LadingError && err.code === 'NOT_A_TAR' && /hard link .* from its own directory/.test(err.message)) continue;
             assert.ok(err instanceof LadingError && ['SYMLINK_ESCAPE', 'SYMLINK_LOOP'].includes(err.code), String(err));
             seen.add(err.code);
           }
