@@ -6,8 +6,9 @@
  * parallel compressor makes of the layer tar, a valid multi-block gzip member.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -17,7 +18,10 @@ import { DigestCache } from '../../src/compress/cache';
 import { createCompressor } from '../../src/compress/codecs';
 import { copyImage } from '../../src/copy/engine';
 import { OciLayoutDestination } from '../../src/layout/destination';
-import { dockerArchiveParts, file, hexOf, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
+import { RegistryClient } from '../../src/registry/client';
+import { RegistryDestination } from '../../src/registry/destination';
+import { dockerArchiveParts, file, hexOf, makeLayer, pseudoRandom, tarBuffer, type Layer } from '../fixtures';
+import { registryAvailable, startRegistry } from '../helpers/registry-server';
 
 const root = mkdtempSync(join(tmpdir(), 'lading-gzip-wiring-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -42,6 +46,16 @@ function layerBlobs(dir: string, digest: string): Buffer[] {
   return m.layers.map((l) => blob(l.digest));
 }
 
+/** A docker archive of one uncompressed layer of text and noise in many blocks (deflated and stored). */
+async function wiringArchive(): Promise<{ archive: string; layer: Layer }> {
+  const text = Buffer.from(Array.from({ length: 30_000 }, (_, i) => `usr/share/doc/file-${i % 611}.txt: some text\n`).join(''));
+  const layer = await makeLayer([file('data/text.txt', text), file('data/noise.bin', pseudoRandom('wiring', 3 * BLOCK_SIZE + 99)), file('data/more.txt', text.subarray(0, 400_000))]);
+  const parts = dockerArchiveParts([{ repoTags: ['wiring:1'], platform: { os: 'linux', architecture: 'amd64' }, layers: [layer] }], { order: 'sorted' });
+  const archive = join(root, 'wiring.tar');
+  if (!existsSync(archive)) writeFileSync(archive, await tarBuffer(parts.entries));
+  return { archive, layer };
+}
+
 describe('the parallel gzip on every compression path', () => {
   it('createCompressor gives it for gzip', () => {
     assert.ok(createCompressor('gzip') instanceof AdaptiveGzip);
@@ -49,12 +63,7 @@ describe('the parallel gzip on every compression path', () => {
   });
 
   it('a docker archive file and the same archive as a stream: the layer is the parallel gzip of its tar, and a re-push finds it in the cache', async () => {
-    // Text and noise in many blocks: deflated and stored blocks both.
-    const text = Buffer.from(Array.from({ length: 30_000 }, (_, i) => `usr/share/doc/file-${i % 611}.txt: some text\n`).join(''));
-    const layer = await makeLayer([file('data/text.txt', text), file('data/noise.bin', pseudoRandom('wiring', 3 * BLOCK_SIZE + 99)), file('data/more.txt', text.subarray(0, 400_000))]);
-    const parts = dockerArchiveParts([{ repoTags: ['wiring:1'], platform: { os: 'linux', architecture: 'amd64' }, layers: [layer] }], { order: 'sorted' });
-    const archive = join(root, 'wiring.tar');
-    writeFileSync(archive, await tarBuffer(parts.entries));
+    const { archive, layer } = await wiringArchive();
     const expected = await gzipOf(layer.tar);
     assert.ok(expected.length < layer.tar.length);
 
@@ -80,5 +89,22 @@ describe('the parallel gzip on every compression path', () => {
     const again = await copyImage(archive, new OciLayoutDestination(a), { oci: true, cache: new DigestCache(join(root, 'cache.jsonl')), tags: ['1'] });
     assert.equal(again.digest, res.digest);
     assert.equal(again.blobs.uploaded, 0, 'nothing compressed or written again');
+  });
+
+  it('pushed to a registry, skopeo pulls it and inflates it to the layer tar (its diff_id)', registryAvailable && existsSync('/usr/bin/skopeo') ? {} : { skip: 'needs docker-registry and skopeo' }, async () => {
+    const { archive, layer } = await wiringArchive();
+    const reg = await startRegistry();
+    try {
+      const d = new RegistryDestination(new RegistryClient({ registry: reg.host }), 'wiring/gzip');
+      const res = await copyImage(archive, d, { cache: null, tags: ['1'] }).finally(() => d.close());
+      const out = join(root, 'pulled');
+      execFileSync('skopeo', ['copy', '--quiet', '--src-tls-verify=false', '--dest-decompress', `docker://${reg.host}/wiring/gzip@${res.digest}`, `dir:${out}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const digests = readdirSync(out)
+        .filter((f) => /^[0-9a-f]{64}$/.test(f))
+        .map((f) => `sha256:${createHash('sha256').update(readFileSync(join(out, f))).digest('hex')}`);
+      assert.ok(digests.includes(layer.diffId), `skopeo's inflated layer is the layer tar (${digests.join(', ')})`);
+    } finally {
+      await reg.stop();
+    }
   });
 });
