@@ -318,7 +318,8 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     const dry = await publish(srv, [app.outdir, '--stack', 'Pinned', '--json', '--dry-run', '--sts-endpoint-url', sts.url]);
     const tag = dry.report!.assets[0]!.imageTag;
     // lading's PutImage waits; meanwhile another publisher (the CDK CLI on another runner) tags its own build.
-    srv.faults.add({ op: 'PutImage', kind: 'slow', delayMs: 1500, times: 1 });
+    // A window wide enough for the other push on a busy machine (the test waits for the call, not a clock).
+    srv.faults.add({ op: 'PutImage', kind: 'slow', delayMs: 6000, times: 1 });
     const running = publish(srv, [app.outdir, '--stack', 'Pinned', '--json', '--no-cache', '--sts-endpoint-url', sts.url]);
     const t0 = Date.now();
     while ((srv.calls.PutImage ?? 0) < 1 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));

@@ -91,12 +91,18 @@ describe('signals during a push (child process)', { skip, timeout: 10 * 60_000 }
     child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     child.stdin.on('error', () => undefined);
     // Most of the archive (layers first in a sorted docker save: uploads under way), then a stall.
-    child.stdin.write(bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+    // The write completes once the pipe has taken it all, i.e. once the push has read all but the
+    // pipe's buffer (64 KiB) of it: the readiness signal, not a guessed delay.
+    let consumed = false;
+    assert.ok(bytes.length * 0.6 > 1024 * 1024, 'the part written is far larger than a pipe buffer');
+    child.stdin.write(bytes.subarray(0, Math.floor(bytes.length * 0.6)), () => (consumed = true));
     const code = await new Promise<number | null>((resolve) => {
-      setTimeout(() => {
+      // Signalled once the push is under way (it has read most of what was written), not after a
+      // guessed delay that a cold process on a busy machine may not have reached.
+      void until(() => consumed).then(() => {
         signalledAt = Date.now();
         child.kill('SIGINT');
-      }, 1500);
+      });
       const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       child.on('close', (c) => {
         clearTimeout(killer);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BatchCheckLayerAvailabilityCommand, BatchGetImageCommand, DescribeImagesCommand, PutImageCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import { BatchCheckLayerAvailabilityCommand, BatchGetImageCommand, DescribeImagesCommand, GetAuthorizationTokenCommand, PutImageCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import { digestOf } from '../../src/image/digest';
 import {
   blob,
@@ -67,11 +67,15 @@ describe('lading serve: registry API (/v2/)', () => {
   });
 
   test('expired passwords are refused', async () => {
-    const short = await startTestServer({ tokenTtlMs: 50 });
+    // Long enough that the first use is in time on a busy machine; then wait past the expiry it states.
+    const short = await startTestServer({ tokenTtlMs: 3000 });
     try {
       const c = await registryCreds(short.ecr);
+      // Issued after c's password, so it expires after it.
+      const later = await short.ecr.send(new GetAuthorizationTokenCommand({}));
+      const expiresAt = later.authorizationData![0]!.expiresAt!.getTime();
       assert.equal((await http(`${short.url}/v2/`, { headers: { authorization: c.header } })).status, 200);
-      await new Promise((r) => setTimeout(r, 80));
+      await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now()) + 100));
       const late = await http(`${short.url}/v2/`, { headers: { authorization: c.header } });
       assert.equal(late.status, 401);
       assert.match(late.body.toString(), /expired/);
