@@ -8,6 +8,10 @@ import { openDestination } from './destinations';
 import { ProgressRenderer } from './progress';
 import { parseArchiveArg, parseDestinationArg } from './transports';
 import { writeFile } from 'node:fs/promises';
+import { openArchive } from '../archive';
+import type { Destination } from '../copy/destination';
+import { archiveTags } from '../copy/select';
+import { parseReference } from '../registry/reference';
 
 export const pushHelp = `Usage: lading push ARCHIVE DESTINATION [options]
 
@@ -41,6 +45,10 @@ Options:
   --mount-from REPO         try to mount blobs from another repository of the registry
   --chunk-size BYTES        upload in chunks of this size instead of one request
   --json                    print one JSON document describing the result
+  --all-images              push every image of the archive, each with its own tags from it
+                            (untagged when it names none); blobs they share go up once
+  --repository-per-image    with --all-images: each image to DESTINATION/NAME, NAME from the
+                            image's name in the archive (DESTINATION is then a prefix)
   --digest-file FILE        write the pushed digest to FILE (skopeo's --digestfile)
   --image-refs FILE         write the pinned reference of each tag to FILE, one per line
 
@@ -83,6 +91,8 @@ export const pushOptions = {
   'chunk-size': { type: 'string' },
   json: { type: 'boolean' },
   'digest-file': { type: 'string' },
+  'all-images': { type: 'boolean' },
+  'repository-per-image': { type: 'boolean' },
   'image-refs': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   transport: { type: 'string' },
@@ -118,21 +128,72 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
+/**
+ * --all-images: every image of the archive, each with its own tags (none: pushed by digest
+ * only), to DESTINATION's repository or, with --repository-per-image, to DESTINATION/NAME.
+ * The archive is opened again for each image; blobs images share are found already there and
+ * skipped, so each is uploaded once.
+ */
+async function pushAllImages(
+  ctx: CommandContext,
+  archive: string,
+  destination: string,
+  shared: Destination,
+  opts: CopyOptions,
+  perRepository: boolean,
+  json: boolean,
+  open: (arg: string) => Promise<{ destination: Destination }>,
+): Promise<CopyResult[]> {
+  const listed = await openArchive(archive, opts.signal ? { signal: opts.signal } : {});
+  const images = listed.images.map((img, i) => ({ index: i, names: img.names, tags: archiveTags(img) }));
+  await listed.close();
+  // Every repository name first: nothing is pushed when one image cannot be placed.
+  const repos = images.map((img) => {
+    if (!perRepository) return undefined;
+    const name = img.names[0];
+    if (name === undefined) throw new LadingError('USAGE', `image @${img.index} of ${archive} has no name to make a repository of: push it alone with --image @${img.index}`);
+    return name.includes('/') || name.includes(':') ? parseReference(name).repository : name;
+  });
+  const results: (CopyResult & { image: string[] })[] = [];
+  try {
+    for (const img of images) {
+      let target = shared;
+      const repo = repos[img.index];
+      if (repo !== undefined) target = (await open(`${destination}/${repo}`)).destination;
+      try {
+        const r = await new CopyEngine(target, { ...opts, image: `@${img.index}`, tags: img.tags }).copy(archive);
+        results.push({ ...r, image: img.names });
+        if (!json) ctx.stderr(`image @${img.index} (${img.names.join(', ') || 'unnamed'}): ${r.reference}${r.tags.length > 0 ? ` tagged ${r.tags.join(', ')}` : ' (no tag: the archive names none)'}`);
+      } finally {
+        if (target !== shared) await target.close();
+      }
+    }
+  } finally {
+    await shared.close();
+  }
+  if (json) ctx.stdout(JSON.stringify({ images: results.map(({ plan: _plan, ...r }) => r) }, null, 2));
+  else for (const r of results) if (r.reference !== null) ctx.stdout(r.reference);
+  return results;
+}
+
 /** skopeo's --digestfile (the digest) and crane's --image-refs (a pinned reference per tag). */
-async function writeRefs(r: CopyResult, digestFile: unknown, refsFile: unknown): Promise<void> {
-  const write = async (file: unknown, text: string, what: string): Promise<void> => {
+async function writeRefs(results: CopyResult[], digestFile: unknown, refsFile: unknown): Promise<void> {
+  const pushed = results.filter((r) => r.reference !== null);
+  const write = async (file: unknown, lines: string[], what: string): Promise<void> => {
     if (file === undefined) return;
     try {
-      await writeFile(String(file), text);
+      await writeFile(String(file), `${lines.join('\n')}\n`);
     } catch (e) {
-      throw new LadingError('IO', `cannot write ${what} ${String(file)}: ${(e as { code?: string }).code ?? String(e)} (the push itself succeeded: ${r.reference})`, { cause: e });
+      throw new LadingError('IO', `cannot write ${what} ${String(file)}: ${(e as { code?: string }).code ?? String(e)} (the push itself succeeded: ${pushed.map((r) => r.reference).join(', ')})`, { cause: e });
     }
   };
-  await write(digestFile, `${r.digest}\n`, '--digest-file');
-  const pinned = r.reference!;
-  const at = pinned.lastIndexOf('@');
-  const refs = r.tags.length > 0 ? r.tags.map((t) => `${pinned.slice(0, at)}:${t}${pinned.slice(at)}`) : [pinned];
-  await write(refsFile, `${refs.join('\n')}\n`, '--image-refs');
+  await write(digestFile, pushed.map((r) => r.digest!), '--digest-file');
+  const refs = pushed.flatMap((r) => {
+    const pinned = r.reference!;
+    const at = pinned.lastIndexOf('@');
+    return r.tags.length > 0 ? r.tags.map((t) => `${pinned.slice(0, at)}:${t}${pinned.slice(at)}`) : [pinned];
+  });
+  await write(refsFile, refs, '--image-refs');
 }
 
 export function renderPlan(r: CopyResult): string {
@@ -173,7 +234,7 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
   if (values['password-stdin'] && values.username === undefined) throw usageError('--password-stdin needs --username', 'push');
   const password = values['password-stdin'] ? await readStdin() : undefined;
 
-  const dest = await openDestination(destination, {
+  const destOptions = {
     plainHttp: values['plain-http'] === true,
     insecure: values.insecure === true,
     ...(values['cert-dir'] !== undefined ? { certDir: String(values['cert-dir']) } : {}),
@@ -190,8 +251,20 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     ...(values['image-tag-mutability'] !== undefined ? { imageTagMutability: mutabilityOf(values['image-tag-mutability']) } : {}),
     env: ctx.env,
     ...(ctx.debug ? { logger: ctx.debug } : {}),
-  });
+  };
+  if (values['all-images']) {
+    if (image !== undefined) throw usageError('--all-images pushes every image: drop --image (or the image in ARCHIVE)', 'push');
+    if (archive === '-') throw usageError('--all-images reads the archive once per image: give a file, not -', 'push');
+    if (strings(values.tag).length > 0) throw usageError('--all-images pushes each image with its own tags from the archive: drop --tag', 'push');
+  } else if (values['repository-per-image']) {
+    throw usageError('--repository-per-image goes with --all-images', 'push');
+  }
+  const dest = await openDestination(destination, destOptions);
   const tags = [...new Set([...dest.tags, ...strings(values.tag)])];
+  if (values['all-images'] && tags.length > 0) {
+    await dest.destination.close();
+    throw usageError('--all-images pushes each image with its own tags: DESTINATION takes no tag', 'push');
+  }
 
   const quiet = values.quiet === true || values.json === true;
   // The live display moves the cursor: its writes go out byte for byte, no newline added.
@@ -216,6 +289,15 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     ...(concurrency !== undefined ? { concurrency } : {}),
     ...(ctx.debug ? { logger: ctx.debug } : {}),
   };
+  if (values['all-images']) {
+    try {
+      const results = await pushAllImages(ctx, archive, destination, dest.destination, { ...opts, tagsFromArchive: false }, values['repository-per-image'] === true, values.json === true, (d) => openDestination(d, destOptions));
+      await writeRefs(results, values['digest-file'], values['image-refs']);
+      return 0;
+    } finally {
+      progress.stop();
+    }
+  }
   let result: CopyResult;
   try {
     result = await new CopyEngine(dest.destination, opts).copy(archive);
@@ -223,7 +305,7 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     progress.stop();
     await dest.destination.close();
   }
-  if (result.reference !== null) await writeRefs(result, values['digest-file'], values['image-refs']);
+  await writeRefs([result], values['digest-file'], values['image-refs']);
   if (values.json) {
     const { plan, rewritten, ...rest } = result;
     ctx.stdout(JSON.stringify({ ...rest, rewritten, ...(plan ? { plan } : {}) }, null, 2));

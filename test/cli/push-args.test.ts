@@ -3,12 +3,13 @@
  * the archive's own tags, skopeo's transport syntax, and digest output files.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ArchiveImage } from '../../src/archive/model';
 import { archiveTags } from '../../src/copy/select';
 import { registryAvailable, startRegistry, type RegistryServer } from '../helpers/registry-server';
+import { dockerArchiveParts, freshPath, sampleLayers, tarBuffer } from '../fixtures';
 import { legacyDockerSaveTwoImages } from '../fixtures/formats';
 import { oneLineError, runCli, sandbox, type CliResult, type Sandbox } from '../hostile/run-cli';
 
@@ -83,6 +84,39 @@ describe('lading push: tags, transports, digest files', { skip }, () => {
     assert.match(digest, /^sha256:[0-9a-f]{64}$/);
     assert.equal(readFileSync(digestFile, 'utf8'), `${digest}\n`);
     assert.equal(readFileSync(refsFile, 'utf8'), `${reg.host}/refs/app:2.0@${digest}\n${reg.host}/refs/app:latest@${digest}\n`);
+  });
+
+  test('--all-images: every image with its own tags (untagged when it names none), shared blobs uploaded once, one JSON document', async () => {
+    const r = await push([archive, `${reg.host}/all/app`, '--all-images', '--json']);
+    ok(r);
+    const doc = JSON.parse(r.stdout) as { images: { image: string[]; tags: string[]; digest: string; blobs: { uploaded: number; skipped: number } }[] };
+    assert.deepEqual(doc.images.map((i) => i.tags), [['1.0'], ['2.0', 'latest'], []]);
+    assert.deepEqual(await tagsOf('all/app'), ['1.0', '2.0', 'latest']);
+    // The unnamed image reuses the first image's first layer: found there, not uploaded again.
+    assert.ok(doc.images[2]!.blobs.skipped >= 1, JSON.stringify(doc.images[2]!.blobs));
+    const m = await fetch(`${reg.url}/v2/all/app/manifests/${doc.images[2]!.digest}`, { method: 'HEAD' });
+    assert.equal(m.status, 200, 'the untagged image is there by digest');
+  });
+
+  test('--all-images --repository-per-image: DESTINATION/NAME per image; an unnamed image is refused before anything is pushed', async () => {
+    const refused = await push([archive, `${reg.host}/per`, '--all-images', '--repository-per-image']);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /image @2 .* has no name .*--image @2/);
+    assert.deepEqual(await tagsOf('per/lading/first'), [], 'nothing pushed');
+    const named = freshPath('named.tar');
+    const a = await sampleLayers('named-a', ['none']);
+    const b = await sampleLayers('named-b', ['none']);
+    const parts = dockerArchiveParts(
+      [
+        { repoTags: ['lading/first:1.0'], platform: { os: 'linux', architecture: 'amd64' }, layers: a },
+        { repoTags: ['registry.example.com:5000/team/second:2.0'], platform: { os: 'linux', architecture: 'amd64' }, layers: b },
+      ],
+      { order: 'sorted' },
+    );
+    writeFileSync(named, await tarBuffer(parts.entries));
+    ok(await push([named, `${reg.host}/per`, '--all-images', '--repository-per-image']));
+    assert.deepEqual(await tagsOf('per/lading/first'), ['1.0']);
+    assert.deepEqual(await tagsOf('per/team/second'), ['2.0']);
   });
 
   test('transports lading does not read, and conflicting image choices, are usage errors that say what to do', async () => {
