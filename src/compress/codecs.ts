@@ -1,7 +1,7 @@
 import type { Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { LadingError } from '../errors';
-import { AdaptiveGzip } from './adaptive-gzip';
+import { AdaptiveGzip, DEFAULT_LEVEL } from './adaptive-gzip';
 import type { Compression } from '../image/media-types';
 
 /** Node >= 22.15 has zstd in zlib; Node 20 does not, so lading falls back to zstd-napi. */
@@ -74,7 +74,7 @@ function tagZstdError(e: Error): Error {
 }
 
 export function createCompressor(c: Exclude<Compression, 'none'>, level?: number): Transform {
-  if (c === 'gzip') return new AdaptiveGzip(level ?? 1);
+  if (c === 'gzip') return new AdaptiveGzip(level ?? DEFAULT_LEVEL);
   if (typeof z.createZstdCompress === 'function') {
     const key = z.constants.ZSTD_c_compressionLevel;
     return z.createZstdCompress(key === undefined || level === undefined ? {} : { params: { [key]: level } });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { constants, crc32 as zlibCrc32, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { AdaptiveGzip, BLOCK_SIZE, sampleEntropy, storedBlocks, type AdaptiveGzipOptions } from '../../src/compress/adaptive-gzip';
+import { AdaptiveGzip, BLOCK_SIZE, DEFAULT_LEVEL, sampleEntropy, storedBlocks, type AdaptiveGzipOptions } from '../../src/compress/adaptive-gzip';
 import { crc32, crc32Table } from '../../src/compress/crc32';
 import { BufferPool, isTracked, release } from '../../src/util/buffer-pool';
 
@@ -103,7 +103,7 @@ function reference(data: Buffer, level: number, block: number): Buffer {
     const b = data.subarray(off, off + block);
     if (sampleEntropy(b) > 7.8) parts.push(...storedBlocks(b));
     else {
-      const opts = { level, flush: constants.Z_SYNC_FLUSH, finishFlush: constants.Z_SYNC_FLUSH, ...(off > 0 ? { dictionary: data.subarray(Math.max(0, off - 32 * KiB), off) } : {}) };
+      const opts = { level, memLevel: 9, flush: constants.Z_SYNC_FLUSH, finishFlush: constants.Z_SYNC_FLUSH, ...(off > 0 ? { dictionary: data.subarray(Math.max(0, off - 32 * KiB), off) } : {}) };
       parts.push(deflateRawSync(b, opts));
     }
   }
@@ -126,7 +126,7 @@ describe('AdaptiveGzip in parallel blocks', () => {
           const what = `${n} bytes of ${kind} in ${block / KiB} KiB blocks`;
           const { out } = await compress(data, { blockSize: block }, [block / 2 + 3, 7, block * 2]);
           assert.ok(gunzipSync(out).equals(data), `gunzip of ${what}`);
-          assert.ok(out.equals(reference(data, 1, block)), `reference bytes for ${what}`);
+          assert.ok(out.equals(reference(data, DEFAULT_LEVEL, block)), `reference bytes for ${what}`);
           checkWithTools(out, data, what);
         }
       }
@@ -170,12 +170,12 @@ describe('AdaptiveGzip in parallel blocks', () => {
   it('stays close to one deflate stream: the dictionary carries matches across blocks', async () => {
     const text = Buffer.from(Array.from({ length: 40_000 }, (_, i) => `line ${i % 300} of a log that repeats itself\n`).join(''));
     const { out, gz } = await compress(text, { blockSize: 32 * KiB });
-    const single = gzipSync(text, { level: 1 });
+    const single = gzipSync(text, { level: DEFAULT_LEVEL, memLevel: 9 });
     assert.ok(gz.blocks.deflated > 40, `${gz.blocks.deflated} blocks`);
     assert.ok(out.length <= single.length * 1.03, `${out.length} bytes in blocks vs ${single.length} in one stream`);
     // Without the dictionary each block starts cold: visibly bigger.
     let cold = 0;
-    for (let off = 0; off < text.length; off += 32 * KiB) cold += deflateRawSync(text.subarray(off, off + 32 * KiB), { level: 1 }).length;
+    for (let off = 0; off < text.length; off += 32 * KiB) cold += deflateRawSync(text.subarray(off, off + 32 * KiB), { level: DEFAULT_LEVEL, memLevel: 9 }).length;
     assert.ok(out.length < cold * 0.97, `${out.length} with the dictionary, ${cold} without`);
   });
 

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { AdaptiveGzip, BLOCK_SIZE } from '../../src/compress/adaptive-gzip';
+import { AdaptiveGzip, BLOCK_SIZE, DEFAULT_LEVEL } from '../../src/compress/adaptive-gzip';
 import { DigestCache } from '../../src/compress/cache';
 import { createCompressor } from '../../src/compress/codecs';
 import { copyImage } from '../../src/copy/engine';
@@ -27,7 +27,7 @@ const root = mkdtempSync(join(tmpdir(), 'lading-gzip-wiring-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 async function gzipOf(data: Buffer): Promise<Buffer> {
-  const gz = new AdaptiveGzip(1);
+  const gz = new AdaptiveGzip();
   const out: Buffer[] = [];
   gz.on('data', (c: Buffer) => out.push(Buffer.from(c)));
   const done = new Promise((resolve, reject) => {
@@ -59,6 +59,7 @@ async function wiringArchive(): Promise<{ archive: string; layer: Layer }> {
 describe('the parallel gzip on every compression path', () => {
   it('createCompressor gives it for gzip', () => {
     assert.ok(createCompressor('gzip') instanceof AdaptiveGzip);
+    assert.equal((createCompressor('gzip') as AdaptiveGzip).level, DEFAULT_LEVEL);
     assert.equal((createCompressor('gzip', 6) as AdaptiveGzip).level, 6);
   });
 
