@@ -32,7 +32,7 @@ export interface LayerFile {
   /** sha256 of the uncompressed layer tar (= its diff_id). */
   digest: string;
   size: number;
-  kind: 'random' | 'text';
+  kind: 'random' | 'text' | 'real';
   /** gzip copy, for the OCI archive. */
   gz: { path: string; digest: string; size: number };
 }
@@ -54,7 +54,7 @@ export interface BenchInputs {
   inspectImageBytes: number;
 }
 
-function sha256File(path: string): string {
+export function sha256File(path: string): string {
   const h = createHash('sha256');
   const fd = openSync(path, 'r');
   const buf = Buffer.allocUnsafe(CHUNK);
@@ -276,7 +276,7 @@ function configFor(layers: LayerFile[]): Buffer {
 
 const hex = (d: string): string => d.slice('sha256:'.length);
 
-function writeDockerArchive(path: string, layers: LayerFile[], name: string): void {
+export function writeDockerArchive(path: string, layers: LayerFile[], name: string): void {
   const config = configFor(layers);
   const configName = `${hex(`sha256:${createHash('sha256').update(config).digest('hex')}`)}.json`;
   // v1 ids: the chain of layer digests, as docker save names its directories.

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: lading measured beside a reference, in one run. See bench/README.md.
  *
- *   node dist/bench/run.js [--runs N] [--quick] [--only inspect|push|ecr|proxy] [--layer-mib N]
+ *   node dist/bench/run.js [--runs N] [--quick] [--only inspect|push|real|ecr|proxy] [--layer-mib N]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
@@ -15,10 +15,11 @@ import { benchInspect } from './inspect';
 import { BenchError, ensureTimeBinary } from './measure';
 import { benchProxy } from './proxy';
 import { benchPush } from './push';
+import { benchReal } from './real';
 import { renderTable, type Table } from './report';
 import { REGISTRY_BINARY, TINYPROXY_BINARY } from './servers';
 
-const SCENARIOS = ['inspect', 'push', 'ecr', 'proxy'] as const;
+const SCENARIOS = ['inspect', 'push', 'real', 'ecr', 'proxy'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const help = `Usage: npm run bench -- [options]     (or: node dist/bench/run.js [options])
@@ -29,8 +30,9 @@ and writes bench/results/latest.json (and bench/RESULTS.md after a full run).
 Options:
   --runs N          measurements per contender, medians reported (default 3; 1 with --quick)
   --quick           small inputs (64 MiB layers) for a smoke run
-  --layer-mib N     layer size in MiB (default 256; the images have 5 layers)
-  --only S          inspect, push, ecr or proxy (repeatable, or comma-separated)
+  --layer-mib N     layer size in MiB (default 256; the images have 5 layers; the real-files
+                    layer of 'real' is about 1.9x this)
+  --only S          inspect, push, real, ecr or proxy (repeatable, or comma-separated)
   -h, --help        this help
 
 Environment:
@@ -121,7 +123,11 @@ async function main(): Promise<number> {
   requireFile(cli, 'the built lading CLI (npm run build)');
   requireFile(join(root, 'package.json'), 'package.json of the repository');
   ensureTimeBinary(log);
-  if (selected.includes('push') || selected.includes('proxy')) {
+  if (selected.includes('real')) {
+    requireCommand('tar', 'apt-get install -y tar');
+    requireCommand('taskset', 'apt-get install -y util-linux');
+  }
+  if (selected.includes('push') || selected.includes('proxy') || selected.includes('real')) {
     requireCommand('skopeo', 'apt-get install -y skopeo');
     if (!existsSync(REGISTRY_BINARY)) throw new BenchError(`${REGISTRY_BINARY} is missing; install it: apt-get install -y docker-registry`);
   }
@@ -154,7 +160,7 @@ async function main(): Promise<number> {
     process.stdout.write(`\n${renderTable(t)}\n`);
   };
   for (const s of selected) {
-    const made = s === 'inspect' ? await benchInspect(ctx) : s === 'push' ? await benchPush(ctx) : s === 'ecr' ? await benchEcr(ctx) : await benchProxy(ctx);
+    const made = s === 'inspect' ? await benchInspect(ctx) : s === 'push' ? await benchPush(ctx) : s === 'real' ? await benchReal(ctx) : s === 'ecr' ? await benchEcr(ctx) : await benchProxy(ctx);
     for (const t of made) print(t);
     tables.push(...made);
   }
