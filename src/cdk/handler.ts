@@ -387,7 +387,7 @@ function progressLogger(log: (line: string) => void): (e: CopyEvent) => void {
         break;
       }
       case 'blob-skip':
-        log(`skip ${e.label} ${e.digest} (${e.reason === 'exists' ? 'already in the repository' : 'compressed form already in the repository'})`);
+        log(`skip ${e.label} ${e.digest} (${e.reason === 'exists' ? 'already in the repository' : e.reason === 'mounted' ? 'mounted from another repository' : 'compressed form already in the repository'})`);
         break;
       case 'blob-done':
         log(`done ${labels.get(e.id)?.label ?? e.id} ${e.digest} (${e.size} bytes)`);

@@ -46,7 +46,7 @@ export class ProgressRenderer {
         break;
       }
       case 'blob-skip':
-        if (this.mode === 'plain') this.line(`skipped ${e.label}: ${e.reason === 'cached' ? 'compressed form already there' : 'already there'} (${shortDigest(e.digest)})`);
+        if (this.mode === 'plain') this.line(`${e.reason === 'mounted' ? 'mounted' : 'skipped'} ${e.label}: ${e.reason === 'cached' ? 'compressed form already there' : e.reason === 'mounted' ? 'compressed form linked from the --mount-from repository' : 'already there'} (${shortDigest(e.digest)})`);
         else this.above(`skipped   ${e.label} (${shortDigest(e.digest)}, already there)`);
         break;
       case 'blob-done': {

@@ -315,7 +315,7 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
   else if (!values.quiet) {
     const b = result.blobs;
     const tagged = result.tagSource === 'archive' ? `; tagged ${result.tags.join(', ')} (the image's own tags in the archive)` : result.tagSource === 'default' ? '; tagged latest (the archive names no tag)' : '';
-    ctx.stderr(`pushed ${result.manifests.length} manifest${result.manifests.length === 1 ? '' : 's'}; blobs: ${b.uploaded} uploaded (${(b.bytesUploaded / 1048576).toFixed(1)} MiB), ${b.skipped} already there${tagged}`);
+    ctx.stderr(`pushed ${result.manifests.length} manifest${result.manifests.length === 1 ? '' : 's'}; blobs: ${b.uploaded} uploaded (${(b.bytesUploaded / 1048576).toFixed(1)} MiB), ${b.mounted > 0 ? `${b.mounted} mounted, ` : ''}${b.skipped} already there${tagged}`);
   }
   if (result.reference !== null) ctx.stdout(result.reference);
   return 0;

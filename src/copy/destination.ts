@@ -32,7 +32,13 @@ export interface Destination {
   /** For messages: `host/repository` or `oci:PATH`. */
   readonly name: string;
   hasBlob(digest: Digest, signal?: AbortSignal): Promise<boolean>;
-  putBlob(src: BlobSource, opts?: PutBlobOptions): Promise<{ digest: Digest; size: number }>;
+  /** `mounted`: the destination linked the blob from elsewhere (a cross-repository mount): nothing was sent. */
+  putBlob(src: BlobSource, opts?: PutBlobOptions): Promise<{ digest: Digest; size: number; mounted?: boolean }>;
+  /**
+   * Optional: links a blob the destination may hold elsewhere (a registry's cross-repository
+   * mount) without sending it; false when it could not.
+   */
+  mountBlob?(digest: Digest, size: number, signal?: AbortSignal): Promise<boolean>;
   /** Whether a manifest is already stored (by digest). */
   hasManifest(digest: Digest, signal?: AbortSignal): Promise<boolean>;
   /** Stores a manifest by digest (`tag` undefined) or under a tag. */

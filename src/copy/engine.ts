@@ -79,7 +79,8 @@ export interface CopyResult {
   /** Where the tags came from: given, the archive's own, or the `latest` default. */
   tagSource: 'given' | 'archive' | 'default';
   manifests: { digest: Digest; mediaType: string; platform: Platform | null; attestation?: true }[];
-  blobs: { uploaded: number; skipped: number; bytesUploaded: number };
+  /** `mounted`: linked by the destination from another repository (a cross-repository mount), nothing sent. */
+  blobs: { uploaded: number; skipped: number; mounted: number; bytesUploaded: number };
   /** Under dryRun: what would happen to each blob. */
   plan?: PlannedBlob[];
   /** Documents lading wrote itself instead of pushing stored bytes. */
@@ -117,7 +118,7 @@ export class CopyEngine {
   private readonly compress: Compression;
   private readonly streamedUploads = new Map<string, StreamedUpload>();
   private readonly known = new Map<Digest, Promise<boolean>>();
-  private stats = { uploaded: 0, skipped: 0, bytesUploaded: 0 };
+  private stats = { uploaded: 0, skipped: 0, mounted: 0, bytesUploaded: 0 };
   private ids = 0;
 
   constructor(
@@ -225,8 +226,7 @@ export class CopyEngine {
     );
     const facts = factsOf();
     const uploaded: Uploaded = { digest: out.digest, size: out.size, compression: transform === 'none' ? compression : transform };
-    this.stats.uploaded++;
-    this.stats.bytesUploaded += out.size;
+    this.count(out);
     this.emit({ type: 'blob-done', id, digest: out.digest, size: out.size });
     if (transform !== 'none' && facts.diffId) await this.opts.cache?.put(facts.diffId, transform, this.level(), out);
     this.streamedUploads.set(entry.path, { facts, uploaded });
@@ -467,6 +467,13 @@ export class CopyEngine {
       job.result = { ...cached, compression: transform };
       return this.skipped(job, job.result, 'cached');
     }
+    // Compressed for another repository earlier: the destination may link it from there.
+    if (cached && !this.opts.dryRun && this.dest.mountBlob && (await this.dest.mountBlob(cached.digest, cached.size, this.opts.signal))) {
+      job.result = { ...cached, compression: transform };
+      this.stats.mounted++;
+      this.emit({ type: 'blob-skip', id: job.key, label: job.label, digest: cached.digest, size: cached.size, reason: 'mounted' });
+      return;
+    }
     if (this.opts.dryRun) {
       job.planned = { label: job.label, action: 'compress+upload', size: job.ref.entry.size };
       return;
@@ -497,10 +504,18 @@ export class CopyEngine {
       { open, ...(known ? { digest: known.digest, size: known.size } : {}) },
       { ...(this.opts.signal ? { signal: this.opts.signal } : {}), onProgress: (n) => this.emit({ type: 'blob-progress', id, bytes: n }) },
     );
-    this.stats.uploaded++;
-    this.stats.bytesUploaded += out.size;
+    this.count(out);
     this.emit({ type: 'blob-done', id, digest: out.digest, size: out.size });
     return out;
+  }
+
+  private count(out: { size: number; mounted?: boolean }): void {
+    if (out.mounted) {
+      this.stats.mounted++;
+    } else {
+      this.stats.uploaded++;
+      this.stats.bytesUploaded += out.size;
+    }
   }
 
   /** The manifest to push for one image: stored bytes when nothing changed, else rewritten. */

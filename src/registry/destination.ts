@@ -32,7 +32,12 @@ export class RegistryDestination implements Destination {
     return (await this.client.blobExists(this.repository, digest, signal)) !== undefined;
   }
 
-  async putBlob(src: BlobSource, opts: PutBlobOptions = {}): Promise<{ digest: Digest; size: number }> {
+  async mountBlob(digest: Digest, _size: number, signal?: AbortSignal): Promise<boolean> {
+    if (!this.opts.mountFrom || this.opts.mountFrom === this.repository) return false;
+    return this.client.mountBlob(this.repository, digest, this.opts.mountFrom, signal);
+  }
+
+  async putBlob(src: BlobSource, opts: PutBlobOptions = {}): Promise<{ digest: Digest; size: number; mounted?: boolean }> {
     let sent = 0;
     const out = await this.client.uploadBlob(
       this.repository,
@@ -51,7 +56,7 @@ export class RegistryDestination implements Destination {
     );
     const size = out.size ?? src.size;
     if (size === undefined) throw new LadingError('REGISTRY', `${this.name}: the registry did not say the size of mounted blob ${out.digest}`);
-    return { digest: out.digest, size };
+    return { digest: out.digest, size, ...(out.mounted ? { mounted: true } : {}) };
   }
 
   async hasManifest(digest: Digest, signal?: AbortSignal): Promise<boolean> {

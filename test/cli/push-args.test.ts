@@ -119,6 +119,25 @@ describe('lading push: tags, transports, digest files', { skip }, () => {
     assert.deepEqual(await tagsOf('per/team/second'), ['2.0']);
   });
 
+  test('--mount-from: blobs the registry mounts are reported as mounted (0 bytes sent), layers lading compressed included', async () => {
+    const first = await push([archive, `${reg.host}/mount/source:1`, '--image', '@1', '--json']);
+    ok(first);
+    const a = JSON.parse(first.stdout) as { digest: string; blobs: { uploaded: number; mounted: number } };
+    assert.ok(a.blobs.uploaded >= 2 && a.blobs.mounted === 0, JSON.stringify(a.blobs));
+    // Another repository of the same registry: every blob is linked, none sent, the compressed
+    // layers through the digest cache's record of what they compressed to.
+    const second = await push([archive, `${reg.host}/mount/target:1`, '--image', '@1', '--mount-from', 'mount/source', '--json']);
+    ok(second);
+    const b = JSON.parse(second.stdout) as { digest: string; blobs: { uploaded: number; skipped: number; mounted: number; bytesUploaded: number } };
+    assert.deepEqual(b.blobs, { uploaded: 0, skipped: 0, mounted: a.blobs.uploaded, bytesUploaded: 0 });
+    assert.equal(b.digest, a.digest, 'the same image');
+    const m = await fetch(`${reg.url}/v2/mount/target/manifests/1`, { method: 'HEAD', headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+    assert.equal(m.status, 200);
+    const plain = await push([archive, `${reg.host}/mount/third:1`, '--image', '@1', '--mount-from', 'mount/source']);
+    ok(plain);
+    assert.match(plain.stderr, new RegExp(`0 uploaded \\(0\\.0 MiB\\), ${a.blobs.uploaded} mounted`));
+  });
+
   test('transports lading does not read, and conflicting image choices, are usage errors that say what to do', async () => {
     const storage = await push(['containers-storage:localhost/app:1', `${reg.host}/x/y`]);
     assert.equal(storage.code, 2);
