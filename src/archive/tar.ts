@@ -51,7 +51,7 @@
  *   Python applies it) is refused.
  * - GNU long names/links (`L`, `K`): the data up to the first NUL, as all three read it;
  *   over 1 MiB refused (Go's limit too). Names over 4,096 characters (Linux's PATH_MAX:
- *   docker cannot extract them) and more than 32 MiB of names in all are refused
+ *   docker cannot extract them) and more than 16 MiB of names in all are refused
  *   (LIMIT_EXCEEDED), which bounds memory.
  * - The ustar prefix (bytes 345..500) is joined to the name only under the `ustar\0`
  *   magic (Go and lading); Python joins it under any magic, and Go also falls back to it in
@@ -99,7 +99,7 @@ const MAX_META_SIZE = 1024 * 1024;
 /** Longest entry name, as Linux's PATH_MAX: docker load cannot extract a longer one. */
 export const MAX_NAME = 4096;
 /** All entry names together: what holding the entry table may cost. */
-export const MAX_NAMES_TOTAL = 32 * 1024 * 1024;
+export const MAX_NAMES_TOTAL = 16 * 1024 * 1024;
 /** What is read after the end-of-archive marker, at most (then reading stops). */
 export const MAX_TRAILER = 1024 * 1024;
 
@@ -452,6 +452,7 @@ export async function indexTarFile(fh: PositionalReader, fileSize: number, where
     await readFully(fh, block, pos, where);
     const h = decodeHeader(block, where);
     if (h === undefined) {
+      resolver.finish();
       // End of archive. Go's reader fails when a lone zero block is followed by a header;
       // Python's and GNU tar stop at the first: refuse what they would read differently.
       if (pos + 2 * BLOCK <= fileSize) {
@@ -506,7 +507,10 @@ export class ByteReader {
   /** Bytes consumed so far: the current offset in the stream. */
   position = 0;
 
-  constructor(source: AsyncIterable<Buffer | Uint8Array | string>) {
+  constructor(
+    source: AsyncIterable<Buffer | Uint8Array | string>,
+    private readonly signal?: AbortSignal,
+  ) {
     const inner = source[Symbol.asyncIterator]();
     this.it = {
       next: async () => {
@@ -524,6 +528,8 @@ export class ByteReader {
 
   private async fill(): Promise<boolean> {
     if (this.done) return false;
+    // Skipping a large entry reads on without the caller looking: the signal is checked here.
+    this.signal?.throwIfAborted();
     const r = await this.it.next();
     if (r.done) {
       this.done = true;
@@ -577,7 +583,7 @@ export interface StreamedEntry {
 
 /** Reads a tar stream in one pass. */
 export async function* readTarStream(source: AsyncIterable<Buffer | Uint8Array | string>, where: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<StreamedEntry> {
-  const r = new ByteReader(source);
+  const r = new ByteReader(source, opts.signal);
   const resolver = new HeaderResolver(where);
   let first = true;
   try {

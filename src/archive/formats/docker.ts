@@ -16,12 +16,21 @@ export interface DockerManifestEntry {
   layerSources: Map<string, Descriptor>;
 }
 
+/**
+ * Images one manifest.json may list, and layers in all its images: as many as an index may
+ * list manifests and a manifest layers. docker save writes one entry per image saved.
+ */
+export const MAX_DOCKER_IMAGES = 10_000;
+export const MAX_DOCKER_LAYERS = 100_000;
+
 export function parseDockerManifestJson(bytes: Buffer, where: string): DockerManifestEntry[] {
   const doc = parseJsonBytes(bytes, where);
   if (!Array.isArray(doc)) {
     throw new LadingError('BAD_MANIFEST', `${where}: expected an array of images, got ${doc === null ? 'null' : typeof doc}`);
   }
   if (doc.length === 0) throw new LadingError('BAD_MANIFEST', `${where}: lists no images`);
+  if (doc.length > MAX_DOCKER_IMAGES) throw new LadingError('LIMIT_EXCEEDED', `${where}: lists ${doc.length} images (limit ${MAX_DOCKER_IMAGES})`);
+  let layers = 0;
   return doc.map((raw, i) => {
     const w = `${where}[${i}]`;
     const o = expectObject(raw, w);
@@ -29,6 +38,8 @@ export function parseDockerManifestJson(bytes: Buffer, where: string): DockerMan
     if (!Array.isArray(o.Layers) || !o.Layers.every((l) => typeof l === 'string' && l !== '')) {
       throw new LadingError('BAD_MANIFEST', `${w}: "Layers" must be an array of file names`);
     }
+    layers += o.Layers.length;
+    if (layers > MAX_DOCKER_LAYERS) throw new LadingError('LIMIT_EXCEEDED', `${where}: lists more than ${MAX_DOCKER_LAYERS} layers in all`);
     const tags = o.RepoTags ?? [];
     if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) {
       throw new LadingError('BAD_MANIFEST', `${w}: "RepoTags" must be an array of strings`);
@@ -67,34 +78,56 @@ export interface DockerImages {
  */
 export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, ociImages: ArchiveImage[]): Promise<ArchiveImage[]> {
   const mj = store.table.lookup('manifest.json')!;
-  const entries = parseDockerManifestJson(await store.readSmall(mj), `${store.where}: manifest.json`);
+  const mjBytes = await store.readSmall(mj);
+  blobs.account(mjBytes.length, 'manifest.json');
+  const entries = parseDockerManifestJson(mjBytes, `${store.where}: manifest.json`);
   const out: ArchiveImage[] = [];
   let storedManifests: ImageManifest[] | undefined;
+  // Each config read and parsed once, however many entries name it (memory in proportion to
+  // the distinct configs, not to the entries).
+  const configs = new Map<string, { cbytes: Buffer; cdigest: Digest; config: ReturnType<typeof parseImageConfig> }>();
+  // Docker >= 25: images already known from index.json, by config digest; their names once.
+  const byConfig = new Map<Digest, ArchiveImage>();
+  for (const img of ociImages) for (const m of img.manifests) if (m.config && !byConfig.has(m.config.descriptor.digest)) byConfig.set(m.config.descriptor.digest, img);
+  const names = new Map<ArchiveImage, Set<string>>();
 
   for (const [i, e] of entries.entries()) {
+    if (i % 1000 === 999) {
+      // Held documents come from memory: let signals in now and then.
+      await new Promise((resolve) => setImmediate(resolve));
+      store.table.signal?.throwIfAborted();
+    }
     const what = `manifest.json[${i}]`;
     const centry = store.table.require(e.config, `${what}.Config`);
-    const cbytes = await store.readSmall(centry);
-    const cdigest = digestOf(cbytes);
-    const claimed = claimedDigest(centry.path) ?? claimedDigest(e.config);
-    if (claimed !== undefined && claimed.startsWith('sha256:') && claimed !== cdigest) {
-      throw new LadingError('DIGEST_MISMATCH', `${store.where}: config ${e.config} has digest ${cdigest}, its name says ${claimed}`);
+    let c = configs.get(centry.path);
+    if (c === undefined) {
+      const cbytes = await store.readSmall(centry);
+      blobs.account(cbytes.length, e.config);
+      const cdigest = digestOf(cbytes);
+      const claimed = claimedDigest(centry.path) ?? claimedDigest(e.config);
+      if (claimed !== undefined && claimed.startsWith('sha256:') && claimed !== cdigest) {
+        throw new LadingError('DIGEST_MISMATCH', `${store.where}: config ${e.config} has digest ${cdigest}, its name says ${claimed}`);
+      }
+      c = { cbytes, cdigest, config: parseImageConfig(cbytes, `${store.where}: ${e.config}`) };
+      configs.set(centry.path, c);
     }
-    const config = parseImageConfig(cbytes, `${store.where}: ${e.config}`);
+    const { cbytes, cdigest, config } = c;
     if (config.diffIds.length !== e.layers.length) {
       throw new LadingError('BAD_MANIFEST', `${store.where}: ${what} lists ${e.layers.length} layers but config ${e.config} has ${config.diffIds.length} diff_ids`);
     }
 
     // Docker >= 25: the same image is already known from index.json.
-    const known = ociImages.find((img) => img.manifests.some((m) => m.config?.descriptor.digest === cdigest));
+    const known = byConfig.get(cdigest);
     if (known) {
-      known.names = [...new Set([...e.repoTags, ...known.names])];
+      let set = names.get(known);
+      if (set === undefined) names.set(known, (set = new Set()));
+      for (const t of e.repoTags) set.add(t);
       continue;
     }
 
     const layerPaths = e.layers.map((l, j) => store.table.require(l, `${what}.Layers[${j}]`));
     // A stored manifest for exactly this config and these layer blobs keeps its digest.
-    storedManifests ??= await findStoredManifests(store);
+    storedManifests ??= await findStoredManifests(store, blobs);
     const stored = storedManifests.find(
       (m) => m.config.digest === cdigest && m.layers.length === layerPaths.length && m.layers.every((l, j) => claimedDigest(layerPaths[j]!.path) === l.digest),
     );
@@ -138,11 +171,12 @@ export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, oci
     if (p) info.platform = p;
     out.push({ names: [...e.repoTags], mediaType: MediaType.DockerManifest, indexes: [], manifests: [info], others: [] });
   }
+  for (const [img, tags] of names) img.names = [...new Set([...tags, ...img.names])];
   return out;
 }
 
 /** Image manifests stored as small blobs under blobs/ (Docker >= 25 keeps them even when index.json is empty). */
-async function findStoredManifests(store: ArchiveStore): Promise<ImageManifest[]> {
+async function findStoredManifests(store: ArchiveStore, blobs: OciBlobs): Promise<ImageManifest[]> {
   const found: ImageManifest[] = [];
   let looked = 0;
   for (const e of store.table.entries) {
@@ -152,7 +186,10 @@ async function findStoredManifests(store: ArchiveStore): Promise<ImageManifest[]
     if (bytes[0] !== 0x7b) continue; // not a JSON object
     try {
       const doc = parseManifestDocument(bytes, `${store.where}: ${e.path}`);
-      if (doc.kind === 'manifest' && doc.digest === `sha256:${e.path.slice(13)}`) found.push(doc);
+      if (doc.kind === 'manifest' && doc.digest === `sha256:${e.path.slice(13)}`) {
+        blobs.account(bytes.length, e.path);
+        found.push(doc);
+      }
     } catch {
       // Not a manifest: a config or some other JSON blob.
     }

@@ -9,6 +9,18 @@ import type { ArchiveStore } from '../store';
 
 /** Nesting deeper than this is refused: real indexes nest two levels at most. */
 const MAX_INDEX_DEPTH = 16;
+/**
+ * Descriptors of manifests and indexes visited in all (every image of the archive, each
+ * listing counted, repeats included). Real archives visit dozens, a few thousand for a big
+ * multi-image save; a hostile index that lists the next one thousands of times, nested, is
+ * refused here instead of being walked (each digest is walked once per image anyway).
+ */
+export const MAX_MANIFESTS_VISITED = 100_000;
+/**
+ * Bytes of JSON documents (indexes, manifests, configs) read and kept for the model of one
+ * archive: what the model may cost in memory, whatever the number of documents.
+ */
+export const MAX_DOCUMENT_BYTES = 64 * 1024 * 1024;
 
 export function blobPath(d: Digest): string {
   return `blobs/${digestAlgorithm(d)}/${digestHex(d)}`;
@@ -25,8 +37,30 @@ export function isImageConfigMediaType(mt: string): boolean {
 export class OciBlobs {
   private readonly docs = new Map<Digest, ManifestDocument>();
   private readonly configs = new Map<Digest, ReturnType<typeof parseImageConfig>>();
+  private visited = 0;
+  private documentBytes = 0;
 
   constructor(readonly store: ArchiveStore) {}
+
+  /** Counts JSON bytes kept for the model (see MAX_DOCUMENT_BYTES). */
+  account(bytes: number, what: string): void {
+    this.documentBytes += bytes;
+    if (this.documentBytes > MAX_DOCUMENT_BYTES) {
+      throw new LadingError('LIMIT_EXCEEDED', `${this.store.where}: ${what}: the archive's JSON documents add up to more than ${MAX_DOCUMENT_BYTES} bytes`);
+    }
+  }
+
+  /** One more manifest or index descriptor visited; lets signals in now and then. */
+  private async visit(): Promise<void> {
+    if (++this.visited > MAX_MANIFESTS_VISITED) {
+      throw new LadingError('LIMIT_EXCEEDED', `${this.store.where}: indexes list more than ${MAX_MANIFESTS_VISITED} manifests in all (counting repeats)`);
+    }
+    if (this.visited % 1000 === 0) {
+      // Documents of a one-pass read come from memory: without this the walk never yields.
+      await new Promise((resolve) => setImmediate(resolve));
+      this.store.table.signal?.throwIfAborted();
+    }
+  }
 
   ref(d: Descriptor | Digest): BlobRef | undefined {
     const digest = typeof d === 'string' ? d : d.digest;
@@ -41,6 +75,7 @@ export class OciBlobs {
       throw new LadingError('SIZE_MISMATCH', `${where}: the archive holds ${entry.size} bytes (${entry.path}), the descriptor says ${d.size}`);
     }
     const bytes = await this.store.readSmall(entry);
+    this.account(bytes.length, `${what} ${d.digest}`);
     const actual = digestOf(bytes, digestAlgorithm(d.digest));
     if (actual !== d.digest) {
       throw new LadingError('DIGEST_MISMATCH', `${where}: content of ${entry.path} has digest ${actual}`);
@@ -115,15 +150,21 @@ export class OciBlobs {
 
   /**
    * Depth-first walk from a top-level descriptor; fills `image.indexes` and
-   * `image.manifests`. Unknown media types in an index are skipped, as the spec asks.
+   * `image.manifests`, each document once (`seen`: digests already walked for this image).
+   * Unknown media types in an index are skipped, as the spec asks.
    */
-  async walk(d: Descriptor, image: ArchiveImage, stack: Digest[], what: string): Promise<void> {
+  async walk(d: Descriptor, image: ArchiveImage, stack: Digest[], what: string, seen = new Set<Digest>()): Promise<void> {
+    await this.visit();
     if (stack.includes(d.digest)) {
       throw new LadingError('INDEX_CYCLE', `${this.store.where}: index ${stack[stack.length - 1]} refers back to ${d.digest}: the indexes form a cycle`);
     }
     if (stack.length >= MAX_INDEX_DEPTH) {
       throw new LadingError('LIMIT_EXCEEDED', `${this.store.where}: indexes nest deeper than ${MAX_INDEX_DEPTH} levels`);
     }
+    // An index listing the same digest again (or a child listed by two indexes): already in
+    // the model, with everything below it.
+    if (seen.has(d.digest)) return;
+    seen.add(d.digest);
     const doc = await this.document(d, what);
     if (doc === undefined) {
       if (stack.length === 0) {
@@ -141,11 +182,14 @@ export class OciBlobs {
           throw new LadingError('UNSUPPORTED_SCHEMA', `${this.store.where}: index ${d.digest} lists a Docker schema 1 manifest; schema 1 is unsupported`);
         }
         if (!isIndexMediaType(child.mediaType) && !isManifestMediaType(child.mediaType)) {
+          await this.visit();
+          if (seen.has(child.digest)) continue;
+          seen.add(child.digest);
           const ref = this.ref(child);
           image.others.push(ref ? { descriptor: child, blob: ref } : { descriptor: child });
           continue;
         }
-        await this.walk(child, image, [...stack, d.digest], `manifest ${i} of index`);
+        await this.walk(child, image, [...stack, d.digest], `manifest ${i} of index`, seen);
       }
       return;
     }
@@ -175,6 +219,7 @@ export async function readOciImages(store: ArchiveStore, blobs: OciBlobs): Promi
   const entry = store.table.lookup('index.json');
   if (entry === undefined) return [];
   const bytes = await store.readSmall(entry);
+  blobs.account(bytes.length, 'index.json');
   const index = parseManifestDocument(bytes, `${store.where}: index.json`, MediaType.OciIndex);
   if (index.kind !== 'index') throw new LadingError('BAD_MANIFEST', `${store.where}: index.json is not an image index`);
   const layout = store.table.lookup('oci-layout');
