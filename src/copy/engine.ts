@@ -44,8 +44,9 @@ export interface CopyOptions {
   concurrency?: number;
   signal?: AbortSignal;
   /**
-   * A softer stop than `signal`: once aborted, no new blob is started, those in flight finish,
-   * and the copy then fails with the signal's reason, writing no manifest. For a caller with a
+   * A softer stop than `signal`: once aborted, no new upload is started (but the first, so a run
+   * always makes progress), those in flight finish, and the copy then fails with the signal's
+   * reason, writing no manifest. For a caller with a
    * deadline that will run the copy again (the CDK handler's next invocation): the bytes in
    * flight are not thrown away.
    */
@@ -119,6 +120,7 @@ export class CopyEngine {
   private readonly streamedUploads = new Map<string, StreamedUpload>();
   private readonly known = new Map<Digest, Promise<boolean>>();
   private stats = { uploaded: 0, skipped: 0, mounted: 0, bytesUploaded: 0 };
+  private uploadsStarted = 0;
   private ids = 0;
 
   constructor(
@@ -405,7 +407,6 @@ export class CopyEngine {
   private async runJob(archive: ImageArchive, job: Job): Promise<void> {
     const signal = this.opts.signal;
     signal?.throwIfAborted();
-    this.opts.drain?.throwIfAborted();
     const what = `${archive.where}: ${job.label} (${job.ref.entry.path})`;
     const stored = job.kind === 'config' ? 'none' : await this.storedCompression(archive, job);
     const declared = job.declared ? layerCompressionOf(job.declared.mediaType) : undefined;
@@ -498,6 +499,10 @@ export class CopyEngine {
   }
 
   private async upload(job: Job, action: 'upload' | 'compress+upload', open: () => Readable, known?: { digest: Digest; size: number }): Promise<{ digest: Digest; size: number }> {
+    // Draining: no new upload, except the first of this copy, so every run makes progress
+    // however late it drains (blobs found already there are still skipped meanwhile).
+    if (this.opts.drain?.aborted && this.uploadsStarted > 0) throw this.opts.drain.reason;
+    this.uploadsStarted++;
     const id = this.nextId();
     this.emit({ type: 'blob-start', id, label: job.label, size: known?.size ?? job.ref.entry.size, action });
     const out = await this.dest.putBlob(
