@@ -312,7 +312,7 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
   it('Provider framework: a push larger than one invocation goes on across isComplete calls, each blob uploaded once', async () => {
     const layers = 6;
     const { key, repo } = await stage(await layeredArchive(layers, 2 * MiB, 'continued'));
-    // Slow parts: the one upload of each invocation is still in flight when the drain comes.
+    // Slow parts, so that uploads would overlap if the drain let more than one start.
     srv.faults.add({ op: 'UploadLayerPart', kind: 'slow', delayMs: 300, times: Infinity });
     srv.resetCalls();
     // Each invocation drains at once: it may start one upload only (a run always makes progress),
