@@ -103,7 +103,17 @@ async function openStore(input: ArchiveInput, opts: OpenArchiveOptions): Promise
     }
     if (st.isDirectory()) {
       log?.(`${input}: directory, reading as an OCI image layout`);
-      return DirectoryStore.open(input);
+      return DirectoryStore.open(input, opts.signal);
+    }
+    if (!st.isFile()) {
+      // A FIFO (`lading inspect <(...)`), a character device, a socket: no positions to
+      // read at, so read it once, as standard input.
+      log?.(`${input}: not a regular file, reading it as a stream`);
+      where = input;
+      const { head, rest } = await peek(createReadStream(input, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>, MAGIC_BYTES);
+      const c = supportedCompression(head, where);
+      source = c === 'none' ? rest : decompressed(rest, c, where);
+      return StreamStore.read(source, { where, compression: c, onLarge, ...sig, ...(log ? { logger: log } : {}) });
     }
     const fh = await open(input, 'r').catch((e: unknown) => {
       throw asLadingError(e, 'IO', `cannot open ${input}`);

@@ -20,11 +20,15 @@ const MAX_HOPS = 40;
  */
 const MAX_PATH = 4096;
 
+const NOT_NORMAL = /^\/|\/$|\/\/|(?:^|\/)\.\.?(?:\/|$)/;
+
 /**
  * Normalises an entry name, refusing names that would escape the archive when extracted
  * (`..`, absolute paths). Returns '' for the archive root itself (`./`).
  */
 export function normalizeEntryName(raw: string, where: string): string {
+  // Most names are already normal: no empty, "." or ".." parts, no slash at either end.
+  if (raw !== '' && !NOT_NORMAL.test(raw)) return raw;
   if (raw.startsWith('/')) {
     throw new LadingError('UNSAFE_PATH', `${where}: entry ${shown(raw)} has an absolute path`);
   }

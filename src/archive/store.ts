@@ -34,7 +34,7 @@ export interface ArchiveStore {
 }
 
 function tooLarge(store: ArchiveStore, e: Entry, limit: number): LadingError {
-  return new LadingError('JSON_TOO_LARGE', `${store.where}: ${JSON.stringify(e.path)} is ${e.size} bytes, over the ${limit}-byte limit for a JSON document`);
+  return new LadingError('JSON_TOO_LARGE', `${store.where}: ${shown(e.path)} is ${e.size} bytes, over the ${limit}-byte limit for a JSON document`);
 }
 
 async function collect(stream: AsyncIterable<Buffer>, size: number): Promise<Buffer> {
@@ -118,7 +118,7 @@ export class TarFileStore implements ArchiveStore {
     let off = 0;
     while (off < e.size) {
       const { bytesRead } = await this.fh.read(buf, off, e.size - off, e.dataOffset + off);
-      if (bytesRead === 0) throw new LadingError('TRUNCATED', `${this.where}: ${JSON.stringify(e.path)} is truncated`);
+      if (bytesRead === 0) throw new LadingError('TRUNCATED', `${this.where}: ${shown(e.path)} is truncated`);
       off += bytesRead;
     }
     return buf;
@@ -157,11 +157,13 @@ export class DirectoryStore implements ArchiveStore {
   ) {}
 
   /** Lists the directory; symlinks are recorded, not followed, so escapes are caught. */
-  static async open(root: string): Promise<DirectoryStore> {
+  static async open(root: string, signal?: AbortSignal): Promise<DirectoryStore> {
     const table = new EntryTable(root);
+    table.signal = signal;
     let count = 0;
     const walk = async (dir: string): Promise<void> => {
       for await (const d of await opendir(dir)) {
+        signal?.throwIfAborted();
         if (++count > MAX_ENTRIES) throw new LadingError('LIMIT_EXCEEDED', `${root}: more than ${MAX_ENTRIES} files; not an image layout`);
         const full = join(dir, d.name);
         const rel = relative(root, full).split(sep).join('/');
@@ -271,7 +273,7 @@ export class StreamStore implements ArchiveStore {
           const facts = await opts.onLarge(e, body);
           const prev = store.facts.get(e.path);
           if (prev !== undefined && prev.digest !== facts.digest) {
-            throw new LadingError('DUPLICATE_ENTRY', `${opts.where}: entry ${JSON.stringify(e.path)} appears twice with different content`);
+            throw new LadingError('DUPLICATE_ENTRY', `${opts.where}: entry ${shown(e.path)} appears twice with different content`);
           }
           store.facts.set(e.path, facts);
         }
@@ -287,7 +289,7 @@ export class StreamStore implements ArchiveStore {
     const prev = this.held.get(path);
     if (prev !== undefined) {
       const old = Buffer.isBuffer(prev) ? prev : await this.readSpool(prev);
-      if (!old.equals(data)) throw new LadingError('DUPLICATE_ENTRY', `${this.where}: entry ${JSON.stringify(path)} appears twice with different content`);
+      if (!old.equals(data)) throw new LadingError('DUPLICATE_ENTRY', `${this.where}: entry ${shown(path)} appears twice with different content`);
       return;
     }
     if (this.memory + data.length <= HOLD_MEMORY) {
@@ -316,20 +318,20 @@ export class StreamStore implements ArchiveStore {
   async readSmall(e: Entry, limit = MAX_JSON_BYTES): Promise<Buffer> {
     if (e.size > limit) throw tooLarge(this, e, limit);
     const h = this.held.get(e.path);
-    if (h === undefined) throw new LadingError('INTERNAL', `${this.where}: ${JSON.stringify(e.path)} was not held`);
+    if (h === undefined) throw new LadingError('INTERNAL', `${this.where}: ${shown(e.path)} was not held`);
     return Buffer.isBuffer(h) ? h : this.readSpool(h);
   }
 
   async head(e: Entry, n: number): Promise<Buffer> {
     const h = this.held.get(e.path);
-    if (h === undefined) throw new LadingError('INTERNAL', `${this.where}: ${JSON.stringify(e.path)} was streamed once and cannot be read again`);
+    if (h === undefined) throw new LadingError('INTERNAL', `${this.where}: ${shown(e.path)} was streamed once and cannot be read again`);
     return (Buffer.isBuffer(h) ? h : await this.readSpool(h)).subarray(0, n);
   }
 
   open(e: Entry): Readable {
     const h = this.held.get(e.path);
     if (h === undefined) {
-      throw new LadingError('INTERNAL', `${this.where}: ${JSON.stringify(e.path)} was streamed once and cannot be read again`);
+      throw new LadingError('INTERNAL', `${this.where}: ${shown(e.path)} was streamed once and cannot be read again`);
     }
     if (Buffer.isBuffer(h)) return Readable.from([h]);
     const spool = this.spool!;

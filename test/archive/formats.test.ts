@@ -4,7 +4,10 @@
  * and broken archives, each rejected with its LadingError code within a time bound.
  */
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { inspectArchive } from '../../src/archive';
 import { isLadingError } from '../../src/errors';
@@ -82,6 +85,21 @@ void describe('other inputs', () => {
   void it('reads from a real OS pipe (cat FILE |)', async () => {
     const f = await legacyDockerSaveSymlink();
     assertInspect(await inspectArchive(pipeOf(f.path)), f.expected, 'from a pipe');
+  });
+
+  void it('reads a path that is a FIFO (lading inspect <(cat FILE)) as a stream, plain and gzip', async () => {
+    const plain = await legacyDockerSaveSymlink();
+    for (const f of [plain, compressedFixture(plain, 'gzip')]) {
+      const fifo = join(fs.mkdtempSync(join(tmpdir(), 'lading-fifo-')), 'archive');
+      execFileSync('mkfifo', [fifo]);
+      const writer = spawn('sh', ['-c', 'cat "$1" > "$2"', 'sh', f.path, fifo], { stdio: 'ignore' });
+      try {
+        assertInspect(await inspectArchive(fifo), f.expected, `${f.name} through a FIFO`);
+      } finally {
+        writer.kill();
+        fs.rmSync(join(fifo, '..'), { recursive: true, force: true });
+      }
+    }
   });
 
   void it('verify: false gives the same description', async () => {

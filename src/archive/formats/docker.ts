@@ -6,6 +6,7 @@ import { configPlatform, parseImageConfig, parseManifestDocument, type ImageMani
 import { isForeignLayerMediaType, MediaType } from '../../image/media-types';
 import type { ArchiveImage, BlobRef, LayerInfo, ManifestInfo } from '../model';
 import type { ArchiveStore } from '../store';
+import { shown } from '../tar';
 import type { OciBlobs } from './oci';
 
 /** One entry of docker's manifest.json. */
@@ -102,18 +103,18 @@ export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, oci
     let c = configs.get(centry.path);
     if (c === undefined) {
       const cbytes = await store.readSmall(centry);
-      blobs.account(cbytes.length, e.config);
+      blobs.account(cbytes.length, shown(e.config));
       const cdigest = digestOf(cbytes);
       const claimed = claimedDigest(centry.path) ?? claimedDigest(e.config);
       if (claimed !== undefined && claimed.startsWith('sha256:') && claimed !== cdigest) {
-        throw new LadingError('DIGEST_MISMATCH', `${store.where}: config ${e.config} has digest ${cdigest}, its name says ${claimed}`);
+        throw new LadingError('DIGEST_MISMATCH', `${store.where}: config ${shown(e.config)} has digest ${cdigest}, its name says ${claimed}`);
       }
-      c = { cbytes, cdigest, config: parseImageConfig(cbytes, `${store.where}: ${e.config}`) };
+      c = { cbytes, cdigest, config: parseImageConfig(cbytes, `${store.where}: ${shown(e.config)}`) };
       configs.set(centry.path, c);
     }
     const { cbytes, cdigest, config } = c;
     if (config.diffIds.length !== e.layers.length) {
-      throw new LadingError('BAD_MANIFEST', `${store.where}: ${what} lists ${e.layers.length} layers but config ${e.config} has ${config.diffIds.length} diff_ids`);
+      throw new LadingError('BAD_MANIFEST', `${store.where}: ${what} lists ${e.layers.length} layers but config ${shown(e.config)} has ${config.diffIds.length} diff_ids`);
     }
 
     // Docker >= 25: the same image is already known from index.json.

@@ -6,6 +6,7 @@ import { isForeignLayerMediaType, isIndexMediaType, layerCompressionOf, isManife
 import type { Entry } from '../entries';
 import type { ArchiveImage, BlobRef, ConfigInfo, LayerInfo, ManifestInfo } from '../model';
 import type { ArchiveStore } from '../store';
+import { shown } from '../tar';
 
 /** Nesting deeper than this is refused: real indexes nest two levels at most. */
 const MAX_INDEX_DEPTH = 16;
@@ -232,7 +233,7 @@ export async function readOciImages(store: ArchiveStore, blobs: OciBlobs): Promi
       throw new LadingError('BAD_JSON', `${store.where}: oci-layout is not valid JSON`);
     }
     if (typeof version !== 'string' || !version.startsWith('1.')) {
-      throw new LadingError('UNSUPPORTED_SCHEMA', `${store.where}: unsupported OCI layout version ${JSON.stringify(version)}`);
+      throw new LadingError('UNSUPPORTED_SCHEMA', `${store.where}: unsupported OCI layout version ${typeof version === 'string' ? shown(version) : JSON.stringify(version)?.slice(0, 200)}`);
     }
   }
   const byDigest = new Map<Digest, { d: Descriptor; names: string[] }>();
