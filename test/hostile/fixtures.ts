@@ -62,43 +62,43 @@ export function rawHeader(o: { name: string | Buffer; size?: number | Buffer; ty
   return h;
 }
 
-function pad(data: Buffer): Buffer {
+export function pad(data: Buffer): Buffer {
   const r = data.length % 512;
   return r === 0 ? data : Buffer.concat([data, Buffer.alloc(512 - r)]);
 }
 
 /** A raw entry: header + data padded to a block. */
-function rawEntry(o: Parameters<typeof rawHeader>[0], data: Buffer = Buffer.alloc(0)): Buffer {
+export function rawEntry(o: Parameters<typeof rawHeader>[0], data: Buffer = Buffer.alloc(0)): Buffer {
   return Buffer.concat([rawHeader({ size: data.length, ...o }), pad(data)]);
 }
 
-function paxRecord(key: string, value: Buffer | string): Buffer {
+export function paxRecord(key: string, value: Buffer | string): Buffer {
   const body = Buffer.concat([Buffer.from(` ${key}=`), Buffer.isBuffer(value) ? value : Buffer.from(value), Buffer.from('\n')]);
   let len = body.length + 1;
   while (String(len).length + body.length !== len) len = String(len).length + body.length;
   return Buffer.concat([Buffer.from(String(len)), body]);
 }
 
-const END = Buffer.alloc(1024);
+export const END = Buffer.alloc(1024);
 
-function writeFile(name: string, data: Buffer): string {
+export function writeFile(name: string, data: Buffer): string {
   const p = freshPath(name);
   fs.writeFileSync(p, data);
   return p;
 }
 
-async function writeTar(name: string, entries: readonly TarEntry[]): Promise<string> {
+export async function writeTar(name: string, entries: readonly TarEntry[]): Promise<string> {
   return writeFile(`${name}.tar`, await tarBuffer(entries));
 }
 
-async function legacy(tag: string, overrides: Partial<DockerArchiveImage> = {}): Promise<TarEntry[]> {
+export async function legacy(tag: string, overrides: Partial<DockerArchiveImage> = {}): Promise<TarEntry[]> {
   const layers = overrides.layers ?? (await sampleLayers(tag, ['none', 'none']));
   const image: DockerArchiveImage = { repoTags: [`lading/${tag}:1`], platform: AMD64, layers, ...overrides };
   return dockerArchiveParts([image], { order: 'sorted', repositories: true, dirEntries: true }).entries;
 }
 
 /** Replaces manifest.json's content. */
-function withManifestJson(entries: TarEntry[], edit: (m: Array<Record<string, unknown>>) => unknown): TarEntry[] {
+export function withManifestJson(entries: TarEntry[], edit: (m: Array<Record<string, unknown>>) => unknown): TarEntry[] {
   return entries.map((e) => {
     if (e.name !== 'manifest.json' || e.type !== 'file') return e;
     const m = JSON.parse(e.data.toString()) as Array<Record<string, unknown>>;
@@ -120,7 +120,7 @@ async function ociWith(tag: string, edit: (manifest: Record<string, unknown>, st
 }
 
 /** An OCI archive whose index.json lists `top`. */
-async function ociIndexOnly(name: string, store: BlobStore, top: Descriptor[]): Promise<string> {
+export async function ociIndexOnly(name: string, store: BlobStore, top: Descriptor[]): Promise<string> {
   return writeTar(name, [...store.entries(), file('index.json', indexJson(top)), file('oci-layout', OCI_LAYOUT)]);
 }
 

@@ -8,10 +8,16 @@
  * The archives: every builder of test/fixtures/bad.ts plus those of ./fixtures.ts.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
+import { createGzip } from 'node:zlib';
+import { legacyDockerSave } from '../fixtures';
 import { BAD_BUILDERS } from '../fixtures/bad';
+import { BOUNDED_BUILDERS } from './bounded-archives';
+import { DIFFERENTIAL_BUILDERS } from './differential-archives';
 import { HOSTILE_BUILDERS, type Hostile } from './fixtures';
 import { oneLineError, runCli, sandbox, timeAvailable, type CliResult, type Sandbox } from './run-cli';
 
@@ -24,6 +30,8 @@ const all: Array<() => Promise<Hostile>> = [
     return { name: f.name, path: f.path, codes: [f.code, ...(f.alsoAccept ?? [])], notes: f.notes };
   }),
   ...HOSTILE_BUILDERS,
+  ...DIFFERENTIAL_BUILDERS,
+  ...BOUNDED_BUILDERS,
 ];
 
 function checkFailure(what: string, h: Hostile, r: CliResult): void {
@@ -100,5 +108,111 @@ describe('hostile archives: lading inspect and push (child process)', { timeout:
       t.diagnostic(`inspect ${inspect.ms} ms ${((inspect.maxRssKiB ?? 0) / 1024).toFixed(0)} MiB, push ${push.ms} ms ${((push.maxRssKiB ?? 0) / 1024).toFixed(0)} MiB: ${JSON.parse(push.stdout).error.code}`);
       box.remove();
     });
+  }
+});
+
+/**
+ * An input that goes on after the tar's end-of-archive marker (`cat image.tar /dev/zero |
+ * lading push - ...`): lading reads at most 1 MiB past the marker, stops, and completes.
+ */
+describe('standard input that keeps sending after the end of the archive', { timeout: 10 * 60_000 }, () => {
+  const boxes: Sandbox[] = [];
+  after(() => {
+    for (const b of boxes) b.remove();
+  });
+
+  /** The archive, then `more()` chunks for ever (or until the reader goes away). */
+  function endless(archive: Buffer, more: () => Buffer, gzip: boolean): Readable {
+    let sent = 0;
+    const src = new Readable({
+      read(): void {
+        if (sent === 0) this.push(archive);
+        else this.push(more());
+        sent += 1;
+      },
+    });
+    if (!gzip) return src;
+    const gz = createGzip({ level: 1 });
+    src.pipe(gz);
+    gz.on('close', () => src.destroy());
+    return gz;
+  }
+
+  const shapes: Array<[string, () => Buffer, boolean]> = [
+    ['zeros (a plain tar)', () => Buffer.alloc(64 * 1024), false],
+    ['random bytes (a plain tar)', () => randomBytes(64 * 1024), false],
+    ['zeros inside a gzip stream that never ends', () => Buffer.alloc(64 * 1024), true],
+  ];
+  for (const [what, more, gzip] of shapes) {
+    test(`a docker archive, then ${what}: inspect and push complete`, async (t) => {
+      const archive = readFileSync((await legacyDockerSave()).path);
+      const box = sandbox();
+      boxes.push(box);
+      const inspect = await runCli(['inspect', '-', '--json'], { env: box.env, cwd: box.cwd, stdinStream: endless(archive, more, gzip), timeoutMs: 120_000 });
+      t.diagnostic(`inspect: exit ${inspect.code} in ${inspect.ms} ms, ${((inspect.maxRssKiB ?? 0) / 1024).toFixed(0)} MiB`);
+      assert.equal(inspect.code, 0, inspect.stderr);
+      assert.equal((JSON.parse(inspect.stdout) as { images: unknown[] }).images.length, 1);
+      const push = await runCli(['push', '-', `oci:${join(box.root, 'out')}`, '--json'], { env: box.env, cwd: box.cwd, stdinStream: endless(archive, more, gzip), timeoutMs: 120_000 });
+      t.diagnostic(`push: exit ${push.code} in ${push.ms} ms, ${((push.maxRssKiB ?? 0) / 1024).toFixed(0)} MiB`);
+      assert.equal(push.code, 0, push.stderr);
+      for (const r of [inspect, push]) {
+        assert.ok(r.ms < 60_000, `took ${r.ms} ms`);
+        if (r.maxRssKiB !== undefined) assert.ok(r.maxRssKiB < DEFAULT_RSS_MIB * 1024, `peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB`);
+      }
+    });
+  }
+});
+
+/**
+ * SIGTERM or SIGINT while lading works through a slow hostile input (a gzip bomb's zeros being
+ * skipped, a bomb layer being verified): it ends promptly with 143 or 130, whatever it was doing.
+ */
+describe('a signal while a slow hostile input is being read', { timeout: 10 * 60_000 }, () => {
+  const boxes: Sandbox[] = [];
+  after(() => {
+    for (const b of boxes) b.remove();
+  });
+  const slow = ['gzip bomb: one 8 GiB entry, 1 GiB of it present', 'gzip bomb layer: 2 GiB in 2 MiB', '60 configs of 3.5 MiB each (gzip)'];
+  for (const name of slow) {
+    for (const [sig, code] of [
+      ['SIGTERM', 143],
+      ['SIGINT', 130],
+    ] as const) {
+      test(`${sig} during inspect of "${name}"`, async (t) => {
+        let h: Hostile | undefined;
+        for (const b of HOSTILE_BUILDERS.concat(BOUNDED_BUILDERS)) {
+          const x = await b();
+          if (x.name === name) {
+            h = x;
+            break;
+          }
+        }
+        assert.ok(h, `no hostile archive named ${name}`);
+        const box = sandbox();
+        boxes.push(box);
+        let signalledAt = 0;
+        const r = await runCli(['inspect', h.path, '--json'], {
+          env: box.env,
+          cwd: box.cwd,
+          measure: false,
+          timeoutMs: 120_000,
+          onSpawn: (pid) => {
+            setTimeout(() => {
+              try {
+                process.kill(pid, sig);
+                signalledAt = Date.now();
+              } catch {
+                // already gone
+              }
+            }, 700);
+          },
+        });
+        const after = signalledAt === 0 ? -1 : Date.now() - signalledAt;
+        t.diagnostic(`exit ${r.code} ${r.signal ?? ''} ${after} ms after ${sig} (run ${r.ms} ms)`);
+        if (signalledAt === 0 || r.ms < 700) return; // done before the signal: nothing to check
+        assert.equal(r.code, code, r.stderr);
+        assert.ok(after < 3000, `ended ${after} ms after ${sig}`);
+      });
+    }
   }
 });

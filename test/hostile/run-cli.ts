@@ -73,6 +73,8 @@ export interface RunOptions {
   /** Killed (SIGKILL) after this long; the result then has signal SIGKILL. @default 120000 */
   timeoutMs?: number;
   stdin?: string | Buffer;
+  /** Piped to the child's standard input instead of `stdin` (destroyed when the child exits). */
+  stdinStream?: NodeJS.ReadableStream & { destroy(): void };
   /** Called once the child is spawned (e.g. to signal it later). */
   onSpawn?: (pid: number, output: { stdout: () => string; stderr: () => string }) => void;
   /** Measure peak RSS with /usr/bin/time. @default true */
@@ -93,7 +95,11 @@ export function runCli(args: string[], opts: RunOptions = {}): Promise<CliResult
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
     child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     child.stdin.on('error', () => undefined);
-    child.stdin.end(opts.stdin);
+    if (opts.stdinStream) {
+      opts.stdinStream.on('error', () => undefined);
+      opts.stdinStream.pipe(child.stdin);
+      child.on('close', () => opts.stdinStream!.destroy());
+    } else child.stdin.end(opts.stdin);
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
     if (child.pid !== undefined) opts.onSpawn?.(child.pid, { stdout: () => stdout, stderr: () => stderr });
     child.on('error', reject);
