@@ -8,6 +8,12 @@
 // A failure prints fast-check's seed, path and counterexample; replay it with
 //   FC_SEED=<seed> FC_PATH=<path> node scripts/fuzz.js --test-name-pattern='<test name>'
 // (lading's own property files read both). The exit code is the test runner's.
+// Seeds (the archives the mutations start from) live in the property files: the corrupted-
+// archive bases of test/archive/tar-props.test.ts (which include every parser-differential
+// case of test/archive/differential-cases.ts and names 300 levels deep) and the builders of
+// test/archive/corrupt-props.test.ts (every format, and the small shapes of the hostile
+// archives of issue 19: a FIFO or a lone zero block hiding a second manifest.json, a
+// duplicated manifest.json, layers named through chains of links, indexes that fan out).
 'use strict';
 const { spawnSync } = require('node:child_process');
 const { existsSync, readdirSync, statSync } = require('node:fs');

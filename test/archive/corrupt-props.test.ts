@@ -1,7 +1,9 @@
 /**
  * Property: whatever happens to an archive's bytes (flipped bytes, truncation, spliced
  * garbage), reading it yields either a result or a LadingError with a stable code, never
- * another exception and never a hang. Run with FC_NUM_RUNS=5000 (npm run fuzz) for more.
+ * another exception and never a hang. The seeds: archives of every format, and the shapes
+ * of issue 19's hostile archives (parser differentials, link chains, index fan-out), small.
+ * Run with FC_NUM_RUNS=5000 (npm run fuzz) for more.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
@@ -14,6 +16,9 @@ import { inspectArchive } from '../../src/archive';
 import { isLadingError } from '../../src/errors';
 import { dockerSave25, ggcrTarball, legacyDockerSaveSymlink, ociArchive } from '../fixtures';
 import { gzipSync } from 'node:zlib';
+import { fanOutEntries, linkChainEntries } from '../hostile/bounded-archives';
+import { DIFFERENTIAL_BUILDERS } from '../hostile/differential-archives';
+import { writeTar } from '../hostile/fixtures';
 
 const runs = Number(process.env.FC_NUM_RUNS ?? 60);
 const dir = mkdtempSync(join(tmpdir(), 'lading-corrupt-'));
@@ -55,12 +60,18 @@ async function check(bytes: Buffer, label: string): Promise<void> {
 }
 
 describe('corrupted archives give typed errors only', () => {
-  const builders = [
+  const builders: ReadonlyArray<readonly [string, () => Promise<{ path: string }>]> = [
     ['legacy docker save with a symlinked layer', legacyDockerSaveSymlink],
     ['docker save >= 25', dockerSave25],
     ['OCI archive', ociArchive],
     ['ggcr tarball', ggcrTarball],
-  ] as const;
+    // Seeds from issue 19: the shapes of hostile archives, small.
+    ['a FIFO whose data is a second manifest.json', DIFFERENTIAL_BUILDERS[0]!],
+    ['manifest.json twice', DIFFERENTIAL_BUILDERS[2]!],
+    ['a lone zero block before a second manifest.json', DIFFERENTIAL_BUILDERS[9]!],
+    ['layers named through a chain of directory links', async () => ({ path: await writeTar('seed-links', linkChainEntries(6, 40, 20)) })],
+    ['indexes listing the next one many times', async () => ({ path: await writeTar('seed-fan-out', await fanOutEntries(4, 30)) })],
+  ];
   for (const [name, build] of builders) {
     it(name, async () => {
       const original = readFileSync((await build()).path);

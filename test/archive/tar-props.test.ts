@@ -4,7 +4,8 @@
  *     is read identically by `indexTarFile` and `readTarStream`, whatever the chunking;
  *  2. random corruption (flipped bytes, truncation, splices, header fields rewritten with a
  *     valid checksum, blocks dropped or doubled) only ever yields entries or a LadingError,
- *     the two readers agree, and every read is bounded in time;
+ *     the two readers agree, and every read is bounded in time; the seeds include the
+ *     parser-differential archives of differential-cases.ts and names 300 levels deep;
  *  3. an archive cut anywhere reads as the entries before the cut when the cut falls between
  *     entries, and is TRUNCATED otherwise: never a half entry, never a dropped one;
  *  4. entry tables with random links resolve, or fail with a link error, never anything else.
@@ -24,6 +25,8 @@ import * as tarStream from 'tar-stream';
 import { EntryTable } from '../../src/archive/entries';
 import { BLOCK, dataSizeOf, indexTarFile, readTarStream, type TarEntry, type TarEntryType } from '../../src/archive/tar';
 import { LadingError, type ErrorCode } from '../../src/errors';
+import { deepNames } from '../hostile/bounded-archives';
+import { DIFFERENTIAL_CASES } from './differential-cases';
 
 const envRuns = process.env.FC_NUM_RUNS === undefined ? undefined : Number(process.env.FC_NUM_RUNS);
 const runs = (byDefault: number): number => envRuns ?? byDefault;
@@ -333,6 +336,10 @@ describe('corrupted archives', () => {
   let bases: Buffer[] = [];
   before(async () => {
     bases = [
+      // Seeds from issue 19: archives tar readers read differently (lading refuses most of
+      // them) and archives they all read alike; names 300 levels deep.
+      ...DIFFERENTIAL_CASES.map((c) => c.bytes),
+      deepNames(20, 300),
       GNU_LONG_NAMES,
       await pack([
         { type: 'file', name: 'manifest.json', size: 300, seed: 1 },
