@@ -1,5 +1,5 @@
 import { inspectArchive, type InspectResult } from '../archive';
-import { formatBytes, shortDigest } from './format';
+import { formatBytes, shortDigest, terminalSafe } from './format';
 import { parseCommandArgs, usageError, type CommandContext } from './context';
 import { parseArchiveArg } from './transports';
 
@@ -26,19 +26,21 @@ function layerCompression(mt: string): string {
 export function renderInspect(r: InspectResult, where: string): string {
   const lines: string[] = [];
   const comp = r.compression === 'none' ? 'uncompressed' : `${r.compression}-compressed`;
-  lines.push(`${where}: ${r.format}, ${comp}, ${r.images.length} image${r.images.length === 1 ? '' : 's'}`);
+  // Everything from the archive (and the path) is untrusted text: escaped for the terminal.
+  const t = (s: string): string => terminalSafe(s, 500);
+  lines.push(`${t(where)}: ${r.format}, ${comp}, ${r.images.length} image${r.images.length === 1 ? '' : 's'}`);
   for (const img of r.images) {
     lines.push('');
-    lines.push(`image ${img.names.length > 0 ? img.names.join(', ') : '(unnamed)'}`);
+    lines.push(`image ${img.names.length > 0 ? img.names.map(t).join(', ') : '(unnamed)'}`);
     lines.push(`  digest     ${img.digest ?? '(none)'}`);
-    lines.push(`  mediaType  ${img.mediaType}`);
+    lines.push(`  mediaType  ${t(img.mediaType)}`);
     for (const m of img.manifests) {
-      const p = m.platform ? [m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/') : 'unknown platform';
+      const p = m.platform ? t([m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/')) : 'unknown platform';
       const tags = [m.attestation ? 'attestation' : '', m.available ? '' : 'not in archive'].filter(Boolean).join(', ');
       lines.push(`  ${p}  manifest ${m.digest}${tags ? `  (${tags})` : ''}`);
       if (m.config) lines.push(`    config  ${shortDigest(m.config.digest)}  ${formatBytes(m.config.size)}`);
       for (const l of m.layers) {
-        lines.push(`    layer   ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(9)}  ${layerCompression(l.mediaType)}`);
+        lines.push(`    layer   ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(9)}  ${t(layerCompression(l.mediaType))}`);
       }
     }
   }

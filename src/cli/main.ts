@@ -2,6 +2,7 @@
 import { setMaxListeners } from 'node:events';
 import { LadingError } from '../errors';
 import type { CommandContext } from './context';
+import { terminalSafe } from './format';
 
 // package.json sits outside the compiled tree; reading it at run time keeps one source of truth.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -98,7 +99,8 @@ export async function main(argv: string[], io: { stdout?: (s: string) => void; s
     const le =
       reason instanceof LadingError ? reason : e instanceof LadingError ? e : new LadingError('INTERNAL', `unexpected error: ${(e as Error)?.message ?? String(e)}`, { cause: e });
     if (json) out(JSON.stringify({ error: { code: le.code, message: le.message } }, null, 2));
-    err(`lading: ${le.message}`);
+    // One line whatever the message holds: names from a hostile archive cannot forge output.
+    err(`lading: ${terminalSafe(le.message)}`);
     if (debugOn) err(((le.cause as Error | undefined)?.stack ?? le.stack) ?? '');
     return le.exitCode;
   }

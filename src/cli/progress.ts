@@ -1,5 +1,5 @@
 import type { CopyEvent } from '../copy/events';
-import { formatBytes, shortDigest } from './format';
+import { formatBytes, shortDigest, terminalSafe } from './format';
 
 interface Live {
   label: string;
@@ -36,8 +36,9 @@ export class ProgressRenderer {
         if (this.mode === 'plain') this.line(`copying ${e.blobs} blobs (${formatBytes(e.bytes)} stored) and ${e.manifests} manifest${e.manifests === 1 ? '' : 's'}`);
         break;
       case 'blob-start':
-        this.live.set(e.id, { label: e.label, size: e.size, done: 0, started: Date.now() });
-        if (this.mode === 'plain') this.line(`${e.action === 'compress+upload' ? 'compressing and uploading' : 'uploading'} ${e.label}${e.size !== undefined ? ` (${formatBytes(e.size)})` : ''}`);
+        // Labels carry platform strings from the archive: escaped for the terminal.
+        this.live.set(e.id, { label: terminalSafe(e.label, 200), size: e.size, done: 0, started: Date.now() });
+        if (this.mode === 'plain') this.line(`${e.action === 'compress+upload' ? 'compressing and uploading' : 'uploading'} ${terminalSafe(e.label, 200)}${e.size !== undefined ? ` (${formatBytes(e.size)})` : ''}`);
         break;
       case 'blob-progress': {
         const l = this.live.get(e.id);
@@ -46,8 +47,8 @@ export class ProgressRenderer {
         break;
       }
       case 'blob-skip':
-        if (this.mode === 'plain') this.line(`${e.reason === 'mounted' ? 'mounted' : 'skipped'} ${e.label}: ${e.reason === 'cached' ? 'compressed form already there' : e.reason === 'mounted' ? 'compressed form linked from the --mount-from repository' : 'already there'} (${shortDigest(e.digest)})`);
-        else this.above(`skipped   ${e.label} (${shortDigest(e.digest)}, already there)`);
+        if (this.mode === 'plain') this.line(`${e.reason === 'mounted' ? 'mounted' : 'skipped'} ${terminalSafe(e.label, 200)}: ${e.reason === 'cached' ? 'compressed form already there' : e.reason === 'mounted' ? 'compressed form linked from the --mount-from repository' : 'already there'} (${shortDigest(e.digest)})`);
+        else this.above(`skipped   ${terminalSafe(e.label, 200)} (${shortDigest(e.digest)}, already there)`);
         break;
       case 'blob-done': {
         const l = this.live.get(e.id);
@@ -63,7 +64,7 @@ export class ProgressRenderer {
         else this.above(`retrying  ${e.id} (attempt ${e.attempt}): ${e.error}`);
         break;
       case 'manifest': {
-        const msg = `${e.tag ? `tagged    ${e.tag} ->` : 'manifest '} ${e.digest}`;
+        const msg = `${e.tag ? `tagged    ${terminalSafe(e.tag, 200)} ->` : 'manifest '} ${e.digest}`;
         if (this.mode === 'plain') this.line(msg);
         else this.above(msg);
         break;
