@@ -13,7 +13,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { TarballImage, type TarballImageProps } from '../../src/cdk';
-import { ensureHandlerBundle, sampleArchive } from './helpers';
+import { actionsOf, ensureHandlerBundle, sampleArchive, throwsAt } from './helpers';
 
 const ENV = { account: '123456789012', region: 'eu-west-1' };
 
@@ -53,20 +53,7 @@ function statements(t: Template): { Action: string | string[]; Resource: unknown
   });
 }
 
-function actionsOf(s: { Action: string | string[] }): string[] {
-  return Array.isArray(s.Action) ? s.Action : [s.Action];
-}
 
-/** Expects `fn` to throw a one-line Error that starts with the construct path and matches `re`. */
-function throwsAt(fn: () => unknown, path: string, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof Error);
-    assert.ok(e.message.startsWith(`${path}: `), `message names the path: ${e.message}`);
-    assert.ok(!e.message.includes('\n'), `one line: ${e.message}`);
-    assert.match(e.message, re);
-    return true;
-  });
-}
 
 /** A VPC of isolated subnets only, reaching AWS through endpoints. */
 function isolatedVpc(stack: Stack): ec2.Vpc {

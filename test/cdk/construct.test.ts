@@ -16,7 +16,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { TarballImage, type TarballImageProps } from '../../src/cdk';
 import { freshPath, jibTar, notATar, rulesOciLoad, truncatedTar } from '../fixtures';
-import { ensureHandlerBundle, multiPlatformArchive, sampleArchive } from './helpers';
+import { actionsOf, ensureHandlerBundle, multiPlatformArchive, sampleArchive, throwsAt } from './helpers';
 
 const ENV = { account: '123456789012', region: 'eu-west-1' };
 const BOOTSTRAP_REPO = 'cdk-hnb659fds-container-assets-123456789012-eu-west-1';
@@ -59,19 +59,7 @@ function statements(t: Template): { Action: string | string[]; Resource: unknown
   return Object.values(t.findResources('AWS::IAM::Policy')).flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: never[] } } }).Properties.PolicyDocument.Statement);
 }
 
-function actionsOf(s: { Action: string | string[] }): string[] {
-  return Array.isArray(s.Action) ? s.Action : [s.Action];
-}
 
-/** Expects `fn` to throw an Error whose message starts with the construct path and matches `re`. */
-function throwsAt(fn: () => unknown, path: string, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof Error);
-    assert.ok(e.message.startsWith(`${path}: `), `message names the path: ${e.message}`);
-    assert.match(e.message, re);
-    return true;
-  });
-}
 
 describe('TarballImage synth: defaults', () => {
   it('pushes to the bootstrap container-assets repository with a content-derived tag, gzip, retained on delete', () => {

@@ -2,6 +2,7 @@
  * Helpers for the TarballImage tests: the handler bundle the construct ships (built into
  * this compile's output dir when missing), and sample archives written to temp files.
  */
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -48,4 +49,20 @@ export async function multiPlatformArchive(): Promise<string> {
   const p = freshPath('multi-platform.tar');
   writeFileSync(p, await tarBuffer([...store.entries(), file('index.json', indexJson([top])), file('oci-layout', OCI_LAYOUT)]));
   return p;
+}
+
+/** The actions of a policy statement, whether CloudFormation holds one or a list. */
+export function actionsOf(s: { Action: string | string[] }): string[] {
+  return Array.isArray(s.Action) ? s.Action : [s.Action];
+}
+
+/** Expects `fn` to throw a one-line Error that starts with the construct path and matches `re`. */
+export function throwsAt(fn: () => unknown, path: string, re: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof Error);
+    assert.ok(e.message.startsWith(`${path}: `), `message names the path: ${e.message}`);
+    assert.ok(!e.message.includes('\n'), `one line: ${e.message}`);
+    assert.match(e.message, re);
+    return true;
+  });
 }
