@@ -280,6 +280,10 @@ export class TarballImage extends Construct {
     checkNetwork(props, fail);
     // Small archives keep the lean single-invocation path (no framework resources, no extra
     // cold starts); large ones default to the framework so a slow push cannot fail the deploy.
+    // Lambda gives one vCPU per 1,769 MB (6 at 10,240): layers are compressed on every core
+    // through Node's thread pool, which has 4 threads unless told otherwise.
+    const vcpus = Math.round((props.memorySize ?? 2048) / 1769);
+    const environment: Record<string, string> = { XDG_CACHE_HOME: '/tmp/lading-cache', ...(vcpus > 4 ? { UV_THREADPOOL_SIZE: String(vcpus) } : {}) };
     const totalTimeout = props.totalTimeout ?? (statSync(tarball).size > LARGE_ARCHIVE_BYTES ? Duration.hours(1) : timeout);
     if (totalTimeout.toSeconds() > 3600) fail('totalTimeout is at most 1 hour: CloudFormation waits no longer for a custom resource');
     const continued = totalTimeout.toSeconds() > timeout.toSeconds();
@@ -292,7 +296,7 @@ export class TarballImage extends Construct {
       memorySize: props.memorySize ?? 2048,
       timeout,
       description: `lading: pushes ${props.tarball} to ECR (${this.node.path})`,
-      environment: { XDG_CACHE_HOME: '/tmp/lading-cache' },
+      environment,
       vpc: props.vpc,
       vpcSubnets: props.vpcSubnets,
       securityGroups: props.securityGroups,
@@ -311,7 +315,7 @@ export class TarballImage extends Construct {
         memorySize: props.memorySize ?? 2048,
         timeout,
         description: `lading: goes on pushing ${props.tarball} to ECR (${this.node.path})`,
-        environment: { XDG_CACHE_HOME: '/tmp/lading-cache' },
+        environment,
         vpc: props.vpc,
         vpcSubnets: props.vpcSubnets,
         securityGroups: props.vpc ? this.handler.connections.securityGroups : undefined,

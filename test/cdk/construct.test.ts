@@ -237,6 +237,19 @@ describe('TarballImage synth: pushes longer than one invocation (totalTimeout)',
   });
 });
 
+describe('TarballImage synth: cores for compression', () => {
+  it('memorySize buys vCPUs (one per 1,769 MB): above four, the thread pool that compresses gets one thread each', () => {
+    const env = (memorySize: number): Record<string, string> => {
+      const fn = Object.values(Template.fromStack(stackWith({ tarball: sample, memorySize }).stack).findResources('AWS::Lambda::Function'))[0] as { Properties: { Environment: { Variables: Record<string, string> } } };
+      return fn.Properties.Environment.Variables;
+    };
+    assert.equal(env(2048).UV_THREADPOOL_SIZE, undefined, 'two vCPUs: the default 4 threads suffice');
+    assert.equal(env(8848).UV_THREADPOOL_SIZE, '5', '8,848 MB: 5 vCPUs');
+    assert.equal(env(7000).UV_THREADPOOL_SIZE, undefined, '7,000 MB: 4 vCPUs');
+    assert.equal(env(10240).UV_THREADPOOL_SIZE, '6');
+  });
+});
+
 describe('TarballImage synth: many images in one stack', () => {
   it('20 images: four resources each (function, role, policy, custom resource), well inside CloudFormation\'s 500', () => {
     const app = new App();
