@@ -196,11 +196,8 @@ export async function providerIsComplete(event: IsCompleteEvent, context: Handle
     const data = await push(event, context, deps, log, true);
     return data ? { IsComplete: true, PhysicalResourceId: physicalId(p, data), Data: data } : { IsComplete: false };
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    log(`FAILED: ${msg}`);
-    const base = { StackId: event.StackId, RequestId: event.RequestId, LogicalResourceId: event.LogicalResourceId };
     const physical = event.PhysicalResourceId.startsWith(`${PENDING_CREATE}-`) ? failedCreateId(event) : event.PhysicalResourceId;
-    const response = fitReason({ Status: 'FAILED', PhysicalResourceId: physical, ...base }, msg, ` (lading ${e instanceof LadingError ? e.code : 'error'}; see CloudWatch log stream)`);
+    const response = failedResponse(event, physical, e, log);
     await deps.s3.send(new PutObjectCommand({ Bucket: p.Bucket, Key: marker, Body: `${response.Reason}\n` })).catch((err: unknown) => log(`failure marker not written: ${String(err)}`));
     await answer(event.ResponseURL, response, deps.network ?? defaultNetwork());
     return { IsComplete: false };
@@ -232,9 +229,7 @@ export async function handle(event: CustomResourceEvent, context: HandlerContext
       response = { Status: 'SUCCESS', PhysicalResourceId: physicalId(event.ResourceProperties, data), Data: data, ...base };
     }
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    log(`FAILED: ${msg}`);
-    response = fitReason({ Status: 'FAILED', PhysicalResourceId: event.PhysicalResourceId ?? failedCreateId(event), ...base }, msg, ` (lading ${e instanceof LadingError ? e.code : 'error'}; see CloudWatch log stream)`);
+    response = failedResponse(event, event.PhysicalResourceId ?? failedCreateId(event), e, log);
   }
   await answer(event.ResponseURL, response, deps.network ?? defaultNetwork());
   return response;
@@ -246,6 +241,14 @@ function physicalId(p: TarballImageResourceProperties, data: ResourceData): stri
 
 /** The physical id of a Create still running across invocations (nothing to delete yet). */
 const PENDING_CREATE = 'lading-create-pending';
+
+/** The FAILED answer for `e`, logged, its reason fitted to CloudFormation's 4 KiB, the error code kept. */
+function failedResponse(event: CustomResourceEvent, physicalId: string, e: unknown, log: (line: string) => void): CustomResourceResponse {
+  const msg = e instanceof Error ? e.message : String(e);
+  log(`FAILED: ${msg}`);
+  const base = { StackId: event.StackId, RequestId: event.RequestId, LogicalResourceId: event.LogicalResourceId };
+  return fitReason({ Status: 'FAILED', PhysicalResourceId: physicalId, ...base }, msg, ` (lading ${e instanceof LadingError ? e.code : 'error'}; see CloudWatch log stream)`);
+}
 
 function failedCreateId(event: CustomResourceEvent): string {
   return `${FAILED_CREATE}-${event.RequestId}`.slice(0, 1024);
