@@ -51,8 +51,18 @@ export function pushResult(r: ChildResult, what: string): PushJson {
 }
 
 /** Runs the lading CLI under GNU time. */
-export function lading(ctx: BenchContext, args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: () => void): Promise<ChildResult> {
-  return timed(process.execPath, [ctx.cli, ...args], { env: childEnv(env), scratchDir: ctx.scratchDir, timeoutMs: 10 * 60_000, ...(onSpawn ? { onSpawn } : {}) });
+export function lading(
+  ctx: BenchContext,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  onSpawn?: () => void,
+): Promise<ChildResult> {
+  return timed(process.execPath, [ctx.cli, ...args], {
+    env: childEnv(env),
+    scratchDir: ctx.scratchDir,
+    timeoutMs: 10 * 60_000,
+    ...(onSpawn ? { onSpawn } : {}),
+  });
 }
 
 /** Reads a file once so later reads come from the page cache. */

@@ -13,7 +13,12 @@ import { judge, mibPerS, ratioText, type Row, type Table } from './report';
 import { startServe } from './servers';
 
 const ECR_HOST = '000000000000.dkr.ecr.us-east-1.amazonaws.com';
-const AWS_ENV = { AWS_ACCESS_KEY_ID: 'AKIABENCHBENCHBENCH0', AWS_SECRET_ACCESS_KEY: 'bench-secret', AWS_EC2_METADATA_DISABLED: 'true', AWS_REGION: 'us-east-1' };
+const AWS_ENV = {
+  AWS_ACCESS_KEY_ID: 'AKIABENCHBENCHBENCH0',
+  AWS_SECRET_ACCESS_KEY: 'bench-secret',
+  AWS_EC2_METADATA_DISABLED: 'true',
+  AWS_REGION: 'us-east-1',
+};
 
 type Transport = 'ecr-api' | 'registry';
 
@@ -26,7 +31,12 @@ interface Measured {
 async function createRepository(url: string, repositoryName: string): Promise<void> {
   // The bench's own SDK client: its Node 20 support notice would only clutter the log.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
-  const client = new ECRClient({ region: 'us-east-1', endpoint: url, credentials: { accessKeyId: AWS_ENV.AWS_ACCESS_KEY_ID, secretAccessKey: AWS_ENV.AWS_SECRET_ACCESS_KEY }, maxAttempts: 3 });
+  const client = new ECRClient({
+    region: 'us-east-1',
+    endpoint: url,
+    credentials: { accessKeyId: AWS_ENV.AWS_ACCESS_KEY_ID, secretAccessKey: AWS_ENV.AWS_SECRET_ACCESS_KEY },
+    maxAttempts: 3,
+  });
   try {
     await client.send(new CreateRepositoryCommand({ repositoryName }));
   } catch (e) {
@@ -56,15 +66,30 @@ export async function benchEcr(ctx: BenchContext): Promise<Table[]> {
           await createRepository(srv.url, repo);
           syncDisks();
           const cpu0 = processCpuSeconds(srv.pid);
-          const args = ['push', img.path, `${ECR_HOST}/${repo}:latest`, '--endpoint-url', srv.url, '--create-repository', '--no-cache', '--json', '--quiet'];
+          const args = [
+            'push',
+            img.path,
+            `${ECR_HOST}/${repo}:latest`,
+            '--endpoint-url',
+            srv.url,
+            '--create-repository',
+            '--no-cache',
+            '--json',
+            '--quiet',
+          ];
           if (transport === 'registry') args.push('--transport', 'registry');
           const r = await lading(ctx, args, AWS_ENV);
           const serverCpuS = processCpuSeconds(srv.pid) - cpu0;
           const serverRssMiB = processPeakRssMiB(srv.pid);
           const res = pushResult(r, `lading push --transport ${transport} (${img.id}) to lading serve`);
-          if (res.blobs.uploaded < 6 || res.blobs.skipped !== 0) throw new BenchError(`lading push --transport ${transport} (${img.id}) was not cold: ${JSON.stringify(res.blobs)}`);
+          if (res.blobs.uploaded < 6 || res.blobs.skipped !== 0)
+            throw new BenchError(
+              `lading push --transport ${transport} (${img.id}) was not cold: ${JSON.stringify(res.blobs)}`,
+            );
           results[img.id]![transport].push({ sample: r, serverCpuS, serverRssMiB });
-          ctx.log(`ecr run ${i + 1}/${ctx.runs}: ${img.id} --transport ${transport} ${r.wallS.toFixed(2)} s wall, ${r.cpuS.toFixed(2)} CPU-s, ${r.rssMiB.toFixed(0)} MiB; serve ${serverCpuS.toFixed(2)} CPU-s`);
+          ctx.log(
+            `ecr run ${i + 1}/${ctx.runs}: ${img.id} --transport ${transport} ${r.wallS.toFixed(2)} s wall, ${r.cpuS.toFixed(2)} CPU-s, ${r.rssMiB.toFixed(0)} MiB; serve ${serverCpuS.toFixed(2)} CPU-s`,
+          );
         } finally {
           await srv.stop();
         }
@@ -73,12 +98,17 @@ export async function benchEcr(ctx: BenchContext): Promise<Table[]> {
   }
 
   const rows: Row[] = [];
-  const notes: string[] = ['Throughput (MiB/s) is archive bytes / wall time of the lading push process. Ratio: registry transport / ecr-api transport.'];
+  const notes: string[] = [
+    'Throughput (MiB/s) is archive bytes / wall time of the lading push process. Ratio: registry transport / ecr-api transport.',
+  ];
   for (const img of images) {
     const size = statSync(img.path).size;
     const scenario = `${img.label}, ${(size / 2 ** 20).toFixed(0)} MiB`;
     const med = (t: Transport): Sample => medianSample(results[img.id]![t].map((x) => x.sample));
-    const server = (t: Transport): Sample => medianSample(results[img.id]![t].map((x) => ({ wallS: 0, userS: 0, sysS: 0, cpuS: x.serverCpuS, rssMiB: x.serverRssMiB })));
+    const server = (t: Transport): Sample =>
+      medianSample(
+        results[img.id]![t].map((x) => ({ wallS: 0, userS: 0, sysS: 0, cpuS: x.serverCpuS, rssMiB: x.serverRssMiB })),
+      );
     const api = med('ecr-api');
     const reg = med('registry');
     for (const t of ['ecr-api', 'registry'] as const) {
@@ -99,5 +129,12 @@ export async function benchEcr(ctx: BenchContext): Promise<Table[]> {
       `${img.id}: lading serve spent ${server('ecr-api').cpuS.toFixed(2)} CPU-s (ecr-api) and ${server('registry').cpuS.toFixed(2)} CPU-s (registry) per push, peak RSS ${server('ecr-api').rssMiB.toFixed(0)} / ${server('registry').rssMiB.toFixed(0)} MiB.`,
     );
   }
-  return [{ id: 'ecr', title: 'Push to lading serve (local ECR endpoint), native ECR API vs registry transport', rows, notes }];
+  return [
+    {
+      id: 'ecr',
+      title: 'Push to lading serve (local ECR endpoint), native ECR API vs registry transport',
+      rows,
+      notes,
+    },
+  ];
 }

@@ -17,7 +17,21 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
@@ -71,7 +85,10 @@ export function sha256File(path: string): string {
 }
 
 /** Writes a tar file; sources are Buffers or paths of files copied in 4 MiB chunks. Returns its sha256. */
-function writeTar(path: string, entries: { name: string; type?: 'file' | 'directory'; data?: Buffer; file?: string; size?: number }[]): string {
+function writeTar(
+  path: string,
+  entries: { name: string; type?: 'file' | 'directory'; data?: Buffer; file?: string; size?: number }[],
+): string {
   const h = createHash('sha256');
   const tmp = `${path}.partial`;
   const fd = openSync(tmp, 'w');
@@ -160,7 +177,28 @@ function textBlock(next: () => number, vocab: Vocabulary, size: number): Buffer 
 function vocabulary(next: () => number): Vocabulary {
   const letters = 'etaoinshrdlcumwfgypbvkjxqz';
   const words: Buffer[] = [];
-  for (const kw of ['the', 'of', 'and', 'to', 'in', 'is', 'const', 'return', 'function', 'if', 'import', 'export', 'INFO', 'DEBUG', 'request', 'status=200', '{', '}', '();', '0x7f']) {
+  for (const kw of [
+    'the',
+    'of',
+    'and',
+    'to',
+    'in',
+    'is',
+    'const',
+    'return',
+    'function',
+    'if',
+    'import',
+    'export',
+    'INFO',
+    'DEBUG',
+    'request',
+    'status=200',
+    '{',
+    '}',
+    '();',
+    '0x7f',
+  ]) {
     words.push(Buffer.from(kw));
   }
   while (words.length < 4096) {
@@ -177,7 +215,7 @@ function vocabulary(next: () => number): Vocabulary {
   let acc = 0;
   let word = 0;
   for (let i = 0; i < 65536; i++) {
-    while (word < words.length - 1 && (acc + weights[word]!) / total * 65536 <= i) acc += weights[word++]!;
+    while (word < words.length - 1 && ((acc + weights[word]!) / total) * 65536 <= i) acc += weights[word++]!;
     pick[i] = word;
   }
   return { words, pick };
@@ -269,7 +307,10 @@ function configFor(layers: LayerFile[]): Buffer {
       created: '2026-01-01T00:00:00Z',
       config: { Env: ['PATH=/usr/bin:/bin'], Cmd: ['/bin/sh'] },
       rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
-      history: layers.map((l, i) => ({ created: '2026-01-01T00:00:00Z', created_by: `lading bench: ${l.kind} layer ${i}` })),
+      history: layers.map((l, i) => ({
+        created: '2026-01-01T00:00:00Z',
+        created_by: `lading bench: ${l.kind} layer ${i}`,
+      })),
     }),
   );
 }
@@ -287,14 +328,21 @@ export function writeDockerArchive(path: string, layers: LayerFile[], name: stri
     ids.push(parent);
   }
   const [repo, tag] = name.split(':') as [string, string];
-  const manifest = Buffer.from(JSON.stringify([{ Config: configName, RepoTags: [name], Layers: ids.map((id) => `${id}/layer.tar`) }]));
+  const manifest = Buffer.from(
+    JSON.stringify([{ Config: configName, RepoTags: [name], Layers: ids.map((id) => `${id}/layer.tar`) }]),
+  );
   const repositories = Buffer.from(JSON.stringify({ [repo]: { [tag]: ids[ids.length - 1] } }));
   const entries: Parameters<typeof writeTar>[1] = [];
   layers.forEach((l, i) => {
     const id = ids[i]!;
     entries.push({ name: `${id}/`, type: 'directory' });
     entries.push({ name: `${id}/VERSION`, data: Buffer.from('1.0') });
-    entries.push({ name: `${id}/json`, data: Buffer.from(JSON.stringify({ id, ...(i > 0 ? { parent: ids[i - 1] } : {}), created: '2026-01-01T00:00:00Z' })) });
+    entries.push({
+      name: `${id}/json`,
+      data: Buffer.from(
+        JSON.stringify({ id, ...(i > 0 ? { parent: ids[i - 1] } : {}), created: '2026-01-01T00:00:00Z' }),
+      ),
+    });
     entries.push({ name: `${id}/layer.tar`, file: l.path });
   });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -312,7 +360,11 @@ function writeOciArchive(path: string, layers: LayerFile[], tag: string): void {
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-      layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: l.gz.digest, size: l.gz.size })),
+      layers: layers.map((l) => ({
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        digest: l.gz.digest,
+        size: l.gz.size,
+      })),
     }),
   );
   const manifestDigest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
@@ -342,7 +394,11 @@ function writeOciArchive(path: string, layers: LayerFile[], tag: string): void {
 }
 
 /** Generates (or reuses) every input for layers of `layerMiB` MiB. */
-export async function prepareInputs(benchDir: string, layerMiB: number, log: (s: string) => void): Promise<BenchInputs> {
+export async function prepareInputs(
+  benchDir: string,
+  layerMiB: number,
+  log: (s: string) => void,
+): Promise<BenchInputs> {
   const dir = join(benchDir, `inputs-${layerMiB}m`);
   const marker = join(dir, 'inputs.json');
   if (existsSync(marker)) {

@@ -29,7 +29,9 @@ function checkInspect(r: ChildResult, compression: string, layers: number): void
   }
   const n = doc.images?.[0]?.manifests?.[0]?.layers?.length;
   if (doc.format !== 'docker-archive' || doc.compression !== compression || n !== layers) {
-    throw new BenchError(`lading inspect: unexpected result (format ${doc.format}, compression ${doc.compression}, ${n} layers; expected docker-archive, ${compression}, ${layers})`);
+    throw new BenchError(
+      `lading inspect: unexpected result (format ${doc.format}, compression ${doc.compression}, ${n} layers; expected docker-archive, ${compression}, ${layers})`,
+    );
   }
 }
 
@@ -46,10 +48,16 @@ async function one(
   const layers = 4; // both inspect archives: 3 random layers + 1 text layer
   for (let i = 0; i < ctx.runs; i++) {
     const runBase = async (): Promise<void> => {
-      const r = await timed(process.execPath, [ctx.baseline, compression === 'none' ? 'sha256' : 'gunzip-sha256', file], { scratchDir: ctx.scratchDir });
+      const r = await timed(
+        process.execPath,
+        [ctx.baseline, compression === 'none' ? 'sha256' : 'gunzip-sha256', file],
+        { scratchDir: ctx.scratchDir },
+      );
       mustSucceed(r, 'baseline reader');
       base.push(r);
-      ctx.log(`inspect ${compression} run ${i + 1}/${ctx.runs}: baseline ${r.wallS.toFixed(2)} s, ${r.rssMiB.toFixed(0)} MiB`);
+      ctx.log(
+        `inspect ${compression} run ${i + 1}/${ctx.runs}: baseline ${r.wallS.toFixed(2)} s, ${r.rssMiB.toFixed(0)} MiB`,
+      );
     };
     const runMine = async (): Promise<void> => {
       const tmp = join(ctx.scratchDir, `tmpdir-inspect-${compression}-${i}`);
@@ -64,7 +72,9 @@ async function one(
       checkInspect(r, compression, layers);
       mine.push(r);
       temp.push(seen);
-      ctx.log(`inspect ${compression} run ${i + 1}/${ctx.runs}: lading ${r.wallS.toFixed(2)} s, ${r.rssMiB.toFixed(0)} MiB, TMPDIR max ${seen.maxBytes} B`);
+      ctx.log(
+        `inspect ${compression} run ${i + 1}/${ctx.runs}: lading ${r.wallS.toFixed(2)} s, ${r.rssMiB.toFixed(0)} MiB, TMPDIR max ${seen.maxBytes} B`,
+      );
     };
     // Alternate who goes first, so neither always gets the fresher cache or the quieter machine.
     if (i % 2 === 0) {
@@ -92,7 +102,13 @@ export async function benchInspect(ctx: BenchContext): Promise<Table[]> {
     const b = medianSample(base);
     const m = medianSample(mine);
     const speedRatio = b.wallS / m.wallS;
-    const baseRow: Row = { scenario: 'inspect, uncompressed', tool: 'node crypto sha256, 1 stream', median: b, samples: base, bytes: rawSize };
+    const baseRow: Row = {
+      scenario: 'inspect, uncompressed',
+      tool: 'node crypto sha256, 1 stream',
+      median: b,
+      samples: base,
+      bytes: rawSize,
+    };
     const row: Row = {
       scenario: 'inspect, uncompressed',
       tool: 'lading inspect (verify all)',
@@ -123,7 +139,13 @@ export async function benchInspect(ctx: BenchContext): Promise<Table[]> {
     const maxTemp = Math.max(...temp.map((t) => t.maxBytes));
     const maxFiles = Math.max(...temp.map((t) => t.maxFiles));
     const leftover = Math.max(...temp.map((t) => t.endFiles));
-    const baseRow: Row = { scenario: 'inspect, gzip archive', tool: 'node zlib gunzip + sha256, 1 stream', median: b, samples: base, bytes: rawSize };
+    const baseRow: Row = {
+      scenario: 'inspect, gzip archive',
+      tool: 'node zlib gunzip + sha256, 1 stream',
+      median: b,
+      samples: base,
+      bytes: rawSize,
+    };
     const row: Row = {
       scenario: 'inspect, gzip archive',
       tool: 'lading inspect (verify all, one pass)',
@@ -131,7 +153,12 @@ export async function benchInspect(ctx: BenchContext): Promise<Table[]> {
       samples: mine,
       bytes: rawSize,
       ratio: `speed ${(b.wallS / m.wallS).toFixed(2)}x · ${ratioText(m, b)}`,
-      extra: { speedRatio: b.wallS / m.wallS, tmpdirMaxBytes: maxTemp, tmpdirMaxFiles: maxFiles, tmpdirFilesLeft: leftover },
+      extra: {
+        speedRatio: b.wallS / m.wallS,
+        tmpdirMaxBytes: maxTemp,
+        tmpdirMaxFiles: maxFiles,
+        tmpdirFilesLeft: leftover,
+      },
     };
     judge(row, 'no temp files; RSS <= 100 MiB', [
       ['temp', maxTemp === 0 && maxFiles === 0 && leftover === 0],

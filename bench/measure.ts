@@ -42,7 +42,9 @@ export function ensureTimeBinary(log: (s: string) => void): void {
     }
     if (existsSync(TIME_BIN)) return;
   }
-  throw new BenchError(`${TIME_BIN} (GNU time) is missing; it measures each child's CPU time and peak RSS. Install it: apt-get install -y time`);
+  throw new BenchError(
+    `${TIME_BIN} (GNU time) is missing; it measures each child's CPU time and peak RSS. Install it: apt-get install -y time`,
+  );
 }
 
 let counter = 0;
@@ -83,10 +85,12 @@ export async function timed(
         child.kill('SIGKILL');
       }, opts.timeoutMs)
     : undefined;
-  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (c, s) => resolve({ code: c, signal: s }));
-  });
+  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
+    (resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (c, s) => resolve({ code: c, signal: s }));
+    },
+  );
   const wallS = Number(process.hrtime.bigint() - start) / 1e9;
   if (timer) clearTimeout(timer);
   let text = '';
@@ -99,7 +103,9 @@ export async function timed(
   const last = text.trim().split('\n').pop() ?? '';
   const m = /^([\d.]+) ([\d.]+) ([\d.]+) (\d+)$/.exec(last.trim());
   if (!m) {
-    throw new BenchError(`could not read GNU time's output for ${cmd} (exit ${code ?? signal}): ${JSON.stringify(text)}\n${stderr.slice(-2000)}`);
+    throw new BenchError(
+      `could not read GNU time's output for ${cmd} (exit ${code ?? signal}): ${JSON.stringify(text)}\n${stderr.slice(-2000)}`,
+    );
   }
   const userS = Number(m[2]);
   const sysS = Number(m[3]);
@@ -109,7 +115,9 @@ export async function timed(
 /** Throws a BenchError naming the command and its stderr when a child failed. */
 export function mustSucceed(r: ChildResult, what: string): void {
   if (r.code !== 0) {
-    throw new BenchError(`${what} failed (exit ${r.code ?? r.signal}):\n${r.stderr.slice(-4000)}${r.stdout ? `\nstdout: ${r.stdout.slice(-2000)}` : ''}`);
+    throw new BenchError(
+      `${what} failed (exit ${r.code ?? r.signal}):\n${r.stderr.slice(-4000)}${r.stdout ? `\nstdout: ${r.stdout.slice(-2000)}` : ''}`,
+    );
   }
 }
 
@@ -187,7 +195,10 @@ export function dirUsage(dir: string): { bytes: number; files: number } {
 }
 
 /** Polls a directory's usage every `everyMs` until stopped; reports the maxima seen. */
-export function watchDir(dir: string, everyMs = 20): { stop(): { maxBytes: number; maxFiles: number; endBytes: number; endFiles: number } } {
+export function watchDir(
+  dir: string,
+  everyMs = 20,
+): { stop(): { maxBytes: number; maxFiles: number; endBytes: number; endFiles: number } } {
   let maxBytes = 0;
   let maxFiles = 0;
   const tick = (): void => {

@@ -14,7 +14,18 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { childEnv, lading, pushResult, warm, type BenchContext, type PushJson } from './context';
-import { BenchError, medianSample, mustSucceed, processCpuSeconds, processPeakRssMiB, processReadBytes, syncDisks, timed, type ChildResult, type Sample } from './measure';
+import {
+  BenchError,
+  medianSample,
+  mustSucceed,
+  processCpuSeconds,
+  processPeakRssMiB,
+  processReadBytes,
+  syncDisks,
+  timed,
+  type ChildResult,
+  type Sample,
+} from './measure';
 import { dropSkopeoCache } from './push';
 import { judge, ratioText, type Row, type Table } from './report';
 import { startRegistry, startTinyproxy, type Proxy, type RegistryTls, type Server } from './servers';
@@ -68,11 +79,30 @@ function makeCertificates(dir: string): Certificates {
   };
   // A config of our own, so neither the system's openssl.cnf nor its absence changes anything.
   const reqConfig = join(dir, 'req.cnf');
-  writeFileSync(reqConfig, '[req]\ndistinguished_name = dn\n[dn]\n[ca_ext]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\nsubjectKeyIdentifier = hash\n');
+  writeFileSync(
+    reqConfig,
+    '[req]\ndistinguished_name = dn\n[dn]\n[ca_ext]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\nsubjectKeyIdentifier = hash\n',
+  );
   const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   const caCert = join(certDir, 'ca.crt');
   const caKey = join(dir, 'ca.key');
-  openssl(['req', '-x509', ...ecKey, '-keyout', caKey, '-out', caCert, '-days', '2', '-subj', '/O=lading bench/CN=lading bench CA', '-config', reqConfig, '-extensions', 'ca_ext']);
+  openssl([
+    'req',
+    '-x509',
+    ...ecKey,
+    '-keyout',
+    caKey,
+    '-out',
+    caCert,
+    '-days',
+    '2',
+    '-subj',
+    '/O=lading bench/CN=lading bench CA',
+    '-config',
+    reqConfig,
+    '-extensions',
+    'ca_ext',
+  ]);
   const key = join(dir, 'registry.key');
   const csr = join(dir, 'registry.csr');
   const certificate = join(dir, 'registry.crt');
@@ -91,14 +121,38 @@ function makeCertificates(dir: string): Certificates {
     ].join('\n'),
   );
   openssl(['req', '-new', ...ecKey, '-keyout', key, '-out', csr, '-subj', '/CN=127.0.0.1', '-config', reqConfig]);
-  openssl(['x509', '-req', '-in', csr, '-CA', caCert, '-CAkey', caKey, '-set_serial', '0x10', '-days', '2', '-sha256', '-extfile', ext, '-extensions', 'ext', '-out', certificate]);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    caCert,
+    '-CAkey',
+    caKey,
+    '-set_serial',
+    '0x10',
+    '-days',
+    '2',
+    '-sha256',
+    '-extfile',
+    ext,
+    '-extensions',
+    'ext',
+    '-out',
+    certificate,
+  ]);
   const caPem = readFileSync(caCert, 'utf8');
   return { caPem, certDir, tls: { certificate, key, caPem } };
 }
 
 /** `skopeo inspect` of what a push left in the registry (direct, verifying TLS): its manifest digest. */
 async function inspectDigest(ctx: BenchContext, certDir: string, ref: string): Promise<string> {
-  const r = await timed('skopeo', ['inspect', '--cert-dir', certDir, `docker://${ref}`], { env: childEnv(), scratchDir: ctx.scratchDir, timeoutMs: 60_000 });
+  const r = await timed('skopeo', ['inspect', '--cert-dir', certDir, `docker://${ref}`], {
+    env: childEnv(),
+    scratchDir: ctx.scratchDir,
+    timeoutMs: 60_000,
+  });
   mustSucceed(r, `skopeo inspect docker://${ref} after the push`);
   let digest: unknown;
   try {
@@ -106,21 +160,33 @@ async function inspectDigest(ctx: BenchContext, certDir: string, ref: string): P
   } catch {
     // reported below
   }
-  if (typeof digest !== 'string') throw new BenchError(`skopeo inspect docker://${ref} printed no digest: ${r.stdout.slice(0, 2000)}`);
+  if (typeof digest !== 'string')
+    throw new BenchError(`skopeo inspect docker://${ref} printed no digest: ${r.stdout.slice(0, 2000)}`);
   return digest;
 }
 
 export async function benchProxy(ctx: BenchContext): Promise<Table[]> {
   const images = [
-    { id: 'docker', label: 'docker-archive, uncompressed layers -> gzip', path: ctx.inputs.dockerArchive, skopeoSource: (p: string) => [`docker-archive:${p}`] },
-    { id: 'oci', label: 'OCI archive, gzip layers', path: ctx.inputs.ociArchive, skopeoSource: (p: string) => ['--preserve-digests', `oci-archive:${p}`] },
+    {
+      id: 'docker',
+      label: 'docker-archive, uncompressed layers -> gzip',
+      path: ctx.inputs.dockerArchive,
+      skopeoSource: (p: string) => [`docker-archive:${p}`],
+    },
+    {
+      id: 'oci',
+      label: 'OCI archive, gzip layers',
+      path: ctx.inputs.ociArchive,
+      skopeoSource: (p: string) => ['--preserve-digests', `oci-archive:${p}`],
+    },
   ];
   ctx.log('proxy: warming the page cache');
   for (const img of images) warm(img.path);
   const certs = makeCertificates(join(ctx.scratchDir, 'proxy-certs'));
   const proxy: Proxy = await startTinyproxy(join(ctx.serverRoot, 'tinyproxy'));
   const results: Record<string, Record<Way, Measured[]>> = {};
-  for (const img of images) results[img.id] = { 'lading-direct': [], 'lading-proxy': [], 'skopeo-direct': [], 'skopeo-proxy': [] };
+  for (const img of images)
+    results[img.id] = { 'lading-direct': [], 'lading-proxy': [], 'skopeo-direct': [], 'skopeo-proxy': [] };
   // What lading uploaded per image (its first push comes first): what skopeo's proxied pushes are held to.
   const uploaded: Record<string, number> = {};
 
@@ -133,15 +199,40 @@ export async function benchProxy(ctx: BenchContext): Promise<Table[]> {
       const proxyEnv = viaProxy ? { HTTPS_PROXY: proxy.url } : {};
       let run: () => Promise<ChildResult>;
       if (way.startsWith('lading')) {
-        run = () => lading(ctx, ['push', img.path, `127.0.0.1:${port}/${repo}:latest`, '--cert-dir', certs.certDir, '--json', '--quiet', '--no-cache'], proxyEnv);
+        run = () =>
+          lading(
+            ctx,
+            [
+              'push',
+              img.path,
+              `127.0.0.1:${port}/${repo}:latest`,
+              '--cert-dir',
+              certs.certDir,
+              '--json',
+              '--quiet',
+              '--no-cache',
+            ],
+            proxyEnv,
+          );
       } else {
         const host = viaProxy ? SKOPEO_PROXY_HOST : '127.0.0.1';
         run = () =>
-          timed('skopeo', ['copy', '--quiet', ...img.skopeoSource(img.path), `docker://${host}:${port}/${repo}:latest`, '--dest-cert-dir', certs.certDir], {
-            env: childEnv(proxyEnv),
-            scratchDir: ctx.scratchDir,
-            timeoutMs: 10 * 60_000,
-          });
+          timed(
+            'skopeo',
+            [
+              'copy',
+              '--quiet',
+              ...img.skopeoSource(img.path),
+              `docker://${host}:${port}/${repo}:latest`,
+              '--dest-cert-dir',
+              certs.certDir,
+            ],
+            {
+              env: childEnv(proxyEnv),
+              scratchDir: ctx.scratchDir,
+              timeoutMs: 10 * 60_000,
+            },
+          );
         dropSkopeoCache();
       }
       syncDisks();
@@ -153,15 +244,27 @@ export async function benchProxy(ctx: BenchContext): Promise<Table[]> {
       const registryCpuS = processCpuSeconds(reg.pid) - regCpu0;
       const proxyCpuS = processCpuSeconds(proxy.pid) - proxyCpu0;
       const proxyReadBytes = processReadBytes(proxy.pid) - proxyRead0;
-      const proxyLog = proxy.log().slice(log0).split('\n').filter((l) => /^(WARNING|ERROR|CRITICAL)/.test(l));
+      const proxyLog = proxy
+        .log()
+        .slice(log0)
+        .split('\n')
+        .filter((l) => /^(WARNING|ERROR|CRITICAL)/.test(l));
       const what = `${way} push (${img.id})`;
       mustSucceed(r, what);
-      const m: Measured = { sample: r, registryCpuS, proxyCpuS: viaProxy ? proxyCpuS : NaN, proxyReadBytes: viaProxy ? proxyReadBytes : NaN, proxyLog };
+      const m: Measured = {
+        sample: r,
+        registryCpuS,
+        proxyCpuS: viaProxy ? proxyCpuS : NaN,
+        proxyReadBytes: viaProxy ? proxyReadBytes : NaN,
+        proxyLog,
+      };
       const digest = await inspectDigest(ctx, certs.certDir, `127.0.0.1:${port}/${repo}:latest`);
       if (way.startsWith('lading')) {
         m.push = pushResult(r, what);
-        if (m.push.blobs.skipped !== 0 || m.push.blobs.uploaded < 6) throw new BenchError(`${what} was not cold: ${JSON.stringify(m.push.blobs)}`);
-        if (m.push.digest !== digest) throw new BenchError(`${what}: lading reported ${m.push.digest}, the registry serves ${digest}`);
+        if (m.push.blobs.skipped !== 0 || m.push.blobs.uploaded < 6)
+          throw new BenchError(`${what} was not cold: ${JSON.stringify(m.push.blobs)}`);
+        if (m.push.digest !== digest)
+          throw new BenchError(`${what}: lading reported ${m.push.digest}, the registry serves ${digest}`);
         uploaded[img.id] ??= m.push.blobs.bytesUploaded;
       }
       // A push that skipped the proxy (an env var not honoured, a host exempted) must not pass
@@ -170,13 +273,22 @@ export async function benchProxy(ctx: BenchContext): Promise<Table[]> {
       if (Number.isFinite(proxyReadBytes)) {
         const floor = m.push ? 0.95 * m.push.blobs.bytesUploaded : 0.5 * (uploaded[img.id] ?? statSync(img.path).size);
         if (viaProxy && proxyReadBytes < floor) {
-          throw new BenchError(`${what}: only ${(proxyReadBytes / 2 ** 20).toFixed(1)} MiB went through tinyproxy (expected >= ${(floor / 2 ** 20).toFixed(0)} MiB): the push did not use the proxy`);
+          throw new BenchError(
+            `${what}: only ${(proxyReadBytes / 2 ** 20).toFixed(1)} MiB went through tinyproxy (expected >= ${(floor / 2 ** 20).toFixed(0)} MiB): the push did not use the proxy`,
+          );
         }
-        if (!viaProxy && proxyReadBytes > 2 ** 20) throw new BenchError(`${what}: ${(proxyReadBytes / 2 ** 20).toFixed(1)} MiB went through tinyproxy during a direct push`);
+        if (!viaProxy && proxyReadBytes > 2 ** 20)
+          throw new BenchError(
+            `${what}: ${(proxyReadBytes / 2 ** 20).toFixed(1)} MiB went through tinyproxy during a direct push`,
+          );
       }
       results[img.id]![way].push(m);
-      const through = viaProxy ? `; tinyproxy ${proxyCpuS.toFixed(2)} CPU-s, ${(proxyReadBytes / 2 ** 20).toFixed(0)} MiB relayed, ${proxyLog.length} log line(s)` : '';
-      ctx.log(`proxy run ${i + 1}/${ctx.runs}: ${img.id} ${way} ${r.wallS.toFixed(2)} s wall, ${r.cpuS.toFixed(2)} CPU-s, ${r.rssMiB.toFixed(0)} MiB; registry ${registryCpuS.toFixed(2)} CPU-s${through}`);
+      const through = viaProxy
+        ? `; tinyproxy ${proxyCpuS.toFixed(2)} CPU-s, ${(proxyReadBytes / 2 ** 20).toFixed(0)} MiB relayed, ${proxyLog.length} log line(s)`
+        : '';
+      ctx.log(
+        `proxy run ${i + 1}/${ctx.runs}: ${img.id} ${way} ${r.wallS.toFixed(2)} s wall, ${r.cpuS.toFixed(2)} CPU-s, ${r.rssMiB.toFixed(0)} MiB; registry ${registryCpuS.toFixed(2)} CPU-s${through}`,
+      );
     } finally {
       await reg.stop();
     }
@@ -207,7 +319,8 @@ export async function benchProxy(ctx: BenchContext): Promise<Table[]> {
     const scenario = `${img.label}, ${(size / 2 ** 20).toFixed(0)} MiB`;
     const rec = (w: Way): Measured[] => results[img.id]![w];
     const med = (w: Way): Sample => medianSample(rec(w).map((x) => x.sample));
-    const medOf = (w: Way, f: (x: Measured) => number): number => medianSample(rec(w).map((x) => ({ wallS: 0, userS: 0, sysS: 0, cpuS: f(x), rssMiB: 0 }))).cpuS;
+    const medOf = (w: Way, f: (x: Measured) => number): number =>
+      medianSample(rec(w).map((x) => ({ wallS: 0, userS: 0, sysS: 0, cpuS: f(x), rssMiB: 0 }))).cpuS;
     const tool: Record<Way, string> = {
       'lading-direct': 'lading push, direct',
       'lading-proxy': 'lading push, through tinyproxy',
@@ -216,7 +329,8 @@ export async function benchProxy(ctx: BenchContext): Promise<Table[]> {
     };
     for (const w of WAYS) {
       const m = med(w);
-      const peer: Way | undefined = w === 'lading-proxy' ? 'lading-direct' : w === 'skopeo-proxy' ? 'skopeo-direct' : undefined;
+      const peer: Way | undefined =
+        w === 'lading-proxy' ? 'lading-direct' : w === 'skopeo-proxy' ? 'skopeo-direct' : undefined;
       const row: Row = {
         scenario,
         tool: tool[w],
@@ -226,7 +340,9 @@ export async function benchProxy(ctx: BenchContext): Promise<Table[]> {
         ...(peer ? { ratio: ratioText(m, med(peer)) } : {}),
         extra: {
           registryCpuS: medOf(w, (x) => x.registryCpuS),
-          ...(w.endsWith('-proxy') ? { proxyCpuS: medOf(w, (x) => x.proxyCpuS), proxyReadBytes: medOf(w, (x) => x.proxyReadBytes) } : {}),
+          ...(w.endsWith('-proxy')
+            ? { proxyCpuS: medOf(w, (x) => x.proxyCpuS), proxyReadBytes: medOf(w, (x) => x.proxyReadBytes) }
+            : {}),
           ...(w.startsWith('lading') ? { blobs: rec(w).map((x) => x.push?.blobs) } : {}),
         },
       };
@@ -234,7 +350,8 @@ export async function benchProxy(ctx: BenchContext): Promise<Table[]> {
       if (w.startsWith('lading')) judge(row, 'RSS <= 128 MiB', [['RSS', m.rssMiB <= 128]]);
       rows.push(row);
     }
-    const mib = (b: number): string => (Number.isFinite(b) ? `${(b / 2 ** 20).toFixed(0)} MiB` : 'n/a (no /proc/PID/io)');
+    const mib = (b: number): string =>
+      Number.isFinite(b) ? `${(b / 2 ** 20).toFixed(0)} MiB` : 'n/a (no /proc/PID/io)';
     notes.push(
       `${img.id}: lading through the proxy vs skopeo through it: ${ratioText(med('lading-proxy'), med('skopeo-proxy'))}. ` +
         `tinyproxy per push: lading ${medOf('lading-proxy', (x) => x.proxyCpuS).toFixed(2)} CPU-s, ${mib(medOf('lading-proxy', (x) => x.proxyReadBytes))} relayed; ` +
@@ -255,6 +372,15 @@ export async function benchProxy(ctx: BenchContext): Promise<Table[]> {
     const [top, n] = [...counts].sort((a, b) => b[1] - a[1])[0]!;
     return `${w} ${lines.length} (${n} x "${top}")`;
   });
-  notes.push(`tinyproxy peak RSS ${Number.isFinite(proxyRssMiB) ? `${proxyRssMiB.toFixed(1)} MiB` : 'n/a'}; warning/error lines it logged during the pushes, all runs: ${logNotes.join(', ')}.`);
-  return [{ id: 'proxy', title: 'Push through a local HTTP proxy (tinyproxy, CONNECT) beside a direct push, TLS registry', rows, notes }];
+  notes.push(
+    `tinyproxy peak RSS ${Number.isFinite(proxyRssMiB) ? `${proxyRssMiB.toFixed(1)} MiB` : 'n/a'}; warning/error lines it logged during the pushes, all runs: ${logNotes.join(', ')}.`,
+  );
+  return [
+    {
+      id: 'proxy',
+      title: 'Push through a local HTTP proxy (tinyproxy, CONNECT) beside a direct push, TLS registry',
+      rows,
+      notes,
+    },
+  ];
 }

@@ -12,11 +12,23 @@ import { get } from 'node:http';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { lading, pushResult, warm, type BenchContext, type PushJson } from './context';
-import { BenchError, medianSample, mustSucceed, processCpuSeconds, syncDisks, timed, type ChildResult, type Sample } from './measure';
+import {
+  BenchError,
+  medianSample,
+  mustSucceed,
+  processCpuSeconds,
+  syncDisks,
+  timed,
+  type ChildResult,
+  type Sample,
+} from './measure';
 import { judge, ratioText, type Row, type Table } from './report';
 import { startRegistry, type Server } from './servers';
 
-export const SKOPEO_CACHES = ['/var/lib/containers/cache/blob-info-cache-v1.boltdb', join(homedir(), '.local/share/containers/cache/blob-info-cache-v1.boltdb')];
+export const SKOPEO_CACHES = [
+  '/var/lib/containers/cache/blob-info-cache-v1.boltdb',
+  join(homedir(), '.local/share/containers/cache/blob-info-cache-v1.boltdb'),
+];
 
 /** Deletes skopeo's blob-info cache, so its next copy finds no blob to reuse. */
 export function dropSkopeoCache(): void {
@@ -31,13 +43,23 @@ const MANIFEST_TYPES = [
 ].join(', ');
 
 /** Fails unless the registry serves repo:tag (the push really landed). */
-export function checkManifest(url: string, repo: string, tag: string, headers: Record<string, string> = {}): Promise<void> {
+export function checkManifest(
+  url: string,
+  repo: string,
+  tag: string,
+  headers: Record<string, string> = {},
+): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = get(`${url}/v2/${repo}/manifests/${tag}`, { headers: { Accept: MANIFEST_TYPES, ...headers }, timeout: 10_000 }, (res) => {
-      res.resume();
-      if (res.statusCode === 200) resolve();
-      else reject(new BenchError(`after the push, GET ${url}/v2/${repo}/manifests/${tag} answered ${res.statusCode}`));
-    });
+    const req = get(
+      `${url}/v2/${repo}/manifests/${tag}`,
+      { headers: { Accept: MANIFEST_TYPES, ...headers }, timeout: 10_000 },
+      (res) => {
+        res.resume();
+        if (res.statusCode === 200) resolve();
+        else
+          reject(new BenchError(`after the push, GET ${url}/v2/${repo}/manifests/${tag} answered ${res.statusCode}`));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
   });
@@ -51,7 +73,11 @@ interface Measured {
   push?: PushJson;
 }
 
-async function measurePush(reg: Server, run: () => Promise<ChildResult>, what: string): Promise<{ r: ChildResult; registryCpuS: number }> {
+async function measurePush(
+  reg: Server,
+  run: () => Promise<ChildResult>,
+  what: string,
+): Promise<{ r: ChildResult; registryCpuS: number }> {
   syncDisks();
   const cpu0 = processCpuSeconds(reg.pid);
   const r = await run();
@@ -73,7 +99,11 @@ export async function benchPush(ctx: BenchContext): Promise<Table[]> {
     b: { lading: [], skopeo: [] },
     c: { lading: [], skopeo: [] },
   };
-  const skopeo = (args: string[]): Promise<ChildResult> => timed('skopeo', ['copy', '--quiet', ...args, '--dest-tls-verify=false'], { scratchDir: ctx.scratchDir, timeoutMs: 10 * 60_000 });
+  const skopeo = (args: string[]): Promise<ChildResult> =>
+    timed('skopeo', ['copy', '--quiet', ...args, '--dest-tls-verify=false'], {
+      scratchDir: ctx.scratchDir,
+      timeoutMs: 10 * 60_000,
+    });
 
   const aAndC = async (tool: Tool, i: number): Promise<void> => {
     const reg = await startRegistry(join(ctx.serverRoot, `registry-${tool}-a-${i}`));
@@ -82,28 +112,35 @@ export async function benchPush(ctx: BenchContext): Promise<Table[]> {
     try {
       const repo = `bench/${tool}-a-${i}`;
       const dest = `${reg.host}/${repo}:latest`;
-      const push = tool === 'lading'
-        ? () => lading(ctx, ['push', dockerArchive, dest, '--json', '--quiet'], { XDG_CACHE_HOME: xdg })
-        : () => skopeo([`docker-archive:${dockerArchive}`, `docker://${dest}`]);
+      const push =
+        tool === 'lading'
+          ? () => lading(ctx, ['push', dockerArchive, dest, '--json', '--quiet'], { XDG_CACHE_HOME: xdg })
+          : () => skopeo([`docker-archive:${dockerArchive}`, `docker://${dest}`]);
       if (tool === 'skopeo') dropSkopeoCache();
       const cold = await measurePush(reg, push, `${tool} push (a)`);
       await checkManifest(reg.url, repo, 'latest');
       const a: Measured = { sample: cold.r, registryCpuS: cold.registryCpuS };
       if (tool === 'lading') {
         a.push = pushResult(cold.r, 'lading push (a)');
-        if (a.push.blobs.skipped !== 0 || a.push.blobs.uploaded < 6) throw new BenchError(`lading push (a) was not cold: ${JSON.stringify(a.push.blobs)}`);
+        if (a.push.blobs.skipped !== 0 || a.push.blobs.uploaded < 6)
+          throw new BenchError(`lading push (a) was not cold: ${JSON.stringify(a.push.blobs)}`);
       }
       results.a[tool].push(a);
-      ctx.log(`push run ${i + 1}/${ctx.runs}: (a) ${tool} ${cold.r.wallS.toFixed(2)} s wall, ${cold.r.cpuS.toFixed(2)} CPU-s, ${cold.r.rssMiB.toFixed(0)} MiB; registry ${cold.registryCpuS.toFixed(2)} CPU-s`);
+      ctx.log(
+        `push run ${i + 1}/${ctx.runs}: (a) ${tool} ${cold.r.wallS.toFixed(2)} s wall, ${cold.r.cpuS.toFixed(2)} CPU-s, ${cold.r.rssMiB.toFixed(0)} MiB; registry ${cold.registryCpuS.toFixed(2)} CPU-s`,
+      );
 
       const again = await measurePush(reg, push, `${tool} re-push (c)`);
       const c: Measured = { sample: again.r, registryCpuS: again.registryCpuS };
       if (tool === 'lading') {
         c.push = pushResult(again.r, 'lading re-push (c)');
-        if (c.push.blobs.uploaded !== 0) throw new BenchError(`lading re-push (c) uploaded blobs: ${JSON.stringify(c.push.blobs)}`);
+        if (c.push.blobs.uploaded !== 0)
+          throw new BenchError(`lading re-push (c) uploaded blobs: ${JSON.stringify(c.push.blobs)}`);
       }
       results.c[tool].push(c);
-      ctx.log(`push run ${i + 1}/${ctx.runs}: (c) ${tool} ${again.r.wallS.toFixed(2)} s wall, ${again.r.cpuS.toFixed(2)} CPU-s, ${again.r.rssMiB.toFixed(0)} MiB`);
+      ctx.log(
+        `push run ${i + 1}/${ctx.runs}: (c) ${tool} ${again.r.wallS.toFixed(2)} s wall, ${again.r.cpuS.toFixed(2)} CPU-s, ${again.r.rssMiB.toFixed(0)} MiB`,
+      );
     } finally {
       await reg.stop();
       rmSync(xdg, { recursive: true, force: true });
@@ -115,16 +152,19 @@ export async function benchPush(ctx: BenchContext): Promise<Table[]> {
     try {
       const repo = `bench/${tool}-b-${i}`;
       const dest = `${reg.host}/${repo}:latest`;
-      const push = tool === 'lading'
-        ? () => lading(ctx, ['push', ociArchive, dest, '--json', '--quiet', '--no-cache'])
-        : () => skopeo(['--preserve-digests', `oci-archive:${ociArchive}`, `docker://${dest}`]);
+      const push =
+        tool === 'lading'
+          ? () => lading(ctx, ['push', ociArchive, dest, '--json', '--quiet', '--no-cache'])
+          : () => skopeo(['--preserve-digests', `oci-archive:${ociArchive}`, `docker://${dest}`]);
       if (tool === 'skopeo') dropSkopeoCache();
       const m = await measurePush(reg, push, `${tool} push (b)`);
       await checkManifest(reg.url, repo, 'latest');
       const rec: Measured = { sample: m.r, registryCpuS: m.registryCpuS };
       if (tool === 'lading') rec.push = pushResult(m.r, 'lading push (b)');
       results.b[tool].push(rec);
-      ctx.log(`push run ${i + 1}/${ctx.runs}: (b) ${tool} ${m.r.wallS.toFixed(2)} s wall, ${m.r.cpuS.toFixed(2)} CPU-s, ${m.r.rssMiB.toFixed(0)} MiB; registry ${m.registryCpuS.toFixed(2)} CPU-s`);
+      ctx.log(
+        `push run ${i + 1}/${ctx.runs}: (b) ${tool} ${m.r.wallS.toFixed(2)} s wall, ${m.r.cpuS.toFixed(2)} CPU-s, ${m.r.rssMiB.toFixed(0)} MiB; registry ${m.registryCpuS.toFixed(2)} CPU-s`,
+      );
     } finally {
       await reg.stop();
     }
@@ -137,7 +177,8 @@ export async function benchPush(ctx: BenchContext): Promise<Table[]> {
   }
 
   const med = (xs: Measured[]): Sample => medianSample(xs.map((x) => x.sample));
-  const regCpu = (xs: Measured[]): number => medianSample(xs.map((x) => ({ wallS: 0, userS: 0, sysS: 0, cpuS: x.registryCpuS, rssMiB: 0 }))).cpuS;
+  const regCpu = (xs: Measured[]): number =>
+    medianSample(xs.map((x) => ({ wallS: 0, userS: 0, sysS: 0, cpuS: x.registryCpuS, rssMiB: 0 }))).cpuS;
   const rows: Row[] = [];
   const scen = {
     a: `(a) docker-archive, ${(dockerSize / 2 ** 20).toFixed(0)} MiB, uncompressed layers -> gzip`,
@@ -149,7 +190,14 @@ export async function benchPush(ctx: BenchContext): Promise<Table[]> {
     const sk = med(results[k].skopeo);
     const ld = med(results[k].lading);
     const bytes = k === 'a' ? dockerSize : ociSize;
-    rows.push({ scenario: scen[k], tool: k === 'a' ? 'skopeo copy' : 'skopeo copy --preserve-digests', median: sk, samples: results[k].skopeo.map((x) => x.sample), bytes, extra: { registryCpuS: regCpu(results[k].skopeo) } });
+    rows.push({
+      scenario: scen[k],
+      tool: k === 'a' ? 'skopeo copy' : 'skopeo copy --preserve-digests',
+      median: sk,
+      samples: results[k].skopeo.map((x) => x.sample),
+      bytes,
+      extra: { registryCpuS: regCpu(results[k].skopeo) },
+    });
     const row: Row = {
       scenario: scen[k],
       tool: 'lading push',
@@ -168,7 +216,14 @@ export async function benchPush(ctx: BenchContext): Promise<Table[]> {
   {
     const sk = med(results.c.skopeo);
     const ld = med(results.c.lading);
-    rows.push({ scenario: scen.c, tool: 'skopeo copy (its blob-info cache)', median: sk, samples: results.c.skopeo.map((x) => x.sample), bytes: 0, extra: { registryCpuS: regCpu(results.c.skopeo) } });
+    rows.push({
+      scenario: scen.c,
+      tool: 'skopeo copy (its blob-info cache)',
+      median: sk,
+      samples: results.c.skopeo.map((x) => x.sample),
+      bytes: 0,
+      extra: { registryCpuS: regCpu(results.c.skopeo) },
+    });
     const row: Row = {
       scenario: scen.c,
       tool: 'lading push (digest cache)',
@@ -196,7 +251,9 @@ export async function benchPush(ctx: BenchContext): Promise<Table[]> {
       notes: [
         'Ratios are lading / skopeo (lower is better). MiB/s is archive bytes / wall time.',
         `Registry CPU-s spent while each push ran (median; ${cpuNote}).`,
-        up ? `lading (a) uploaded ${up.uploaded} blobs, ${(up.bytesUploaded / 2 ** 20).toFixed(0)} MiB; (c) uploaded none.` : '',
+        up
+          ? `lading (a) uploaded ${up.uploaded} blobs, ${(up.bytesUploaded / 2 ** 20).toFixed(0)} MiB; (c) uploaded none.`
+          : '',
         'Cold runs: a fresh registry per tool and scenario; lading with a fresh XDG_CACHE_HOME ((a), which (c) then reuses) or --no-cache ((b)); skopeo with its blob-info cache deleted before (a) and (b) and kept for (c).',
       ].filter(Boolean),
     },

@@ -16,7 +16,18 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { get } from 'node:http';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +36,16 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { lading, pushResult, warm, type BenchContext } from './context';
 import { sha256File, writeDockerArchive } from './inputs';
-import { BenchError, medianSample, mustSucceed, processCpuSeconds, syncDisks, timed, type ChildResult, type Sample } from './measure';
+import {
+  BenchError,
+  medianSample,
+  mustSucceed,
+  processCpuSeconds,
+  syncDisks,
+  timed,
+  type ChildResult,
+  type Sample,
+} from './measure';
 import { checkManifest, dropSkopeoCache } from './push';
 import { judge, ratioText, type Row, type Table } from './report';
 import { startRegistry } from './servers';
@@ -61,7 +81,10 @@ function sortedNames(dir: string): string[] {
 }
 
 /** The entries of the layer, relative to /, in tar order; see the file comment. */
-function selectEntries(rootDirs: string[], perRoot: number): { list: string[]; files: number; symlinks: number; dirs: number; bytes: number } {
+function selectEntries(
+  rootDirs: string[],
+  perRoot: number,
+): { list: string[]; files: number; symlinks: number; dirs: number; bytes: number } {
   const list: string[] = [];
   const seenInodes = new Set<string>();
   let files = 0;
@@ -119,7 +142,11 @@ function selectEntries(rootDirs: string[], perRoot: number): { list: string[]; f
 }
 
 /** Builds (or reuses) the archive with the real-files layer, about `3 * perRootMiB` MiB. */
-export async function prepareRealInput(workDir: string, perRootMiB: number, log: (s: string) => void): Promise<RealInput> {
+export async function prepareRealInput(
+  workDir: string,
+  perRootMiB: number,
+  log: (s: string) => void,
+): Promise<RealInput> {
   const dir = join(workDir, `real-${perRootMiB * 3}m`);
   const marker = join(dir, 'real.json');
   if (existsSync(marker)) {
@@ -136,24 +163,62 @@ export async function prepareRealInput(workDir: string, perRootMiB: number, log:
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const rootDirs = roots();
-  if (rootDirs.length === 0) throw new BenchError('real: none of /usr/lib/<arch>-linux-gnu, /usr/bin, /usr/share exists');
+  if (rootDirs.length === 0)
+    throw new BenchError('real: none of /usr/lib/<arch>-linux-gnu, /usr/bin, /usr/share exists');
   const t0 = Date.now();
   const sel = selectEntries(rootDirs, perRootMiB * MiB);
   const listFile = join(dir, 'files.list');
   writeFileSync(listFile, `${sel.list.join('\0')}\0`);
   const layer = join(dir, 'layer.tar');
-  log(`real: tar of ${sel.files} files, ${sel.symlinks} symlinks, ${sel.dirs} dirs, ${(sel.bytes / MiB).toFixed(0)} MiB of file data from ${rootDirs.join(', ')}`);
-  const tar = spawnSync('tar', ['--create', '--file', layer, '--directory', '/', '--no-recursion', '--null', '--files-from', listFile, '--format=gnu', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner'], { encoding: 'utf8' });
+  log(
+    `real: tar of ${sel.files} files, ${sel.symlinks} symlinks, ${sel.dirs} dirs, ${(sel.bytes / MiB).toFixed(0)} MiB of file data from ${rootDirs.join(', ')}`,
+  );
+  const tar = spawnSync(
+    'tar',
+    [
+      '--create',
+      '--file',
+      layer,
+      '--directory',
+      '/',
+      '--no-recursion',
+      '--null',
+      '--files-from',
+      listFile,
+      '--format=gnu',
+      '--mtime=@0',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+    ],
+    { encoding: 'utf8' },
+  );
   // Exit 1: a file changed while being read (logs, caches): the layer is still a valid tar.
-  if (tar.status !== 0 && tar.status !== 1) throw new BenchError(`real: tar failed (${tar.status ?? tar.signal}): ${tar.stderr}`);
+  if (tar.status !== 0 && tar.status !== 1)
+    throw new BenchError(`real: tar failed (${tar.status ?? tar.signal}): ${tar.stderr}`);
   const diffId = sha256File(layer);
   const layerBytes = statSync(layer).size;
   const archive = join(dir, 'real-docker.tar');
-  writeDockerArchive(archive, [{ path: layer, digest: diffId, size: layerBytes, kind: 'real', gz: { path: '', digest: '', size: 0 } }], 'lading-bench-real:latest');
+  writeDockerArchive(
+    archive,
+    [{ path: layer, digest: diffId, size: layerBytes, kind: 'real', gz: { path: '', digest: '', size: 0 } }],
+    'lading-bench-real:latest',
+  );
   rmSync(layer, { force: true });
-  const result: RealInput = { archive, diffId, layerBytes, files: sel.files, symlinks: sel.symlinks, dirs: sel.dirs, roots: rootDirs, perRootMiB };
+  const result: RealInput = {
+    archive,
+    diffId,
+    layerBytes,
+    files: sel.files,
+    symlinks: sel.symlinks,
+    dirs: sel.dirs,
+    roots: rootDirs,
+    perRootMiB,
+  };
   writeFileSync(marker, JSON.stringify({ version: REAL_VERSION, ...result }, null, 2));
-  log(`real: ${archive} (layer ${(layerBytes / MiB).toFixed(0)} MiB) ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  log(
+    `real: ${archive} (layer ${(layerBytes / MiB).toFixed(0)} MiB) ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
   return result;
 }
 
@@ -180,9 +245,13 @@ function getJson(url: string, accept: string): Promise<unknown> {
 
 /** The pushed image's single layer: digest and size, from the manifest the registry serves. */
 async function pushedLayer(url: string, repo: string): Promise<{ digest: string; size: number; mediaType: string }> {
-  const m = (await getJson(`${url}/v2/${repo}/manifests/latest`, 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json')) as { layers?: { digest: string; size: number; mediaType: string }[] };
+  const m = (await getJson(
+    `${url}/v2/${repo}/manifests/latest`,
+    'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json',
+  )) as { layers?: { digest: string; size: number; mediaType: string }[] };
   const l = m.layers?.[0];
-  if (!l || m.layers!.length !== 1) throw new BenchError(`${repo}: expected one layer in ${JSON.stringify(m).slice(0, 500)}`);
+  if (!l || m.layers!.length !== 1)
+    throw new BenchError(`${repo}: expected one layer in ${JSON.stringify(m).slice(0, 500)}`);
   return l;
 }
 
@@ -190,7 +259,13 @@ async function pushedLayer(url: string, repo: string): Promise<{ digest: string;
  * Downloads the layer lading pushed and checks it as others will read it: `gzip -t` and
  * `pigz -t` accept it, and Node's gunzip inflates it to the layer tar (sha256 = diff_id).
  */
-async function verifyLayer(url: string, repo: string, digest: string, diffId: string, scratch: string): Promise<string> {
+async function verifyLayer(
+  url: string,
+  repo: string,
+  digest: string,
+  diffId: string,
+  scratch: string,
+): Promise<string> {
   const path = join(scratch, 'real-layer.gz');
   await new Promise<void>((resolve, reject) => {
     get(`${url}/v2/${repo}/blobs/${digest}`, (res) => {
@@ -254,7 +329,11 @@ export async function benchReal(ctx: BenchContext): Promise<Table[]> {
   const threads = String(2 * cpus().length);
   const pigz = async (c: Control): Promise<void> => {
     const args = ['-2', '-c', '-p', threads, input.archive];
-    const r = await (c === 'pigz' ? timed('sh', ['-c', 'pigz "$@" > /dev/null', 'pigz', ...args], { scratchDir: ctx.scratchDir }) : timed('taskset', ['-c', '0', 'sh', '-c', 'pigz "$@" > /dev/null', 'pigz', ...args], { scratchDir: ctx.scratchDir }));
+    const r = await (c === 'pigz'
+      ? timed('sh', ['-c', 'pigz "$@" > /dev/null', 'pigz', ...args], { scratchDir: ctx.scratchDir })
+      : timed('taskset', ['-c', '0', 'sh', '-c', 'pigz "$@" > /dev/null', 'pigz', ...args], {
+          scratchDir: ctx.scratchDir,
+        }));
     mustSucceed(r, c);
     control[c].push(r);
     ctx.log(`real: ${c} ${r.wallS.toFixed(2)} s wall, ${r.cpuS.toFixed(2)} CPU-s`);
@@ -270,12 +349,22 @@ export async function benchReal(ctx: BenchContext): Promise<Table[]> {
       let run: () => Promise<ChildResult>;
       if (who === 'skopeo') {
         dropSkopeoCache();
-        run = () => timed('skopeo', ['copy', '--quiet', `docker-archive:${input.archive}`, `docker://${dest}`, '--dest-tls-verify=false'], { scratchDir: ctx.scratchDir, timeoutMs: 10 * 60_000 });
+        run = () =>
+          timed(
+            'skopeo',
+            ['copy', '--quiet', `docker-archive:${input.archive}`, `docker://${dest}`, '--dest-tls-verify=false'],
+            { scratchDir: ctx.scratchDir, timeoutMs: 10 * 60_000 },
+          );
       } else if (who === 'lading') {
         run = () => lading(ctx, ['push', input.archive, dest, '--json', '--quiet', '--no-cache']);
       } else {
         // taskset execs node in its place: GNU time measures node itself, on CPU 0 only.
-        run = () => timed('taskset', ['-c', '0', process.execPath, ctx.cli, 'push', input.archive, dest, '--json', '--quiet', '--no-cache'], { scratchDir: ctx.scratchDir, timeoutMs: 10 * 60_000 });
+        run = () =>
+          timed(
+            'taskset',
+            ['-c', '0', process.execPath, ctx.cli, 'push', input.archive, dest, '--json', '--quiet', '--no-cache'],
+            { scratchDir: ctx.scratchDir, timeoutMs: 10 * 60_000 },
+          );
       }
       syncDisks();
       const cpu0 = processCpuSeconds(reg.pid);
@@ -288,9 +377,12 @@ export async function benchReal(ctx: BenchContext): Promise<Table[]> {
       }
       await checkManifest(reg.url, repo, 'latest');
       const layer = await pushedLayer(reg.url, repo);
-      if (who === 'lading' && verified === '') verified = await verifyLayer(reg.url, repo, layer.digest, input.diffId, ctx.scratchDir);
+      if (who === 'lading' && verified === '')
+        verified = await verifyLayer(reg.url, repo, layer.digest, input.diffId, ctx.scratchDir);
       results[who].push({ sample: r, registryCpuS, layerSize: layer.size, layerDigest: layer.digest });
-      ctx.log(`real run ${i + 1}/${ctx.runs}: ${who} ${r.wallS.toFixed(2)} s wall, ${r.cpuS.toFixed(2)} CPU-s, ${r.rssMiB.toFixed(0)} MiB; layer ${(layer.size / 1e6).toFixed(1)} MB; registry ${registryCpuS.toFixed(2)} CPU-s`);
+      ctx.log(
+        `real run ${i + 1}/${ctx.runs}: ${who} ${r.wallS.toFixed(2)} s wall, ${r.cpuS.toFixed(2)} CPU-s, ${r.rssMiB.toFixed(0)} MiB; layer ${(layer.size / 1e6).toFixed(1)} MB; registry ${registryCpuS.toFixed(2)} CPU-s`,
+      );
     } finally {
       await reg.stop();
     }
@@ -299,12 +391,15 @@ export async function benchReal(ctx: BenchContext): Promise<Table[]> {
   for (let i = 0; i < ctx.runs; i++) {
     const order: Who[] = i % 2 === 0 ? ['skopeo', 'lading', 'lading-1cpu'] : ['lading-1cpu', 'lading', 'skopeo'];
     for (const w of order) await one(w, i);
-    if (hasPigz) for (const c of (i % 2 === 0 ? ['pigz', 'pigz-1cpu'] : ['pigz-1cpu', 'pigz']) as Control[]) await pigz(c);
+    if (hasPigz)
+      for (const c of (i % 2 === 0 ? ['pigz', 'pigz-1cpu'] : ['pigz-1cpu', 'pigz']) as Control[]) await pigz(c);
   }
 
   const med = (xs: Measured[]): Sample => medianSample(xs.map((x) => x.sample));
-  const size = (xs: Measured[]): number => medianSample(xs.map((x) => ({ wallS: 0, userS: 0, sysS: 0, cpuS: x.layerSize, rssMiB: 0 }))).cpuS;
-  const regCpu = (xs: Measured[]): number => medianSample(xs.map((x) => ({ wallS: 0, userS: 0, sysS: 0, cpuS: x.registryCpuS, rssMiB: 0 }))).cpuS;
+  const size = (xs: Measured[]): number =>
+    medianSample(xs.map((x) => ({ wallS: 0, userS: 0, sysS: 0, cpuS: x.layerSize, rssMiB: 0 }))).cpuS;
+  const regCpu = (xs: Measured[]): number =>
+    medianSample(xs.map((x) => ({ wallS: 0, userS: 0, sysS: 0, cpuS: x.registryCpuS, rssMiB: 0 }))).cpuS;
   const sk = med(results.skopeo);
   const ld = med(results.lading);
   const one1 = med(results['lading-1cpu']);
@@ -313,7 +408,14 @@ export async function benchReal(ctx: BenchContext): Promise<Table[]> {
   const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
   const scenario = `one layer of real files, ${(input.layerBytes / MiB).toFixed(0)} MiB uncompressed -> gzip`;
   const rows: Row[] = [];
-  rows.push({ scenario, tool: `skopeo copy (layer ${mb(skSize)})`, median: sk, samples: results.skopeo.map((x) => x.sample), bytes: archiveBytes, extra: { layerSizes: results.skopeo.map((x) => x.layerSize), registryCpuS: regCpu(results.skopeo) } });
+  rows.push({
+    scenario,
+    tool: `skopeo copy (layer ${mb(skSize)})`,
+    median: sk,
+    samples: results.skopeo.map((x) => x.sample),
+    bytes: archiveBytes,
+    extra: { layerSizes: results.skopeo.map((x) => x.layerSize), registryCpuS: regCpu(results.skopeo) },
+  });
   const row: Row = {
     scenario,
     tool: `lading push (layer ${mb(ldSize)}, ${(ldSize / skSize).toFixed(3)}x)`,
@@ -343,10 +445,25 @@ export async function benchReal(ctx: BenchContext): Promise<Table[]> {
   if (hasPigz) {
     const all = medianSample(control.pigz);
     const one0 = medianSample(control['pigz-1cpu']);
-    rows.push({ scenario, tool: `control: pigz -2 -p ${threads} of the archive`, median: all, samples: control.pigz, bytes: archiveBytes });
-    rows.push({ scenario, tool: 'control: the same under taskset -c 0', median: one0, samples: control['pigz-1cpu'], bytes: archiveBytes, ratio: `wall ${(one0.wallS / all.wallS).toFixed(2)}x pigz on all cores` });
+    rows.push({
+      scenario,
+      tool: `control: pigz -2 -p ${threads} of the archive`,
+      median: all,
+      samples: control.pigz,
+      bytes: archiveBytes,
+    });
+    rows.push({
+      scenario,
+      tool: 'control: the same under taskset -c 0',
+      median: one0,
+      samples: control['pigz-1cpu'],
+      bytes: archiveBytes,
+      ratio: `wall ${(one0.wallS / all.wallS).toFixed(2)}x pigz on all cores`,
+    });
   }
-  const same = results.lading.concat(results['lading-1cpu']).every((x) => x.layerDigest === results.lading[0]!.layerDigest);
+  const same = results.lading
+    .concat(results['lading-1cpu'])
+    .every((x) => x.layerDigest === results.lading[0]!.layerDigest);
   return [
     {
       id: 'real',
@@ -356,7 +473,9 @@ export async function benchReal(ctx: BenchContext): Promise<Table[]> {
         `Archive: ${(archiveBytes / MiB).toFixed(0)} MiB docker-save, one uncompressed layer of ${(input.layerBytes / MiB).toFixed(0)} MiB (${input.files} files, ${input.symlinks} symlinks, ${input.dirs} dirs; up to ${input.perRootMiB} MiB of files per root; diff_id ${input.diffId}).`,
         `Compressed layer (median): skopeo ${mb(skSize)}, lading ${mb(ldSize)}; lading's layer ${same ? `has the same digest in every run, on one core or all (${results.lading[0]!.layerDigest})` : 'DIFFERS between runs'}.`,
         `Registry CPU-s during each push (median): skopeo ${regCpu(results.skopeo).toFixed(2)}, lading ${regCpu(results.lading).toFixed(2)}, lading on one core ${regCpu(results['lading-1cpu']).toFixed(2)}. The registry runs on both cores in every case.`,
-        hasPigz ? 'The pigz rows are a control, not a contender: compression alone (no hashing, no upload), to show how much the machine let a parallel compressor scale during this run.' : '',
+        hasPigz
+          ? 'The pigz rows are a control, not a contender: compression alone (no hashing, no upload), to show how much the machine let a parallel compressor scale during this run.'
+          : '',
         verified ? `The layer lading pushed, fetched back from the registry: ${verified}.` : '',
       ].filter(Boolean),
     },

@@ -56,7 +56,8 @@ function requireFile(path: string, what: string): void {
 
 function requireCommand(cmd: string, install: string, versionArgs = ['--version']): void {
   const r = spawnSync(cmd, versionArgs, { stdio: 'ignore' });
-  if (r.error !== undefined || r.status !== 0) throw new BenchError(`${cmd} is missing or does not run; install it: ${install}`);
+  if (r.error !== undefined || r.status !== 0)
+    throw new BenchError(`${cmd} is missing or does not run; install it: ${install}`);
 }
 
 function chooseServerRoot(workDir: string, needBytes: number): string {
@@ -106,10 +107,12 @@ async function main(): Promise<number> {
   const runs = values.runs !== undefined ? Number(values.runs) : quick ? 1 : 3;
   if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new BenchError('--runs must be an integer from 1 to 50');
   const layerMiB = values['layer-mib'] !== undefined ? Number(values['layer-mib']) : quick ? 64 : 256;
-  if (!Number.isInteger(layerMiB) || layerMiB < 1 || layerMiB > 4096) throw new BenchError('--layer-mib must be an integer from 1 to 4096');
+  if (!Number.isInteger(layerMiB) || layerMiB < 1 || layerMiB > 4096)
+    throw new BenchError('--layer-mib must be an integer from 1 to 4096');
   const only = new Set<Scenario>();
   for (const o of (values.only ?? []).flatMap((s) => s.split(','))) {
-    if (!(SCENARIOS as readonly string[]).includes(o)) throw new BenchError(`--only takes ${SCENARIOS.join(', ')}, not "${o}"`);
+    if (!(SCENARIOS as readonly string[]).includes(o))
+      throw new BenchError(`--only takes ${SCENARIOS.join(', ')}, not "${o}"`);
     only.add(o as Scenario);
   }
   const selected = only.size > 0 ? SCENARIOS.filter((s) => only.has(s)) : [...SCENARIOS];
@@ -129,7 +132,8 @@ async function main(): Promise<number> {
   }
   if (selected.includes('push') || selected.includes('proxy') || selected.includes('real')) {
     requireCommand('skopeo', 'apt-get install -y skopeo');
-    if (!existsSync(REGISTRY_BINARY)) throw new BenchError(`${REGISTRY_BINARY} is missing; install it: apt-get install -y docker-registry`);
+    if (!existsSync(REGISTRY_BINARY))
+      throw new BenchError(`${REGISTRY_BINARY} is missing; install it: apt-get install -y docker-registry`);
   }
   if (selected.includes('proxy')) {
     // tinyproxy has no --version: -v prints it and exits 0.
@@ -142,8 +146,12 @@ async function main(): Promise<number> {
   mkdirSync(scratchDir, { recursive: true });
   const serverRoot = join(chooseServerRoot(workDir, 5 * layerMiB * 2 ** 20 * 2), `servers-${process.pid}`);
   const started = new Date();
-  const loadStart = loadavg().map((x) => x.toFixed(2)).join(' ');
-  log(`work dir ${workDir}, servers store in ${serverRoot}, ${runs} run(s), ${layerMiB} MiB layers, scenarios: ${selected.join(', ')}`);
+  const loadStart = loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+  log(
+    `work dir ${workDir}, servers store in ${serverRoot}, ${runs} run(s), ${layerMiB} MiB layers, scenarios: ${selected.join(', ')}`,
+  );
 
   const cleanup = (): void => {
     rmSync(scratchDir, { recursive: true, force: true });
@@ -160,14 +168,25 @@ async function main(): Promise<number> {
     process.stdout.write(`\n${renderTable(t)}\n`);
   };
   for (const s of selected) {
-    const made = s === 'inspect' ? await benchInspect(ctx) : s === 'push' ? await benchPush(ctx) : s === 'real' ? await benchReal(ctx) : s === 'ecr' ? await benchEcr(ctx) : await benchProxy(ctx);
+    const made =
+      s === 'inspect'
+        ? await benchInspect(ctx)
+        : s === 'push'
+          ? await benchPush(ctx)
+          : s === 'real'
+            ? await benchReal(ctx)
+            : s === 'ecr'
+              ? await benchEcr(ctx)
+              : await benchProxy(ctx);
     for (const t of made) print(t);
     tables.push(...made);
   }
 
   const info = machine();
   const finished = new Date();
-  const loadEnd = loadavg().map((x) => x.toFixed(2)).join(' ');
+  const loadEnd = loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
   const doc = {
     date: started.toISOString(),
     durationS: Math.round((finished.getTime() - started.getTime()) / 1000),
@@ -182,7 +201,9 @@ async function main(): Promise<number> {
       layers: inputs.layers.map((l) => ({ kind: l.kind, size: l.size, digest: l.digest, gzipSize: l.gz.size })),
     },
     tables,
-    failed: tables.flatMap((t) => t.rows.filter((r) => r.pass === false).map((r) => `${r.scenario} / ${r.tool}: ${(r.missed ?? []).join(', ')}`)),
+    failed: tables.flatMap((t) =>
+      t.rows.filter((r) => r.pass === false).map((r) => `${r.scenario} / ${r.tool}: ${(r.missed ?? []).join(', ')}`),
+    ),
   };
   const resultsDir = join(root, 'bench', 'results');
   mkdirSync(resultsDir, { recursive: true });
@@ -211,7 +232,9 @@ main().then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    process.stderr.write(`bench: ${e instanceof BenchError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.stderr.write(
+      `bench: ${e instanceof BenchError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+    );
     process.exitCode = 1;
   },
 );

@@ -50,7 +50,10 @@ function probe(url: string, ca?: string): Promise<number> {
     };
     // Over TLS the probe trusts only the bench's CA: a registry serving the wrong certificate
     // fails here, before any push is measured.
-    const req = ca !== undefined ? httpsGet(`${url}/v2/`, { timeout: 1000, ca }, done) : get(`${url}/v2/`, { timeout: 1000 }, done);
+    const req =
+      ca !== undefined
+        ? httpsGet(`${url}/v2/`, { timeout: 1000, ca }, done)
+        : get(`${url}/v2/`, { timeout: 1000 }, done);
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
   });
@@ -101,7 +104,9 @@ export async function startRegistry(dir: string, tls?: RegistryTls): Promise<Ser
       'http:',
       `  addr: 127.0.0.1:${port}`,
       '  secret: lading-bench-secret',
-      ...(tls ? ['  tls:', `    certificate: ${JSON.stringify(tls.certificate)}`, `    key: ${JSON.stringify(tls.key)}`] : []),
+      ...(tls
+        ? ['  tls:', `    certificate: ${JSON.stringify(tls.certificate)}`, `    key: ${JSON.stringify(tls.key)}`]
+        : []),
       '',
     ].join('\n'),
   );
@@ -140,7 +145,9 @@ export async function startRegistry(dir: string, tls?: RegistryTls): Promise<Ser
 export async function startServe(cli: string, dir: string): Promise<Server> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--data', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--data', dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   live.add(child);
   let err = '';
   child.stderr!.on('data', (b: Buffer) => {
@@ -153,7 +160,10 @@ export async function startServe(cli: string, dir: string): Promise<Server> {
   try {
     const url = await new Promise<string>((resolve, reject) => {
       let out = '';
-      const timer = setTimeout(() => reject(new BenchError(`lading serve did not print its address within 15 s: ${err.slice(-2000)}`)), 15_000);
+      const timer = setTimeout(
+        () => reject(new BenchError(`lading serve did not print its address within 15 s: ${err.slice(-2000)}`)),
+        15_000,
+      );
       child.stdout!.on('data', (b: Buffer) => {
         out += b.toString();
         const m = /^listening on (http:\/\/127\.0\.0\.1:\d+)\s*$/m.exec(out);
@@ -243,7 +253,9 @@ export async function startTinyproxy(dir: string): Promise<Proxy> {
     }
     if (Date.now() > deadline) {
       await stop();
-      throw new BenchError(`tinyproxy did not accept connections on 127.0.0.1:${port} within 15 s: ${err.slice(-2000)}${log().slice(-2000)}`);
+      throw new BenchError(
+        `tinyproxy did not accept connections on 127.0.0.1:${port} within 15 s: ${err.slice(-2000)}${log().slice(-2000)}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 25));
   }

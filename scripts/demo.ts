@@ -37,7 +37,9 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 /** Starts `lading serve` and resolves to its URL once it listens. */
 function startServe(dataDir: string): Promise<{ url: string; child: ChildProcess }> {
   const cli = join(__dirname, '..', 'src', 'cli', 'main.js');
-  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--data', dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--data', dataDir], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('lading serve did not start within 20 s')), 20_000);
     child.on('error', reject);
@@ -65,17 +67,26 @@ async function readBack(url: string, pinned: Digest): Promise<{ manifests: numbe
   const ecr = new ECRClient({ endpoint: url, region: REGION });
   const token = (await ecr.send(new GetAuthorizationTokenCommand({}))).authorizationData![0]!;
   ecr.destroy();
-  const [username, password] = Buffer.from(token.authorizationToken!, 'base64').toString('utf8').split(/:(.*)/s) as [string, string];
+  const [username, password] = Buffer.from(token.authorizationToken!, 'base64').toString('utf8').split(/:(.*)/s) as [
+    string,
+    string,
+  ];
   const endpoint = new URL(token.proxyEndpoint!);
-  const client = new RegistryClient({ registry: endpoint.host, plainHttp: endpoint.protocol === 'http:', credentials: staticCredentials({ username, password }, 'GetAuthorizationToken') });
+  const client = new RegistryClient({
+    registry: endpoint.host,
+    plainHttp: endpoint.protocol === 'http:',
+    credentials: staticCredentials({ username, password }, 'GetAuthorizationToken'),
+  });
   const counts = { manifests: 0, blobs: 0, bytes: 0 };
   const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
   try {
     const tagged = await client.getManifest(REPOSITORY, TAG);
-    if (tagged.digest !== pinned) throw new Error(`${REPOSITORY}:${TAG} is ${tagged.digest}, lading push reported ${pinned}`);
+    if (tagged.digest !== pinned)
+      throw new Error(`${REPOSITORY}:${TAG} is ${tagged.digest}, lading push reported ${pinned}`);
     const visit = async (digest: Digest): Promise<void> => {
       const m = await client.getManifest(REPOSITORY, digest);
-      if (sha256(m.bytes) !== digest) throw new Error(`manifest ${digest}: the bytes served hash to ${sha256(m.bytes)}`);
+      if (sha256(m.bytes) !== digest)
+        throw new Error(`manifest ${digest}: the bytes served hash to ${sha256(m.bytes)}`);
       counts.manifests++;
       const doc = parseManifestDocument(m.bytes, `manifest ${digest}`, m.mediaType);
       if (doc.kind === 'index') {
@@ -91,7 +102,8 @@ async function readBack(url: string, pinned: Digest): Promise<{ manifests: numbe
           size += chunk.length;
         }
         const got = `sha256:${h.digest('hex')}`;
-        if (got !== d.digest || size !== d.size) throw new Error(`blob ${d.digest} (${d.size} bytes): served ${got} (${size} bytes)`);
+        if (got !== d.digest || size !== d.size)
+          throw new Error(`blob ${d.digest} (${d.size} bytes): served ${got} (${size} bytes)`);
         counts.blobs++;
         counts.bytes += size;
       }
@@ -137,7 +149,9 @@ async function run(): Promise<number> {
 
     console.log(`\n== reading ${REPOSITORY}:${TAG} back through ${url}/v2/ and checking every digest`);
     const got = await readBack(url, pinned);
-    console.log(`verified: ${got.manifests} manifest(s), ${got.blobs} blobs, ${got.bytes} bytes, all matching their digests`);
+    console.log(
+      `verified: ${got.manifests} manifest(s), ${got.blobs} blobs, ${got.bytes} bytes, all matching their digests`,
+    );
     console.log(`\nimage URI: ${reference}`);
     return 0;
   } finally {

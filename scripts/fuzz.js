@@ -42,7 +42,9 @@ if (files.length === 0) {
   process.exit(2);
 }
 const runs = process.env.FC_NUM_RUNS ?? '5000';
-console.error(`fuzz: FC_NUM_RUNS=${runs} over ${files.length} file(s):\n  ${files.map((f) => path.relative(process.cwd(), f)).join('\n  ')}`);
+console.error(
+  `fuzz: FC_NUM_RUNS=${runs} over ${files.length} file(s):\n  ${files.map((f) => path.relative(process.cwd(), f)).join('\n  ')}`,
+);
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...flags, ...files], {
   stdio: 'inherit',
   env: { ...process.env, FC_NUM_RUNS: runs },

@@ -24,7 +24,9 @@ const roots = targets.length > 0 ? targets : [path.join(__dirname, '..', 'dist',
 const files = roots.flatMap((r) => collect(r, []));
 // Under CI a skipped test is a failure: suites skip when a tool they need is missing, and CI
 // installs every tool (.ci/run), so a skip there means a test that silently proved nothing.
-const child = spawn(process.execPath, ['--test', '--test-concurrency=2', ...flags, ...files], { stdio: ['inherit', 'pipe', 'inherit'] });
+const child = spawn(process.execPath, ['--test', '--test-concurrency=2', ...flags, ...files], {
+  stdio: ['inherit', 'pipe', 'inherit'],
+});
 let tail = '';
 child.stdout.on('data', (chunk) => {
   process.stdout.write(chunk);
@@ -33,7 +35,9 @@ child.stdout.on('data', (chunk) => {
 child.on('close', (code) => {
   const skipped = Number(/^# skipped (\d+)$/m.exec(tail)?.[1] ?? 0);
   if (process.env.CI && skipped > 0 && code === 0) {
-    process.stderr.write(`run-tests: ${skipped} test(s) skipped under CI; every tool the suite needs is installed by .ci/run, so a skip is a failure (search the output for "# SKIP")\n`);
+    process.stderr.write(
+      `run-tests: ${skipped} test(s) skipped under CI; every tool the suite needs is installed by .ci/run, so a skip is a failure (search the output for "# SKIP")\n`,
+    );
     process.exit(1);
   }
   process.exit(code ?? 1);

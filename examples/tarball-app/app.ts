@@ -34,7 +34,12 @@ class TarballAppStack extends Stack {
     const cluster = new ecs.Cluster(this, 'Cluster', { vpc });
     const task = new ecs.FargateTaskDefinition(this, 'Task', { cpu: 256, memoryLimitMiB: 512 });
     task.addContainer('app', { image: image.toEcsImage(), logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'app' }) });
-    new ecs.FargateService(this, 'Service', { cluster, taskDefinition: task, assignPublicIp: true, vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } });
+    new ecs.FargateService(this, 'Service', {
+      cluster,
+      taskDefinition: task,
+      assignPublicIp: true,
+      vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+    });
 
     new CfnOutput(this, 'ImageUri', { value: image.imageUri });
     new CfnOutput(this, 'FunctionName', { value: fn.functionName });

@@ -122,7 +122,12 @@ function decompressionError(e: unknown, where: string): LadingError {
   if (err.code === 'Z_BUF_ERROR' || /unexpected end/i.test(err.message ?? '')) {
     return new LadingError('TRUNCATED', `${where}: compressed data is truncated`, { cause: e });
   }
-  if (typeof err.code === 'string' && (err.code.startsWith('Z_') || err.code.startsWith('ERR_ZSTD') || /zstd|incorrect header|invalid/i.test(err.message ?? ''))) {
+  if (
+    typeof err.code === 'string' &&
+    (err.code.startsWith('Z_') ||
+      err.code.startsWith('ERR_ZSTD') ||
+      /zstd|incorrect header|invalid/i.test(err.message ?? ''))
+  ) {
     return new LadingError('DECOMPRESSION_FAILED', `${where}: cannot decompress: ${err.message}`, { cause: e });
   }
   return asLadingError(e, 'IO', where);

@@ -69,7 +69,11 @@ async function peek(source: AsyncIterable<Buffer>, n: number): Promise<{ head: B
   return { head, rest };
 }
 
-function decompressed(source: AsyncIterable<Buffer>, c: Exclude<Compression, 'none'>, where: string): AsyncIterable<Buffer> {
+function decompressed(
+  source: AsyncIterable<Buffer>,
+  c: Exclude<Compression, 'none'>,
+  where: string,
+): AsyncIterable<Buffer> {
   const dec = createDecompressor(c);
   const input = Readable.from(source, { objectMode: false });
   input.on('error', (e) => dec.destroy(e));
@@ -90,7 +94,14 @@ async function openStore(input: ArchiveInput, opts: OpenArchiveOptions): Promise
   const log = opts.logger;
   const sig = opts.signal ? { signal: opts.signal } : {};
   const onLarge: StreamedEntryHandler =
-    opts.onStreamedEntry ?? ((entry, body) => analyzeBlob(body, { where: `${where}: ${entry.path}`, diffId: true, algorithm: algorithmFor(entry), ...(opts.signal ? { signal: opts.signal } : {}) }));
+    opts.onStreamedEntry ??
+    ((entry, body) =>
+      analyzeBlob(body, {
+        where: `${where}: ${entry.path}`,
+        diffId: true,
+        algorithm: algorithmFor(entry),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      }));
   let where: string;
   let source: AsyncIterable<Buffer>;
   if (typeof input === 'string' && input !== '-') {
@@ -110,7 +121,10 @@ async function openStore(input: ArchiveInput, opts: OpenArchiveOptions): Promise
       // read at, so read it once, as standard input.
       log?.(`${input}: not a regular file, reading it as a stream`);
       where = input;
-      const { head, rest } = await peek(createReadStream(input, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>, MAGIC_BYTES);
+      const { head, rest } = await peek(
+        createReadStream(input, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>,
+        MAGIC_BYTES,
+      );
       const c = supportedCompression(head, where);
       source = c === 'none' ? rest : decompressed(rest, c, where);
       return StreamStore.read(source, { where, compression: c, onLarge, ...sig, ...(log ? { logger: log } : {}) });
@@ -129,7 +143,13 @@ async function openStore(input: ArchiveInput, opts: OpenArchiveOptions): Promise
       await fh.close();
       log?.(`${input}: ${c}-compressed archive, reading in one pass`);
       source = decompressed(createReadStream(input, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>, c, input);
-      return await StreamStore.read(source, { where, compression: c, onLarge, ...sig, ...(log ? { logger: log } : {}) });
+      return await StreamStore.read(source, {
+        where,
+        compression: c,
+        onLarge,
+        ...sig,
+        ...(log ? { logger: log } : {}),
+      });
     } catch (e) {
       await fh.close().catch(() => undefined);
       throw e;
@@ -147,7 +167,13 @@ async function openStore(input: ArchiveInput, opts: OpenArchiveOptions): Promise
       }
       log?.(`${where}: ${c}-compressed archive, reading in one pass`);
       const body = input.size > 0 ? input.stream(0, input.size - 1) : Readable.from([]);
-      const store = await StreamStore.read(decompressed(body as AsyncIterable<Buffer>, c, where), { where, compression: c, onLarge, ...sig, ...(log ? { logger: log } : {}) });
+      const store = await StreamStore.read(decompressed(body as AsyncIterable<Buffer>, c, where), {
+        where,
+        compression: c,
+        onLarge,
+        ...sig,
+        ...(log ? { logger: log } : {}),
+      });
       await input.close();
       return store;
     } catch (e) {
@@ -208,7 +234,11 @@ export class ImageArchive implements ArchiveModel {
       const docker = hasManifestJson ? await readDockerImages(store, blobs, oci) : [];
       const images = [...oci, ...docker];
       if (images.length === 0) throw new LadingError('NO_MANIFEST', `${store.where}: index.json lists no images`);
-      const format: ArchiveFormat = hasManifestJson ? 'docker-archive' : store.kind === 'directory' ? 'oci-layout' : 'oci-archive';
+      const format: ArchiveFormat = hasManifestJson
+        ? 'docker-archive'
+        : store.kind === 'directory'
+          ? 'oci-layout'
+          : 'oci-archive';
       return new ImageArchive(store, format, images);
     } catch (e) {
       await store.close();
@@ -263,7 +293,9 @@ export class ImageArchive implements ArchiveModel {
    * name that claims them, real compression against the media type, and diff_id against
    * the config. Fills in the manifests lading synthesizes for legacy docker archives.
    */
-  async verify(opts: { concurrency?: number; signal?: AbortSignal; onBlob?: (ref: BlobRef, facts: BlobFacts) => void } = {}): Promise<void> {
+  async verify(
+    opts: { concurrency?: number; signal?: AbortSignal; onBlob?: (ref: BlobRef, facts: BlobFacts) => void } = {},
+  ): Promise<void> {
     const refs = this.layerBlobs();
     await mapLimit(refs, opts.concurrency ?? 2, async (ref) => {
       // Entries stored twice were compared when the archive was opened (every store).
@@ -284,17 +316,29 @@ export class ImageArchive implements ArchiveModel {
     // A foreign layer's descriptor names the remote blob; docker save stores the layer
     // uncompressed beside it, so only its diff_id can be checked.
     if (d && !l.foreign) {
-      if (f.size !== d.size) throw new LadingError('SIZE_MISMATCH', `${where}: ${f.size} bytes stored, the descriptor says ${d.size}`);
-      if (f.digest !== d.digest) throw new LadingError('DIGEST_MISMATCH', `${where}: content has digest ${f.digest}, the descriptor says ${d.digest}`);
+      if (f.size !== d.size)
+        throw new LadingError('SIZE_MISMATCH', `${where}: ${f.size} bytes stored, the descriptor says ${d.size}`);
+      if (f.digest !== d.digest)
+        throw new LadingError(
+          'DIGEST_MISMATCH',
+          `${where}: content has digest ${f.digest}, the descriptor says ${d.digest}`,
+        );
       const declared = layerCompressionOf(d.mediaType);
       if (declared !== undefined && declared !== f.compression) {
-        throw new LadingError('BAD_MANIFEST', `${where}: media type ${d.mediaType} says ${declared} but the bytes are ${f.compression === 'none' ? 'uncompressed' : f.compression}`);
+        throw new LadingError(
+          'BAD_MANIFEST',
+          `${where}: media type ${d.mediaType} says ${declared} but the bytes are ${f.compression === 'none' ? 'uncompressed' : f.compression}`,
+        );
       }
     }
     const claimed = l.blob!.claimed;
-    if (claimed && claimed !== f.digest) throw new LadingError('DIGEST_MISMATCH', `${where}: content has digest ${f.digest}, its name says ${claimed}`);
+    if (claimed && claimed !== f.digest)
+      throw new LadingError('DIGEST_MISMATCH', `${where}: content has digest ${f.digest}, its name says ${claimed}`);
     if (l.diffId && f.diffId && f.diffId !== l.diffId) {
-      throw new LadingError('DIFF_ID_MISMATCH', `${where}: uncompressed content has digest ${f.diffId}, the config's diff_id is ${l.diffId}`);
+      throw new LadingError(
+        'DIFF_ID_MISMATCH',
+        `${where}: uncompressed content has digest ${f.diffId}, the config's diff_id is ${l.diffId}`,
+      );
     }
   }
 
@@ -313,7 +357,11 @@ export class ImageArchive implements ArchiveModel {
         }
         const f = await this.blobFacts(l.blob!, { diffId: true, ...(signal ? { signal } : {}) });
         this.checkLayer(m, i, l, f);
-        layers.push({ mediaType: l.descriptor?.mediaType ?? layerMediaType('docker', f.compression), digest: f.digest, size: f.size });
+        layers.push({
+          mediaType: l.descriptor?.mediaType ?? layerMediaType('docker', f.compression),
+          digest: f.digest,
+          size: f.size,
+        });
       }
       const manifest = buildManifest(MediaType.DockerManifest, m.config!.descriptor, layers);
       m.manifest = manifest;

@@ -150,7 +150,10 @@ export class EntryTable {
     if (prev !== undefined) {
       const same = prev.type === entry.type && prev.size === entry.size && prev.linkname === entry.linkname;
       if (!same && !(prev.type === 'directory' && entry.type === 'directory')) {
-        throw new LadingError('DUPLICATE_ENTRY', `${this.where}: entry ${shown(path)} appears twice with different content`);
+        throw new LadingError(
+          'DUPLICATE_ENTRY',
+          `${this.where}: entry ${shown(path)} appears twice with different content`,
+        );
       }
       if (entry.type === 'file') this.duplicates.set(path, [...(this.duplicates.get(path) ?? []), prev]);
     }
@@ -195,7 +198,10 @@ export class EntryTable {
   require(path: string, what: string): Entry {
     const e = this.lookup(path);
     if (e === undefined) {
-      throw new LadingError('BLOB_MISSING', `${this.where}: ${what} refers to ${shown(path)}, which is not in the archive`);
+      throw new LadingError(
+        'BLOB_MISSING',
+        `${this.where}: ${what} refers to ${shown(path)}, which is not in the archive`,
+      );
     }
     return e;
   }
@@ -219,7 +225,10 @@ export class EntryTable {
   private child(parent: PathNode | undefined, name: string, ctx: Walk): PathNode {
     const length = (parent === undefined ? 0 : parent.length + 1) + name.length;
     if (length > MAX_PATH) {
-      throw new LadingError('LIMIT_EXCEEDED', `${this.where}: resolving ${shown(ctx.origin)} leads to a path longer than ${MAX_PATH} characters`);
+      throw new LadingError(
+        'LIMIT_EXCEEDED',
+        `${this.where}: resolving ${shown(ctx.origin)} leads to a path longer than ${MAX_PATH} characters`,
+      );
     }
     const [h1, h2] = extend(parent?.h1 ?? SEED1, parent?.h2 ?? SEED2, name);
     return { parent, name, length, h1, h2, key: keyOf(h1, h2) };
@@ -253,7 +262,10 @@ export class EntryTable {
       if (part === '' || part === '.') continue;
       if (part === '..') {
         if (cur === undefined) {
-          throw new LadingError('SYMLINK_ESCAPE', `${this.where}: a link on the way to ${shown(ctx.origin)} points outside the archive`);
+          throw new LadingError(
+            'SYMLINK_ESCAPE',
+            `${this.where}: a link on the way to ${shown(ctx.origin)} points outside the archive`,
+          );
         }
         cur = cur.parent;
         continue;
@@ -277,10 +289,16 @@ export class EntryTable {
     const before = ctx.hops - 1;
     const target = link.linkname ?? '';
     if (target.length > MAX_PATH) {
-      throw new LadingError('LIMIT_EXCEEDED', `${this.where}: link ${shown(link.path)} has a target longer than ${MAX_PATH} characters`);
+      throw new LadingError(
+        'LIMIT_EXCEEDED',
+        `${this.where}: link ${shown(link.path)} has a target longer than ${MAX_PATH} characters`,
+      );
     }
     if (target.startsWith('/')) {
-      throw new LadingError('SYMLINK_ESCAPE', `${this.where}: link ${shown(link.path)} -> ${shown(target)} points outside the archive`);
+      throw new LadingError(
+        'SYMLINK_ESCAPE',
+        `${this.where}: link ${shown(link.path)} -> ${shown(target)} points outside the archive`,
+      );
     }
     this.inProgress.add(link);
     try {

@@ -30,7 +30,13 @@ export interface RandomAccessSource {
 export function isRandomAccessSource(x: unknown): x is RandomAccessSource {
   if (typeof x !== 'object' || x === null) return false;
   const s = x as Partial<RandomAccessSource>;
-  return typeof s.size === 'number' && typeof s.where === 'string' && typeof s.read === 'function' && typeof s.stream === 'function' && typeof s.close === 'function';
+  return (
+    typeof s.size === 'number' &&
+    typeof s.where === 'string' &&
+    typeof s.read === 'function' &&
+    typeof s.stream === 'function' &&
+    typeof s.close === 'function'
+  );
 }
 
 /**
@@ -96,11 +102,18 @@ class RangeStream extends Readable {
         }
         if (bytesRead === 0) {
           this.pool?.giveBack(buf);
-          this.destroy(new LadingError('TRUNCATED', `${this.src.where}: the file ends at byte ${this.pos}, before byte ${this.end} (was it changed while being read?)`));
+          this.destroy(
+            new LadingError(
+              'TRUNCATED',
+              `${this.src.where}: the file ends at byte ${this.pos}, before byte ${this.end} (was it changed while being read?)`,
+            ),
+          );
           return;
         }
         this.pos += bytesRead;
-        this.push(this.pool ? this.pool.emit(buf, bytesRead) : bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+        this.push(
+          this.pool ? this.pool.emit(buf, bytesRead) : bytesRead === buf.length ? buf : buf.subarray(0, bytesRead),
+        );
       },
       (e: unknown) => {
         this.pool?.giveBack(buf);

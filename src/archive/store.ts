@@ -34,7 +34,10 @@ export interface ArchiveStore {
 }
 
 function tooLarge(store: ArchiveStore, e: Entry, limit: number): LadingError {
-  return new LadingError('JSON_TOO_LARGE', `${store.where}: ${shown(e.path)} is ${e.size} bytes, over the ${limit}-byte limit for a JSON document`);
+  return new LadingError(
+    'JSON_TOO_LARGE',
+    `${store.where}: ${shown(e.path)} is ${e.size} bytes, over the ${limit}-byte limit for a JSON document`,
+  );
 }
 
 async function collect(stream: AsyncIterable<Buffer>, size: number): Promise<Buffer> {
@@ -84,7 +87,10 @@ export class TarFileStore implements ArchiveStore {
       for (const e of earlier) {
         signal?.throwIfAborted();
         if (!(await this.sameBytes(e, last))) {
-          throw new LadingError('DUPLICATE_ENTRY', `${this.where}: entry ${shown(path)} appears twice with different content`);
+          throw new LadingError(
+            'DUPLICATE_ENTRY',
+            `${this.where}: entry ${shown(path)} appears twice with different content`,
+          );
         }
       }
     }
@@ -164,7 +170,8 @@ export class DirectoryStore implements ArchiveStore {
     const walk = async (dir: string): Promise<void> => {
       for await (const d of await opendir(dir)) {
         signal?.throwIfAborted();
-        if (++count > MAX_ENTRIES) throw new LadingError('LIMIT_EXCEEDED', `${root}: more than ${MAX_ENTRIES} files; not an image layout`);
+        if (++count > MAX_ENTRIES)
+          throw new LadingError('LIMIT_EXCEEDED', `${root}: more than ${MAX_ENTRIES} files; not an image layout`);
         const full = join(dir, d.name);
         const rel = relative(root, full).split(sep).join('/');
         if (d.isDirectory()) {
@@ -261,7 +268,11 @@ export class StreamStore implements ArchiveStore {
     const limit = opts.holdLimit ?? MAX_JSON_BYTES;
     try {
       store.table.signal = opts.signal;
-      for await (const { entry, body } of readTarStream(source, opts.where, opts.signal ? { signal: opts.signal } : {})) {
+      for await (const { entry, body } of readTarStream(
+        source,
+        opts.where,
+        opts.signal ? { signal: opts.signal } : {},
+      )) {
         // Held or analysed under its own name: links are resolved when paths are looked up,
         // once the whole table is known (resolving each entry as it streams by would cost
         // a resolution per entry, and see only the links before it).
@@ -273,7 +284,10 @@ export class StreamStore implements ArchiveStore {
           const facts = await opts.onLarge(e, body);
           const prev = store.facts.get(e.path);
           if (prev !== undefined && prev.digest !== facts.digest) {
-            throw new LadingError('DUPLICATE_ENTRY', `${opts.where}: entry ${shown(e.path)} appears twice with different content`);
+            throw new LadingError(
+              'DUPLICATE_ENTRY',
+              `${opts.where}: entry ${shown(e.path)} appears twice with different content`,
+            );
           }
           store.facts.set(e.path, facts);
         }
@@ -289,7 +303,11 @@ export class StreamStore implements ArchiveStore {
     const prev = this.held.get(path);
     if (prev !== undefined) {
       const old = Buffer.isBuffer(prev) ? prev : await this.readSpool(prev);
-      if (!old.equals(data)) throw new LadingError('DUPLICATE_ENTRY', `${this.where}: entry ${shown(path)} appears twice with different content`);
+      if (!old.equals(data))
+        throw new LadingError(
+          'DUPLICATE_ENTRY',
+          `${this.where}: entry ${shown(path)} appears twice with different content`,
+        );
       return;
     }
     if (this.memory + data.length <= HOLD_MEMORY) {
@@ -301,7 +319,9 @@ export class StreamStore implements ArchiveStore {
       const dir = await mkdtemp(join(tmpdir(), 'lading-spool-'));
       const fh = await open(join(dir, 'held'), 'w+', 0o600);
       this.spool = { dir, fh, size: 0 };
-      this.logger?.(`holding small entries of ${this.where} beyond ${HOLD_MEMORY} bytes in temp file ${join(dir, 'held')} (deleted when done)`);
+      this.logger?.(
+        `holding small entries of ${this.where} beyond ${HOLD_MEMORY} bytes in temp file ${join(dir, 'held')} (deleted when done)`,
+      );
     }
     const offset = this.spool.size;
     await this.spool.fh.write(data, 0, data.length, offset);
@@ -324,7 +344,8 @@ export class StreamStore implements ArchiveStore {
 
   async head(e: Entry, n: number): Promise<Buffer> {
     const h = this.held.get(e.path);
-    if (h === undefined) throw new LadingError('INTERNAL', `${this.where}: ${shown(e.path)} was streamed once and cannot be read again`);
+    if (h === undefined)
+      throw new LadingError('INTERNAL', `${this.where}: ${shown(e.path)} was streamed once and cannot be read again`);
     return (Buffer.isBuffer(h) ? h : await this.readSpool(h)).subarray(0, n);
   }
 

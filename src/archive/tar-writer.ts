@@ -8,7 +8,12 @@ function octal(n: number, width: number): string {
   return `${n.toString(8).padStart(width - 1, '0')}\0`;
 }
 
-export function tarHeader(name: string, size: number, type: 'file' | 'directory' = 'file', mode = type === 'directory' ? 0o755 : 0o644): Buffer {
+export function tarHeader(
+  name: string,
+  size: number,
+  type: 'file' | 'directory' = 'file',
+  mode = type === 'directory' ? 0o755 : 0o644,
+): Buffer {
   if (Buffer.byteLength(name) > 100) throw new LadingError('INTERNAL', `tar name too long: ${name}`);
   const h = Buffer.alloc(512);
   h.write(name, 0, 'utf8');

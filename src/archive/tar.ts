@@ -133,7 +133,10 @@ function decodeName(bytes: Buffer, where: string): string {
 }
 
 function disagree(where: string, what: string): LadingError {
-  return new LadingError('NOT_A_TAR', `${where}: ${what}; tar readers disagree on what such an archive holds, so it is refused`);
+  return new LadingError(
+    'NOT_A_TAR',
+    `${where}: ${what}; tar readers disagree on what such an archive holds, so it is refused`,
+  );
 }
 
 /**
@@ -146,7 +149,8 @@ function parseNumeric(b: Buffer, start: number, len: number, what: string, where
     // GNU base-256. 0x80: positive; 0xff: negative (mtimes before 1970). Go reads any
     // first byte with the high bit (bit 0x40 as the sign), Python only these two.
     if (first === 0xff && !isSize) {
-      for (let i = start + 1; i < start + len - 7; i++) if (b[i] !== 0xff) throw new LadingError('NOT_A_TAR', `${where}: ${what} in tar header is out of range`);
+      for (let i = start + 1; i < start + len - 7; i++)
+        if (b[i] !== 0xff) throw new LadingError('NOT_A_TAR', `${where}: ${what} in tar header is out of range`);
       return -1;
     }
     if (isSize && (first & 0x40) !== 0) throw new LadingError('NOT_A_TAR', `${where}: negative ${what} in tar header`);
@@ -222,12 +226,16 @@ export function decodeHeader(b: Buffer, where: string): RawHeader | undefined {
   if (ustar) {
     // star: the prefix is 131 bytes (then atime, ctime, and the trailer "tar\0" at 508).
     const star = b.toString('latin1', 508, 512) === 'tar\0';
-    if (star && b.indexOf(0, 345) > 475) throw disagree(where, 'a star header whose name prefix runs into its time fields');
+    if (star && b.indexOf(0, 345) > 475)
+      throw disagree(where, 'a star header whose name prefix runs into its time fields');
     const prefix = cstring(b, 345, 500);
     if (prefix.length > 0) name = `${decodeName(prefix, where)}/${name}`;
   } else if (b[345] !== 0) {
     // GNU headers keep times there, v7 headers nothing; Python reads it as a name prefix.
-    throw disagree(where, `a ${b.toString('latin1', 257, 263) === 'ustar ' ? 'GNU' : 'v7'} header with bytes in the ustar name-prefix area`);
+    throw disagree(
+      where,
+      `a ${b.toString('latin1', 257, 263) === 'ustar ' ? 'GNU' : 'v7'} header with bytes in the ustar name-prefix area`,
+    );
   }
   return {
     name,
@@ -280,7 +288,14 @@ function isSparseKey(k: string): boolean {
   return k.startsWith('GNU.sparse.');
 }
 
-const TYPE_NAMES: Record<string, string> = { '1': 'hard link', '2': 'symlink', '3': 'character device', '4': 'block device', '5': 'directory', '6': 'FIFO' };
+const TYPE_NAMES: Record<string, string> = {
+  '1': 'hard link',
+  '2': 'symlink',
+  '3': 'character device',
+  '4': 'block device',
+  '5': 'directory',
+  '6': 'FIFO',
+};
 
 /**
  * Turns the sequence of raw headers (including pax and GNU meta entries) into entries.
@@ -308,13 +323,19 @@ export class HeaderResolver {
   /** At the end of the archive: records still pending mean the entry they describe was cut off. */
   finish(): void {
     if (this.pending) {
-      throw new LadingError('TRUNCATED', `${this.where}: archive ends after a pax or GNU long-name header, before the entry it describes`);
+      throw new LadingError(
+        'TRUNCATED',
+        `${this.where}: archive ends after a pax or GNU long-name header, before the entry it describes`,
+      );
     }
   }
 
   metaLimit(h: RawHeader): void {
     if (h.size > MAX_META_SIZE) {
-      throw new LadingError('LIMIT_EXCEEDED', `${this.where}: tar ${h.typeflag} header of ${h.size} bytes (limit ${MAX_META_SIZE})`);
+      throw new LadingError(
+        'LIMIT_EXCEEDED',
+        `${this.where}: tar ${h.typeflag} header of ${h.size} bytes (limit ${MAX_META_SIZE})`,
+      );
     }
   }
 
@@ -334,7 +355,11 @@ export class HeaderResolver {
       case 'g': {
         if (this.pending) throw disagree(where, 'a global pax header between an extended header and its entry');
         for (const k of decodePax(data, where).keys()) {
-          if (PAX_SHAPING.has(k) || isSparseKey(k)) throw disagree(where, `a global pax ${shown(k)} record (applied to later entries by GNU tar and Python, ignored by Go)`);
+          if (PAX_SHAPING.has(k) || isSparseKey(k))
+            throw disagree(
+              where,
+              `a global pax ${shown(k)} record (applied to later entries by GNU tar and Python, ignored by Go)`,
+            );
         }
         break;
       }
@@ -357,8 +382,10 @@ export class HeaderResolver {
     const pax = this.pax ?? new Map<string, string>();
     const paxPath = pax.get('path');
     const paxLink = pax.get('linkpath');
-    if (paxPath !== undefined && this.longName !== undefined) throw disagree(where, 'a pax path and a GNU long name for one entry');
-    if (paxLink !== undefined && this.longLink !== undefined) throw disagree(where, 'a pax linkpath and a GNU long link name for one entry');
+    if (paxPath !== undefined && this.longName !== undefined)
+      throw disagree(where, 'a pax path and a GNU long name for one entry');
+    if (paxLink !== undefined && this.longLink !== undefined)
+      throw disagree(where, 'a pax linkpath and a GNU long link name for one entry');
     const name = paxPath ?? this.longName ?? h.name;
     const linkname = paxLink ?? this.longLink ?? h.linkname;
     let size = h.size;
@@ -373,11 +400,17 @@ export class HeaderResolver {
       throw new LadingError('UNSAFE_PATH', `${where}: entry name contains a NUL byte`);
     }
     if (name.length > MAX_NAME || linkname.length > MAX_NAME) {
-      throw new LadingError('LIMIT_EXCEEDED', `${where}: entry ${shown(name)} has a name or link target longer than ${MAX_NAME} characters`);
+      throw new LadingError(
+        'LIMIT_EXCEEDED',
+        `${where}: entry ${shown(name)} has a name or link target longer than ${MAX_NAME} characters`,
+      );
     }
     this.namesTotal += name.length + linkname.length;
     if (this.namesTotal > MAX_NAMES_TOTAL) {
-      throw new LadingError('LIMIT_EXCEEDED', `${where}: entry names add up to more than ${MAX_NAMES_TOTAL} characters; not an image archive`);
+      throw new LadingError(
+        'LIMIT_EXCEEDED',
+        `${where}: entry names add up to more than ${MAX_NAMES_TOTAL} characters; not an image archive`,
+      );
     }
     this.pax = undefined;
     this.longName = undefined;
@@ -386,14 +419,19 @@ export class HeaderResolver {
     switch (h.typeflag) {
       case '0':
       case '7':
-        if (name.endsWith('/')) throw disagree(where, `regular file ${shown(name)} named like a directory (a file to Go and Python, a directory to GNU tar)`);
+        if (name.endsWith('/'))
+          throw disagree(
+            where,
+            `regular file ${shown(name)} named like a directory (a file to Go and Python, a directory to GNU tar)`,
+          );
         type = 'file';
         break;
       case '\0': {
         // Old tars mark directories by a trailing slash: Go looks at the final name,
         // Python at the 100-byte name field.
         const dir = name.endsWith('/');
-        if (dir !== h.rawName.endsWith('/')) throw disagree(where, `entry ${shown(name)} is a directory by one name and a file by the other`);
+        if (dir !== h.rawName.endsWith('/'))
+          throw disagree(where, `entry ${shown(name)} is a directory by one name and a file by the other`);
         type = dir ? 'directory' : 'file';
         if (dir && size !== 0) throw disagree(where, `old-style directory ${shown(name)} with ${size} bytes of data`);
         break;
@@ -406,8 +444,10 @@ export class HeaderResolver {
       case '6':
         // POSIX: these carry no data. Go and Python read none whatever the size says; GNU
         // tar skips `size` bytes after 2, 3, 4 and 6.
-        if (size !== 0) throw disagree(where, `${TYPE_NAMES[h.typeflag]} entry ${shown(name)} declaring ${size} bytes of data`);
-        type = h.typeflag === '1' ? 'hardlink' : h.typeflag === '2' ? 'symlink' : h.typeflag === '5' ? 'directory' : 'other';
+        if (size !== 0)
+          throw disagree(where, `${TYPE_NAMES[h.typeflag]} entry ${shown(name)} declaring ${size} bytes of data`);
+        type =
+          h.typeflag === '1' ? 'hardlink' : h.typeflag === '2' ? 'symlink' : h.typeflag === '5' ? 'directory' : 'other';
         break;
       case 'S':
         throw disagree(where, `GNU sparse file ${shown(name)}`);
@@ -438,16 +478,25 @@ export interface PositionalReader {
  * Indexes an uncompressed tar file by reading its headers only: one small read per entry,
  * whatever the size of the data.
  */
-export async function indexTarFile(fh: PositionalReader, fileSize: number, where: string, opts: { signal?: AbortSignal } = {}): Promise<TarEntry[]> {
+export async function indexTarFile(
+  fh: PositionalReader,
+  fileSize: number,
+  where: string,
+  opts: { signal?: AbortSignal } = {},
+): Promise<TarEntry[]> {
   const entries: TarEntry[] = [];
   const resolver = new HeaderResolver(where);
   const block = Buffer.alloc(BLOCK);
   let pos = 0;
   if (fileSize < BLOCK) {
-    throw new LadingError(fileSize === 0 ? 'NOT_A_TAR' : 'TRUNCATED', `${where}: ${fileSize === 0 ? 'empty file, not a tar archive' : 'too short to be a tar archive'}`);
+    throw new LadingError(
+      fileSize === 0 ? 'NOT_A_TAR' : 'TRUNCATED',
+      `${where}: ${fileSize === 0 ? 'empty file, not a tar archive' : 'too short to be a tar archive'}`,
+    );
   }
   while (pos < fileSize) {
-    if (pos + BLOCK > fileSize) throw new LadingError('TRUNCATED', `${where}: archive ends inside a tar header at byte ${pos}`);
+    if (pos + BLOCK > fileSize)
+      throw new LadingError('TRUNCATED', `${where}: archive ends inside a tar header at byte ${pos}`);
     opts.signal?.throwIfAborted();
     await readFully(fh, block, pos, where);
     const h = decodeHeader(block, where);
@@ -474,7 +523,10 @@ export async function indexTarFile(fh: PositionalReader, fileSize: number, where
     entries.push(e);
     const size = dataSizeOf(e);
     if (dataOffset + size > fileSize) {
-      throw new LadingError('TRUNCATED', `${where}: archive is truncated inside ${JSON.stringify(e.name)} (needs ${size} bytes at offset ${dataOffset})`);
+      throw new LadingError(
+        'TRUNCATED',
+        `${where}: archive is truncated inside ${JSON.stringify(e.name)} (needs ${size} bytes at offset ${dataOffset})`,
+      );
     }
     // As the stream reader: the last entry's padding may be missing, but not cut short.
     const rest = fileSize - (dataOffset + size);
@@ -491,7 +543,8 @@ async function readFully(fh: PositionalReader, buf: Buffer, position: number, wh
   let off = 0;
   while (off < buf.length) {
     const { bytesRead } = await fh.read(buf, off, buf.length - off, position + off);
-    if (bytesRead === 0) throw new LadingError('TRUNCATED', `${where}: archive is truncated (it ends at byte ${position + off})`);
+    if (bytesRead === 0)
+      throw new LadingError('TRUNCATED', `${where}: archive is truncated (it ends at byte ${position + off})`);
     off += bytesRead;
   }
 }
@@ -517,7 +570,15 @@ export class ByteReader {
         const r = await inner.next();
         if (r.done) return r;
         const v = r.value;
-        return { done: false, value: typeof v === 'string' ? Buffer.from(v) : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength) };
+        return {
+          done: false,
+          value:
+            typeof v === 'string'
+              ? Buffer.from(v)
+              : Buffer.isBuffer(v)
+                ? v
+                : Buffer.from(v.buffer, v.byteOffset, v.byteLength),
+        };
       },
       return: async () => {
         await inner.return?.();
@@ -582,7 +643,11 @@ export interface StreamedEntry {
 }
 
 /** Reads a tar stream in one pass. */
-export async function* readTarStream(source: AsyncIterable<Buffer | Uint8Array | string>, where: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<StreamedEntry> {
+export async function* readTarStream(
+  source: AsyncIterable<Buffer | Uint8Array | string>,
+  where: string,
+  opts: { signal?: AbortSignal } = {},
+): AsyncGenerator<StreamedEntry> {
   const r = new ByteReader(source, opts.signal);
   const resolver = new HeaderResolver(where);
   let first = true;
@@ -596,7 +661,10 @@ export async function* readTarStream(source: AsyncIterable<Buffer | Uint8Array |
         return; // EOF at a header boundary without end blocks: accepted, as GNU tar does
       }
       if (block.length < BLOCK) {
-        throw new LadingError(first ? 'NOT_A_TAR' : 'TRUNCATED', first ? `${where}: too short to be a tar archive` : `${where}: archive ends inside a tar header`);
+        throw new LadingError(
+          first ? 'NOT_A_TAR' : 'TRUNCATED',
+          first ? `${where}: too short to be a tar archive` : `${where}: archive ends inside a tar header`,
+        );
       }
       const h = decodeHeader(Buffer.from(block), where);
       first = false;
@@ -614,7 +682,8 @@ export async function* readTarStream(source: AsyncIterable<Buffer | Uint8Array |
       if (resolver.isMeta(h)) {
         resolver.metaLimit(h);
         const data = await r.read(h.size);
-        if (data.length < h.size) throw new LadingError('TRUNCATED', `${where}: archive ends inside a tar header record`);
+        if (data.length < h.size)
+          throw new LadingError('TRUNCATED', `${where}: archive ends inside a tar header record`);
         resolver.meta(h, Buffer.from(data));
         await skipExact(r, padded(h.size) - h.size, where, h.name);
         continue;
@@ -628,14 +697,22 @@ export async function* readTarStream(source: AsyncIterable<Buffer | Uint8Array |
             consumed += c.length;
             yield c;
           }
-          if (consumed < size) throw new LadingError('TRUNCATED', `${where}: archive is truncated inside ${JSON.stringify(entry.name)} (${consumed} of ${size} bytes)`);
+          if (consumed < size)
+            throw new LadingError(
+              'TRUNCATED',
+              `${where}: archive is truncated inside ${JSON.stringify(entry.name)} (${consumed} of ${size} bytes)`,
+            );
         },
       };
       yield { entry, body };
       if (consumed < size) {
         const n = await r.skip(size - consumed);
         consumed += n;
-        if (consumed < size) throw new LadingError('TRUNCATED', `${where}: archive is truncated inside ${JSON.stringify(entry.name)} (${consumed} of ${size} bytes)`);
+        if (consumed < size)
+          throw new LadingError(
+            'TRUNCATED',
+            `${where}: archive is truncated inside ${JSON.stringify(entry.name)} (${consumed} of ${size} bytes)`,
+          );
       }
       await skipExact(r, padded(size) - size, where, entry.name);
     }
@@ -645,12 +722,16 @@ export async function* readTarStream(source: AsyncIterable<Buffer | Uint8Array |
 }
 
 function endMarkerThenHeader(where: string): LadingError {
-  return disagree(where, 'a lone zero block (end of archive to Python and GNU tar) followed by more headers (an error to Go)');
+  return disagree(
+    where,
+    'a lone zero block (end of archive to Python and GNU tar) followed by more headers (an error to Go)',
+  );
 }
 
 async function skipExact(r: ByteReader, n: number, where: string, name: string): Promise<void> {
   if (n === 0) return;
   const got = await r.skip(n);
   // Some writers omit the padding of the very last entry; only complain if data follows.
-  if (got < n && got !== 0) throw new LadingError('TRUNCATED', `${where}: archive is truncated after ${JSON.stringify(name)}`);
+  if (got < n && got !== 0)
+    throw new LadingError('TRUNCATED', `${where}: archive is truncated after ${JSON.stringify(name)}`);
 }

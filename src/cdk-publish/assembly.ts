@@ -1,6 +1,12 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { ArtifactType, Manifest, type AssemblyManifest, type AssetManifest, type DockerImageAsset } from '@aws-cdk/cloud-assembly-schema';
+import {
+  ArtifactType,
+  Manifest,
+  type AssemblyManifest,
+  type AssetManifest,
+  type DockerImageAsset,
+} from '@aws-cdk/cloud-assembly-schema';
 import { LadingError } from '../errors';
 import { parseExecutable } from './executable';
 
@@ -40,13 +46,18 @@ export interface AssemblyPlan {
 function loadAssembly(dir: string): AssemblyManifest {
   const file = join(dir, 'manifest.json');
   if (!existsSync(file)) {
-    throw new LadingError('NOT_FOUND', `${dir} is not a cloud assembly (no manifest.json there): run "cdk synth" first, or name the assembly directory (lading cdk publish DIR)`);
+    throw new LadingError(
+      'NOT_FOUND',
+      `${dir} is not a cloud assembly (no manifest.json there): run "cdk synth" first, or name the assembly directory (lading cdk publish DIR)`,
+    );
   }
   try {
     // A newer CDK may write a newer schema version; what we read (artifacts, asset manifests) is stable.
     return Manifest.loadAssemblyManifest(file, { skipVersionCheck: true, skipEnumCheck: true, topoSort: false });
   } catch (e) {
-    throw new LadingError('BAD_MANIFEST', `${file}: cannot read the cloud assembly manifest: ${(e as Error).message}`, { cause: e });
+    throw new LadingError('BAD_MANIFEST', `${file}: cannot read the cloud assembly manifest: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }
 
@@ -63,7 +74,9 @@ function loadAssets(file: string, logger?: (line: string) => void): AssetManifes
         // fall through to the original error
       }
     }
-    throw new LadingError('BAD_MANIFEST', `${file}: cannot read the asset manifest: ${(e as Error).message}`, { cause: e });
+    throw new LadingError('BAD_MANIFEST', `${file}: cannot read the asset manifest: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }
 
@@ -96,9 +109,16 @@ function isFile(p: string): boolean {
  * Reads a cloud assembly and every nested one: its stacks and, for each asset manifest, the
  * docker image assets with the stacks that depend on them. Nothing is read from the network.
  */
-export function readAssembly(directory: string, opts: { env?: NodeJS.ProcessEnv; logger?: (line: string) => void } = {}): AssemblyPlan {
+export function readAssembly(
+  directory: string,
+  opts: { env?: NodeJS.ProcessEnv; logger?: (line: string) => void } = {},
+): AssemblyPlan {
   const root = resolve(directory);
-  if (!existsSync(root)) throw new LadingError('NOT_FOUND', `${directory}: no such directory; run "cdk synth" first, or name the cloud assembly directory`);
+  if (!existsSync(root))
+    throw new LadingError(
+      'NOT_FOUND',
+      `${directory}: no such directory; run "cdk synth" first, or name the cloud assembly directory`,
+    );
   const stacks: StackInfo[] = [];
   const assets: ImageAssetEntry[] = [];
   const seenDirs = new Set<string>();
@@ -113,7 +133,12 @@ export function readAssembly(directory: string, opts: { env?: NodeJS.ProcessEnv;
     for (const [id, a] of Object.entries(artifacts)) {
       if (a.type !== ArtifactType.AWS_CLOUDFORMATION_STACK) continue;
       const props = (a.properties ?? {}) as { stackName?: string };
-      const info: StackInfo = { id, displayName: a.displayName ?? id, stackName: props.stackName ?? id, environment: a.environment };
+      const info: StackInfo = {
+        id,
+        displayName: a.displayName ?? id,
+        stackName: props.stackName ?? id,
+        environment: a.environment,
+      };
       stacks.push(info);
       for (const dep of a.dependencies ?? []) users.set(dep, [...(users.get(dep) ?? []), info.displayName]);
     }
@@ -146,7 +171,12 @@ export function readAssembly(directory: string, opts: { env?: NodeJS.ProcessEnv;
   return { directory: root, stacks, assets };
 }
 
-function classify(asset: DockerImageAsset, manifestDir: string, root: string, env?: NodeJS.ProcessEnv): ImageAssetEntry['source'] {
+function classify(
+  asset: DockerImageAsset,
+  manifestDir: string,
+  root: string,
+  env?: NodeJS.ProcessEnv,
+): ImageAssetEntry['source'] {
   const s = asset.source ?? {};
   if (s.executable && s.executable.length > 0) {
     // CDK_DOCKER matters at synth time only (its value is already in the script); expand it anyway.
@@ -157,7 +187,10 @@ function classify(asset: DockerImageAsset, manifestDir: string, root: string, en
     return { kind: 'archive', path: found ?? lookedIn[0]!, tool: parsed.tool, lookedIn };
   }
   if (s.directory !== undefined) {
-    return { kind: 'skip', reason: `built from the directory ${s.directory}${s.dockerFile ? ` (${s.dockerFile})` : ''}: needs docker; cdk deploy builds it` };
+    return {
+      kind: 'skip',
+      reason: `built from the directory ${s.directory}${s.dockerFile ? ` (${s.dockerFile})` : ''}: needs docker; cdk deploy builds it`,
+    };
   }
   return { kind: 'skip', reason: 'the asset names neither a directory nor an executable' };
 }
@@ -178,5 +211,10 @@ export function stackPatternMatches(pattern: string, name: string): boolean {
 }
 
 export function stackSelected(stack: StackInfo, patterns: readonly string[]): boolean {
-  return patterns.some((p) => stackPatternMatches(p, stack.displayName) || stackPatternMatches(p, stack.stackName) || stackPatternMatches(p, stack.id));
+  return patterns.some(
+    (p) =>
+      stackPatternMatches(p, stack.displayName) ||
+      stackPatternMatches(p, stack.stackName) ||
+      stackPatternMatches(p, stack.id),
+  );
 }

@@ -1,6 +1,11 @@
 import { userInfo } from 'node:os';
 import { ECRClient } from '@aws-sdk/client-ecr';
-import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient, type AssumeRoleCommandInput } from '@aws-sdk/client-sts';
+import {
+  AssumeRoleCommand,
+  GetCallerIdentityCommand,
+  STSClient,
+  type AssumeRoleCommandInput,
+} from '@aws-sdk/client-sts';
 import type { DockerImageDestination } from '@aws-cdk/cloud-assembly-schema';
 import { LadingError } from '../errors';
 import { Network } from '../net/network';
@@ -113,7 +118,13 @@ export class AwsEnvironment {
 
   private sts(region: string): STSClient {
     const endpoint = this.stsEndpoint();
-    const c = new STSClient({ region, maxAttempts: 4, requestHandler: this.network.awsRequestHandler(), ...(this.opts.profile ? { profile: this.opts.profile } : {}), ...(endpoint ? { endpoint } : {}) });
+    const c = new STSClient({
+      region,
+      maxAttempts: 4,
+      requestHandler: this.network.awsRequestHandler(),
+      ...(this.opts.profile ? { profile: this.opts.profile } : {}),
+      ...(endpoint ? { endpoint } : {}),
+    });
     this.clients.push(c);
     return c;
   }
@@ -154,8 +165,13 @@ export class AwsEnvironment {
         const transport = awsTransportFailure(e, 'STS GetCallerIdentity', 'the STS endpoint');
         if (transport) throw transport;
         const name = (e as { name?: string }).name;
-        const hint = name === 'CredentialsProviderError' ? 'no AWS credentials found: configure them (aws configure, AWS_PROFILE or --profile, environment variables)' : awsMessage(e);
-        throw new LadingError('AUTH', `cannot find out the current AWS account (STS GetCallerIdentity): ${hint}`, { cause: e });
+        const hint =
+          name === 'CredentialsProviderError'
+            ? 'no AWS credentials found: configure them (aws configure, AWS_PROFILE or --profile, environment variables)'
+            : awsMessage(e);
+        throw new LadingError('AUTH', `cannot find out the current AWS account (STS GetCallerIdentity): ${hint}`, {
+          cause: e,
+        });
       }
     })();
     return this.callerP;
@@ -186,14 +202,23 @@ export class AwsEnvironment {
       imageTag: r.imageTag,
       region,
       ...(r.assumeRoleArn !== undefined && this.opts.assumeRole ? { assumeRoleArn: r.assumeRoleArn } : {}),
-      ...(r.assumeRoleExternalId !== undefined && this.opts.assumeRole ? { assumeRoleExternalId: r.assumeRoleExternalId } : {}),
-      ...(r.assumeRoleAdditionalOptions !== undefined && this.opts.assumeRole ? { assumeRoleAdditionalOptions: r.assumeRoleAdditionalOptions as Record<string, unknown> } : {}),
+      ...(r.assumeRoleExternalId !== undefined && this.opts.assumeRole
+        ? { assumeRoleExternalId: r.assumeRoleExternalId }
+        : {}),
+      ...(r.assumeRoleAdditionalOptions !== undefined && this.opts.assumeRole
+        ? { assumeRoleAdditionalOptions: r.assumeRoleAdditionalOptions as Record<string, unknown> }
+        : {}),
     };
   }
 
   /** Credentials and an ECR client for a resolved destination: one per role and region. */
   session(d: ResolvedDestination): Promise<Session> {
-    const key = JSON.stringify([d.region, d.assumeRoleArn ?? null, d.assumeRoleExternalId ?? null, d.assumeRoleAdditionalOptions ?? null]);
+    const key = JSON.stringify([
+      d.region,
+      d.assumeRoleArn ?? null,
+      d.assumeRoleExternalId ?? null,
+      d.assumeRoleAdditionalOptions ?? null,
+    ]);
     let s = this.sessions.get(key);
     if (!s) {
       s = this.open(d);
@@ -225,11 +250,17 @@ export class AwsEnvironment {
           `the destination is in account ${d.account}, but your credentials (${caller.arn}) are for account ${caller.account}${this.opts.assumeRole ? '' : '; without --no-assume-role, its publishing role would be assumed'}`,
         );
       }
-      return { identity: `base credentials (${caller.arn})`, account: caller.account, partition: caller.partition, ecr: this.ecr(d.region) };
+      return {
+        identity: `base credentials (${caller.arn})`,
+        account: caller.account,
+        partition: caller.partition,
+        ecr: this.ecr(d.region),
+      };
     }
     const roleArn = d.assumeRoleArn;
     const m = /^arn:([^:]+):iam::(\d{12}):role\/.+$/.exec(roleArn);
-    if (!m) throw new LadingError('BAD_MANIFEST', `the asset names the role "${roleArn}", which is not an IAM role ARN`);
+    if (!m)
+      throw new LadingError('BAD_MANIFEST', `the asset names the role "${roleArn}", which is not an IAM role ARN`);
     const [, partition, account] = m as unknown as [string, string, string];
     const sts = this.sts(d.region);
     const extra = { ...(d.assumeRoleAdditionalOptions ?? {}) } as Partial<AssumeRoleCommandInput>;
@@ -246,11 +277,18 @@ export class AwsEnvironment {
       // Refresh five minutes before expiry: a long push outlives a one-hour session.
       if (cached && (!cached.expiration || cached.expiration.getTime() - Date.now() > 5 * 60_000)) return cached;
       this.stsCalls.AssumeRole = (this.stsCalls.AssumeRole ?? 0) + 1;
-      this.opts.logger?.(`assuming role ${roleArn}${d.assumeRoleExternalId !== undefined ? ' (with an external ID)' : ''} in ${d.region}`);
+      this.opts.logger?.(
+        `assuming role ${roleArn}${d.assumeRoleExternalId !== undefined ? ' (with an external ID)' : ''} in ${d.region}`,
+      );
       const out = await sts.send(new AssumeRoleCommand(input));
       const c = out.Credentials;
       if (!c?.AccessKeyId || !c.SecretAccessKey) throw new Error('AssumeRole returned no credentials');
-      cached = { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, ...(c.SessionToken ? { sessionToken: c.SessionToken } : {}), ...(c.Expiration ? { expiration: c.Expiration } : {}) };
+      cached = {
+        accessKeyId: c.AccessKeyId,
+        secretAccessKey: c.SecretAccessKey,
+        ...(c.SessionToken ? { sessionToken: c.SessionToken } : {}),
+        ...(c.Expiration ? { expiration: c.Expiration } : {}),
+      };
       return cached;
     };
     try {
@@ -263,8 +301,15 @@ export class AwsEnvironment {
       if (name !== 'ExpiredToken' && name !== 'ExpiredTokenException') {
         const caller = await this.caller().catch(() => undefined);
         if (caller?.account === account) {
-          this.opts.warn?.(`could not assume ${roleArn} (${awsMessage(e)}); the base credentials (${caller.arn}) are for account ${account}: using them`);
-          return { identity: `base credentials (${caller.arn})`, account, partition: caller.partition, ecr: this.ecr(d.region) };
+          this.opts.warn?.(
+            `could not assume ${roleArn} (${awsMessage(e)}); the base credentials (${caller.arn}) are for account ${account}: using them`,
+          );
+          return {
+            identity: `base credentials (${caller.arn})`,
+            account,
+            partition: caller.partition,
+            ecr: this.ecr(d.region),
+          };
         }
       }
       throw new LadingError(

@@ -75,7 +75,9 @@ export function renderReport(report: PublishReport, quiet: boolean): string[] {
       case 'published':
       case 'exists':
       case 'would-publish':
-        lines.push(`${LABEL[r.status].padEnd(13)} ${name(r)} -> ${where}${r.digest ? ` (${r.digest})` : ''}${r.status === 'exists' && r.reason?.startsWith('another') ? ` [${r.reason}]` : ''}`);
+        lines.push(
+          `${LABEL[r.status].padEnd(13)} ${name(r)} -> ${where}${r.digest ? ` (${r.digest})` : ''}${r.status === 'exists' && r.reason?.startsWith('another') ? ` [${r.reason}]` : ''}`,
+        );
         break;
       case 'skipped':
         lines.push(`${LABEL.skipped.padEnd(13)} ${name(r)}: ${r.reason ?? ''}`);
@@ -103,7 +105,8 @@ async function runPublish(ctx: CommandContext, args: string[]): Promise<number> 
   let concurrency: number | undefined;
   if (values.concurrency !== undefined) {
     concurrency = Number(values.concurrency);
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 32) throw usageError('--concurrency must be an integer from 1 to 32', 'cdk publish');
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 32)
+      throw usageError('--concurrency must be an integer from 1 to 32', 'cdk publish');
   }
   const str = (v: unknown): string | undefined => (v === undefined ? undefined : String(v));
   const profile = str(values.profile) ?? (ctx.env.AWS_PROFILE || undefined);

@@ -14,7 +14,11 @@
  */
 
 export type ExecutableSource =
-  | { kind: 'archive'; /** As written, relative to the assembly directory unless absolute. */ path: string; /** The loader command (docker, podman, finch...). */ tool: string }
+  | {
+      kind: 'archive';
+      /** As written, relative to the assembly directory unless absolute. */ path: string;
+      /** The loader command (docker, podman, finch...). */ tool: string;
+    }
   | { kind: 'other'; reason: string };
 
 const SHELLS = /^(?:.*\/)?(?:sh|bash|dash|ash|zsh)$/;
@@ -130,7 +134,11 @@ export function parseExecutable(executable: readonly string[], env: NodeJS.Proce
     words = executable.map((text) => ({ text }));
   }
   const load = words.findIndex((w, idx) => idx >= 1 && w.text === 'load');
-  if (load < 0) return { kind: 'other', reason: `the executable ${shown} is not an image-archive load (docker load -i FILE); it needs its own tools to run` };
+  if (load < 0)
+    return {
+      kind: 'other',
+      reason: `the executable ${shown} is not an image-archive load (docker load -i FILE); it needs its own tools to run`,
+    };
   const tool = words[0]!.text ?? 'docker';
   for (let k = load + 1; k < words.length; k++) {
     const w = words[k]!.text;
@@ -140,9 +148,16 @@ export function parseExecutable(executable: readonly string[], env: NodeJS.Proce
     else if (w.startsWith('--input=')) path = w.slice('--input='.length);
     else if (/^-[a-hj-z]*i./.test(w)) path = w.slice(w.indexOf('i') + 1);
     else continue;
-    if (path === null) return { kind: 'other', reason: `the executable ${shown} loads an archive whose path uses shell expansions lading does not resolve` };
+    if (path === null)
+      return {
+        kind: 'other',
+        reason: `the executable ${shown} loads an archive whose path uses shell expansions lading does not resolve`,
+      };
     if (path === undefined || path === '') break;
     return { kind: 'archive', path, tool: tool.replace(/^.*\//, '') };
   }
-  return { kind: 'other', reason: `the executable ${shown} runs "load" without -i FILE (an archive on standard input); lading cannot tell which file it reads` };
+  return {
+    kind: 'other',
+    reason: `the executable ${shown} runs "load" without -i FILE (an archive on standard input); lading cannot tell which file it reads`,
+  };
 }

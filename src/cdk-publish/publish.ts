@@ -110,9 +110,17 @@ function merge(into: AssetResult, e: ImageAssetEntry, root: string): void {
 }
 
 /** DescribeImages by tag: the digest under the tag, or undefined. Exactly the CDK CLI's "is it published" check. */
-async function describeTag(ecr: ECRClient, d: ResolvedDestination, account: string, signal?: AbortSignal): Promise<string | undefined> {
+async function describeTag(
+  ecr: ECRClient,
+  d: ResolvedDestination,
+  account: string,
+  signal?: AbortSignal,
+): Promise<string | undefined> {
   try {
-    const out = await ecr.send(new DescribeImagesCommand({ repositoryName: d.repositoryName, imageIds: [{ imageTag: d.imageTag }] }), { abortSignal: signal });
+    const out = await ecr.send(
+      new DescribeImagesCommand({ repositoryName: d.repositoryName, imageIds: [{ imageTag: d.imageTag }] }),
+      { abortSignal: signal },
+    );
     return out.imageDetails?.[0]?.imageDigest ?? 'unknown';
   } catch (e) {
     const name = (e as { name?: string }).name;
@@ -152,13 +160,20 @@ export async function publishAssembly(opts: PublishOptions): Promise<PublishRepo
     const selected = new Set(plan.stacks.filter((s) => stackSelected(s, patterns)).map((s) => s.displayName));
     if (selected.size === 0) {
       const known = plan.stacks.map((s) => s.displayName).join(', ') || 'none';
-      throw new LadingError('NOT_FOUND', `no stack matches ${patterns.map((p) => `"${p}"`).join(', ')} (stacks in ${opts.assembly}: ${known})`);
+      throw new LadingError(
+        'NOT_FOUND',
+        `no stack matches ${patterns.map((p) => `"${p}"`).join(', ')} (stacks in ${opts.assembly}: ${known})`,
+      );
     }
     entries = entries.filter((e) => e.stacks.some((s) => selected.has(s)));
     for (const e of entries) e.stacks = e.stacks.filter((s) => selected.has(s));
   }
 
-  const aws = new AwsEnvironment({ ...opts.aws, ...(logger ? { logger } : {}), ...(opts.warn ? { warn: opts.warn } : {}) });
+  const aws = new AwsEnvironment({
+    ...opts.aws,
+    ...(logger ? { logger } : {}),
+    ...(opts.warn ? { warn: opts.warn } : {}),
+  });
   const results: AssetResult[] = [];
   try {
     // Assets lading leaves to the CDK CLI: one line per asset.
@@ -181,10 +196,19 @@ export async function publishAssembly(opts: PublishOptions): Promise<PublishRepo
       } catch (err) {
         const r = baseResult(e, root);
         const le = err instanceof LadingError ? err : new LadingError('INTERNAL', String(err), { cause: err });
-        failedEarly.push({ ...r, status: 'failed', error: { code: le.code, message: `${describeAsset(r)}: ${le.message}` } });
+        failedEarly.push({
+          ...r,
+          status: 'failed',
+          error: { code: le.code, message: `${describeAsset(r)}: ${le.message}` },
+        });
         continue;
       }
-      const key = JSON.stringify([resolved.region, resolved.assumeRoleArn ?? '', resolved.repositoryName, resolved.imageTag]);
+      const key = JSON.stringify([
+        resolved.region,
+        resolved.assumeRoleArn ?? '',
+        resolved.repositoryName,
+        resolved.imageTag,
+      ]);
       const g = groups.get(key);
       if (g) {
         merge(g.result, e, root);
@@ -203,7 +227,12 @@ export async function publishAssembly(opts: PublishOptions): Promise<PublishRepo
       try {
         await publishGroup(g, aws, { ...opts, cache });
       } catch (err) {
-        const le = err instanceof LadingError ? err : new LadingError('INTERNAL', `unexpected error: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+        const le =
+          err instanceof LadingError
+            ? err
+            : new LadingError('INTERNAL', `unexpected error: ${(err as Error)?.message ?? String(err)}`, {
+                cause: err,
+              });
         g.result.status = 'failed';
         g.result.error = { code: le.code, message: `${describeAsset(g.result)}: ${le.message}` };
         if (le.cause && logger) logger(`${describeAsset(g.result)}: ${(le.cause as Error).stack ?? String(le.cause)}`);
@@ -219,14 +248,21 @@ export async function publishAssembly(opts: PublishOptions): Promise<PublishRepo
   return { assembly: root, dryRun: opts.dryRun === true, assets: results, summary };
 }
 
-async function publishGroup(g: Group, aws: AwsEnvironment, opts: PublishOptions & { cache: DigestCache | null }): Promise<void> {
+async function publishGroup(
+  g: Group,
+  aws: AwsEnvironment,
+  opts: PublishOptions & { cache: DigestCache | null },
+): Promise<void> {
   const r = g.result;
   const d = g.resolved!;
   // Entries of one group name the same asset (same hash): any copy of the archive will do.
   const found = g.entries.map((e) => e.source).find((s) => s.kind === 'archive' && existsSync(s.path));
   if (!found || found.kind !== 'archive') {
     const s = g.entries[0]!.source as Extract<ImageAssetEntry['source'], { kind: 'archive' }>;
-    throw new LadingError('NOT_FOUND', `the image archive ${s.path} does not exist (looked in ${s.lookedIn.join(', ')}); run "cdk synth" again`);
+    throw new LadingError(
+      'NOT_FOUND',
+      `the image archive ${s.path} does not exist (looked in ${s.lookedIn.join(', ')}); run "cdk synth" again`,
+    );
   }
   r.archive = found.path;
 
@@ -261,7 +297,9 @@ async function publishGroup(g: Group, aws: AwsEnvironment, opts: PublishOptions 
   // Blob by blob, as plain lines prefixed with the asset: several images may be in flight.
   const label = r.displayName ?? r.asset.slice(0, 12);
   const progress = opts.progress;
-  const renderer = progress ? new ProgressRenderer((s) => progress(`  ${label}: ${s.replace(/\n$/, '')}`), 'plain') : undefined;
+  const renderer = progress
+    ? new ProgressRenderer((s) => progress(`  ${label}: ${s.replace(/\n$/, '')}`), 'plain')
+    : undefined;
   const copyOpts: CopyOptions = {
     ...(renderer ? { onEvent: renderer.onEvent } : {}),
     tags: [d.imageTag],
@@ -280,7 +318,9 @@ async function publishGroup(g: Group, aws: AwsEnvironment, opts: PublishOptions 
       // docker load loads them all and the asset takes the last one it reports: so do we.
       const image = await lastImageOf(found.path);
       if (image === undefined) throw e;
-      opts.logger?.(`${found.path} holds several images: publishing the last one, ${image}, as docker load | tail -n 1 would`);
+      opts.logger?.(
+        `${found.path} holds several images: publishing the last one, ${image}, as docker load | tail -n 1 would`,
+      );
       out = await copyImage(found.path, dest, { ...copyOpts, image });
     }
     r.status = 'published';

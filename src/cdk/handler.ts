@@ -158,7 +158,11 @@ function providerError(e: unknown, log: (line: string) => void): Error {
  * invocation allows. Done: the final physical id and data (isComplete then only confirms).
  * Not done: the old physical id (an Update) or a pending one (a Create), and isComplete goes on.
  */
-export async function providerOnEvent(event: CustomResourceEvent, context: HandlerContext, deps: HandlerDeps): Promise<OnEventResult> {
+export async function providerOnEvent(
+  event: CustomResourceEvent,
+  context: HandlerContext,
+  deps: HandlerDeps,
+): Promise<OnEventResult> {
   const log = deps.log ?? ((line: string) => console.log(line));
   log(`${event.RequestType} ${event.LogicalResourceId} (${event.PhysicalResourceId ?? 'new'}), onEvent`);
   try {
@@ -182,7 +186,11 @@ export async function providerOnEvent(event: CustomResourceEvent, context: Handl
  * CloudFormation itself, leaves a marker beside the asset, and says "not complete" to every
  * later call until the framework gives up, its late answer then being ignored.
  */
-export async function providerIsComplete(event: IsCompleteEvent, context: HandlerContext, deps: HandlerDeps): Promise<IsCompleteResult> {
+export async function providerIsComplete(
+  event: IsCompleteEvent,
+  context: HandlerContext,
+  deps: HandlerDeps,
+): Promise<IsCompleteResult> {
   const log = deps.log ?? ((line: string) => console.log(line));
   if (event.RequestType === 'Delete' || event.Data?.ImageDigest) return { IsComplete: true };
   const p = event.ResourceProperties;
@@ -196,9 +204,13 @@ export async function providerIsComplete(event: IsCompleteEvent, context: Handle
     const data = await push(event, context, deps, log, true);
     return data ? { IsComplete: true, PhysicalResourceId: physicalId(p, data), Data: data } : { IsComplete: false };
   } catch (e) {
-    const physical = event.PhysicalResourceId.startsWith(`${PENDING_CREATE}-`) ? failedCreateId(event) : event.PhysicalResourceId;
+    const physical = event.PhysicalResourceId.startsWith(`${PENDING_CREATE}-`)
+      ? failedCreateId(event)
+      : event.PhysicalResourceId;
     const response = failedResponse(event, physical, e, log);
-    await deps.s3.send(new PutObjectCommand({ Bucket: p.Bucket, Key: marker, Body: `${response.Reason}\n` })).catch((err: unknown) => log(`failure marker not written: ${String(err)}`));
+    await deps.s3
+      .send(new PutObjectCommand({ Bucket: p.Bucket, Key: marker, Body: `${response.Reason}\n` }))
+      .catch((err: unknown) => log(`failure marker not written: ${String(err)}`));
     await answer(event.ResponseURL, response, deps.network ?? defaultNetwork());
     return { IsComplete: false };
   }
@@ -215,7 +227,11 @@ async function objectExists(s3: S3Client, bucket: string, key: string): Promise<
 }
 
 /** Does the work and answers CloudFormation; returns the answer it sent. */
-export async function handle(event: CustomResourceEvent, context: HandlerContext, deps: HandlerDeps): Promise<CustomResourceResponse> {
+export async function handle(
+  event: CustomResourceEvent,
+  context: HandlerContext,
+  deps: HandlerDeps,
+): Promise<CustomResourceResponse> {
   const log = deps.log ?? ((line: string) => console.log(line));
   const base = { StackId: event.StackId, RequestId: event.RequestId, LogicalResourceId: event.LogicalResourceId };
   let response: CustomResourceResponse;
@@ -226,7 +242,12 @@ export async function handle(event: CustomResourceEvent, context: HandlerContext
       response = { Status: 'SUCCESS', PhysicalResourceId: event.PhysicalResourceId ?? failedCreateId(event), ...base };
     } else {
       const data = (await push(event, context, deps, log))!;
-      response = { Status: 'SUCCESS', PhysicalResourceId: physicalId(event.ResourceProperties, data), Data: data, ...base };
+      response = {
+        Status: 'SUCCESS',
+        PhysicalResourceId: physicalId(event.ResourceProperties, data),
+        Data: data,
+        ...base,
+      };
     }
   } catch (e) {
     response = failedResponse(event, event.PhysicalResourceId ?? failedCreateId(event), e, log);
@@ -243,11 +264,20 @@ function physicalId(p: TarballImageResourceProperties, data: ResourceData): stri
 const PENDING_CREATE = 'lading-create-pending';
 
 /** The FAILED answer for `e`, logged, its reason fitted to CloudFormation's 4 KiB, the error code kept. */
-function failedResponse(event: CustomResourceEvent, physicalId: string, e: unknown, log: (line: string) => void): CustomResourceResponse {
+function failedResponse(
+  event: CustomResourceEvent,
+  physicalId: string,
+  e: unknown,
+  log: (line: string) => void,
+): CustomResourceResponse {
   const msg = e instanceof Error ? e.message : String(e);
   log(`FAILED: ${msg}`);
   const base = { StackId: event.StackId, RequestId: event.RequestId, LogicalResourceId: event.LogicalResourceId };
-  return fitReason({ Status: 'FAILED', PhysicalResourceId: physicalId, ...base }, msg, ` (lading ${e instanceof LadingError ? e.code : 'error'}; see CloudWatch log stream)`);
+  return fitReason(
+    { Status: 'FAILED', PhysicalResourceId: physicalId, ...base },
+    msg,
+    ` (lading ${e instanceof LadingError ? e.code : 'error'}; see CloudWatch log stream)`,
+  );
 }
 
 function failedCreateId(event: CustomResourceEvent): string {
@@ -264,7 +294,8 @@ function isFailedCreateId(id: string): boolean {
  * UTF-8 bytes; the suffix (the error code) is always kept.
  */
 export function fitReason(response: CustomResourceResponse, message: string, suffix: string): CustomResourceResponse {
-  const fits = (reason: string): boolean => Buffer.byteLength(JSON.stringify({ ...response, Reason: reason })) < MAX_RESPONSE_BYTES;
+  const fits = (reason: string): boolean =>
+    Buffer.byteLength(JSON.stringify({ ...response, Reason: reason })) < MAX_RESPONSE_BYTES;
   const whole = `${message}${suffix}`;
   if (fits(whole)) return { ...response, Reason: whole };
   const chars = Array.from(message);
@@ -293,7 +324,13 @@ type ResourceData = NonNullable<CustomResourceResponse['Data']>;
  * Provider framework drives more invocations) stops starting new blobs `drainMs` before it,
  * lets those in flight finish, and resolves undefined: the next invocation goes on from there.
  */
-async function push(event: CustomResourceEvent, context: HandlerContext, deps: HandlerDeps, log: (line: string) => void, continuation = false): Promise<ResourceData | undefined> {
+async function push(
+  event: CustomResourceEvent,
+  context: HandlerContext,
+  deps: HandlerDeps,
+  log: (line: string) => void,
+  continuation = false,
+): Promise<ResourceData | undefined> {
   const p = event.ResourceProperties;
   const { host, registryId } = parseRepositoryUri(p.RepositoryUri);
   const margin = deps.marginMs ?? 30_000;
@@ -301,10 +338,15 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
   const ac = new AbortController();
   const drain = new AbortController();
   const continues = new LadingError('ABORTED', 'the push continues in the next invocation');
-  const drainTimer = continuation ? setTimeout(() => {
-    log('time is running out: no new blob is started; the next invocation goes on');
-    drain.abort(continues);
-  }, Math.max(0, budget - (deps.drainMs ?? 120_000))) : undefined;
+  const drainTimer = continuation
+    ? setTimeout(
+        () => {
+          log('time is running out: no new blob is started; the next invocation goes on');
+          drain.abort(continues);
+        },
+        Math.max(0, budget - (deps.drainMs ?? 120_000)),
+      )
+    : undefined;
   drainTimer?.unref();
   const outOfTime = new LadingError(
     'ABORTED',
@@ -324,7 +366,13 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
     ...(deps.network ? { network: deps.network } : {}),
     logger: log,
   });
-  const source = await S3Source.open({ client: deps.s3, bucket: p.Bucket, key: p.Key, signal: ac.signal, logger: log }).catch(async (e: unknown) => {
+  const source = await S3Source.open({
+    client: deps.s3,
+    bucket: p.Bucket,
+    key: p.Key,
+    signal: ac.signal,
+    logger: log,
+  }).catch(async (e: unknown) => {
     clearTimeout(timer);
     clearTimeout(drainTimer);
     await dest.close().catch(() => undefined);
@@ -353,7 +401,9 @@ async function push(event: CustomResourceEvent, context: HandlerContext, deps: H
       throw ac.signal.aborted ? outOfTime : e;
     });
     if (result === undefined) {
-      log(`stopped after ${((Date.now() - started) / 1000).toFixed(1)} s; S3: ${source.stats.requests} GETs, ${source.stats.bytes} of ${source.size} bytes`);
+      log(
+        `stopped after ${((Date.now() - started) / 1000).toFixed(1)} s; S3: ${source.stats.requests} GETs, ${source.stats.bytes} of ${source.size} bytes`,
+      );
       return undefined;
     }
     const secs = ((Date.now() - started) / 1000).toFixed(1);
@@ -390,7 +440,9 @@ function progressLogger(log: (line: string) => void): (e: CopyEvent) => void {
         break;
       }
       case 'blob-skip':
-        log(`skip ${e.label} ${e.digest} (${e.reason === 'exists' ? 'already in the repository' : e.reason === 'mounted' ? 'mounted from another repository' : 'compressed form already in the repository'})`);
+        log(
+          `skip ${e.label} ${e.digest} (${e.reason === 'exists' ? 'already in the repository' : e.reason === 'mounted' ? 'mounted from another repository' : 'compressed form already in the repository'})`,
+        );
         break;
       case 'blob-done':
         log(`done ${labels.get(e.id)?.label ?? e.id} ${e.digest} (${e.size} bytes)`);
@@ -433,14 +485,25 @@ async function remove(event: CustomResourceEvent, deps: HandlerDeps, log: (line:
   }
   const [, repositoryName, imageTag, imageDigest] = m as unknown as [string, string, string, string];
   const { registryId } = parseRepositoryUri(p.RepositoryUri);
-  const out = await deps.ecr.send(new BatchDeleteImageCommand({ repositoryName, imageIds: [{ imageTag, imageDigest }], ...(registryId ? { registryId } : {}) }));
+  const out = await deps.ecr.send(
+    new BatchDeleteImageCommand({
+      repositoryName,
+      imageIds: [{ imageTag, imageDigest }],
+      ...(registryId ? { registryId } : {}),
+    }),
+  );
   const failure = out.failures?.[0];
   if (failure?.failureCode === 'ImageTagDoesNotMatchDigest' || failure?.failureCode === 'ImageNotFound') {
-    log(`tag ${imageTag} of ${repositoryName} no longer names ${imageDigest} (${failure.failureCode}): nothing of this resource's left to delete`);
+    log(
+      `tag ${imageTag} of ${repositoryName} no longer names ${imageDigest} (${failure.failureCode}): nothing of this resource's left to delete`,
+    );
     return;
   }
   if (failure) {
-    throw new LadingError('REGISTRY', `deleting tag ${imageTag} (${imageDigest}) of ${repositoryName}: ${failure.failureCode}: ${failure.failureReason ?? ''}`);
+    throw new LadingError(
+      'REGISTRY',
+      `deleting tag ${imageTag} (${imageDigest}) of ${repositoryName}: ${failure.failureCode}: ${failure.failureReason ?? ''}`,
+    );
   }
   log(`removed tag ${imageTag} (${imageDigest}) from ${repositoryName}`);
 }
@@ -463,10 +526,16 @@ async function sendAnswer(url: string, body: Buffer, agent: HttpAgent, tls: bool
   for (let attempt = 1; ; attempt++) {
     try {
       await new Promise<void>((resolve, reject) => {
-        const req = (tls ? httpsRequest : httpRequest)(url, { method: 'PUT', agent, headers: { 'content-type': '', 'content-length': body.length }, timeout: 30_000 }, (res) => {
-          res.resume();
-          res.on('end', () => ((res.statusCode ?? 0) < 300 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
-        });
+        const req = (tls ? httpsRequest : httpRequest)(
+          url,
+          { method: 'PUT', agent, headers: { 'content-type': '', 'content-length': body.length }, timeout: 30_000 },
+          (res) => {
+            res.resume();
+            res.on('end', () =>
+              (res.statusCode ?? 0) < 300 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`)),
+            );
+          },
+        );
         req.on('timeout', () => req.destroy(new Error('timeout')));
         req.on('error', reject);
         req.end(body);

@@ -30,12 +30,15 @@ export class S3DigestCache extends DigestCache {
       const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey }));
       const text = (await out.Body?.transformToString('utf8')) ?? '';
       this.loadedFromS3 = this.ingest(text);
-      this.log(`digest cache: ${this.loadedFromS3} compressed layer(s) known from s3://${this.bucket}/${this.objectKey}`);
+      this.log(
+        `digest cache: ${this.loadedFromS3} compressed layer(s) known from s3://${this.bucket}/${this.objectKey}`,
+      );
     } catch (e) {
       const name = (e as { name?: string }).name;
       const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
       // Without s3:ListBucket, S3 answers a missing object with 403 rather than 404.
-      if (name === 'NoSuchKey' || status === 404 || status === 403) this.log(`digest cache: none yet at s3://${this.bucket}/${this.objectKey}`);
+      if (name === 'NoSuchKey' || status === 404 || status === 403)
+        this.log(`digest cache: none yet at s3://${this.bucket}/${this.objectKey}`);
       else this.log(`digest cache: not read (${name ?? String(e)}): layers are compressed again`);
     }
   }
@@ -44,9 +47,18 @@ export class S3DigestCache extends DigestCache {
     await super.persist(line);
     const write = this.writes.then(async () => {
       try {
-        await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey, Body: this.serialize(), ContentType: 'application/x-ndjson' }));
+        await this.s3.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: this.objectKey,
+            Body: this.serialize(),
+            ContentType: 'application/x-ndjson',
+          }),
+        );
       } catch (e) {
-        this.log(`digest cache: not saved to s3://${this.bucket}/${this.objectKey} (${(e as { name?: string }).name ?? String(e)}): a retry compresses again`);
+        this.log(
+          `digest cache: not saved to s3://${this.bucket}/${this.objectKey} (${(e as { name?: string }).name ?? String(e)}): a retry compresses again`,
+        );
       }
     });
     this.writes = write;

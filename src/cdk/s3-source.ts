@@ -83,7 +83,10 @@ export class S3Source implements RandomAccessSource {
     let size: number;
     try {
       stats.requests++;
-      out = await opts.client.send(new GetObjectCommand({ Bucket: opts.bucket, Key: opts.key, Range: `bytes=0-${blockSize - 1}` }), { abortSignal: opts.signal });
+      out = await opts.client.send(
+        new GetObjectCommand({ Bucket: opts.bucket, Key: opts.key, Range: `bytes=0-${blockSize - 1}` }),
+        { abortSignal: opts.signal },
+      );
       const total = /\/(\d+)$/.exec(out.ContentRange ?? '');
       if (total && Number(total[1]) === 0) {
         // S3 answers an empty object's range with 416 (below); some compatible servers with a
@@ -113,7 +116,12 @@ export class S3Source implements RandomAccessSource {
     this.stats.requests++;
     try {
       return await this.opts.client.send(
-        new GetObjectCommand({ Bucket: this.opts.bucket, Key: this.opts.key, Range: `bytes=${start}-${endInclusive}`, ...(this.etag ? { IfMatch: this.etag } : {}) }),
+        new GetObjectCommand({
+          Bucket: this.opts.bucket,
+          Key: this.opts.key,
+          Range: `bytes=${start}-${endInclusive}`,
+          ...(this.etag ? { IfMatch: this.etag } : {}),
+        }),
         { abortSignal: this.opts.signal },
       );
     } catch (e) {
@@ -154,7 +162,8 @@ export class S3Source implements RandomAccessSource {
     const whole = this.get(start, end).then(async (out) => {
       const b = await bodyBytes(out);
       this.stats.bytes += b.length;
-      if (b.length !== end - start + 1) throw new LadingError('TRUNCATED', `${this.where}: asked bytes ${start}-${end}, got ${b.length} bytes`);
+      if (b.length !== end - start + 1)
+        throw new LadingError('TRUNCATED', `${this.where}: asked bytes ${start}-${end}, got ${b.length} bytes`);
       return b;
     });
     const parts: Promise<Buffer>[] = [];
@@ -239,12 +248,15 @@ export class S3Source implements RandomAccessSource {
           yield take === b.length ? b : b.subarray(0, take);
           if (pos > stop) break;
         }
-        if (pos <= stop) throw new LadingError('TRUNCATED', `${this.where}: the body ended at byte ${pos}, before ${stop}`);
+        if (pos <= stop)
+          throw new LadingError('TRUNCATED', `${this.where}: the body ended at byte ${pos}, before ${stop}`);
       } catch (e) {
         const code = (e as { code?: string }).code;
         const fatal = this.opts.signal?.aborted || code === 'NOT_FOUND' || code === 'AUTH' || code === 'CONFLICT';
         if (fatal || ++failures > attempts) throw e;
-        this.opts.logger?.(`${this.where}: stream broke at byte ${pos} (${(e as Error).message}); resuming (${failures}/${attempts})`);
+        this.opts.logger?.(
+          `${this.where}: stream broke at byte ${pos} (${(e as Error).message}); resuming (${failures}/${attempts})`,
+        );
       }
     }
   }
@@ -267,13 +279,25 @@ function s3Error(e: unknown, where: string, doing: string): Error {
   const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   const msg = (e as Error).message ?? String(e);
   if (name === 'NoSuchKey' || name === 'NoSuchBucket' || status === 404) {
-    return new LadingError('NOT_FOUND', `${where}: ${name} while ${doing}: the asset object is missing (was the file asset published?)`, { cause: e });
+    return new LadingError(
+      'NOT_FOUND',
+      `${where}: ${name} while ${doing}: the asset object is missing (was the file asset published?)`,
+      { cause: e },
+    );
   }
   if (name === 'AccessDenied' || status === 403) {
-    return new LadingError('AUTH', `${where}: access denied while ${doing}: the object does not exist (without s3:ListBucket S3 answers 403 for a missing key: was the file asset published?), or the handler's role lacks s3:GetObject on it (${msg})`, { cause: e });
+    return new LadingError(
+      'AUTH',
+      `${where}: access denied while ${doing}: the object does not exist (without s3:ListBucket S3 answers 403 for a missing key: was the file asset published?), or the handler's role lacks s3:GetObject on it (${msg})`,
+      { cause: e },
+    );
   }
   if (name === 'PreconditionFailed' || status === 412) {
-    return new LadingError('CONFLICT', `${where}: the object changed while it was read (ETag no longer matches); deploy again`, { cause: e });
+    return new LadingError(
+      'CONFLICT',
+      `${where}: the object changed while it was read (ETag no longer matches); deploy again`,
+      { cause: e },
+    );
   }
   return new LadingError('NETWORK', `${where}: ${name} while ${doing}: ${msg}`, { cause: e });
 }

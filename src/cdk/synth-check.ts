@@ -57,7 +57,9 @@ export async function synthCheck(req: SynthCheckRequest): Promise<SynthCheckResp
             platform: m.platform ? formatPlatform(m.platform) : null,
             attestation: m.attestation === true,
             mediaType: m.descriptor.mediaType,
-            layers: m.layers.map((l) => (l.descriptor ? (layerCompressionOf(l.descriptor.mediaType) ?? 'unknown') : 'none')),
+            layers: m.layers.map((l) =>
+              l.descriptor ? (layerCompressionOf(l.descriptor.mediaType) ?? 'unknown') : 'none',
+            ),
           })),
         },
       };

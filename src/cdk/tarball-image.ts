@@ -2,7 +2,16 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Aws, CliCredentialsStackSynthesizer, CustomResource, DefaultStackSynthesizer, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import {
+  Aws,
+  CliCredentialsStackSynthesizer,
+  CustomResource,
+  DefaultStackSynthesizer,
+  Duration,
+  RemovalPolicy,
+  Stack,
+  Token,
+} from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -217,7 +226,11 @@ export interface TarballImageFacts {
 /** Archives above this size default to pushing across invocations (see `totalTimeout`). */
 const LARGE_ARCHIVE_BYTES = 2 * 1024 ** 3;
 
-const LAMBDA_ARCHITECTURES: Record<string, string> = { 'linux/amd64': 'x86_64', 'linux/arm64': 'arm64', 'linux/arm64/v8': 'arm64' };
+const LAMBDA_ARCHITECTURES: Record<string, string> = {
+  'linux/amd64': 'x86_64',
+  'linux/arm64': 'arm64',
+  'linux/arm64/v8': 'arm64',
+};
 
 /**
  * An image archive pushed to Amazon ECR at deploy time by a Lambda-backed custom resource
@@ -255,14 +268,23 @@ export class TarballImage extends Construct {
     };
     const tarball = resolve(props.tarball);
     if (!existsSync(tarball)) fail(`tarball ${props.tarball} does not exist`);
-    if (statSync(tarball).isDirectory()) fail(`tarball ${props.tarball} is a directory; TarballImage takes an archive file (tar an OCI layout first)`);
+    if (statSync(tarball).isDirectory())
+      fail(`tarball ${props.tarball} is a directory; TarballImage takes an archive file (tar an OCI layout first)`);
     const compress = props.compress ?? 'gzip';
     this.compress = compress;
-    if (!['gzip', 'zstd', 'none'].includes(compress)) fail(`compress must be gzip, zstd or none, not ${String(compress)}`);
-    if (props.tag !== undefined && !Token.isUnresolved(props.tag) && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(props.tag)) {
-      fail(`tag ${JSON.stringify(props.tag)} is not a valid tag (up to 128 letters, digits, _ . -, not starting with . or -)`);
+    if (!['gzip', 'zstd', 'none'].includes(compress))
+      fail(`compress must be gzip, zstd or none, not ${String(compress)}`);
+    if (
+      props.tag !== undefined &&
+      !Token.isUnresolved(props.tag) &&
+      !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(props.tag)
+    ) {
+      fail(
+        `tag ${JSON.stringify(props.tag)} is not a valid tag (up to 128 letters, digits, _ . -, not starting with . or -)`,
+      );
     }
-    if (props.memorySize !== undefined && (props.memorySize < 512 || props.memorySize > 10240)) fail(`memorySize ${props.memorySize} is outside 512..10240 MiB`);
+    if (props.memorySize !== undefined && (props.memorySize < 512 || props.memorySize > 10240))
+      fail(`memorySize ${props.memorySize} is outside 512..10240 MiB`);
 
     this.facts = readArchive(tarball, props, fail);
 
@@ -270,11 +292,17 @@ export class TarballImage extends Construct {
     this.repository = props.repository ?? bootstrapRepository(this, fail);
 
     const handlerDir = handlerBundleDir();
-    if (handlerDir === undefined) fail(`the TarballImage handler bundle is missing (${join(__dirname, '..', '..', 'cdk-handler')}): build lading with npm run build`);
+    if (handlerDir === undefined)
+      fail(
+        `the TarballImage handler bundle is missing (${join(__dirname, '..', '..', 'cdk-handler')}): build lading with npm run build`,
+      );
     const timeout = props.timeout ?? Duration.minutes(15);
     if (timeout.toSeconds() < 60 || timeout.toSeconds() > 900) fail(`timeout must be between 1 and 15 minutes`);
     const architecture = props.architecture ?? lambda.Architecture.ARM_64;
-    if (architecture.name !== lambda.Architecture.ARM_64.name && architecture.name !== lambda.Architecture.X86_64.name) {
+    if (
+      architecture.name !== lambda.Architecture.ARM_64.name &&
+      architecture.name !== lambda.Architecture.X86_64.name
+    ) {
       fail(`architecture must be lambda.Architecture.ARM_64 or X86_64, not ${architecture.name}`);
     }
     checkNetwork(props, fail);
@@ -283,9 +311,14 @@ export class TarballImage extends Construct {
     // Lambda gives one vCPU per 1,769 MB (6 at 10,240): layers are compressed on every core
     // through Node's thread pool, which has 4 threads unless told otherwise.
     const vcpus = Math.round((props.memorySize ?? 2048) / 1769);
-    const environment: Record<string, string> = { XDG_CACHE_HOME: '/tmp/lading-cache', ...(vcpus > 4 ? { UV_THREADPOOL_SIZE: String(vcpus) } : {}) };
-    const totalTimeout = props.totalTimeout ?? (statSync(tarball).size > LARGE_ARCHIVE_BYTES ? Duration.hours(1) : timeout);
-    if (totalTimeout.toSeconds() > 3600) fail('totalTimeout is at most 1 hour: CloudFormation waits no longer for a custom resource');
+    const environment: Record<string, string> = {
+      XDG_CACHE_HOME: '/tmp/lading-cache',
+      ...(vcpus > 4 ? { UV_THREADPOOL_SIZE: String(vcpus) } : {}),
+    };
+    const totalTimeout =
+      props.totalTimeout ?? (statSync(tarball).size > LARGE_ARCHIVE_BYTES ? Duration.hours(1) : timeout);
+    if (totalTimeout.toSeconds() > 3600)
+      fail('totalTimeout is at most 1 hour: CloudFormation waits no longer for a custom resource');
     const continued = totalTimeout.toSeconds() > timeout.toSeconds();
 
     this.handler = new lambda.Function(this, 'Handler', {
@@ -335,14 +368,23 @@ export class TarballImage extends Construct {
     // The given role when there is one: it gets the same statements as a created one.
     const role = this.handler.role!;
     // Least privilege: the one object, the one repository.
-    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [this.asset.bucket.arnForObjects(this.asset.s3ObjectKey)] }));
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject'],
+        resources: [this.asset.bucket.arnForObjects(this.asset.s3ObjectKey)],
+      }),
+    );
     // The compressed-digest cache beside the asset (see s3-digest-cache.ts): a retry in a fresh
     // container skips the layers it already compressed and uploaded.
     // With the Provider framework, a failure marker too (handler.ts providerIsComplete).
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject'],
-        resources: [this.asset.bucket.arnForObjects(continued ? `${assetSidePrefix(this.asset.s3ObjectKey)}*` : digestCacheKey(this.asset.s3ObjectKey))],
+        resources: [
+          this.asset.bucket.arnForObjects(
+            continued ? `${assetSidePrefix(this.asset.s3ObjectKey)}*` : digestCacheKey(this.asset.s3ObjectKey),
+          ),
+        ],
       }),
     );
     if (this.asset.bucket.encryptionKey) this.asset.bucket.encryptionKey.grantEncryptDecrypt(role);
@@ -362,7 +404,12 @@ export class TarballImage extends Construct {
     ecr.AuthorizationToken.grantRead(role);
 
     const options = { imageName: props.imageName ?? null, platform: props.platform ?? null, compress };
-    const tag = props.tag ?? `lading-${createHash('sha256').update(JSON.stringify({ asset: this.asset.assetHash, ...options })).digest('hex').slice(0, 40)}`;
+    const tag =
+      props.tag ??
+      `lading-${createHash('sha256')
+        .update(JSON.stringify({ asset: this.asset.assetHash, ...options }))
+        .digest('hex')
+        .slice(0, 40)}`;
 
     this.resource = new CustomResource(this, 'Resource', {
       serviceToken,
@@ -399,7 +446,9 @@ export class TarballImage extends Construct {
   private forLambda(architecture?: lambda.Architecture): void {
     const arch = this.lambdaArchitecture();
     if (architecture !== undefined && architecture.name !== arch) {
-      throw new Error(`${this.node.path}: the image is ${this.facts.manifests[0]!.platform} but the function's architecture is ${architecture.name}; set architecture: lambda.Architecture.${arch === 'arm64' ? 'ARM_64' : 'X86_64'}`);
+      throw new Error(
+        `${this.node.path}: the image is ${this.facts.manifests[0]!.platform} but the function's architecture is ${architecture.name}; set architecture: lambda.Architecture.${arch === 'arm64' ? 'ARM_64' : 'X86_64'}`,
+      );
     }
     if (this.lambdaChecked) return;
     this.lambdaChecked = true;
@@ -420,10 +469,15 @@ export class TarballImage extends Construct {
     }
     const m = runnable[0]!;
     const arch = m.platform ? LAMBDA_ARCHITECTURES[m.platform] : undefined;
-    if (arch === undefined) throw new Error(`${where}: Lambda runs linux/amd64 or linux/arm64 images; this one is ${m.platform ?? 'of unknown platform'}`);
+    if (arch === undefined)
+      throw new Error(
+        `${where}: Lambda runs linux/amd64 or linux/arm64 images; this one is ${m.platform ?? 'of unknown platform'}`,
+      );
     const zstd = m.layers.includes('zstd') || (m.layers.includes('none') && this.compress === 'zstd');
     if (zstd) {
-      throw new Error(`${where}: Lambda cannot run images with zstd layers; ${m.layers.includes('zstd') ? 'rebuild the archive with gzip layers' : "use compress: 'gzip'"}`);
+      throw new Error(
+        `${where}: Lambda cannot run images with zstd layers; ${m.layers.includes('zstd') ? 'rebuild the archive with gzip layers' : "use compress: 'gzip'"}`,
+      );
     }
     return arch;
   }
@@ -486,12 +540,16 @@ function checkNetwork(props: TarballImageProps, fail: (m: string) => never): voi
   if (vpc === undefined) {
     if (securityGroups !== undefined) fail('securityGroups needs vpc: security groups apply to a function in a VPC');
     if (vpcSubnets !== undefined) fail('vpcSubnets needs vpc');
-    if (allowAllOutbound !== undefined) fail('allowAllOutbound needs vpc: it configures the security group created for the handler in that VPC');
+    if (allowAllOutbound !== undefined)
+      fail('allowAllOutbound needs vpc: it configures the security group created for the handler in that VPC');
     return;
   }
-  if (securityGroups !== undefined && securityGroups.length === 0) fail('securityGroups is empty: omit it to have a security group created for the handler');
+  if (securityGroups !== undefined && securityGroups.length === 0)
+    fail('securityGroups is empty: omit it to have a security group created for the handler');
   if (securityGroups !== undefined && allowAllOutbound !== undefined) {
-    fail('allowAllOutbound configures the security group TarballImage creates; with securityGroups, set the outbound rules on those groups instead');
+    fail(
+      'allowAllOutbound configures the security group TarballImage creates; with securityGroups, set the outbound rules on those groups instead',
+    );
   }
   let subnets: ec2.ISubnet[];
   try {
@@ -499,7 +557,8 @@ function checkNetwork(props: TarballImageProps, fail: (m: string) => never): voi
   } catch (e) {
     return fail(`choosing the handler's subnets: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (subnets.length === 0) fail(`no subnet of the VPC for the handler${vpcSubnets ? ' in the vpcSubnets selection' : ''}`);
+  if (subnets.length === 0)
+    fail(`no subnet of the VPC for the handler${vpcSubnets ? ' in the vpcSubnets selection' : ''}`);
   const publicIds = new Set(vpc.publicSubnets.map((s) => s.subnetId));
   const isPublic = subnets.filter((s) => publicIds.has(s.subnetId));
   if (isPublic.length > 0) {
@@ -530,12 +589,18 @@ function readArchive(tarball: string, props: TarballImageProps, fail: (m: string
   const key = JSON.stringify([req, st.size, st.mtimeMs]);
   const cached = synthCache.get(key);
   if (cached) return cached;
-  const r = spawnSync(process.execPath, [join(__dirname, 'synth-check.js'), JSON.stringify(req)], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, env: process.env });
+  const r = spawnSync(process.execPath, [join(__dirname, 'synth-check.js'), JSON.stringify(req)], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+    env: process.env,
+  });
   let out: SynthCheckResponse | undefined;
   try {
     out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as SynthCheckResponse;
   } catch {
-    fail(`could not read ${tarball}: the archive check exited with ${r.status ?? r.signal}: ${r.stderr.trim().split('\n').pop() ?? ''}`);
+    fail(
+      `could not read ${tarball}: the archive check exited with ${r.status ?? r.signal}: ${r.stderr.trim().split('\n').pop() ?? ''}`,
+    );
   }
   if ('error' in out!) return fail(`${out.error.message} (${out.error.code})`);
   synthCache.set(key, out!.ok);
@@ -547,12 +612,18 @@ function bootstrapRepository(scope: Construct, fail: (m: string) => never): ecr.
   const stack = Stack.of(scope);
   const synth = stack.synthesizer;
   if (!(synth instanceof DefaultStackSynthesizer) && !(synth instanceof CliCredentialsStackSynthesizer)) {
-    return fail(`the stack's synthesizer (${synth.constructor.name}) has no bootstrap container-assets repository; pass repository`);
+    return fail(
+      `the stack's synthesizer (${synth.constructor.name}) has no bootstrap container-assets repository; pass repository`,
+    );
   }
   // The synthesizer keeps the name it was given (imageAssetsRepositoryName) privately.
   const configured = (synth as unknown as { repositoryName?: unknown }).repositoryName;
-  const template = typeof configured === 'string' ? configured : DefaultStackSynthesizer.DEFAULT_IMAGE_ASSETS_REPOSITORY_NAME;
-  const qualifier = synth.bootstrapQualifier ?? (stack.node.tryGetContext('@aws-cdk/core:bootstrapQualifier') as string | undefined) ?? DefaultStackSynthesizer.DEFAULT_QUALIFIER;
+  const template =
+    typeof configured === 'string' ? configured : DefaultStackSynthesizer.DEFAULT_IMAGE_ASSETS_REPOSITORY_NAME;
+  const qualifier =
+    synth.bootstrapQualifier ??
+    (stack.node.tryGetContext('@aws-cdk/core:bootstrapQualifier') as string | undefined) ??
+    DefaultStackSynthesizer.DEFAULT_QUALIFIER;
   const name = template
     .replace(/\$\{Qualifier\}/g, qualifier)
     .replace(/\$\{AWS::AccountId\}/g, stack.account)

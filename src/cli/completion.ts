@@ -17,7 +17,8 @@ export function optionsOf(help: string): string[] {
  * zsh gets the same function through bashcompinit (as many CLIs ship it): one script to keep right.
  */
 export function completionScript(shell: string, helps: Record<string, string>): string {
-  if (shell !== 'bash' && shell !== 'zsh') throw new LadingError('USAGE', `completion: bash or zsh, not ${JSON.stringify(shell.slice(0, 40))}`);
+  if (shell !== 'bash' && shell !== 'zsh')
+    throw new LadingError('USAGE', `completion: bash or zsh, not ${JSON.stringify(shell.slice(0, 40))}`);
   const cases = Object.entries(helps)
     .map(([name, help]) => `    ${name}) opts="${[...optionsOf(help), '--help'].join(' ')}" ;;`)
     .join('\n');

@@ -32,7 +32,10 @@ export interface DestinationOptions {
 }
 
 /** Turns a DESTINATION argument into a Destination, and the tags it names. */
-export async function openDestination(arg: string, opts: DestinationOptions): Promise<{ destination: Destination; tags: string[] }> {
+export async function openDestination(
+  arg: string,
+  opts: DestinationOptions,
+): Promise<{ destination: Destination; tags: string[] }> {
   if (arg.startsWith('oci:')) {
     const path = arg.slice(4);
     if (path === '') throw new LadingError('USAGE', 'oci: needs a directory path, e.g. oci:./out');
@@ -40,23 +43,30 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
   }
   // docker's grammar and defaults (docker.io, library/), ECR hosts included.
   const ref = parseReference(arg);
-  if (ref.digest !== undefined) throw new LadingError('BAD_REFERENCE', `"${arg}": a destination takes a tag, not a digest`);
+  if (ref.digest !== undefined)
+    throw new LadingError('BAD_REFERENCE', `"${arg}": a destination takes a tag, not a digest`);
   const host = ref.registry === DOCKER_HUB_REGISTRY ? 'docker.io' : ref.registry;
   const repository = ref.repository;
   const tag = ref.tag;
-  const network = opts.network ?? new Network({ env: opts.env ?? process.env, ...(opts.certDir !== undefined ? { certDir: opts.certDir } : {}) });
+  const network =
+    opts.network ??
+    new Network({ env: opts.env ?? process.env, ...(opts.certDir !== undefined ? { certDir: opts.certDir } : {}) });
   opts.logger?.(network.describe());
   const ecr = parseEcrHost(host);
   if (ecr !== undefined || opts.ecr) {
     if (!ECR_REPOSITORY.test(repository)) {
-      throw new LadingError('BAD_REFERENCE', `"${repository}" is not a valid ECR repository name (2-256 lowercase letters, digits, and . _ - / separators)`);
+      throw new LadingError(
+        'BAD_REFERENCE',
+        `"${repository}" is not a valid ECR repository name (2-256 lowercase letters, digits, and . _ - / separators)`,
+      );
     }
     const region = opts.region ?? ecr?.region ?? opts.env?.AWS_REGION ?? opts.env?.AWS_DEFAULT_REGION;
     // The AWS SDK is loaded only for ECR destinations (start-up time and memory of other pushes).
     /* eslint-disable @typescript-eslint/no-require-imports */
     const { ECRClient } = require('@aws-sdk/client-ecr') as typeof import('@aws-sdk/client-ecr');
     const { EcrDestination } = require('../ecr/destination') as typeof import('../ecr/destination');
-    const { ecrRegistryDestination } = require('../ecr/registry-transport') as typeof import('../ecr/registry-transport');
+    const { ecrRegistryDestination } =
+      require('../ecr/registry-transport') as typeof import('../ecr/registry-transport');
     /* eslint-enable @typescript-eslint/no-require-imports */
     const client = new ECRClient({
       maxAttempts: 6,
@@ -100,14 +110,18 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
     });
     return { destination, tags: tag ? [tag] : [] };
   }
-  if (opts.password !== undefined && opts.username === undefined) throw new LadingError('USAGE', 'a password needs --username');
+  if (opts.password !== undefined && opts.username === undefined)
+    throw new LadingError('USAGE', 'a password needs --username');
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { RegistryClient } = require('../registry/client') as typeof import('../registry/client');
-  const { defaultCredentials, staticCredentials } = require('../registry/credentials') as typeof import('../registry/credentials');
+  const { defaultCredentials, staticCredentials } =
+    require('../registry/credentials') as typeof import('../registry/credentials');
   const { RegistryDestination } = require('../registry/destination') as typeof import('../registry/destination');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const credentials: CredentialProvider =
-    opts.username !== undefined ? staticCredentials({ username: opts.username, password: opts.password ?? '' }, '--username/--password-stdin') : defaultCredentials(opts.env ?? process.env);
+    opts.username !== undefined
+      ? staticCredentials({ username: opts.username, password: opts.password ?? '' }, '--username/--password-stdin')
+      : defaultCredentials(opts.env ?? process.env);
   const client = new RegistryClient({
     registry: ref.registry,
     ...(opts.plainHttp ? { plainHttp: true } : {}),
@@ -123,4 +137,3 @@ export async function openDestination(arg: string, opts: DestinationOptions): Pr
   });
   return { destination, tags: tag ? [tag] : [] };
 }
-

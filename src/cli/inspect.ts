@@ -35,12 +35,16 @@ export function renderInspect(r: InspectResult, where: string): string {
     lines.push(`  digest     ${img.digest ?? '(none)'}`);
     lines.push(`  mediaType  ${t(img.mediaType)}`);
     for (const m of img.manifests) {
-      const p = m.platform ? t([m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/')) : 'unknown platform';
+      const p = m.platform
+        ? t([m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/'))
+        : 'unknown platform';
       const tags = [m.attestation ? 'attestation' : '', m.available ? '' : 'not in archive'].filter(Boolean).join(', ');
       lines.push(`  ${p}  manifest ${m.digest}${tags ? `  (${tags})` : ''}`);
       if (m.config) lines.push(`    config  ${shortDigest(m.config.digest)}  ${formatBytes(m.config.size)}`);
       for (const l of m.layers) {
-        lines.push(`    layer   ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(9)}  ${t(layerCompression(l.mediaType))}`);
+        lines.push(
+          `    layer   ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(9)}  ${t(layerCompression(l.mediaType))}`,
+        );
       }
     }
   }
@@ -59,7 +63,11 @@ export async function runInspect(ctx: CommandContext, args: string[]): Promise<n
   if (positionals.length !== 1) throw usageError('inspect needs exactly one ARCHIVE', 'inspect');
   // skopeo's docker-archive:/oci-archive:/oci: prefixes name the file; inspect shows every image.
   const input = parseArchiveArg(positionals[0]!).path;
-  const result = await inspectArchive(input, { verify: !values['no-verify'], signal: ctx.signal, ...(ctx.debug ? { logger: ctx.debug } : {}) });
+  const result = await inspectArchive(input, {
+    verify: !values['no-verify'],
+    signal: ctx.signal,
+    ...(ctx.debug ? { logger: ctx.debug } : {}),
+  });
   if (values.json) ctx.stdout(JSON.stringify(result, null, 2));
   else ctx.stdout(renderInspect(result, input === '-' ? 'stdin' : input));
   return 0;

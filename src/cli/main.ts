@@ -53,7 +53,11 @@ const commands: Record<string, () => { run: Command; help: string }> = {
         return 0;
       }
       if (args.length !== 1) throw new LadingError('USAGE', 'completion needs a shell: bash or zsh');
-      const helps = Object.fromEntries(Object.entries(commands).filter(([n]) => n !== 'completion').map(([n, c]) => [n, c().help]));
+      const helps = Object.fromEntries(
+        Object.entries(commands)
+          .filter(([n]) => n !== 'completion')
+          .map(([n, c]) => [n, c().help]),
+      );
       ctx.stdout(m.completionScript(args[0]!, helps));
       return 0;
     };
@@ -63,7 +67,15 @@ const commands: Record<string, () => { run: Command; help: string }> = {
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 /** Runs the CLI; resolves to the exit code. Exported for tests, which run it in-process too. */
-export async function main(argv: string[], io: { stdout?: (s: string) => void; stderr?: (s: string) => void; env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {}): Promise<number> {
+export async function main(
+  argv: string[],
+  io: {
+    stdout?: (s: string) => void;
+    stderr?: (s: string) => void;
+    env?: NodeJS.ProcessEnv;
+    signal?: AbortSignal;
+  } = {},
+): Promise<number> {
   const out = io.stdout ?? ((s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`));
   const err = io.stderr ?? ((s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`));
   const debugOn = argv.includes('--debug');
@@ -90,18 +102,26 @@ export async function main(argv: string[], io: { stdout?: (s: string) => void; s
       return 0;
     }
     const cmd = commands[name];
-    if (!cmd) throw new LadingError('USAGE', `unknown command "${name}" (commands: ${Object.keys(commands).join(', ')}; see lading --help)`);
+    if (!cmd)
+      throw new LadingError(
+        'USAGE',
+        `unknown command "${name}" (commands: ${Object.keys(commands).join(', ')}; see lading --help)`,
+      );
     return await cmd().run(ctx, rest);
   } catch (e) {
     // Interrupted: whatever the cancelled work failed with (a reset stream, a truncated stdin),
     // the reason to report is the signal.
     const reason: unknown = ctx.signal.aborted ? ctx.signal.reason : undefined;
     const le =
-      reason instanceof LadingError ? reason : e instanceof LadingError ? e : new LadingError('INTERNAL', `unexpected error: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+      reason instanceof LadingError
+        ? reason
+        : e instanceof LadingError
+          ? e
+          : new LadingError('INTERNAL', `unexpected error: ${(e as Error)?.message ?? String(e)}`, { cause: e });
     if (json) out(JSON.stringify({ error: { code: le.code, message: le.message } }, null, 2));
     // One line whatever the message holds: names from a hostile archive cannot forge output.
     err(`lading: ${terminalSafe(le.message)}`);
-    if (debugOn) err(((le.cause as Error | undefined)?.stack ?? le.stack) ?? '');
+    if (debugOn) err((le.cause as Error | undefined)?.stack ?? le.stack ?? '');
     return le.exitCode;
   }
 }

@@ -33,12 +33,18 @@ export class ProgressRenderer {
     switch (e.type) {
       case 'plan':
         this.total.bytes = e.bytes;
-        if (this.mode === 'plain') this.line(`copying ${e.blobs} blobs (${formatBytes(e.bytes)} stored) and ${e.manifests} manifest${e.manifests === 1 ? '' : 's'}`);
+        if (this.mode === 'plain')
+          this.line(
+            `copying ${e.blobs} blobs (${formatBytes(e.bytes)} stored) and ${e.manifests} manifest${e.manifests === 1 ? '' : 's'}`,
+          );
         break;
       case 'blob-start':
         // Labels carry platform strings from the archive: escaped for the terminal.
         this.live.set(e.id, { label: terminalSafe(e.label, 200), size: e.size, done: 0, started: Date.now() });
-        if (this.mode === 'plain') this.line(`${e.action === 'compress+upload' ? 'compressing and uploading' : 'uploading'} ${terminalSafe(e.label, 200)}${e.size !== undefined ? ` (${formatBytes(e.size)})` : ''}`);
+        if (this.mode === 'plain')
+          this.line(
+            `${e.action === 'compress+upload' ? 'compressing and uploading' : 'uploading'} ${terminalSafe(e.label, 200)}${e.size !== undefined ? ` (${formatBytes(e.size)})` : ''}`,
+          );
         break;
       case 'blob-progress': {
         const l = this.live.get(e.id);
@@ -47,7 +53,10 @@ export class ProgressRenderer {
         break;
       }
       case 'blob-skip':
-        if (this.mode === 'plain') this.line(`${e.reason === 'mounted' ? 'mounted' : 'skipped'} ${terminalSafe(e.label, 200)}: ${e.reason === 'cached' ? 'compressed form already there' : e.reason === 'mounted' ? 'compressed form linked from the --mount-from repository' : 'already there'} (${shortDigest(e.digest)})`);
+        if (this.mode === 'plain')
+          this.line(
+            `${e.reason === 'mounted' ? 'mounted' : 'skipped'} ${terminalSafe(e.label, 200)}: ${e.reason === 'cached' ? 'compressed form already there' : e.reason === 'mounted' ? 'compressed form linked from the --mount-from repository' : 'already there'} (${shortDigest(e.digest)})`,
+          );
         else this.above(`skipped   ${terminalSafe(e.label, 200)} (${shortDigest(e.digest)}, already there)`);
         break;
       case 'blob-done': {
@@ -96,7 +105,9 @@ export class ProgressRenderer {
     for (const l of this.live.values()) {
       const secs = Math.max(0.001, (now - l.started) / 1000);
       const rate = l.done / secs;
-      lines.push(`  ${l.label.slice(0, 40).padEnd(40)} ${formatBytes(l.done).padStart(9)}${l.size ? ` / ${formatBytes(l.size).padEnd(9)}` : ''} ${formatBytes(rate)}/s`);
+      lines.push(
+        `  ${l.label.slice(0, 40).padEnd(40)} ${formatBytes(l.done).padStart(9)}${l.size ? ` / ${formatBytes(l.size).padEnd(9)}` : ''} ${formatBytes(rate)}/s`,
+      );
     }
     if (this.live.size > 0) {
       const secs = Math.max(0.001, (now - this.total.started) / 1000);

@@ -107,7 +107,8 @@ export const pushOptions = {
 function intOption(v: unknown, name: string, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw usageError(`--${name} must be an integer from ${min} to ${max}`, 'push');
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw usageError(`--${name} must be an integer from ${min} to ${max}`, 'push');
   return n;
 }
 
@@ -125,7 +126,9 @@ function mutabilityOf(v: unknown): 'MUTABLE' | 'IMMUTABLE' {
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 /**
@@ -151,7 +154,11 @@ async function pushAllImages(
   const repos = images.map((img) => {
     if (!perRepository) return undefined;
     const name = img.names[0];
-    if (name === undefined) throw new LadingError('USAGE', `image @${img.index} of ${archive} has no name to make a repository of: push it alone with --image @${img.index}`);
+    if (name === undefined)
+      throw new LadingError(
+        'USAGE',
+        `image @${img.index} of ${archive} has no name to make a repository of: push it alone with --image @${img.index}`,
+      );
     return name.includes('/') || name.includes(':') ? parseReference(name).repository : name;
   });
   const results: (CopyResult & { image: string[] })[] = [];
@@ -163,7 +170,10 @@ async function pushAllImages(
       try {
         const r = await new CopyEngine(target, { ...opts, image: `@${img.index}`, tags: img.tags }).copy(archive);
         results.push({ ...r, image: img.names });
-        if (!json) ctx.stderr(`image @${img.index} (${img.names.join(', ') || 'unnamed'}): ${r.reference}${r.tags.length > 0 ? ` tagged ${r.tags.join(', ')}` : ' (no tag: the archive names none)'}`);
+        if (!json)
+          ctx.stderr(
+            `image @${img.index} (${img.names.join(', ') || 'unnamed'}): ${r.reference}${r.tags.length > 0 ? ` tagged ${r.tags.join(', ')}` : ' (no tag: the archive names none)'}`,
+          );
       } finally {
         if (target !== shared) await target.close();
       }
@@ -184,10 +194,18 @@ async function writeRefs(results: CopyResult[], digestFile: unknown, refsFile: u
     try {
       await writeFile(String(file), `${lines.join('\n')}\n`);
     } catch (e) {
-      throw new LadingError('IO', `cannot write ${what} ${String(file)}: ${(e as { code?: string }).code ?? String(e)} (the push itself succeeded: ${pushed.map((r) => r.reference).join(', ')})`, { cause: e });
+      throw new LadingError(
+        'IO',
+        `cannot write ${what} ${String(file)}: ${(e as { code?: string }).code ?? String(e)} (the push itself succeeded: ${pushed.map((r) => r.reference).join(', ')})`,
+        { cause: e },
+      );
     }
   };
-  await write(digestFile, pushed.map((r) => r.digest!), '--digest-file');
+  await write(
+    digestFile,
+    pushed.map((r) => r.digest!),
+    '--digest-file',
+  );
   const refs = pushed.flatMap((r) => {
     const pinned = r.reference!;
     const at = pinned.lastIndexOf('@');
@@ -199,10 +217,14 @@ async function writeRefs(results: CopyResult[], digestFile: unknown, refsFile: u
 export function renderPlan(r: CopyResult): string {
   const lines = ['dry run: nothing uploaded or written'];
   for (const b of r.plan ?? []) {
-    lines.push(`  ${b.action.padEnd(16)} ${b.label}${b.digest ? ` ${b.digest}` : ''}${b.reason ? ` (${b.reason})` : ''}`);
+    lines.push(
+      `  ${b.action.padEnd(16)} ${b.label}${b.digest ? ` ${b.digest}` : ''}${b.reason ? ` (${b.reason})` : ''}`,
+    );
   }
   for (const d of r.rewritten) lines.push(`  rewrite          manifest -> ${d}`);
-  lines.push(`  ${r.tags.length > 0 ? `tag ${r.tags.join(', ')} ->` : 'push'} ${r.digest ?? '(digest known once the layers are compressed)'}`);
+  lines.push(
+    `  ${r.tags.length > 0 ? `tag ${r.tags.join(', ')} ->` : 'push'} ${r.digest ?? '(digest known once the layers are compressed)'}`,
+  );
   return lines.join('\n');
 }
 
@@ -216,11 +238,18 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
   const source = parseArchiveArg(positionals[0]!);
   const archive = source.path;
   const destination = parseDestinationArg(positionals[1]!);
-  if (source.image !== undefined && values.image !== undefined) throw usageError(`ARCHIVE ${positionals[0]} names an image already; drop --image`, 'push');
+  if (source.image !== undefined && values.image !== undefined)
+    throw usageError(`ARCHIVE ${positionals[0]} names an image already; drop --image`, 'push');
   const image = source.image ?? (values.image !== undefined ? String(values.image) : undefined);
   const compress = (values.compress ?? 'gzip') as string;
-  if (!['gzip', 'zstd', 'none'].includes(compress)) throw usageError(`--compress must be gzip, zstd or none, not ${compress}`, 'push');
-  const level = intOption(values['compression-level'], 'compression-level', compress === 'zstd' ? 1 : 0, compress === 'zstd' ? 19 : 9);
+  if (!['gzip', 'zstd', 'none'].includes(compress))
+    throw usageError(`--compress must be gzip, zstd or none, not ${compress}`, 'push');
+  const level = intOption(
+    values['compression-level'],
+    'compression-level',
+    compress === 'zstd' ? 1 : 0,
+    compress === 'zstd' ? 19 : 9,
+  );
   const concurrency = intOption(values.concurrency, 'concurrency', 1, 64);
   const chunkSize = intOption(values['chunk-size'], 'chunk-size', 1, 2 ** 40);
   const platforms = strings(values.platform).map((p) => {
@@ -230,8 +259,10 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
       throw new LadingError('USAGE', (e as Error).message);
     }
   });
-  if (values['password-stdin'] && archive === '-') throw usageError('--password-stdin and ARCHIVE - both want standard input', 'push');
-  if (values['password-stdin'] && values.username === undefined) throw usageError('--password-stdin needs --username', 'push');
+  if (values['password-stdin'] && archive === '-')
+    throw usageError('--password-stdin and ARCHIVE - both want standard input', 'push');
+  if (values['password-stdin'] && values.username === undefined)
+    throw usageError('--password-stdin needs --username', 'push');
   const password = values['password-stdin'] ? await readStdin() : undefined;
 
   const destOptions = {
@@ -245,17 +276,25 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     ...(values.transport !== undefined ? { transport: transportOf(values.transport) } : {}),
     ...(values.ecr ? { ecr: true } : {}),
     ...(values.region !== undefined ? { region: String(values.region) } : {}),
-    ...(values.profile !== undefined ? { profile: String(values.profile) } : ctx.env.AWS_PROFILE ? { profile: ctx.env.AWS_PROFILE } : {}),
+    ...(values.profile !== undefined
+      ? { profile: String(values.profile) }
+      : ctx.env.AWS_PROFILE
+        ? { profile: ctx.env.AWS_PROFILE }
+        : {}),
     ...(values['endpoint-url'] !== undefined ? { endpointUrl: String(values['endpoint-url']) } : {}),
     ...(values['create-repository'] ? { createRepository: true } : {}),
-    ...(values['image-tag-mutability'] !== undefined ? { imageTagMutability: mutabilityOf(values['image-tag-mutability']) } : {}),
+    ...(values['image-tag-mutability'] !== undefined
+      ? { imageTagMutability: mutabilityOf(values['image-tag-mutability']) }
+      : {}),
     env: ctx.env,
     ...(ctx.debug ? { logger: ctx.debug } : {}),
   };
   if (values['all-images']) {
-    if (image !== undefined) throw usageError('--all-images pushes every image: drop --image (or the image in ARCHIVE)', 'push');
+    if (image !== undefined)
+      throw usageError('--all-images pushes every image: drop --image (or the image in ARCHIVE)', 'push');
     if (archive === '-') throw usageError('--all-images reads the archive once per image: give a file, not -', 'push');
-    if (strings(values.tag).length > 0) throw usageError('--all-images pushes each image with its own tags from the archive: drop --tag', 'push');
+    if (strings(values.tag).length > 0)
+      throw usageError('--all-images pushes each image with its own tags from the archive: drop --tag', 'push');
   } else if (values['repository-per-image']) {
     throw usageError('--repository-per-image goes with --all-images', 'push');
   }
@@ -269,7 +308,10 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
   const quiet = values.quiet === true || values.json === true;
   // The live display moves the cursor: its writes go out byte for byte, no newline added.
   const tty = !quiet && ctx.isTTY && ctx.stderrRaw !== undefined;
-  const progress = new ProgressRenderer(tty ? ctx.stderrRaw! : (s) => ctx.stderr(s.endsWith('\n') ? s.slice(0, -1) : s), quiet ? 'quiet' : tty ? 'tty' : 'plain');
+  const progress = new ProgressRenderer(
+    tty ? ctx.stderrRaw! : (s) => ctx.stderr(s.endsWith('\n') ? s.slice(0, -1) : s),
+    quiet ? 'quiet' : tty ? 'tty' : 'plain',
+  );
   const opts: CopyOptions = {
     compress: compress as Compression,
     tags,
@@ -291,7 +333,16 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
   };
   if (values['all-images']) {
     try {
-      const results = await pushAllImages(ctx, archive, destination, dest.destination, { ...opts, tagsFromArchive: false }, values['repository-per-image'] === true, values.json === true, (d) => openDestination(d, destOptions));
+      const results = await pushAllImages(
+        ctx,
+        archive,
+        destination,
+        dest.destination,
+        { ...opts, tagsFromArchive: false },
+        values['repository-per-image'] === true,
+        values.json === true,
+        (d) => openDestination(d, destOptions),
+      );
       await writeRefs(results, values['digest-file'], values['image-refs']);
       return 0;
     } finally {
@@ -314,10 +365,16 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
   if (opts.dryRun) ctx.stdout(renderPlan(result));
   else if (!values.quiet) {
     const b = result.blobs;
-    const tagged = result.tagSource === 'archive' ? `; tagged ${result.tags.join(', ')} (the image's own tags in the archive)` : result.tagSource === 'default' ? '; tagged latest (the archive names no tag)' : '';
-    ctx.stderr(`pushed ${result.manifests.length} manifest${result.manifests.length === 1 ? '' : 's'}; blobs: ${b.uploaded} uploaded (${(b.bytesUploaded / 1048576).toFixed(1)} MiB), ${b.mounted > 0 ? `${b.mounted} mounted, ` : ''}${b.skipped} already there${tagged}`);
+    const tagged =
+      result.tagSource === 'archive'
+        ? `; tagged ${result.tags.join(', ')} (the image's own tags in the archive)`
+        : result.tagSource === 'default'
+          ? '; tagged latest (the archive names no tag)'
+          : '';
+    ctx.stderr(
+      `pushed ${result.manifests.length} manifest${result.manifests.length === 1 ? '' : 's'}; blobs: ${b.uploaded} uploaded (${(b.bytesUploaded / 1048576).toFixed(1)} MiB), ${b.mounted > 0 ? `${b.mounted} mounted, ` : ''}${b.skipped} already there${tagged}`,
+    );
   }
   if (result.reference !== null) ctx.stdout(result.reference);
   return 0;
 }
-

@@ -17,11 +17,13 @@ const SOURCES = ['docker-archive:', 'oci-archive:', 'oci:'];
 
 /** Transports lading cannot read, and what to do instead. */
 const UNREADABLE: Record<string, string> = {
-  'containers-storage:': 'podman or buildah storage: export it first (podman save -o app.tar IMAGE, or --format oci-archive)',
+  'containers-storage:':
+    'podman or buildah storage: export it first (podman save -o app.tar IMAGE, or --format oci-archive)',
   'docker-daemon:': 'a docker daemon: export it first (docker save -o app.tar IMAGE)',
-  'docker://': 'a registry: lading pushes archives; copy between registries with skopeo or crane, or pull into an archive first',
+  'docker://':
+    'a registry: lading pushes archives; copy between registries with skopeo or crane, or pull into an archive first',
   'dir:': "skopeo's dir: layout: copy it into an OCI archive first (skopeo copy dir:DIR oci-archive:app.tar)",
-  'tarball:': "a single layer tarball: build an image archive from it first",
+  'tarball:': 'a single layer tarball: build an image archive from it first',
   'sif:': 'a Singularity image: convert it to an OCI archive first',
 };
 
@@ -37,7 +39,8 @@ export function parseArchiveArg(arg: string): ArchiveArg {
     const path = colon < 0 ? rest : rest.slice(0, colon);
     const image = colon < 0 ? undefined : rest.slice(colon + 1);
     if (path === '') throw new LadingError('USAGE', `${prefix} needs a path, e.g. ${prefix}./app.tar`);
-    if (image === '') throw new LadingError('USAGE', `${arg.slice(0, 200)}: the image reference after the path is empty`);
+    if (image === '')
+      throw new LadingError('USAGE', `${arg.slice(0, 200)}: the image reference after the path is empty`);
     return image === undefined ? { path } : { path, image };
   }
   return { path: arg };
@@ -48,7 +51,10 @@ export function parseDestinationArg(arg: string): string {
   if (arg.startsWith('docker://')) return arg.slice('docker://'.length);
   for (const prefix of ['docker-archive:', 'oci-archive:', 'containers-storage:', 'docker-daemon:', 'dir:']) {
     if (arg.startsWith(prefix)) {
-      throw new LadingError('USAGE', `lading pushes to a registry (host/repo[:tag], docker://host/repo) or an OCI layout directory (oci:DIR), not to ${prefix.slice(0, -1)}`);
+      throw new LadingError(
+        'USAGE',
+        `lading pushes to a registry (host/repo[:tag], docker://host/repo) or an OCI layout directory (oci:DIR), not to ${prefix.slice(0, -1)}`,
+      );
     }
   }
   return arg;

@@ -174,8 +174,10 @@ export class AdaptiveGzip extends Transform {
     this.level = o.level ?? DEFAULT_LEVEL;
     this.blockSize = o.blockSize ?? BLOCK_SIZE;
     this.inFlight = o.inFlight ?? defaultInFlight();
-    if (!Number.isInteger(this.level) || this.level < 0 || this.level > 9) throw new RangeError(`gzip level must be 0-9, not ${this.level}`);
-    if (!Number.isInteger(this.blockSize) || this.blockSize < WINDOW) throw new RangeError(`gzip block size must be an integer >= ${WINDOW}`);
+    if (!Number.isInteger(this.level) || this.level < 0 || this.level > 9)
+      throw new RangeError(`gzip level must be 0-9, not ${this.level}`);
+    if (!Number.isInteger(this.blockSize) || this.blockSize < WINDOW)
+      throw new RangeError(`gzip block size must be an integer >= ${WINDOW}`);
     if (!Number.isInteger(this.inFlight) || this.inFlight < 1) throw new RangeError('blocks in flight must be >= 1');
     this.push(HEADER);
   }

@@ -22,7 +22,8 @@ export class DigestCache {
   constructor(readonly file: string | undefined) {}
 
   static defaultFile(env: NodeJS.ProcessEnv = process.env): string {
-    const base = env.XDG_CACHE_HOME && env.XDG_CACHE_HOME.startsWith('/') ? env.XDG_CACHE_HOME : join(homedir(), '.cache');
+    const base =
+      env.XDG_CACHE_HOME && env.XDG_CACHE_HOME.startsWith('/') ? env.XDG_CACHE_HOME : join(homedir(), '.cache');
     return join(base, 'lading', 'compressed-digests.jsonl');
   }
 
@@ -49,7 +50,14 @@ export class DigestCache {
     for (const line of text.split('\n')) {
       try {
         const r = JSON.parse(line) as { u?: unknown; a?: unknown; l?: unknown; d?: unknown; s?: unknown };
-        if (isDigest(r.u) && typeof r.a === 'string' && isDigest(r.d) && typeof r.s === 'number' && Number.isSafeInteger(r.s) && r.s >= 0) {
+        if (
+          isDigest(r.u) &&
+          typeof r.a === 'string' &&
+          isDigest(r.d) &&
+          typeof r.s === 'number' &&
+          Number.isSafeInteger(r.s) &&
+          r.s >= 0
+        ) {
           this.map.set(this.key(r.u, r.a, typeof r.l === 'number' ? r.l : undefined), { digest: r.d, size: r.s });
           n++;
         }

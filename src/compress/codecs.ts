@@ -44,7 +44,10 @@ export function zstdImplementation(use: 'decompress' | 'compress' = 'decompress'
 }
 
 function noZstd(): LadingError {
-  return new LadingError('ZSTD_UNAVAILABLE', `zstd needs Node.js >= 22.15 or the optional dependency zstd-napi (npm install zstd-napi); this is Node.js ${process.version}`);
+  return new LadingError(
+    'ZSTD_UNAVAILABLE',
+    `zstd needs Node.js >= 22.15 or the optional dependency zstd-napi (npm install zstd-napi); this is Node.js ${process.version}`,
+  );
 }
 
 /**
@@ -75,7 +78,8 @@ export function createDecompressor(c: Exclude<Compression, 'none'>): Transform {
 function tagZstdError(e: Error): Error {
   const err = e as NodeJS.ErrnoException;
   if (err.code === undefined) err.code = 'ERR_ZSTD_DECOMPRESS';
-  if (!/zstd/i.test(err.message)) err.message = `zstd: ${err.message}${/frame parameter|memory|window/i.test(err.message) ? ` (frames may use a window of at most ${2 ** (ZSTD_WINDOW_LOG_MAX - 20)} MiB)` : ''}`;
+  if (!/zstd/i.test(err.message))
+    err.message = `zstd: ${err.message}${/frame parameter|memory|window/i.test(err.message) ? ` (frames may use a window of at most ${2 ** (ZSTD_WINDOW_LOG_MAX - 20)} MiB)` : ''}`;
   return err;
 }
 
@@ -109,7 +113,12 @@ export function createCompressor(c: Exclude<Compression, 'none'>, level?: number
   // with workers (nodejs/node#59899: "stream.push() after EOF" at the end), so it compresses
   // on one core, as before.
   const n = zstdNapi();
-  if (n) return new n.CompressStream({ compressionLevel: level ?? ZSTD_DEFAULT_LEVEL, nbWorkers: zstdWorkers(), jobSize: ZSTD_JOB_SIZE });
+  if (n)
+    return new n.CompressStream({
+      compressionLevel: level ?? ZSTD_DEFAULT_LEVEL,
+      nbWorkers: zstdWorkers(),
+      jobSize: ZSTD_JOB_SIZE,
+    });
   if (typeof z.createZstdCompress === 'function') {
     const key = z.constants.ZSTD_c_compressionLevel;
     return z.createZstdCompress(key === undefined || level === undefined ? {} : { params: { [key]: level } });

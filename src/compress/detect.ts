@@ -13,7 +13,16 @@ export function detectCompression(head: Uint8Array): Compression | 'bzip2' | 'xz
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
   if (head.length >= 3 && head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68) return 'bzip2';
-  if (head.length >= 6 && head[0] === 0xfd && head[1] === 0x37 && head[2] === 0x7a && head[3] === 0x58 && head[4] === 0x5a && head[5] === 0x00) return 'xz';
+  if (
+    head.length >= 6 &&
+    head[0] === 0xfd &&
+    head[1] === 0x37 &&
+    head[2] === 0x7a &&
+    head[3] === 0x58 &&
+    head[4] === 0x5a &&
+    head[5] === 0x00
+  )
+    return 'xz';
   if (head.length >= 4 && head[0] === 0x04 && head[1] === 0x22 && head[2] === 0x4d && head[3] === 0x18) return 'lz4';
   return 'none';
 }
@@ -22,7 +31,10 @@ export function detectCompression(head: Uint8Array): Compression | 'bzip2' | 'xz
 export function supportedCompression(head: Uint8Array, where: string): Compression {
   const c = detectCompression(head);
   if (c === 'bzip2' || c === 'xz' || c === 'lz4') {
-    throw new LadingError('UNSUPPORTED_COMPRESSION', `${where}: ${c} compression is not supported (gzip and zstd are); decompress it first, e.g. \`${c === 'bzip2' ? 'bunzip2' : c === 'xz' ? 'unxz' : 'lz4 -d'} FILE\``);
+    throw new LadingError(
+      'UNSUPPORTED_COMPRESSION',
+      `${where}: ${c} compression is not supported (gzip and zstd are); decompress it first, e.g. \`${c === 'bzip2' ? 'bunzip2' : c === 'xz' ? 'unxz' : 'lz4 -d'} FILE\``,
+    );
   }
   return c;
 }

@@ -10,7 +10,14 @@ import { LadingError } from '../errors';
 import type { Descriptor } from '../image/descriptor';
 import { digestOf, type Digest } from '../image/digest';
 import { buildManifest, serializeJson, type ImageIndex } from '../image/manifest';
-import { familyOf, isIndexMediaType, layerCompressionOf, layerMediaType, MediaType, type Compression } from '../image/media-types';
+import {
+  familyOf,
+  isIndexMediaType,
+  layerCompressionOf,
+  layerMediaType,
+  MediaType,
+  type Compression,
+} from '../image/media-types';
 import type { Platform } from '../image/platform';
 import { mapLimit } from '../util/concurrency';
 import type { Destination, ManifestToPut } from './destination';
@@ -190,7 +197,10 @@ export class CopyEngine {
 
     // As for a file (runJob): a compressed layer's uncompressed digest is taken when the archive
     // declares no digest for it, or when asked; it is compared once the config is known.
-    const diffIds = compression !== 'none' && (this.opts.verifyDiffIds === true || claimed === undefined) ? new DiffIdCheck(compression, { what: where }) : undefined;
+    const diffIds =
+      compression !== 'none' && (this.opts.verifyDiffIds === true || claimed === undefined)
+        ? new DiffIdCheck(compression, { what: where })
+        : undefined;
     const checked: Transform[] = diffIds ? [verify, diffIds] : [verify];
     const factsOf = (): BlobFacts => {
       const facts: BlobFacts = { digest: verify.digest!, size: verify.size, compression };
@@ -201,18 +211,30 @@ export class CopyEngine {
 
     const skip = this.opts.dryRun || (transform === 'none' && claimed !== undefined && (await this.hasBlob(claimed)));
     if (skip) {
-      await new Promise<void>((resolve, reject) => pipeline([source, ...checked, new PassThrough().resume()], (e) => (e ? reject(e) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        pipeline([source, ...checked, new PassThrough().resume()], (e) => (e ? reject(e) : resolve())),
+      );
       const facts = factsOf();
       this.streamedUploads.set(entry.path, { facts });
       return facts;
     }
     const id = this.nextId();
-    this.emit({ type: 'blob-start', id, label: entry.path, size: entry.size, action: transform === 'none' ? 'upload' : 'compress+upload' });
+    this.emit({
+      type: 'blob-start',
+      id,
+      label: entry.path,
+      size: entry.size,
+      action: transform === 'none' ? 'upload' : 'compress+upload',
+    });
     let opened = false;
     const out = await this.dest.putBlob(
       {
         open: () => {
-          if (opened) throw new LadingError('NETWORK', `${where}: the upload failed and a one-pass source (compressed archive or stdin) cannot be re-read; run the command again: what was uploaded is kept`);
+          if (opened)
+            throw new LadingError(
+              'NETWORK',
+              `${where}: the upload failed and a one-pass source (compressed archive or stdin) cannot be re-read; run the command again: what was uploaded is kept`,
+            );
           opened = true;
           const tail = new PassThrough({ highWaterMark: 1024 * 1024 });
           const fail = (e: NodeJS.ErrnoException | null): void => {
@@ -227,7 +249,11 @@ export class CopyEngine {
       { ...(signal ? { signal } : {}), onProgress: (n) => this.emit({ type: 'blob-progress', id, bytes: n }) },
     );
     const facts = factsOf();
-    const uploaded: Uploaded = { digest: out.digest, size: out.size, compression: transform === 'none' ? compression : transform };
+    const uploaded: Uploaded = {
+      digest: out.digest,
+      size: out.size,
+      compression: transform === 'none' ? compression : transform,
+    };
     this.count(out);
     this.emit({ type: 'blob-done', id, digest: out.digest, size: out.size });
     if (transform !== 'none' && facts.diffId) await this.opts.cache?.put(facts.diffId, transform, this.level(), out);
@@ -244,33 +270,58 @@ export class CopyEngine {
     const signal = this.opts.signal;
     await this.opts.cache?.load();
     // A legacy image's digest exists once its manifest is synthesized (reads its layers).
-    if (this.opts.image?.startsWith('sha256:')) for (const img of archive.images) await archive.resolveSynthesized(img, signal);
+    if (this.opts.image?.startsWith('sha256:'))
+      for (const img of archive.images) await archive.resolveSynthesized(img, signal);
     const image = selectImage(archive.images, this.opts.image, archive.where);
     const choice = selectPlatforms(image, this.opts.platforms ?? [], archive.where);
     const given = this.opts.tags ?? [];
     const own = given.length === 0 && this.opts.tagsFromArchive ? archiveTags(image) : [];
-    const tagSource: CopyResult['tagSource'] = given.length > 0 || !this.opts.tagsFromArchive ? 'given' : own.length > 0 ? 'archive' : 'default';
+    const tagSource: CopyResult['tagSource'] =
+      given.length > 0 || !this.opts.tagsFromArchive ? 'given' : own.length > 0 ? 'archive' : 'default';
     const tags = tagSource === 'given' ? given : tagSource === 'archive' ? own : ['latest'];
-    if (tagSource !== 'given') this.opts.logger?.(`tags: ${tags.join(', ')} (${tagSource === 'archive' ? "the image's own, from the archive" : 'the archive names none'})`);
+    if (tagSource !== 'given')
+      this.opts.logger?.(
+        `tags: ${tags.join(', ')} (${tagSource === 'archive' ? "the image's own, from the archive" : 'the archive names none'})`,
+      );
     const jobs = new Map<string, Job>();
     const layerJobs = new Map<ManifestInfo, (Job | undefined)[]>();
     for (const m of choice.manifests) {
-      const plat = m.platform ? `${m.platform.os}/${m.platform.architecture}${m.platform.variant ? `/${m.platform.variant}` : ''}` : 'image';
+      const plat = m.platform
+        ? `${m.platform.os}/${m.platform.architecture}${m.platform.variant ? `/${m.platform.variant}` : ''}`
+        : 'image';
       if (m.config?.blob) {
         const key = `config:${m.config.blob.entry.path}`;
-        const job = jobs.get(key) ?? { key, label: `config of ${plat}`, ref: m.config.blob, kind: 'config', declared: m.config.descriptor };
+        const job = jobs.get(key) ?? {
+          key,
+          label: `config of ${plat}`,
+          ref: m.config.blob,
+          kind: 'config',
+          declared: m.config.descriptor,
+        };
         jobs.set(key, job);
       } else if (m.config) {
-        throw new LadingError('BLOB_MISSING', `${archive.where}: config ${m.config.descriptor.digest} of ${plat} is not in the archive`);
+        throw new LadingError(
+          'BLOB_MISSING',
+          `${archive.where}: config ${m.config.descriptor.digest} of ${plat} is not in the archive`,
+        );
       }
       layerJobs.set(
         m,
         m.layers.map((l, i) => {
           // Foreign layers travel as references unless asked (registries may refuse their URLs).
           if (l.foreign && !(this.opts.pushForeignLayers && l.blob)) return undefined;
-          if (!l.blob) throw new LadingError('BLOB_MISSING', `${archive.where}: layer ${i} of ${plat} (${l.descriptor?.digest ?? '?'}) is not in the archive`);
+          if (!l.blob)
+            throw new LadingError(
+              'BLOB_MISSING',
+              `${archive.where}: layer ${i} of ${plat} (${l.descriptor?.digest ?? '?'}) is not in the archive`,
+            );
           const key = `layer:${l.blob.entry.path}`;
-          const job: Job = jobs.get(key) ?? { key, label: `layer ${i + 1}/${m.layers.length} of ${plat}`, ref: l.blob, kind: 'layer' };
+          const job: Job = jobs.get(key) ?? {
+            key,
+            label: `layer ${i + 1}/${m.layers.length} of ${plat}`,
+            ref: l.blob,
+            kind: 'layer',
+          };
           if (l.descriptor && !l.foreign) job.declared = l.descriptor;
           if (l.diffId) job.diffId = l.diffId;
           jobs.set(key, job);
@@ -279,7 +330,12 @@ export class CopyEngine {
       );
     }
     const all = [...jobs.values()].sort((a, b) => a.ref.entry.dataOffset - b.ref.entry.dataOffset);
-    this.emit({ type: 'plan', blobs: all.length, bytes: all.reduce((n, j) => n + j.ref.entry.size, 0), manifests: choice.manifests.length });
+    this.emit({
+      type: 'plan',
+      blobs: all.length,
+      bytes: all.reduce((n, j) => n + j.ref.entry.size, 0),
+      manifests: choice.manifests.length,
+    });
 
     this.askAhead(all);
     await mapLimit(all, this.opts.concurrency ?? 3, (job) => this.runJob(archive, job));
@@ -292,7 +348,11 @@ export class CopyEngine {
         reference: null,
         tags,
         tagSource,
-        manifests: choice.manifests.map((m) => ({ digest: m.descriptor?.digest ?? null, mediaType: m.descriptor?.mediaType ?? image.mediaType, platform: m.platform ? platformJson(m.platform) : null })) as CopyResult['manifests'],
+        manifests: choice.manifests.map((m) => ({
+          digest: m.descriptor?.digest ?? null,
+          mediaType: m.descriptor?.mediaType ?? image.mediaType,
+          platform: m.platform ? platformJson(m.platform) : null,
+        })) as CopyResult['manifests'],
         blobs: { ...this.stats },
         rewritten: [],
         plan: all.map((j) => j.planned!).filter(Boolean),
@@ -310,7 +370,12 @@ export class CopyEngine {
       pushes.push(doc);
       const d: Descriptor = { ...m.descriptor, mediaType: doc.mediaType, digest: doc.digest, size: doc.bytes.length };
       if (m.descriptor) newDescriptor.set(m.descriptor.digest, d);
-      results.push({ digest: doc.digest, mediaType: doc.mediaType, platform: m.platform ? platformJson(m.platform) : null, ...(m.attestation ? { attestation: true as const } : {}) });
+      results.push({
+        digest: doc.digest,
+        mediaType: doc.mediaType,
+        platform: m.platform ? platformJson(m.platform) : null,
+        ...(m.attestation ? { attestation: true as const } : {}),
+      });
     }
     let top: ManifestToPut;
     const artifacts: ManifestToPut[] = [];
@@ -332,7 +397,11 @@ export class CopyEngine {
           await this.putManifest(a, undefined);
         } catch (e) {
           if (!(e instanceof LadingError)) throw e;
-          throw new LadingError(e.code, `${e.message}; the index lists artifact ${a.digest} (${a.mediaType}), which ${this.dest.name} refused: push the images alone with --platform`, { cause: e });
+          throw new LadingError(
+            e.code,
+            `${e.message}; the index lists artifact ${a.digest} (${a.mediaType}), which ${this.dest.name} refused: push the images alone with --platform`,
+            { cause: e },
+          );
         }
       }
       for (const p of pushes) await this.putManifest(p, undefined);
@@ -363,11 +432,17 @@ export class CopyEngine {
   private async artifact(archive: ImageArchive, o: ArchiveImage['others'][number]): Promise<ManifestToPut> {
     const d = o.descriptor;
     if (!o.blob) {
-      throw new LadingError('BLOB_MISSING', `${archive.where}: the index lists ${d.digest} (${d.mediaType}), which the archive lacks; push the images alone with --platform`);
+      throw new LadingError(
+        'BLOB_MISSING',
+        `${archive.where}: the index lists ${d.digest} (${d.mediaType}), which the archive lacks; push the images alone with --platform`,
+      );
     }
     const bytes = await archive.store.readSmall(o.blob.entry);
     if (bytes.length !== d.size || digestOf(bytes, d.digest.startsWith('sha512:') ? 'sha512' : 'sha256') !== d.digest) {
-      throw new LadingError('DIGEST_MISMATCH', `${archive.where}: ${o.blob.entry.path} does not match the descriptor ${d.digest} the index gives it`);
+      throw new LadingError(
+        'DIGEST_MISMATCH',
+        `${archive.where}: ${o.blob.entry.path} does not match the descriptor ${d.digest} the index gives it`,
+      );
     }
     return { bytes, mediaType: d.mediaType, digest: d.digest };
   }
@@ -376,7 +451,10 @@ export class CopyEngine {
   private async storedCompression(archive: ImageArchive, job: Job): Promise<Compression> {
     const streamed = archive.store.streamed(job.ref.entry);
     if (streamed) return streamed.compression;
-    return supportedCompression(await archive.store.head(job.ref.entry, MAGIC_BYTES), `${archive.where}: ${job.ref.entry.path}`);
+    return supportedCompression(
+      await archive.store.head(job.ref.entry, MAGIC_BYTES),
+      `${archive.where}: ${job.ref.entry.path}`,
+    );
   }
 
   /** Whether the destination has a blob, asked once per digest per push. */
@@ -399,7 +477,8 @@ export class CopyEngine {
   private askAhead(jobs: Job[]): void {
     for (const job of jobs) {
       const candidates = [job.declared?.digest ?? job.ref.claimed ?? job.diffId];
-      if (job.kind === 'layer' && job.diffId && this.compress !== 'none') candidates.push(this.opts.cache?.get(job.diffId, this.compress, this.level())?.digest);
+      if (job.kind === 'layer' && job.diffId && this.compress !== 'none')
+        candidates.push(this.opts.cache?.get(job.diffId, this.compress, this.level())?.digest);
       for (const d of candidates) if (d !== undefined) this.hasBlob(d).catch(() => undefined);
     }
   }
@@ -411,7 +490,10 @@ export class CopyEngine {
     const stored = job.kind === 'config' ? 'none' : await this.storedCompression(archive, job);
     const declared = job.declared ? layerCompressionOf(job.declared.mediaType) : undefined;
     if (job.kind === 'layer' && declared !== undefined && declared !== stored) {
-      throw new LadingError('BAD_MANIFEST', `${what}: media type ${job.declared!.mediaType} says ${declared} but the bytes are ${stored === 'none' ? 'uncompressed' : stored}`);
+      throw new LadingError(
+        'BAD_MANIFEST',
+        `${what}: media type ${job.declared!.mediaType} says ${declared} but the bytes are ${stored === 'none' ? 'uncompressed' : stored}`,
+      );
     }
     const transform: Compression = job.kind === 'layer' && stored === 'none' ? this.compress : 'none';
 
@@ -421,16 +503,25 @@ export class CopyEngine {
     if (expectDigest === undefined && stored === 'none' && job.diffId) expectDigest = job.diffId;
     const expectSize = job.declared?.size;
     if (job.diffId && stored === 'none' && expectDigest !== undefined && expectDigest !== job.diffId) {
-      throw new LadingError('DIFF_ID_MISMATCH', `${what}: the layer is uncompressed, so its digest ${expectDigest} must equal its diff_id ${job.diffId}`);
+      throw new LadingError(
+        'DIFF_ID_MISMATCH',
+        `${what}: the layer is uncompressed, so its digest ${expectDigest} must equal its diff_id ${job.diffId}`,
+      );
     }
 
     // Already handled while a one-pass source streamed by.
     const streamed = this.streamedUploads.get(job.ref.entry.path);
     if (streamed) {
       const f = streamed.facts;
-      if (expectDigest && f.digest !== expectDigest) throw new LadingError('DIGEST_MISMATCH', `${what}: content has digest ${f.digest}, expected ${expectDigest}`);
-      if (expectSize !== undefined && f.size !== expectSize) throw new LadingError('SIZE_MISMATCH', `${what}: ${f.size} bytes, expected ${expectSize}`);
-      if (job.diffId && f.diffId && f.diffId !== job.diffId) throw new LadingError('DIFF_ID_MISMATCH', `${what}: uncompressed content has digest ${f.diffId}, the config's diff_id is ${job.diffId}`);
+      if (expectDigest && f.digest !== expectDigest)
+        throw new LadingError('DIGEST_MISMATCH', `${what}: content has digest ${f.digest}, expected ${expectDigest}`);
+      if (expectSize !== undefined && f.size !== expectSize)
+        throw new LadingError('SIZE_MISMATCH', `${what}: ${f.size} bytes, expected ${expectSize}`);
+      if (job.diffId && f.diffId && f.diffId !== job.diffId)
+        throw new LadingError(
+          'DIFF_ID_MISMATCH',
+          `${what}: uncompressed content has digest ${f.diffId}, the config's diff_id is ${job.diffId}`,
+        );
       job.result = streamed.uploaded ?? { digest: f.digest, size: f.size, compression: f.compression };
       if (!streamed.uploaded) this.skipped(job, job.result, 'exists');
       return;
@@ -438,7 +529,8 @@ export class CopyEngine {
 
     if (transform === 'none') {
       let digest = expectDigest;
-      if (digest === undefined) digest = (await archive.blobFacts(job.ref, { diffId: false, ...(signal ? { signal } : {}) })).digest;
+      if (digest === undefined)
+        digest = (await archive.blobFacts(job.ref, { diffId: false, ...(signal ? { signal } : {}) })).digest;
       const size = expectSize ?? job.ref.entry.size;
       job.result = { digest, size, compression: stored };
       if (await this.hasBlob(digest)) return this.skipped(job, job.result, 'exists');
@@ -448,9 +540,13 @@ export class CopyEngine {
       }
       // The diff_id is the only digest a legacy archive states for a compressed layer; where the
       // archive declares the layer's own digest, that check suffices unless asked for more.
-      const diffId = job.kind === 'layer' && stored !== 'none' && (this.opts.verifyDiffIds === true || declaredDigest === undefined) ? job.diffId : undefined;
+      const diffId =
+        job.kind === 'layer' && stored !== 'none' && (this.opts.verifyDiffIds === true || declaredDigest === undefined)
+          ? job.diffId
+          : undefined;
       const open = (): Readable => {
-        if (diffId === undefined || stored === 'none') return archive.openBlob(job.ref).pipe(new VerifyingStream({ what, digest, size }));
+        if (diffId === undefined || stored === 'none')
+          return archive.openBlob(job.ref).pipe(new VerifyingStream({ what, digest, size }));
         // A compressed layer pushed as it is: its uncompressed digest must be the diff_id too.
         const check = new DiffIdCheck(stored, { diffId, what });
         pipeline(archive.openBlob(job.ref), new VerifyingStream({ what, digest, size }), check, (e) => {
@@ -469,10 +565,22 @@ export class CopyEngine {
       return this.skipped(job, job.result, 'cached');
     }
     // Compressed for another repository earlier: the destination may link it from there.
-    if (cached && !this.opts.dryRun && this.dest.mountBlob && (await this.dest.mountBlob(cached.digest, cached.size, this.opts.signal))) {
+    if (
+      cached &&
+      !this.opts.dryRun &&
+      this.dest.mountBlob &&
+      (await this.dest.mountBlob(cached.digest, cached.size, this.opts.signal))
+    ) {
       job.result = { ...cached, compression: transform };
       this.stats.mounted++;
-      this.emit({ type: 'blob-skip', id: job.key, label: job.label, digest: cached.digest, size: cached.size, reason: 'mounted' });
+      this.emit({
+        type: 'blob-skip',
+        id: job.key,
+        label: job.label,
+        digest: cached.digest,
+        size: cached.size,
+        reason: 'mounted',
+      });
       return;
     }
     if (this.opts.dryRun) {
@@ -480,7 +588,11 @@ export class CopyEngine {
       return;
     }
     const out = await this.upload(job, 'compress+upload', () => {
-      const verify = new VerifyingStream({ what, ...(expectDigest ? { digest: expectDigest } : {}), ...(expectSize !== undefined ? { size: expectSize } : {}) });
+      const verify = new VerifyingStream({
+        what,
+        ...(expectDigest ? { digest: expectDigest } : {}),
+        ...(expectSize !== undefined ? { size: expectSize } : {}),
+      });
       const comp = createCompressor(transform, this.level());
       const tail = new PassThrough({ highWaterMark: 1024 * 1024 });
       pipeline(archive.openBlob(job.ref), verify, comp, tail, (e) => {
@@ -494,11 +606,22 @@ export class CopyEngine {
 
   private skipped(job: Job, r: Uploaded, reason: 'exists' | 'cached'): void {
     this.stats.skipped++;
-    job.planned = { label: job.label, action: 'skip', digest: r.digest, size: r.size, reason: reason === 'exists' ? 'already in destination' : 'compressed form already in destination' };
+    job.planned = {
+      label: job.label,
+      action: 'skip',
+      digest: r.digest,
+      size: r.size,
+      reason: reason === 'exists' ? 'already in destination' : 'compressed form already in destination',
+    };
     this.emit({ type: 'blob-skip', id: job.key, label: job.label, digest: r.digest, size: r.size, reason });
   }
 
-  private async upload(job: Job, action: 'upload' | 'compress+upload', open: () => Readable, known?: { digest: Digest; size: number }): Promise<{ digest: Digest; size: number }> {
+  private async upload(
+    job: Job,
+    action: 'upload' | 'compress+upload',
+    open: () => Readable,
+    known?: { digest: Digest; size: number },
+  ): Promise<{ digest: Digest; size: number }> {
     // Draining: no new upload, except the first of this copy, so every run makes progress
     // however late it drains (blobs found already there are still skipped meanwhile).
     if (this.opts.drain?.aborted && this.uploadsStarted > 0) throw this.opts.drain.reason;
@@ -507,7 +630,10 @@ export class CopyEngine {
     this.emit({ type: 'blob-start', id, label: job.label, size: known?.size ?? job.ref.entry.size, action });
     const out = await this.dest.putBlob(
       { open, ...(known ? { digest: known.digest, size: known.size } : {}) },
-      { ...(this.opts.signal ? { signal: this.opts.signal } : {}), onProgress: (n) => this.emit({ type: 'blob-progress', id, bytes: n }) },
+      {
+        ...(this.opts.signal ? { signal: this.opts.signal } : {}),
+        onProgress: (n) => this.emit({ type: 'blob-progress', id, bytes: n }),
+      },
     );
     this.count(out);
     this.emit({ type: 'blob-done', id, digest: out.digest, size: out.size });
@@ -537,18 +663,24 @@ export class CopyEngine {
         return { ...rest, mediaType: layerMediaType(family, r.compression), digest: r.digest, size: r.size };
       }
       const mediaType =
-        l.descriptor && layerCompressionOf(l.descriptor.mediaType) === r.compression ? l.descriptor.mediaType : layerMediaType(family, r.compression);
+        l.descriptor && layerCompressionOf(l.descriptor.mediaType) === r.compression
+          ? l.descriptor.mediaType
+          : layerMediaType(family, r.compression);
       return { ...(l.descriptor ?? {}), mediaType, digest: r.digest, size: r.size };
     });
     // zstd has no Docker schema 2 media type that every client accepts: such images go OCI.
     const docker = familyOf(stored?.mediaType ?? MediaType.DockerManifest) === 'docker';
-    const toOci = docker && (this.opts.oci === true || newLayers.some((d) => layerCompressionOf(d.mediaType) === 'zstd'));
+    const toOci =
+      docker && (this.opts.oci === true || newLayers.some((d) => layerCompressionOf(d.mediaType) === 'zstd'));
     const changed = !stored || toOci || newLayers.some((d, i) => d.digest !== stored.layers[i]!.digest);
     if (!changed) return { bytes: stored.bytes, mediaType: stored.mediaType, digest: stored.digest, rewritten: false };
     if (!stored) {
       const config = m.config!.descriptor;
       if (toOci) {
-        const layersOci = newLayers.map((d) => ({ ...d, mediaType: layerMediaType('oci', layerCompressionOf(d.mediaType) ?? 'gzip', d.mediaType.includes('foreign')) }));
+        const layersOci = newLayers.map((d) => ({
+          ...d,
+          mediaType: layerMediaType('oci', layerCompressionOf(d.mediaType) ?? 'gzip', d.mediaType.includes('foreign')),
+        }));
         const built = buildManifest(MediaType.OciManifest, { ...config, mediaType: MediaType.OciConfig }, layersOci);
         return { bytes: built.bytes, mediaType: built.mediaType, digest: built.digest, rewritten: true };
       }
@@ -556,9 +688,18 @@ export class CopyEngine {
       return { bytes: built.bytes, mediaType: built.mediaType, digest: built.digest, rewritten: true };
     }
     // Rewrite the stored document, keeping every field it has (annotations, subject...).
-    const o = JSON.parse(stored.bytes.toString('utf8')) as { mediaType?: string; config: { mediaType: string }; layers: Record<string, unknown>[] };
+    const o = JSON.parse(stored.bytes.toString('utf8')) as {
+      mediaType?: string;
+      config: { mediaType: string };
+      layers: Record<string, unknown>[];
+    };
     o.layers = o.layers.map((l, i) => {
-      const out: Record<string, unknown> = { ...l, mediaType: newLayers[i]!.mediaType, digest: newLayers[i]!.digest, size: newLayers[i]!.size };
+      const out: Record<string, unknown> = {
+        ...l,
+        mediaType: newLayers[i]!.mediaType,
+        digest: newLayers[i]!.digest,
+        size: newLayers[i]!.size,
+      };
       if (newLayers[i]!.urls === undefined) delete out.urls;
       return out;
     });
@@ -567,7 +708,14 @@ export class CopyEngine {
       mediaType = MediaType.OciManifest;
       o.mediaType = mediaType;
       if (o.config.mediaType === MediaType.DockerConfig) o.config.mediaType = MediaType.OciConfig;
-      o.layers = o.layers.map((l) => ({ ...l, mediaType: layerMediaType('oci', layerCompressionOf(String(l.mediaType)) ?? 'gzip', String(l.mediaType).includes('foreign')) }));
+      o.layers = o.layers.map((l) => ({
+        ...l,
+        mediaType: layerMediaType(
+          'oci',
+          layerCompressionOf(String(l.mediaType)) ?? 'gzip',
+          String(l.mediaType).includes('foreign'),
+        ),
+      }));
     }
     const bytes = serializeJson(o);
     return { bytes, mediaType, digest: digestOf(bytes), rewritten: true };
@@ -577,7 +725,11 @@ export class CopyEngine {
    * All platforms of an index: the stored index bytes when no child changed (digest
    * preserved), else every index on the way rewritten bottom-up with the new children.
    */
-  private rewriteIndexes(image: ArchiveImage, newDescriptor: Map<Digest, Descriptor>, rewritten: Digest[]): { top: ManifestToPut; children: ManifestToPut[] } {
+  private rewriteIndexes(
+    image: ArchiveImage,
+    newDescriptor: Map<Digest, Descriptor>,
+    rewritten: Digest[],
+  ): { top: ManifestToPut; children: ManifestToPut[] } {
     const children: ManifestToPut[] = [];
     const docs = new Map<Digest, ManifestToPut>();
     for (const idx of [...image.indexes].reverse()) {
@@ -603,10 +755,21 @@ export class CopyEngine {
   }
 
   /** Several platforms chosen: a new index holding only those. */
-  private newIndex(image: ArchiveImage, manifests: ManifestInfo[], newDescriptor: Map<Digest, Descriptor>): ManifestToPut {
+  private newIndex(
+    image: ArchiveImage,
+    manifests: ManifestInfo[],
+    newDescriptor: Map<Digest, Descriptor>,
+  ): ManifestToPut {
     const anyOci = manifests.some((m) => familyOf(newDescriptor.get(m.descriptor.digest)?.mediaType) === 'oci');
     const top = image.indexes[0];
-    const mediaType = top && isIndexMediaType(top.mediaType) && top.mediaType === MediaType.DockerManifestList && !anyOci && !this.opts.oci ? MediaType.DockerManifestList : MediaType.OciIndex;
+    const mediaType =
+      top &&
+      isIndexMediaType(top.mediaType) &&
+      top.mediaType === MediaType.DockerManifestList &&
+      !anyOci &&
+      !this.opts.oci
+        ? MediaType.DockerManifestList
+        : MediaType.OciIndex;
     const list = manifests.map((m) => {
       const d = newDescriptor.get(m.descriptor.digest) ?? m.descriptor;
       const out: Record<string, unknown> = { mediaType: d.mediaType, digest: d.digest, size: d.size };
@@ -622,7 +785,11 @@ export class CopyEngine {
 
 function rewriteIndex(idx: ImageIndex, newDescriptor: Map<Digest, Descriptor>, oci: boolean): ManifestToPut {
   const o = JSON.parse(idx.bytes.toString('utf8')) as { mediaType?: string; manifests: Record<string, unknown>[] };
-  const anyOci = idx.manifests.some((d) => familyOf(newDescriptor.get(d.digest)?.mediaType) === 'oci' && newDescriptor.get(d.digest)?.mediaType !== d.mediaType);
+  const anyOci = idx.manifests.some(
+    (d) =>
+      familyOf(newDescriptor.get(d.digest)?.mediaType) === 'oci' &&
+      newDescriptor.get(d.digest)?.mediaType !== d.mediaType,
+  );
   let mediaType = idx.mediaType;
   if ((oci || anyOci) && mediaType === MediaType.DockerManifestList) {
     mediaType = MediaType.OciIndex;

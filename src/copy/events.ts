@@ -5,7 +5,14 @@ export type CopyEvent =
   | { type: 'plan'; blobs: number; bytes: number; manifests: number }
   | { type: 'blob-start'; id: string; label: string; size: number | undefined; action: 'upload' | 'compress+upload' }
   | { type: 'blob-progress'; id: string; bytes: number }
-  | { type: 'blob-skip'; id: string; label: string; digest: Digest; size: number; reason: 'exists' | 'cached' | 'foreign' | 'mounted' }
+  | {
+      type: 'blob-skip';
+      id: string;
+      label: string;
+      digest: Digest;
+      size: number;
+      reason: 'exists' | 'cached' | 'foreign' | 'mounted';
+    }
   | { type: 'blob-done'; id: string; digest: Digest; size: number }
   | { type: 'blob-retry'; id: string; attempt: number; error: string }
   | { type: 'manifest'; digest: Digest; mediaType: string; tag: string | undefined };

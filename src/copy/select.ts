@@ -45,22 +45,36 @@ function describe(img: ArchiveImage): string {
 export function selectImage(images: ArchiveImage[], name: string | undefined, where: string): ArchiveImage {
   if (name === undefined) {
     if (images.length === 1) return images[0]!;
-    throw new LadingError('AMBIGUOUS_IMAGE', `${where} holds ${images.length} images; choose one with --image: ${images.map(describe).join(', ')}`);
+    throw new LadingError(
+      'AMBIGUOUS_IMAGE',
+      `${where} holds ${images.length} images; choose one with --image: ${images.map(describe).join(', ')}`,
+    );
   }
   // skopeo's docker-archive:PATH:@N, the Nth image of the archive (from 0).
   const index = /^@(\d{1,6})$/.exec(name);
   if (index) {
     const img = images[Number(index[1])];
     if (img) return img;
-    throw new LadingError('IMAGE_NOT_FOUND', `${where} has no image @${index[1]}: it holds ${images.length} (@0..@${images.length - 1})`);
+    throw new LadingError(
+      'IMAGE_NOT_FOUND',
+      `${where} has no image @${index[1]}: it holds ${images.length} (@0..@${images.length - 1})`,
+    );
   }
   const want = normalizeImageName(name);
-  const found = images.filter((img) => img.digest === name || img.names.some((n) => n === name || normalizeImageName(n) === want));
+  const found = images.filter(
+    (img) => img.digest === name || img.names.some((n) => n === name || normalizeImageName(n) === want),
+  );
   if (found.length === 1) return found[0]!;
   if (found.length > 1) {
-    throw new LadingError('AMBIGUOUS_IMAGE', `--image ${name} matches ${found.length} images in ${where}: ${found.map((i) => i.digest ?? describe(i)).join(', ')}; use a digest`);
+    throw new LadingError(
+      'AMBIGUOUS_IMAGE',
+      `--image ${name} matches ${found.length} images in ${where}: ${found.map((i) => i.digest ?? describe(i)).join(', ')}; use a digest`,
+    );
   }
-  throw new LadingError('IMAGE_NOT_FOUND', `${where} has no image named ${name}; it holds: ${images.map(describe).join(', ')}`);
+  throw new LadingError(
+    'IMAGE_NOT_FOUND',
+    `${where} has no image named ${name}; it holds: ${images.map(describe).join(', ')}`,
+  );
 }
 
 function platformOf(m: ManifestInfo): string {

@@ -47,7 +47,12 @@ export class VerifyingStream extends Transform {
       return;
     }
     if (this.expect.digest !== undefined && this.digest !== this.expect.digest) {
-      cb(new LadingError('DIGEST_MISMATCH', `${this.expect.what}: content has digest ${this.digest}, expected ${this.expect.digest}`));
+      cb(
+        new LadingError(
+          'DIGEST_MISMATCH',
+          `${this.expect.what}: content has digest ${this.digest}, expected ${this.expect.digest}`,
+        ),
+      );
       return;
     }
     cb();
@@ -113,7 +118,13 @@ export class DiffIdCheck extends Transform {
       () => {
         const got = finishDigest(this.hash, this.alg);
         this.diffId = got;
-        if (this.expect.diffId !== undefined && got !== this.expect.diffId) cb(new LadingError('DIFF_ID_MISMATCH', `${this.expect.what}: uncompressed content has digest ${got}, the config's diff_id is ${this.expect.diffId}`));
+        if (this.expect.diffId !== undefined && got !== this.expect.diffId)
+          cb(
+            new LadingError(
+              'DIFF_ID_MISMATCH',
+              `${this.expect.what}: uncompressed content has digest ${got}, the config's diff_id is ${this.expect.diffId}`,
+            ),
+          );
         else cb();
       },
       (e: Error) => cb(e),

@@ -19,9 +19,21 @@ import { release } from '../util/buffer-pool';
 import { partBodyCapacity, PartBody, PartBuffers } from './part-body';
 
 /** An UploadLayerPart command whose request body is `body` (see partRequestBody). */
-function uploadPartCommand(ids: { repositoryName: string; registryId?: string }, uploadId: string, first: number, last: number, body: Buffer): UploadLayerPartCommand {
+function uploadPartCommand(
+  ids: { repositoryName: string; registryId?: string },
+  uploadId: string,
+  first: number,
+  last: number,
+  body: Buffer,
+): UploadLayerPartCommand {
   // The SDK serializes a placeholder; the build step then swaps in the prepared body.
-  const command = new UploadLayerPartCommand({ ...ids, uploadId, partFirstByte: first, partLastByte: last, layerPartBlob: new Uint8Array(0) });
+  const command = new UploadLayerPartCommand({
+    ...ids,
+    uploadId,
+    partFirstByte: first,
+    partLastByte: last,
+    layerPartBlob: new Uint8Array(0),
+  });
   command.middlewareStack.add(
     (next) => async (args) => {
       const request = args.request as { body?: unknown; headers: Record<string, string> };
@@ -105,7 +117,10 @@ export class EcrDestination implements Destination {
   }
 
   private ids(): { repositoryName: string; registryId?: string } {
-    return { repositoryName: this.opts.repository, ...(this.opts.registryId ? { registryId: this.opts.registryId } : {}) };
+    return {
+      repositoryName: this.opts.repository,
+      ...(this.opts.registryId ? { registryId: this.opts.registryId } : {}),
+    };
   }
 
   private async send<T>(op: string, run: () => Promise<T>, context: string): Promise<T> {
@@ -160,10 +175,15 @@ export class EcrDestination implements Destination {
       const digests = [...new Set(batch.map((b) => b.digest))];
       const out = await this.send(
         'BatchCheckLayerAvailability',
-        () => this.client.send(new BatchCheckLayerAvailabilityCommand({ ...this.ids(), layerDigests: digests }), { abortSignal: signal }),
+        () =>
+          this.client.send(new BatchCheckLayerAvailabilityCommand({ ...this.ids(), layerDigests: digests }), {
+            abortSignal: signal,
+          }),
         `checking ${digests.length} blobs`,
       );
-      const available = new Set((out.layers ?? []).filter((l) => l.layerAvailability === 'AVAILABLE').map((l) => l.layerDigest));
+      const available = new Set(
+        (out.layers ?? []).filter((l) => l.layerAvailability === 'AVAILABLE').map((l) => l.layerDigest),
+      );
       for (const b of batch) b.resolve(available.has(b.digest));
     } catch (e) {
       for (const b of batch) b.reject(e);
@@ -181,7 +201,9 @@ export class EcrDestination implements Destination {
       } catch (e) {
         const retryable = e instanceof LadingError && (e.code === 'NETWORK' || e.code === 'REGISTRY');
         if (!retryable || attempt >= attempts || opts.signal?.aborted) throw e;
-        this.opts.logger?.(`ECR upload failed (${(e as Error).message}); restarting the blob, attempt ${attempt + 1} of ${attempts}`);
+        this.opts.logger?.(
+          `ECR upload failed (${(e as Error).message}); restarting the blob, attempt ${attempt + 1} of ${attempts}`,
+        );
       }
     }
   }
@@ -211,7 +233,11 @@ export class EcrDestination implements Destination {
 
   private async uploadOnce(src: BlobSource, opts: PutBlobOptions): Promise<{ digest: Digest; size: number }> {
     const signal = opts.signal;
-    const init = await this.send('InitiateLayerUpload', () => this.client.send(new InitiateLayerUploadCommand(this.ids()), { abortSignal: signal }), 'starting an upload');
+    const init = await this.send(
+      'InitiateLayerUpload',
+      () => this.client.send(new InitiateLayerUploadCommand(this.ids()), { abortSignal: signal }),
+      'starting an upload',
+    );
     const uploadId = init.uploadId!;
     // ECR says 10 MiB; parts must be 5..10 MiB (ecr-facts.md), whatever an endpoint answers.
     const partSize = Math.min(Math.max(init.partSize ?? 10 * MiB, 5 * MiB), 10 * MiB);
@@ -240,7 +266,11 @@ export class EcrDestination implements Destination {
       const length = b.bytes;
       sent += length;
       const request = b.finish({ ...this.ids(), uploadId, partFirstByte: first, partLastByte: last });
-      inflight = this.send('UploadLayerPart', () => this.client.send(uploadPartCommand(this.ids(), uploadId, first, last, request), { abortSignal: signal }), `uploading bytes ${first}-${last}`)
+      inflight = this.send(
+        'UploadLayerPart',
+        () => this.client.send(uploadPartCommand(this.ids(), uploadId, first, last, request), { abortSignal: signal }),
+        `uploading bytes ${first}-${last}`,
+      )
         .then(() => opts.onProgress?.(length))
         .finally(() => bodies.release(b.buf));
       // A failure surfaces at the next part or at the end; never unhandled meanwhile.
@@ -274,15 +304,24 @@ export class EcrDestination implements Destination {
     const digest = finishDigest(hash, alg);
     if (sent === 0) return this.empty({ ...src, open: () => src.open() }, opts);
     if (src.digest && digest !== src.digest) {
-      throw new LadingError('DIGEST_MISMATCH', `${this.name}: blob content has digest ${digest}, expected ${src.digest}; upload abandoned`);
+      throw new LadingError(
+        'DIGEST_MISMATCH',
+        `${this.name}: blob content has digest ${digest}, expected ${src.digest}; upload abandoned`,
+      );
     }
     if (src.size !== undefined && sent !== src.size) {
-      throw new LadingError('SIZE_MISMATCH', `${this.name}: blob ${digest} has ${sent} bytes, expected ${src.size}; upload abandoned`);
+      throw new LadingError(
+        'SIZE_MISMATCH',
+        `${this.name}: blob ${digest} has ${sent} bytes, expected ${src.size}; upload abandoned`,
+      );
     }
     try {
       await this.send(
         'CompleteLayerUpload',
-        () => this.client.send(new CompleteLayerUploadCommand({ ...this.ids(), uploadId, layerDigests: [digest] }), { abortSignal: signal }),
+        () =>
+          this.client.send(new CompleteLayerUploadCommand({ ...this.ids(), uploadId, layerDigests: [digest] }), {
+            abortSignal: signal,
+          }),
         `completing blob ${digest}`,
       );
     } catch (e) {

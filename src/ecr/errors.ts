@@ -12,13 +12,24 @@ export function ecrError(e: unknown, op: string, where: string, context: string)
   const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number }; code?: string };
   const name = err.name ?? 'Error';
   const msg = err.message ?? String(e);
-  const details = { awsCode: name, operation: op, ...(err.$metadata?.httpStatusCode ? { status: err.$metadata.httpStatusCode } : {}) };
-  const make = (code: ErrorCode, text: string): LadingError => new LadingError(code, `${where}: ${context}: ${text}`, { cause: e, details });
+  const details = {
+    awsCode: name,
+    operation: op,
+    ...(err.$metadata?.httpStatusCode ? { status: err.$metadata.httpStatusCode } : {}),
+  };
+  const make = (code: ErrorCode, text: string): LadingError =>
+    new LadingError(code, `${where}: ${context}: ${text}`, { cause: e, details });
   switch (name) {
     case 'RepositoryNotFoundException':
-      return make('NOT_FOUND', `the repository does not exist; create it (aws ecr create-repository) or pass --create-repository (with --image-tag-mutability IMMUTABLE|MUTABLE)`);
+      return make(
+        'NOT_FOUND',
+        `the repository does not exist; create it (aws ecr create-repository) or pass --create-repository (with --image-tag-mutability IMMUTABLE|MUTABLE)`,
+      );
     case 'ImageTagAlreadyExistsException':
-      return make('CONFLICT', `the tag already exists on another image and the repository's tags are immutable; push under a new tag (${msg})`);
+      return make(
+        'CONFLICT',
+        `the tag already exists on another image and the repository's tags are immutable; push under a new tag (${msg})`,
+      );
     case 'ImageAlreadyExistsException':
       return make('CONFLICT', msg);
     case 'LayerAlreadyExistsException':
@@ -39,7 +50,10 @@ export function ecrError(e: unknown, op: string, where: string, context: string)
     case 'LimitExceededException':
       return make('LIMIT_EXCEEDED', `ECR quota reached (${msg})`);
     case 'CredentialsProviderError':
-      return make('AUTH', `no AWS credentials found: configure them (aws configure, AWS_PROFILE or --profile, or environment variables)`);
+      return make(
+        'AUTH',
+        `no AWS credentials found: configure them (aws configure, AWS_PROFILE or --profile, or environment variables)`,
+      );
     case 'UnrecognizedClientException':
     case 'InvalidSignatureException':
     case 'ExpiredTokenException':
@@ -52,8 +66,14 @@ export function ecrError(e: unknown, op: string, where: string, context: string)
     case 'AbortError':
       return make('ABORTED', 'interrupted');
     default: {
-      const network = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|socket hang up|TimeoutError/i.test(`${err.code ?? ''} ${name} ${msg}`);
-      if (network) return make('NETWORK', `cannot reach the ECR endpoint (${msg}); check the region, --endpoint-url and the network`);
+      const network = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|socket hang up|TimeoutError/i.test(
+        `${err.code ?? ''} ${name} ${msg}`,
+      );
+      if (network)
+        return make(
+          'NETWORK',
+          `cannot reach the ECR endpoint (${msg}); check the region, --endpoint-url and the network`,
+        );
       return make('REGISTRY', `${name}: ${msg}`);
     }
   }

@@ -43,10 +43,15 @@ export async function ecrRegistryDestination(opts: EcrRegistryOptions): Promise<
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
   }
-  const fetchToken = async (signal?: AbortSignal): Promise<{ username: string; password: string; proxyEndpoint: string; expiresAt: Date | undefined }> => {
+  const fetchToken = async (
+    signal?: AbortSignal,
+  ): Promise<{ username: string; password: string; proxyEndpoint: string; expiresAt: Date | undefined }> => {
     let out;
     try {
-      out = await opts.client.send(new GetAuthorizationTokenCommand(opts.registryId ? { registryIds: [opts.registryId] } : {}), { abortSignal: signal });
+      out = await opts.client.send(
+        new GetAuthorizationTokenCommand(opts.registryId ? { registryIds: [opts.registryId] } : {}),
+        { abortSignal: signal },
+      );
     } catch (e) {
       throw ecrError(e, 'GetAuthorizationToken', opts.host, 'getting a registry token');
     }
@@ -57,7 +62,12 @@ export async function ecrRegistryDestination(opts: EcrRegistryOptions): Promise<
     const decoded = Buffer.from(data.authorizationToken, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     if (colon <= 0) throw new LadingError('AUTH', `${opts.host}: the ECR authorization token is not user:password`);
-    return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1), proxyEndpoint: data.proxyEndpoint, expiresAt: data.expiresAt };
+    return {
+      username: decoded.slice(0, colon),
+      password: decoded.slice(colon + 1),
+      proxyEndpoint: data.proxyEndpoint,
+      expiresAt: data.expiresAt,
+    };
   };
   const first = await fetchToken();
   // The token lasts 12 hours, but a push can outlive it (or the endpoint revoke it): the
@@ -80,6 +90,11 @@ export async function ecrRegistryDestination(opts: EcrRegistryOptions): Promise<
     credentials,
     ...(opts.logger ? { logger: opts.logger } : {}),
   });
-  opts.logger?.(`ECR registry transport: ${endpoint.origin}, token valid until ${first.expiresAt?.toISOString() ?? 'unknown'}`);
-  return new RegistryDestination(client, opts.repository, { host: opts.host, ...(opts.onClose ? { onClose: opts.onClose } : {}) });
+  opts.logger?.(
+    `ECR registry transport: ${endpoint.origin}, token valid until ${first.expiresAt?.toISOString() ?? 'unknown'}`,
+  );
+  return new RegistryDestination(client, opts.repository, {
+    host: opts.host,
+    ...(opts.onClose ? { onClose: opts.onClose } : {}),
+  });
 }

@@ -30,7 +30,9 @@ export async function ensureRepository(client: ECRClient, opts: EnsureRepository
   let missing = false;
   try {
     opts.count?.('DescribeRepositories');
-    await client.send(new DescribeRepositoriesCommand({ ...ids, repositoryNames: [opts.repository] }), { abortSignal: opts.signal });
+    await client.send(new DescribeRepositoriesCommand({ ...ids, repositoryNames: [opts.repository] }), {
+      abortSignal: opts.signal,
+    });
     return;
   } catch (e) {
     const name = (e as { name?: string }).name ?? '';
@@ -50,7 +52,14 @@ export async function ensureRepository(client: ECRClient, opts: EnsureRepository
   }
   try {
     opts.count?.('CreateRepository');
-    await client.send(new CreateRepositoryCommand({ ...ids, repositoryName: opts.repository, imageTagMutability: opts.imageTagMutability ?? 'MUTABLE' }), { abortSignal: opts.signal });
+    await client.send(
+      new CreateRepositoryCommand({
+        ...ids,
+        repositoryName: opts.repository,
+        imageTagMutability: opts.imageTagMutability ?? 'MUTABLE',
+      }),
+      { abortSignal: opts.signal },
+    );
     opts.logger?.(`created ECR repository ${opts.repository} (tags ${opts.imageTagMutability ?? 'MUTABLE'})`);
   } catch (e) {
     // Created meanwhile by a parallel push: what we wanted.

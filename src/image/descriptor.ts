@@ -46,7 +46,8 @@ export function parseDescriptor(value: unknown, where: string, defaultMediaType?
   if (o.annotations !== undefined) d.annotations = stringMap(o.annotations, `${where}.annotations`);
   if (o.platform !== undefined) d.platform = parsePlatformObject(o.platform, `${where}.platform`);
   if (o.artifactType !== undefined) {
-    if (typeof o.artifactType !== 'string') throw new LadingError('BAD_DESCRIPTOR', `${where}: "artifactType" must be a string`);
+    if (typeof o.artifactType !== 'string')
+      throw new LadingError('BAD_DESCRIPTOR', `${where}: "artifactType" must be a string`);
     d.artifactType = o.artifactType;
   }
   if (o.data !== undefined) {

@@ -33,7 +33,10 @@ export function parseDigest(value: unknown, where = 'digest'): Digest {
   const alg = value.slice(0, i);
   const re = ENCODED[alg as DigestAlgorithm];
   if (re === undefined) {
-    throw new LadingError('BAD_DIGEST', `${where}: unsupported digest algorithm "${alg}" (sha256 and sha512 are supported)`);
+    throw new LadingError(
+      'BAD_DIGEST',
+      `${where}: unsupported digest algorithm "${alg}" (sha256 and sha512 are supported)`,
+    );
   }
   if (!re.test(value.slice(i + 1))) {
     throw new LadingError('BAD_DIGEST', `${where}: ${JSON.stringify(shown)} is not a valid ${alg} digest`);

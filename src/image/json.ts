@@ -9,7 +9,10 @@ export const MAX_JSON_BYTES = 4 * 1024 * 1024;
  */
 export function parseJsonBytes(bytes: Uint8Array, where: string, limit = MAX_JSON_BYTES): unknown {
   if (bytes.byteLength > limit) {
-    throw new LadingError('JSON_TOO_LARGE', `${where}: JSON document of ${bytes.byteLength} bytes exceeds the ${limit}-byte limit`);
+    throw new LadingError(
+      'JSON_TOO_LARGE',
+      `${where}: JSON document of ${bytes.byteLength} bytes exceeds the ${limit}-byte limit`,
+    );
   }
   let text: string;
   try {
@@ -28,9 +31,16 @@ export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function expectObject(v: unknown, where: string, code: 'BAD_MANIFEST' | 'BAD_DESCRIPTOR' = 'BAD_MANIFEST'): Record<string, unknown> {
+export function expectObject(
+  v: unknown,
+  where: string,
+  code: 'BAD_MANIFEST' | 'BAD_DESCRIPTOR' = 'BAD_MANIFEST',
+): Record<string, unknown> {
   if (!isObject(v)) {
-    throw new LadingError(code, `${where}: expected a JSON object, got ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`);
+    throw new LadingError(
+      code,
+      `${where}: expected a JSON object, got ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`,
+    );
   }
   return v;
 }

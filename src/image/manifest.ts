@@ -45,10 +45,16 @@ export interface ImageConfig {
 
 function schemaVersion(o: Record<string, unknown>, where: string): void {
   if (o.schemaVersion === 1) {
-    throw new LadingError('UNSUPPORTED_SCHEMA', `${where}: Docker schema 1 manifests are unsupported (deprecated since 2017); rebuild or convert the image to schema 2 / OCI`);
+    throw new LadingError(
+      'UNSUPPORTED_SCHEMA',
+      `${where}: Docker schema 1 manifests are unsupported (deprecated since 2017); rebuild or convert the image to schema 2 / OCI`,
+    );
   }
   if (o.schemaVersion !== 2) {
-    throw new LadingError('UNSUPPORTED_SCHEMA', `${where}: unknown schemaVersion ${JSON.stringify(o.schemaVersion)} (expected 2)`);
+    throw new LadingError(
+      'UNSUPPORTED_SCHEMA',
+      `${where}: unknown schemaVersion ${JSON.stringify(o.schemaVersion)} (expected 2)`,
+    );
   }
 }
 
@@ -61,11 +67,22 @@ export function parseManifestDocument(bytes: Buffer, where: string, declared?: s
   const o = expectObject(parseJsonBytes(bytes, where), where);
   const own = optionalString(o, 'mediaType', where);
   if (isSchema1MediaType(own) || isSchema1MediaType(declared) || o.schemaVersion === 1) {
-    throw new LadingError('UNSUPPORTED_SCHEMA', `${where}: Docker schema 1 manifests are unsupported (deprecated since 2017); rebuild or convert the image to schema 2 / OCI`);
+    throw new LadingError(
+      'UNSUPPORTED_SCHEMA',
+      `${where}: Docker schema 1 manifests are unsupported (deprecated since 2017); rebuild or convert the image to schema 2 / OCI`,
+    );
   }
   schemaVersion(o, where);
-  if (own !== undefined && declared !== undefined && own !== declared && (isIndexMediaType(declared) || isManifestMediaType(declared))) {
-    throw new LadingError('BAD_MANIFEST', `${where}: document says mediaType ${own} but its descriptor says ${declared}`);
+  if (
+    own !== undefined &&
+    declared !== undefined &&
+    own !== declared &&
+    (isIndexMediaType(declared) || isManifestMediaType(declared))
+  ) {
+    throw new LadingError(
+      'BAD_MANIFEST',
+      `${where}: document says mediaType ${own} but its descriptor says ${declared}`,
+    );
   }
   let mediaType = own ?? declared;
   if (mediaType === undefined) {
@@ -87,14 +104,16 @@ export function parseManifestDocument(bytes: Buffer, where: string, declared?: s
     // Docker >= 25 writes `"manifests": null` in index.json of an empty layout.
     const list = o.manifests ?? [];
     if (!Array.isArray(list)) throw new LadingError('BAD_MANIFEST', `${where}: "manifests" must be an array`);
-    if (list.length > 10000) throw new LadingError('LIMIT_EXCEEDED', `${where}: index lists ${list.length} manifests (limit 10000)`);
+    if (list.length > 10000)
+      throw new LadingError('LIMIT_EXCEEDED', `${where}: index lists ${list.length} manifests (limit 10000)`);
     const manifests = list.map((m, i) => parseDescriptor(m, `${where}.manifests[${i}]`));
     return { kind: 'index', ...common, manifests };
   }
   if (isManifestMediaType(mediaType)) {
     const config = parseDescriptor(o.config, `${where}.config`);
     if (!Array.isArray(o.layers)) throw new LadingError('BAD_MANIFEST', `${where}: "layers" must be an array`);
-    if (o.layers.length > 10000) throw new LadingError('LIMIT_EXCEEDED', `${where}: manifest lists ${o.layers.length} layers (limit 10000)`);
+    if (o.layers.length > 10000)
+      throw new LadingError('LIMIT_EXCEEDED', `${where}: manifest lists ${o.layers.length} layers (limit 10000)`);
     const layers = o.layers.map((l, i) => parseDescriptor(l, `${where}.layers[${i}]`));
     return { kind: 'manifest', ...common, config, layers };
   }
@@ -140,7 +159,9 @@ export function serializeJson(value: unknown): Buffer {
 function descriptorFields(d: Descriptor, family: 'oci' | 'docker'): Record<string, unknown> {
   // Docker's own tools write mediaType, size, digest; OCI's write mediaType, digest, size.
   const out: Record<string, unknown> =
-    family === 'docker' ? { mediaType: d.mediaType, size: d.size, digest: d.digest } : { mediaType: d.mediaType, digest: d.digest, size: d.size };
+    family === 'docker'
+      ? { mediaType: d.mediaType, size: d.size, digest: d.digest }
+      : { mediaType: d.mediaType, digest: d.digest, size: d.size };
   if (d.urls) out.urls = d.urls;
   if (d.annotations) out.annotations = d.annotations;
   if (d.platform) out.platform = d.platform;

@@ -38,7 +38,10 @@ export function isSchema1MediaType(mt: string | undefined): boolean {
 
 /** Foreign (Docker) and non-distributable (OCI) layers are not pushed by default: their descriptors carry `urls`. */
 export function isForeignLayerMediaType(mt: string): boolean {
-  return mt.startsWith('application/vnd.docker.image.rootfs.foreign.') || mt.startsWith('application/vnd.oci.image.layer.nondistributable.');
+  return (
+    mt.startsWith('application/vnd.docker.image.rootfs.foreign.') ||
+    mt.startsWith('application/vnd.oci.image.layer.nondistributable.')
+  );
 }
 
 /** The compression a layer media type declares, or undefined when it is not a known layer type. */
@@ -66,7 +69,9 @@ export function layerCompressionOf(mt: string): Compression | undefined {
 export type MediaTypeFamily = 'oci' | 'docker';
 
 export function familyOf(manifestMediaType: string | undefined): MediaTypeFamily {
-  return manifestMediaType === MediaType.DockerManifest || manifestMediaType === MediaType.DockerManifestList ? 'docker' : 'oci';
+  return manifestMediaType === MediaType.DockerManifest || manifestMediaType === MediaType.DockerManifestList
+    ? 'docker'
+    : 'oci';
 }
 
 /**
@@ -76,7 +81,11 @@ export function familyOf(manifestMediaType: string | undefined): MediaTypeFamily
 export function layerMediaType(family: MediaTypeFamily, compression: Compression, foreign = false): string {
   if (family === 'docker') {
     if (foreign) return compression === 'none' ? MediaType.DockerForeignLayer : MediaType.DockerForeignLayerGzip;
-    return compression === 'gzip' ? MediaType.DockerLayerGzip : compression === 'zstd' ? MediaType.DockerLayerZstd : MediaType.DockerLayer;
+    return compression === 'gzip'
+      ? MediaType.DockerLayerGzip
+      : compression === 'zstd'
+        ? MediaType.DockerLayerZstd
+        : MediaType.DockerLayer;
   }
   if (foreign) {
     return compression === 'gzip'
@@ -85,5 +94,9 @@ export function layerMediaType(family: MediaTypeFamily, compression: Compression
         ? MediaType.OciLayerNondistributableZstd
         : MediaType.OciLayerNondistributable;
   }
-  return compression === 'gzip' ? MediaType.OciLayerGzip : compression === 'zstd' ? MediaType.OciLayerZstd : MediaType.OciLayer;
+  return compression === 'gzip'
+    ? MediaType.OciLayerGzip
+    : compression === 'zstd'
+      ? MediaType.OciLayerZstd
+      : MediaType.OciLayer;
 }

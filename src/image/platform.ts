@@ -55,7 +55,10 @@ export function normalizePlatform(p: Platform): Platform {
 export function parsePlatform(text: string): Platform {
   const parts = text.trim().split('/');
   if (parts.length < 2 || parts.length > 3 || !parts.every((s) => SEGMENT.test(s))) {
-    throw new LadingError('BAD_PLATFORM', `"${text}" is not a platform: expected os/arch[/variant], e.g. linux/amd64 or linux/arm/v7`);
+    throw new LadingError(
+      'BAD_PLATFORM',
+      `"${text}" is not a platform: expected os/arch[/variant], e.g. linux/amd64 or linux/arm/v7`,
+    );
   }
   const p: Platform = { os: parts[0]!, architecture: parts[1]! };
   if (parts[2] !== undefined) p.variant = parts[2];
@@ -82,7 +85,9 @@ export function platformMatches(want: Platform, have: Platform): boolean {
 export function platformEquals(a: Platform, b: Platform): boolean {
   const x = normalizePlatform(a);
   const y = normalizePlatform(b);
-  return x.os === y.os && x.architecture === y.architecture && x.variant === y.variant && x['os.version'] === y['os.version'];
+  return (
+    x.os === y.os && x.architecture === y.architecture && x.variant === y.variant && x['os.version'] === y['os.version']
+  );
 }
 
 /** `unknown/unknown` is how buildx marks attestation manifests in an index. */
@@ -101,11 +106,13 @@ export function parsePlatformObject(value: unknown, where: string): Platform {
   }
   const p: Platform = { os: v.os, architecture: v.architecture };
   if (v.variant !== undefined) {
-    if (typeof v.variant !== 'string') throw new LadingError('BAD_PLATFORM', `${where}: platform "variant" must be a string`);
+    if (typeof v.variant !== 'string')
+      throw new LadingError('BAD_PLATFORM', `${where}: platform "variant" must be a string`);
     if (v.variant !== '') p.variant = v.variant;
   }
   if (v['os.version'] !== undefined) {
-    if (typeof v['os.version'] !== 'string') throw new LadingError('BAD_PLATFORM', `${where}: platform "os.version" must be a string`);
+    if (typeof v['os.version'] !== 'string')
+      throw new LadingError('BAD_PLATFORM', `${where}: platform "os.version" must be a string`);
     p['os.version'] = v['os.version'];
   }
   if (v['os.features'] !== undefined) {

@@ -57,8 +57,13 @@ export class OciLayoutDestination implements Destination {
     try {
       await pipeline(await src.open(), count, new FileSink(tmp), ...(opts.signal ? [{ signal: opts.signal }] : []));
       const digest = finishDigest(h, alg);
-      if (src.digest && digest !== src.digest) throw new LadingError('DIGEST_MISMATCH', `${this.name}: blob content has digest ${digest}, expected ${src.digest}`);
-      if (src.size !== undefined && size !== src.size) throw new LadingError('SIZE_MISMATCH', `${this.name}: blob ${digest} has ${size} bytes, expected ${src.size}`);
+      if (src.digest && digest !== src.digest)
+        throw new LadingError(
+          'DIGEST_MISMATCH',
+          `${this.name}: blob content has digest ${digest}, expected ${src.digest}`,
+        );
+      if (src.size !== undefined && size !== src.size)
+        throw new LadingError('SIZE_MISMATCH', `${this.name}: blob ${digest} has ${size} bytes, expected ${src.size}`);
       await mkdir(join(this.root, 'blobs', alg), { recursive: true });
       await rename(tmp, this.blobFile(digest));
       return { digest, size };
@@ -80,7 +85,11 @@ export class OciLayoutDestination implements Destination {
     if (tag === undefined) return;
     // index.json: one entry per ref name; re-tagging replaces the old entry.
     const file = join(this.root, 'index.json');
-    let index: { schemaVersion: number; mediaType?: string; manifests: Record<string, unknown>[] } = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
+    let index: { schemaVersion: number; mediaType?: string; manifests: Record<string, unknown>[] } = {
+      schemaVersion: 2,
+      mediaType: MediaType.OciIndex,
+      manifests: [],
+    };
     try {
       const bytes = await readFile(file);
       const doc = parseManifestDocument(bytes, `${file}`, MediaType.OciIndex);
@@ -90,8 +99,15 @@ export class OciLayoutDestination implements Destination {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
-    index.manifests = index.manifests.filter((d) => (d.annotations as Record<string, string> | undefined)?.['org.opencontainers.image.ref.name'] !== tag);
-    index.manifests.push({ mediaType: m.mediaType, digest: m.digest, size: m.bytes.length, annotations: { 'org.opencontainers.image.ref.name': tag } });
+    index.manifests = index.manifests.filter(
+      (d) => (d.annotations as Record<string, string> | undefined)?.['org.opencontainers.image.ref.name'] !== tag,
+    );
+    index.manifests.push({
+      mediaType: m.mediaType,
+      digest: m.digest,
+      size: m.bytes.length,
+      annotations: { 'org.opencontainers.image.ref.name': tag },
+    });
     const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
     await writeFile(tmp, JSON.stringify(index));
     await rename(tmp, file);

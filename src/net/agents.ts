@@ -106,7 +106,8 @@ export class ProxyHttpAgent extends HttpAgent {
     const proxy = this.network.routes.proxyFor(target);
     if (!proxy) return base.call(this, req, options);
     const headWritten = typeof (req as unknown as { _header?: unknown })._header === 'string';
-    if (headWritten) return base.call(this, req, { ...options, [PROXY]: { proxy, tunnel: true, target } } as ForwardOptions);
+    if (headWritten)
+      return base.call(this, req, { ...options, [PROXY]: { proxy, tunnel: true, target } } as ForwardOptions);
     const hostHeader = req.getHeader('host');
     req.path = `http://${typeof hostHeader === 'string' ? hostHeader : target.host}${req.path}`;
     const auth = proxyAuthorization(proxy.url);
@@ -114,7 +115,13 @@ export class ProxyHttpAgent extends HttpAgent {
     req.setHeader('connection', 'close');
     const proxyHost = proxy.url.hostname.replace(/^\[(.*)\]$/, '$1');
     const proxyPort = Number(proxy.url.port) || (proxy.url.protocol === 'https:' ? 443 : 80);
-    base.call(this, req, { ...options, host: proxyHost, hostname: proxyHost, port: proxyPort, [PROXY]: { proxy, tunnel: false, target } } as ForwardOptions);
+    base.call(this, req, {
+      ...options,
+      host: proxyHost,
+      hostname: proxyHost,
+      port: proxyPort,
+      [PROXY]: { proxy, tunnel: false, target },
+    } as ForwardOptions);
   }
 
   override createConnection(options: ForwardOptions, callback?: Callback): Duplex | null | undefined {
@@ -123,14 +130,22 @@ export class ProxyHttpAgent extends HttpAgent {
     const { proxy, target } = route;
     const fail = (e: Error): void => callback?.(e, undefined as unknown as Duplex);
     if (route.tunnel) {
-      openTunnel(proxy, target.hostname.replace(/^\[(.*)\]$/, '$1'), Number(target.port || 80), { secureContext: this.network.proxyTls, rejectUnauthorized: true }).then((socket) => callback?.(null, socket), fail);
+      openTunnel(proxy, target.hostname.replace(/^\[(.*)\]$/, '$1'), Number(target.port || 80), {
+        secureContext: this.network.proxyTls,
+        rejectUnauthorized: true,
+      }).then((socket) => callback?.(null, socket), fail);
       return undefined;
     }
     // Handed over once connected, so that a proxy that cannot be reached fails as the proxy.
     const host = options.host ?? 'localhost';
     const socket =
       proxy.url.protocol === 'https:'
-        ? tlsConnect({ host, port: Number(options.port), servername: host, ...(this.network.proxyTls ? { secureContext: this.network.proxyTls } : {}) })
+        ? tlsConnect({
+            host,
+            port: Number(options.port),
+            servername: host,
+            ...(this.network.proxyTls ? { secureContext: this.network.proxyTls } : {}),
+          })
         : (super.createConnection(options) as Duplex);
     const onError = (e: Error): void => fail(unreachableProxy(proxy, target.host, e));
     socket.once('error', onError);

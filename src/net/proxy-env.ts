@@ -37,10 +37,16 @@ export function parseProxyUrl(value: string, source: string): URL {
   try {
     url = new URL(withScheme);
   } catch {
-    throw new LadingError('USAGE', `${source} is not a proxy URL (${redactProxyText(value)}): expected http://[user:password@]host:port`);
+    throw new LadingError(
+      'USAGE',
+      `${source} is not a proxy URL (${redactProxyText(value)}): expected http://[user:password@]host:port`,
+    );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new LadingError('USAGE', `${source}: ${url.protocol.slice(0, -1)} proxies are not supported; use an http:// or https:// proxy`);
+    throw new LadingError(
+      'USAGE',
+      `${source}: ${url.protocol.slice(0, -1)} proxies are not supported; use an http:// or https:// proxy`,
+    );
   }
   if (url.hostname === '') throw new LadingError('USAGE', `${source} names no proxy host (${redactProxyText(value)})`);
   return url;
@@ -67,7 +73,10 @@ interface Rule {
 
 /** Host as compared with NO_PROXY: lower case, no brackets, no trailing dot. */
 function normalHost(host: string): string {
-  return host.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
+  return host
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/\.$/, '');
 }
 
 function family(ip: string): 'ipv4' | 'ipv6' {
@@ -102,7 +111,8 @@ function parseRule(entry: string): Rule | 'all' | undefined {
   if (slash > 0) {
     const ip = e.slice(0, slash);
     const prefix = Number(e.slice(slash + 1));
-    if (isIP(ip) === 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > (isIP(ip) === 6 ? 128 : 32)) return undefined;
+    if (isIP(ip) === 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > (isIP(ip) === 6 ? 128 : 32))
+      return undefined;
     const addresses = new BlockList();
     addresses.addSubnet(ip, prefix, family(ip));
     return { ...rule, addresses };

@@ -58,7 +58,9 @@ function readPem(path: string, what: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
-    throw new LadingError('TLS', `cannot read ${what} ${path}: ${(e as { code?: string }).code ?? String(e)}`, { cause: e });
+    throw new LadingError('TLS', `cannot read ${what} ${path}: ${(e as { code?: string }).code ?? String(e)}`, {
+      cause: e,
+    });
   }
 }
 
@@ -86,7 +88,8 @@ function readCertDirectory(dir: string): DirectoryCerts {
     else if (f.endsWith('.cert')) {
       const key = `${f.slice(0, -5)}.key`;
       if (!files.includes(key)) throw new LadingError('TLS', `${path}: client certificate without its key ${key}`);
-      if (out.cert !== undefined) throw new LadingError('TLS', `${dir}: more than one client certificate (*.cert); keep one`);
+      if (out.cert !== undefined)
+        throw new LadingError('TLS', `${dir}: more than one client certificate (*.cert); keep one`);
       out.cert = readPem(path, 'client certificate');
       out.key = readPem(join(dir, key), 'client key');
     } else if (f.endsWith('.key')) {
@@ -124,7 +127,8 @@ export class Trust {
     this.env = options.env ?? process.env;
     this.certDir = options.certDir;
     this.certsDirectories = options.certsDirectories ?? defaultCertsDirectories();
-    if (this.certDir !== undefined && !isDirectory(this.certDir)) throw new LadingError('USAGE', `--cert-dir ${this.certDir} is not a directory`);
+    if (this.certDir !== undefined && !isDirectory(this.certDir))
+      throw new LadingError('USAGE', `--cert-dir ${this.certDir} is not a directory`);
   }
 
   /** The PEM text of AWS_CA_BUNDLE, if set. */
@@ -141,7 +145,10 @@ export class Trust {
     if (!this.general) {
       const extra = this.awsBundle();
       this.general = {
-        secureContext: extra.length > 0 ? context({ ca: [...defaultRoots(), ...extra] }, `AWS_CA_BUNDLE ${this.env.AWS_CA_BUNDLE}`) : undefined,
+        secureContext:
+          extra.length > 0
+            ? context({ ca: [...defaultRoots(), ...extra] }, `AWS_CA_BUNDLE ${this.env.AWS_CA_BUNDLE}`)
+            : undefined,
         directory: undefined,
         clientCertificate: false,
       };
@@ -167,7 +174,10 @@ export class Trust {
       ...(certs.cert !== undefined ? { cert: certs.cert, key: certs.key } : {}),
     };
     t = {
-      secureContext: Object.keys(options).length > 0 ? context(options, `certificates for ${hostPort}${directory ? ` in ${directory}` : ''}`) : undefined,
+      secureContext:
+        Object.keys(options).length > 0
+          ? context(options, `certificates for ${hostPort}${directory ? ` in ${directory}` : ''}`)
+          : undefined,
       directory,
       clientCertificate: certs.cert !== undefined,
     };

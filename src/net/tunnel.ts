@@ -26,7 +26,12 @@ export function proxyAuthorization(url: URL): string | undefined {
 export function unreachableProxy(proxy: Proxy, target: string, e: unknown): ProxyError {
   const code = (e as { code?: string }).code;
   const msg = e instanceof Error ? e.message : String(e);
-  const why = code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? `its host does not resolve (${code})` : code === 'ECONNREFUSED' ? 'connection refused' : (code ?? msg);
+  const why =
+    code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+      ? `its host does not resolve (${code})`
+      : code === 'ECONNREFUSED'
+        ? 'connection refused'
+        : (code ?? msg);
   return new ProxyError(
     `cannot reach the proxy ${displayProxy(proxy.url)} (from ${proxy.source}) for ${target}: ${why}; check ${proxy.source}, or list ${target.replace(/:\d+$/, '')} in NO_PROXY to connect directly`,
     false,
@@ -45,7 +50,9 @@ export function proxyRefusal(proxy: Proxy, target: string, status: number, statu
     return new ProxyError(`${who} requires authentication (407 ${statusText}) for ${target}: ${fix}`, false);
   }
   const retryable = status === 502 || status === 503 || status === 504;
-  const fix = retryable ? 'the proxy could not reach it; check that the host is right and reachable from the proxy' : `ask the proxy's administrators to allow ${target}, or list the host in NO_PROXY to connect directly`;
+  const fix = retryable
+    ? 'the proxy could not reach it; check that the host is right and reachable from the proxy'
+    : `ask the proxy's administrators to allow ${target}, or list the host in NO_PROXY to connect directly`;
   return new ProxyError(`${who} refused to connect to ${target} (${status} ${statusText}): ${fix}`, retryable);
 }
 
@@ -63,14 +70,26 @@ const MAX_CONNECT_RESPONSE = 16 * 1024;
  * registry client would report as the registry's own 407/403; here it is a ProxyError naming the
  * proxy. The TLS proxy case (`https://` proxy URL) wraps the proxy connection in TLS first.
  */
-export function openTunnel(proxy: Proxy, host: string, port: number, tlsToProxy: { secureContext?: SecureContext | undefined; rejectUnauthorized: boolean }): Promise<Socket> {
+export function openTunnel(
+  proxy: Proxy,
+  host: string,
+  port: number,
+  tlsToProxy: { secureContext?: SecureContext | undefined; rejectUnauthorized: boolean },
+): Promise<Socket> {
   const target = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   return new Promise<Socket>((resolve, reject) => {
     const proxyPort = Number(proxy.url.port) || (proxy.url.protocol === 'https:' ? 443 : 80);
     const proxyHost = proxy.url.hostname.replace(/^\[(.*)\]$/, '$1');
     const socket: Socket =
       proxy.url.protocol === 'https:'
-        ? tlsConnect({ host: proxyHost, port: proxyPort, servername: proxyHost, rejectUnauthorized: tlsToProxy.rejectUnauthorized, ...(tlsToProxy.secureContext ? { secureContext: tlsToProxy.secureContext } : {}), ALPNProtocols: ['http/1.1'] })
+        ? tlsConnect({
+            host: proxyHost,
+            port: proxyPort,
+            servername: proxyHost,
+            rejectUnauthorized: tlsToProxy.rejectUnauthorized,
+            ...(tlsToProxy.secureContext ? { secureContext: tlsToProxy.secureContext } : {}),
+            ALPNProtocols: ['http/1.1'],
+          })
         : netConnect({ host: proxyHost, port: proxyPort });
     let settled = false;
     let received = Buffer.alloc(0);
@@ -94,13 +113,21 @@ export function openTunnel(proxy: Proxy, host: string, port: number, tlsToProxy:
       received = Buffer.concat([received, chunk]);
       const end = received.indexOf('\r\n\r\n');
       if (end < 0) {
-        if (received.length > MAX_CONNECT_RESPONSE) done(new ProxyError(`the proxy ${displayProxy(proxy.url)} sent an oversized answer to CONNECT ${target}`, false));
+        if (received.length > MAX_CONNECT_RESPONSE)
+          done(
+            new ProxyError(`the proxy ${displayProxy(proxy.url)} sent an oversized answer to CONNECT ${target}`, false),
+          );
         return;
       }
       const statusLine = received.subarray(0, received.indexOf('\r\n')).toString('latin1');
       const m = /^HTTP\/1\.[01] (\d{3}) ?(.*)$/.exec(statusLine);
       if (!m) {
-        done(new ProxyError(`the proxy ${displayProxy(proxy.url)} (from ${proxy.source}) gave no HTTP answer to CONNECT ${target} (${JSON.stringify(statusLine.slice(0, 80))}): is it an HTTP proxy?`, false));
+        done(
+          new ProxyError(
+            `the proxy ${displayProxy(proxy.url)} (from ${proxy.source}) gave no HTTP answer to CONNECT ${target} (${JSON.stringify(statusLine.slice(0, 80))}): is it an HTTP proxy?`,
+            false,
+          ),
+        );
         return;
       }
       const status = Number(m[1]);
@@ -114,10 +141,19 @@ export function openTunnel(proxy: Proxy, host: string, port: number, tlsToProxy:
       if (rest.length > 0) socket.unshift(rest);
       done(undefined);
     };
-    socket.setTimeout(CONNECT_TIMEOUT_MS, () => done(new ProxyError(`the proxy ${displayProxy(proxy.url)} (from ${proxy.source}) did not answer CONNECT ${target} within ${CONNECT_TIMEOUT_MS / 1000} s`, true)));
+    socket.setTimeout(CONNECT_TIMEOUT_MS, () =>
+      done(
+        new ProxyError(
+          `the proxy ${displayProxy(proxy.url)} (from ${proxy.source}) did not answer CONNECT ${target} within ${CONNECT_TIMEOUT_MS / 1000} s`,
+          true,
+        ),
+      ),
+    );
     socket.on('error', onError);
     socket.on('data', onData);
     const auth = proxyAuthorization(proxy.url);
-    socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth ? `Proxy-Authorization: ${auth}\r\n` : ''}\r\n`);
+    socket.write(
+      `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth ? `Proxy-Authorization: ${auth}\r\n` : ''}\r\n`,
+    );
   });
 }

@@ -19,7 +19,8 @@ export function scopeString(s: Scope): string {
 }
 
 /** How the registry wants to be spoken to, learnt from `/v2/` (or any 401). */
-export type AuthScheme = { kind: 'anonymous' } | { kind: 'basic' } | { kind: 'bearer'; realm: URL; service: string | undefined };
+export type AuthScheme =
+  { kind: 'anonymous' } | { kind: 'basic' } | { kind: 'bearer'; realm: URL; service: string | undefined };
 
 interface CachedToken {
   token: string;
@@ -77,7 +78,10 @@ export class Authenticator {
         throw new LadingError('AUTH', `${ctx.operation}: ${this.o.registry} sent an invalid token realm`);
       }
       if (realm.protocol !== 'https:' && realm.protocol !== 'http:') {
-        throw new LadingError('AUTH', `${ctx.operation}: ${this.o.registry} sent a token realm that is not http(s): ${sanitizeUrl(realm)}`);
+        throw new LadingError(
+          'AUTH',
+          `${ctx.operation}: ${this.o.registry} sent a token realm that is not http(s): ${sanitizeUrl(realm)}`,
+        );
       }
       this.scheme = { kind: 'bearer', realm, service: bearer.params.service };
       return;
@@ -87,7 +91,10 @@ export class Authenticator {
       return;
     }
     const names = challenges.map((c) => c.scheme).join(', ') || 'none';
-    throw new LadingError('AUTH', `${ctx.operation}: ${this.o.registry} asks for authentication with unsupported scheme(s) ${names} (Basic and Bearer are supported)`);
+    throw new LadingError(
+      'AUTH',
+      `${ctx.operation}: ${this.o.registry} asks for authentication with unsupported scheme(s) ${names} (Basic and Bearer are supported)`,
+    );
   }
 
   private async getCredential(signal: AbortSignal | undefined): Promise<ResolvedCredential | undefined> {
@@ -109,7 +116,11 @@ export class Authenticator {
   }
 
   /** The header for a request needing `scopes`, or undefined for anonymous access. */
-  async authorization(scopes: Scope[], ctx: OperationContext, signal: AbortSignal | undefined): Promise<string | undefined> {
+  async authorization(
+    scopes: Scope[],
+    ctx: OperationContext,
+    signal: AbortSignal | undefined,
+  ): Promise<string | undefined> {
     const scheme = this.scheme;
     if (scheme === undefined || scheme.kind === 'anonymous') return undefined;
     const cred = await this.getCredential(signal);
@@ -144,11 +155,18 @@ export class Authenticator {
     }
   }
 
-  private async token(scheme: Extract<AuthScheme, { kind: 'bearer' }>, scopes: Scope[], cred: ResolvedCredential | undefined, ctx: OperationContext, signal: AbortSignal | undefined): Promise<string> {
+  private async token(
+    scheme: Extract<AuthScheme, { kind: 'bearer' }>,
+    scopes: Scope[],
+    cred: ResolvedCredential | undefined,
+    ctx: OperationContext,
+    signal: AbortSignal | undefined,
+  ): Promise<string> {
     const now = Date.now();
     for (const p of this.tokens.values()) {
       const t = await p.catch(() => undefined);
-      if (t !== undefined && t.expiresAt > now && !this.revoked.has(t.token) && covers(t.scopes, scopes)) return t.token;
+      if (t !== undefined && t.expiresAt > now && !this.revoked.has(t.token) && covers(t.scopes, scopes))
+        return t.token;
     }
     const key = scopes.map(scopeString).sort().join(' ');
     const existing = this.tokens.get(key);
@@ -166,7 +184,13 @@ export class Authenticator {
     }
   }
 
-  private async fetchToken(scheme: Extract<AuthScheme, { kind: 'bearer' }>, scopes: Scope[], cred: ResolvedCredential | undefined, ctx: OperationContext, signal: AbortSignal | undefined): Promise<CachedToken> {
+  private async fetchToken(
+    scheme: Extract<AuthScheme, { kind: 'bearer' }>,
+    scopes: Scope[],
+    cred: ResolvedCredential | undefined,
+    ctx: OperationContext,
+    signal: AbortSignal | undefined,
+  ): Promise<CachedToken> {
     const scopeStrings = scopes.map(scopeString);
     const url = new URL(scheme.realm);
     const headers: Record<string, string> = { 'user-agent': this.o.userAgent, accept: 'application/json' };
@@ -175,7 +199,11 @@ export class Authenticator {
     if (cred?.identityToken !== undefined) {
       // An identity token is an OAuth2 refresh token: only the POST form accepts it.
       method = 'POST';
-      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken, client_id: 'lading' });
+      const form = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: cred.identityToken,
+        client_id: 'lading',
+      });
       if (scheme.service !== undefined) form.set('service', scheme.service);
       if (scopeStrings.length > 0) form.set('scope', scopeStrings.join(' '));
       body = Buffer.from(form.toString());
@@ -188,7 +216,10 @@ export class Authenticator {
         headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
       }
     }
-    const tctx: OperationContext = { operation: `get a token for ${scopeStrings.join(' ') || 'the registry'} from ${url.origin}${url.pathname} (for ${ctx.operation})`, registry: this.o.registry };
+    const tctx: OperationContext = {
+      operation: `get a token for ${scopeStrings.join(' ') || 'the registry'} from ${url.origin}${url.pathname} (for ${ctx.operation})`,
+      registry: this.o.registry,
+    };
     const redact = (s: string): string => this.o.redactor.redact(s);
     const started = Date.now();
     let res;
@@ -200,7 +231,12 @@ export class Authenticator {
     this.o.log(redact(`${method} ${sanitizeUrl(url)} -> ${res.status} (${Date.now() - started} ms)`));
     if (res.status !== 200) {
       const errBody = await readErrorBody(res);
-      throw responseError(tctx, { status: res.status, headers: res.headers, ...(errBody ? { body: errBody } : {}) }, { credentialSource: this.credentialSource, hasCredentials: cred !== undefined }, redact);
+      throw responseError(
+        tctx,
+        { status: res.status, headers: res.headers, ...(errBody ? { body: errBody } : {}) },
+        { credentialSource: this.credentialSource, hasCredentials: cred !== undefined },
+        redact,
+      );
     }
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
@@ -213,10 +249,14 @@ export class Authenticator {
     }
     const token = typeof parsed.token === 'string' && parsed.token !== '' ? parsed.token : parsed.access_token;
     if (typeof token !== 'string' || token === '') {
-      throw new LadingError('AUTH', `${tctx.operation}: the token server's answer has neither "token" nor "access_token"`);
+      throw new LadingError(
+        'AUTH',
+        `${tctx.operation}: the token server's answer has neither "token" nor "access_token"`,
+      );
     }
     this.o.redactor.add(token);
-    const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS;
+    const seconds =
+      typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS;
     // Renew a little early: a token that expires between our check and the registry's
     // check costs a failed (possibly large) request.
     const lifetime = seconds * 1000;
@@ -228,5 +268,7 @@ export class Authenticator {
 
 /** True when the granted scopes include every needed action on every needed repository. */
 export function covers(granted: Scope[], needed: Scope[]): boolean {
-  return needed.every((n) => n.actions.every((a) => granted.some((g) => g.repository === n.repository && g.actions.includes(a))));
+  return needed.every((n) =>
+    n.actions.every((a) => granted.some((g) => g.repository === n.repository && g.actions.includes(a))),
+  );
 }

@@ -68,7 +68,12 @@ export function parseChallenges(header: string | readonly string[] | undefined):
       skip(/[ \t]/);
       const value = s[i] === '"' ? quoted() : token();
       // defineProperty: a parameter named `__proto__` must stay a plain own property.
-      Object.defineProperty(challenge.params, name.toLowerCase(), { value, enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(challenge.params, name.toLowerCase(), {
+        value,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
   }
   return out;

@@ -69,7 +69,12 @@ export interface BlobDownload {
 }
 
 /** Every manifest type lading handles; schema 1 is left out on purpose (unsupported). */
-export const MANIFEST_ACCEPT = [MediaType.OciManifest, MediaType.OciIndex, MediaType.DockerManifest, MediaType.DockerManifestList].join(', ');
+export const MANIFEST_ACCEPT = [
+  MediaType.OciManifest,
+  MediaType.OciIndex,
+  MediaType.DockerManifest,
+  MediaType.DockerManifestList,
+].join(', ');
 
 /**
  * A client of the OCI distribution API for one registry: ping, blob existence, mount,
@@ -91,13 +96,18 @@ export class RegistryClient {
 
   constructor(options: RegistryClientOptions) {
     if (!isValidRegistryHost(options.registry)) {
-      throw new LadingError('BAD_REFERENCE', `invalid registry ${JSON.stringify(options.registry.slice(0, 200))}: expected host[:port]`);
+      throw new LadingError(
+        'BAD_REFERENCE',
+        `invalid registry ${JSON.stringify(options.registry.slice(0, 200))}: expected host[:port]`,
+      );
     }
     this.registry = normalizeRegistry(options.registry);
     const network = options.network ?? defaultNetwork();
     // A loopback registry someone configured certificates for speaks TLS (docker, too, tries
     // TLS first for 127.0.0.0/8).
-    const plain = options.plainHttp ?? (isLoopbackRegistry(this.registry) && network.trust.directoryFor(this.registry) === undefined);
+    const plain =
+      options.plainHttp ??
+      (isLoopbackRegistry(this.registry) && network.trust.directoryFor(this.registry) === undefined);
     this.baseUrl = new URL(`${plain ? 'http' : 'https'}://${this.registry}`);
     this.http = new Http({
       insecure: options.insecure === true,
@@ -134,7 +144,9 @@ export class RegistryClient {
       baseDelayMs: this.baseDelayMs,
       classify: registryRetryDecision,
       onRetry: ({ error, attempt, delayMs }) =>
-        this.log(`retry ${attempt + 1}/${this.attempts} of ${ctx.operation} in ${delayMs} ms after: ${error instanceof Error ? error.message : String(error)}`),
+        this.log(
+          `retry ${attempt + 1}/${this.attempts} of ${ctx.operation} in ${delayMs} ms after: ${error instanceof Error ? error.message : String(error)}`,
+        ),
       ...(signal ? { signal } : {}),
     });
   }
@@ -150,7 +162,11 @@ export class RegistryClient {
       async () => {
         const scheme = await this.transport.discover(ctx, signal, true);
         if (scheme.kind !== 'anonymous') {
-          const res = await this.transport.request(ctx, { method: 'GET', url: '/v2/', scopes: [], expect: [200] }, signal);
+          const res = await this.transport.request(
+            ctx,
+            { method: 'GET', url: '/v2/', scopes: [], expect: [200] },
+            signal,
+          );
           await discard(res);
         }
         return { auth: scheme.kind };
@@ -162,11 +178,24 @@ export class RegistryClient {
   /** HEAD of a blob: its size when the repository has it, undefined when not. */
   async blobExists(repository: string, digest: Digest, signal?: AbortSignal): Promise<BlobInfo | undefined> {
     parseRepository(repository);
-    const ctx: OperationContext = { operation: `check blob ${shortDigest(digest)}`, registry: this.registry, repository };
+    const ctx: OperationContext = {
+      operation: `check blob ${shortDigest(digest)}`,
+      registry: this.registry,
+      repository,
+    };
     return this.run(
       ctx,
       async () => {
-        const res = await this.transport.request(ctx, { method: 'HEAD', url: `/v2/${repository}/blobs/${digest}`, scopes: pull(repository), expect: [200, 404, 307, 302, 301, 303, 308] }, signal);
+        const res = await this.transport.request(
+          ctx,
+          {
+            method: 'HEAD',
+            url: `/v2/${repository}/blobs/${digest}`,
+            scopes: pull(repository),
+            expect: [200, 404, 307, 302, 301, 303, 308],
+          },
+          signal,
+        );
         await discard(res);
         if (res.status === 404) return undefined;
         const length = Number(header(res.headers, 'content-length'));
@@ -184,13 +213,31 @@ export class RegistryClient {
   async mountBlob(repository: string, digest: Digest, fromRepository: string, signal?: AbortSignal): Promise<boolean> {
     parseRepository(repository);
     parseRepository(fromRepository);
-    const ctx: OperationContext = { operation: `mount blob ${shortDigest(digest)} from ${fromRepository}`, registry: this.registry, repository };
+    const ctx: OperationContext = {
+      operation: `mount blob ${shortDigest(digest)} from ${fromRepository}`,
+      registry: this.registry,
+      repository,
+    };
     return this.run(
       ctx,
       async () => {
         const url = `/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(fromRepository)}`;
-        const scopes: Scope[] = [{ repository, actions: ['pull', 'push'] }, { repository: fromRepository, actions: ['pull'] }];
-        const res = await this.transport.request(ctx, { method: 'POST', url, headers: { 'content-length': '0' }, body: Buffer.alloc(0), scopes, expect: [201, 202] }, signal);
+        const scopes: Scope[] = [
+          { repository, actions: ['pull', 'push'] },
+          { repository: fromRepository, actions: ['pull'] },
+        ];
+        const res = await this.transport.request(
+          ctx,
+          {
+            method: 'POST',
+            url,
+            headers: { 'content-length': '0' },
+            body: Buffer.alloc(0),
+            scopes,
+            expect: [201, 202],
+          },
+          signal,
+        );
         await discard(res);
         if (res.status === 201) return true;
         // Declined: the registry opened an upload session instead, left to expire (see upload.ts).
@@ -214,8 +261,20 @@ export class RegistryClient {
       throw new LadingError('USAGE', `uploadBlob: size must be a non-negative integer, got ${source.size}`);
     }
     const chunkSize = options.chunkSize ?? this.chunkSize;
-    const ctx: OperationContext = { operation: `push blob ${source.digest ? shortDigest(source.digest) : '(streamed)'}`, registry: this.registry, repository };
-    const result = await this.run(ctx, () => uploadOnce(this.transport, repository, source, { ...options, ...(chunkSize !== undefined ? { chunkSize } : {}) }), options.signal);
+    const ctx: OperationContext = {
+      operation: `push blob ${source.digest ? shortDigest(source.digest) : '(streamed)'}`,
+      registry: this.registry,
+      repository,
+    };
+    const result = await this.run(
+      ctx,
+      () =>
+        uploadOnce(this.transport, repository, source, {
+          ...options,
+          ...(chunkSize !== undefined ? { chunkSize } : {}),
+        }),
+      options.signal,
+    );
     if (result.size === undefined) {
       const info = await this.blobExists(repository, result.digest, options.signal);
       return { ...result, size: info?.size };
@@ -232,7 +291,18 @@ export class RegistryClient {
     const ctx: OperationContext = { operation: `get blob ${shortDigest(digest)}`, registry: this.registry, repository };
     const res = await this.run(
       ctx,
-      () => this.transport.request(ctx, { method: 'GET', url: `/v2/${repository}/blobs/${digest}`, scopes: pull(repository), expect: [200], followRedirects: true }, signal),
+      () =>
+        this.transport.request(
+          ctx,
+          {
+            method: 'GET',
+            url: `/v2/${repository}/blobs/${digest}`,
+            scopes: pull(repository),
+            expect: [200],
+            followRedirects: true,
+          },
+          signal,
+        ),
       signal,
     );
     const length = Number(header(res.headers, 'content-length'));
@@ -247,27 +317,54 @@ export class RegistryClient {
    * checked against the registry's `Docker-Content-Digest`. Push the blobs (and, for an
    * index, the child manifests) first.
    */
-  async putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string, signal?: AbortSignal): Promise<Digest> {
+  async putManifest(
+    repository: string,
+    reference: string,
+    bytes: Buffer,
+    mediaType: string,
+    signal?: AbortSignal,
+  ): Promise<Digest> {
     parseRepository(repository);
     checkManifestReference(reference);
     const alg = isDigest(reference) ? digestAlgorithm(reference) : 'sha256';
     const digest = digestOf(bytes, alg);
     if (isDigest(reference) && reference !== digest) {
-      throw new LadingError('DIGEST_MISMATCH', `push manifest ${this.registry}/${repository}@${reference}: the bytes hash to ${digest}`);
+      throw new LadingError(
+        'DIGEST_MISMATCH',
+        `push manifest ${this.registry}/${repository}@${reference}: the bytes hash to ${digest}`,
+      );
     }
-    const ctx: OperationContext = { operation: `push manifest ${isDigest(reference) ? shortDigest(reference) : reference}`, registry: this.registry, repository };
+    const ctx: OperationContext = {
+      operation: `push manifest ${isDigest(reference) ? shortDigest(reference) : reference}`,
+      registry: this.registry,
+      repository,
+    };
     return this.run(
       ctx,
       async () => {
         const res = await this.transport.request(
           ctx,
-          { method: 'PUT', url: `/v2/${repository}/manifests/${reference}`, headers: { 'content-type': mediaType }, body: bytes, scopes: push(repository), expect: [200, 201, 202, 204] },
+          {
+            method: 'PUT',
+            url: `/v2/${repository}/manifests/${reference}`,
+            headers: { 'content-type': mediaType },
+            body: bytes,
+            scopes: push(repository),
+            expect: [200, 201, 202, 204],
+          },
           signal,
         );
         await discard(res);
         const got = header(res.headers, 'docker-content-digest');
-        if (got !== undefined && got !== digest && got !== digestOf(bytes, isDigest(got) ? digestAlgorithm(got) : 'sha256')) {
-          throw new LadingError('DIGEST_MISMATCH', `${ctx.operation} to ${this.registry}/${repository}: the registry stored ${got}, the manifest is ${digest} (did it rewrite the document?)`);
+        if (
+          got !== undefined &&
+          got !== digest &&
+          got !== digestOf(bytes, isDigest(got) ? digestAlgorithm(got) : 'sha256')
+        ) {
+          throw new LadingError(
+            'DIGEST_MISMATCH',
+            `${ctx.operation} to ${this.registry}/${repository}: the registry stored ${got}, the manifest is ${digest} (did it rewrite the document?)`,
+          );
         }
         return digest;
       },
@@ -279,17 +376,34 @@ export class RegistryClient {
   async getManifest(repository: string, reference: string, signal?: AbortSignal): Promise<FetchedManifest> {
     parseRepository(repository);
     checkManifestReference(reference);
-    const ctx: OperationContext = { operation: `get manifest ${isDigest(reference) ? shortDigest(reference) : reference}`, registry: this.registry, repository };
+    const ctx: OperationContext = {
+      operation: `get manifest ${isDigest(reference) ? shortDigest(reference) : reference}`,
+      registry: this.registry,
+      repository,
+    };
     return this.run(
       ctx,
       async () => {
-        const res = await this.transport.request(ctx, { method: 'GET', url: `/v2/${repository}/manifests/${reference}`, headers: { accept: MANIFEST_ACCEPT }, scopes: pull(repository), expect: [200] }, signal);
+        const res = await this.transport.request(
+          ctx,
+          {
+            method: 'GET',
+            url: `/v2/${repository}/manifests/${reference}`,
+            headers: { accept: MANIFEST_ACCEPT },
+            scopes: pull(repository),
+            expect: [200],
+          },
+          signal,
+        );
         const bytes = await readBody(res, MAX_JSON_BYTES, `${ctx.operation} from ${this.registry}/${repository}`);
         const headerDigest = header(res.headers, 'docker-content-digest');
         const expected = isDigest(reference) ? reference : isDigest(headerDigest) ? headerDigest : undefined;
         const digest = expected !== undefined ? digestOf(bytes, digestAlgorithm(expected)) : digestOf(bytes);
         if (expected !== undefined && digest !== expected) {
-          throw new LadingError('DIGEST_MISMATCH', `${ctx.operation} from ${this.registry}/${repository}: the bytes hash to ${digest}, expected ${expected}`);
+          throw new LadingError(
+            'DIGEST_MISMATCH',
+            `${ctx.operation} from ${this.registry}/${repository}: the bytes hash to ${digest}, expected ${expected}`,
+          );
         }
         return { bytes, mediaType: manifestMediaType(header(res.headers, 'content-type'), bytes), digest };
       },
@@ -301,11 +415,25 @@ export class RegistryClient {
   async headManifest(repository: string, reference: string, signal?: AbortSignal): Promise<ManifestInfo | undefined> {
     parseRepository(repository);
     checkManifestReference(reference);
-    const ctx: OperationContext = { operation: `check manifest ${isDigest(reference) ? shortDigest(reference) : reference}`, registry: this.registry, repository };
+    const ctx: OperationContext = {
+      operation: `check manifest ${isDigest(reference) ? shortDigest(reference) : reference}`,
+      registry: this.registry,
+      repository,
+    };
     const info = await this.run(
       ctx,
       async () => {
-        const res = await this.transport.request(ctx, { method: 'HEAD', url: `/v2/${repository}/manifests/${reference}`, headers: { accept: MANIFEST_ACCEPT }, scopes: pull(repository), expect: [200, 404] }, signal);
+        const res = await this.transport.request(
+          ctx,
+          {
+            method: 'HEAD',
+            url: `/v2/${repository}/manifests/${reference}`,
+            headers: { accept: MANIFEST_ACCEPT },
+            scopes: pull(repository),
+            expect: [200, 404],
+          },
+          signal,
+        );
         await discard(res);
         if (res.status === 404) return null;
         const d = header(res.headers, 'docker-content-digest');
@@ -334,14 +462,24 @@ function push(repository: string): Scope[] {
 
 function checkManifestReference(reference: string): void {
   if (!isDigest(reference) && !isValidTag(reference)) {
-    throw new LadingError('BAD_REFERENCE', `invalid manifest reference ${JSON.stringify(reference.slice(0, 200))}: expected a tag or a digest`);
+    throw new LadingError(
+      'BAD_REFERENCE',
+      `invalid manifest reference ${JSON.stringify(reference.slice(0, 200))}: expected a tag or a digest`,
+    );
   }
 }
 
 /** The Content-Type, or the document's own `mediaType` when the registry sends a generic one. */
 function manifestMediaType(contentType: string | undefined, bytes: Buffer): string {
   const ct = contentType?.split(';')[0]?.trim();
-  if (ct !== undefined && ct !== '' && ct !== 'application/json' && ct !== 'application/octet-stream' && ct !== 'text/plain') return ct;
+  if (
+    ct !== undefined &&
+    ct !== '' &&
+    ct !== 'application/json' &&
+    ct !== 'application/octet-stream' &&
+    ct !== 'text/plain'
+  )
+    return ct;
   try {
     const o = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown; manifests?: unknown };
     if (typeof o.mediaType === 'string') return o.mediaType;

@@ -135,7 +135,8 @@ async function readConfig(file: string): Promise<ConfigFile | undefined> {
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')
+      return undefined;
     throw new LadingError('IO', `cannot read auth file ${file}: ${(e as Error).message}`, { cause: e });
   }
   try {
@@ -152,7 +153,8 @@ function fromEntry(entry: AuthEntry, source: string): ResolvedCredential | undef
   if (typeof entry.auth === 'string' && entry.auth !== '') {
     const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
     const i = decoded.indexOf(':');
-    if (i < 0) throw new LadingError('AUTH', `${source}: the "auth" field is not base64 of "user:password"; log in again`);
+    if (i < 0)
+      throw new LadingError('AUTH', `${source}: the "auth" field is not base64 of "user:password"; log in again`);
     out.username = decoded.slice(0, i);
     out.password = decoded.slice(i + 1);
   } else {
@@ -161,7 +163,10 @@ function fromEntry(entry: AuthEntry, source: string): ResolvedCredential | undef
   }
   if (typeof entry.identitytoken === 'string' && entry.identitytoken !== '') out.identityToken = entry.identitytoken;
   if (typeof entry.registrytoken === 'string' && entry.registrytoken !== '') out.registryToken = entry.registrytoken;
-  const usable = (out.username !== undefined && out.password !== undefined) || out.identityToken !== undefined || out.registryToken !== undefined;
+  const usable =
+    (out.username !== undefined && out.password !== undefined) ||
+    out.identityToken !== undefined ||
+    out.registryToken !== undefined;
   return usable ? out : undefined;
 }
 
@@ -175,38 +180,54 @@ export async function runCredentialHelper(
   serverUrl: string,
   options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; signal?: AbortSignal; source: string },
 ): Promise<ResolvedCredential | undefined> {
-  if (!/^[A-Za-z0-9_.-]+$/.test(helper)) throw new LadingError('AUTH', `${options.source}: invalid credential helper name ${JSON.stringify(helper)}`);
+  if (!/^[A-Za-z0-9_.-]+$/.test(helper))
+    throw new LadingError('AUTH', `${options.source}: invalid credential helper name ${JSON.stringify(helper)}`);
   const program = `docker-credential-${helper}`;
-  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    if (options.signal?.aborted) {
-      reject(abortError(options.signal));
-      return;
-    }
-    const child = spawn(program, ['get'], { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], ...(options.signal ? { signal: options.signal } : {}) });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.stdin.on('error', () => undefined); // a helper that exits without reading stdin
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      if (options.signal?.aborted) reject(abortError(options.signal));
-      else if (e.code === 'ENOENT') reject(new LadingError('AUTH', `${options.source}: credential helper ${program} not found on PATH; install it or remove it from the docker config`));
-      else reject(new LadingError('AUTH', `${options.source}: cannot run ${program}: ${e.message}`, { cause: e }));
-    });
-    child.on('close', (c) => {
-      clearTimeout(timer);
-      resolve({ code: c, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
-    child.stdin.end(serverUrl);
-  });
+  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+    (resolve, reject) => {
+      if (options.signal?.aborted) {
+        reject(abortError(options.signal));
+        return;
+      }
+      const child = spawn(program, ['get'], {
+        env: options.env ?? process.env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.stderr.on('data', (b: Buffer) => err.push(b));
+      child.stdin.on('error', () => undefined); // a helper that exits without reading stdin
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        if (options.signal?.aborted) reject(abortError(options.signal));
+        else if (e.code === 'ENOENT')
+          reject(
+            new LadingError(
+              'AUTH',
+              `${options.source}: credential helper ${program} not found on PATH; install it or remove it from the docker config`,
+            ),
+          );
+        else reject(new LadingError('AUTH', `${options.source}: cannot run ${program}: ${e.message}`, { cause: e }));
+      });
+      child.on('close', (c) => {
+        clearTimeout(timer);
+        resolve({ code: c, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      });
+      child.stdin.end(serverUrl);
+    },
+  );
   if (code !== 0) {
     const said = `${stdout} ${stderr}`.trim();
     if (/credentials not found/i.test(said)) return undefined;
     // The first line only, and never stdout (which would carry a secret on success).
     const line = stderr.trim().split('\n')[0]?.slice(0, 200) ?? '';
-    throw new LadingError('AUTH', `${options.source}: ${program} get failed (exit ${code ?? 'killed'})${line ? `: ${line}` : ''}`);
+    throw new LadingError(
+      'AUTH',
+      `${options.source}: ${program} get failed (exit ${code ?? 'killed'})${line ? `: ${line}` : ''}`,
+    );
   }
   let o: unknown;
   try {
@@ -236,7 +257,12 @@ export function dockerConfigCredentials(options: DockerConfigOptions = {}): Cred
         if (cfg === undefined) continue;
         const serverUrl = DOCKER_HUB_HOSTS.has(registry.toLowerCase()) ? DOCKER_HUB_KEY : registry;
         const run = (helper: string, how: string): Promise<ResolvedCredential | undefined> =>
-          runCredentialHelper(helper, serverUrl, { env, ...(options.helperTimeoutMs !== undefined ? { timeoutMs: options.helperTimeoutMs } : {}), ...(signal ? { signal } : {}), source: `${file} (${how}: ${helper})` });
+          runCredentialHelper(helper, serverUrl, {
+            env,
+            ...(options.helperTimeoutMs !== undefined ? { timeoutMs: options.helperTimeoutMs } : {}),
+            ...(signal ? { signal } : {}),
+            source: `${file} (${how}: ${helper})`,
+          });
         const helpers = cfg.credHelpers ?? {};
         for (const [key, helper] of Object.entries(helpers)) {
           if (typeof helper === 'string' && helper !== '' && sameRegistry(key, registry)) {

@@ -37,11 +37,18 @@ export class RegistryDestination implements Destination {
     return this.client.mountBlob(this.repository, digest, this.opts.mountFrom, signal);
   }
 
-  async putBlob(src: BlobSource, opts: PutBlobOptions = {}): Promise<{ digest: Digest; size: number; mounted?: boolean }> {
+  async putBlob(
+    src: BlobSource,
+    opts: PutBlobOptions = {},
+  ): Promise<{ digest: Digest; size: number; mounted?: boolean }> {
     let sent = 0;
     const out = await this.client.uploadBlob(
       this.repository,
-      { open: src.open, ...(src.digest ? { digest: src.digest } : {}), ...(src.size !== undefined ? { size: src.size } : {}) },
+      {
+        open: src.open,
+        ...(src.digest ? { digest: src.digest } : {}),
+        ...(src.size !== undefined ? { size: src.size } : {}),
+      },
       {
         ...(opts.signal ? { signal: opts.signal } : {}),
         ...(this.opts.mountFrom && src.digest ? { mountFrom: this.opts.mountFrom } : {}),
@@ -55,7 +62,11 @@ export class RegistryDestination implements Destination {
       },
     );
     const size = out.size ?? src.size;
-    if (size === undefined) throw new LadingError('REGISTRY', `${this.name}: the registry did not say the size of mounted blob ${out.digest}`);
+    if (size === undefined)
+      throw new LadingError(
+        'REGISTRY',
+        `${this.name}: the registry did not say the size of mounted blob ${out.digest}`,
+      );
     return { digest: out.digest, size, ...(out.mounted ? { mounted: true } : {}) };
   }
 
@@ -65,7 +76,8 @@ export class RegistryDestination implements Destination {
 
   async putManifest(m: ManifestToPut, tag: string | undefined, signal?: AbortSignal): Promise<void> {
     const got = await this.client.putManifest(this.repository, tag ?? m.digest, m.bytes, m.mediaType, signal);
-    if (got !== m.digest) throw new LadingError('DIGEST_MISMATCH', `${this.name}: the registry stored manifest ${m.digest} as ${got}`);
+    if (got !== m.digest)
+      throw new LadingError('DIGEST_MISMATCH', `${this.name}: the registry stored manifest ${m.digest} as ${got}`);
   }
 
   pinned(digest: Digest): string {

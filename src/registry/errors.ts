@@ -37,9 +37,20 @@ export class RegistryError extends LadingError {
   constructor(
     code: ErrorCode,
     message: string,
-    fields: { status: number; registryCodes?: string[]; retryable?: boolean; retryAfterMs?: number; staleAuth?: boolean; cause?: unknown; details?: Record<string, unknown> },
+    fields: {
+      status: number;
+      registryCodes?: string[];
+      retryable?: boolean;
+      retryAfterMs?: number;
+      staleAuth?: boolean;
+      cause?: unknown;
+      details?: Record<string, unknown>;
+    },
   ) {
-    super(code, message, { cause: fields.cause, details: { status: fields.status, registryCodes: fields.registryCodes ?? [], ...fields.details } });
+    super(code, message, {
+      cause: fields.cause,
+      details: { status: fields.status, registryCodes: fields.registryCodes ?? [], ...fields.details },
+    });
     this.name = 'RegistryError';
     this.status = fields.status;
     this.registryCodes = fields.registryCodes ?? [];
@@ -71,9 +82,16 @@ export function parseErrorBody(body: Buffer | undefined): RegistryErrorEntry[] {
   try {
     const o = JSON.parse(body.toString('utf8')) as unknown;
     if (typeof o !== 'object' || o === null || !Array.isArray((o as { errors?: unknown }).errors)) return [];
-    return ((o as { errors: unknown[] }).errors)
-      .filter((e): e is Record<string, unknown> => typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string')
-      .map((e) => ({ code: e.code as string, ...(typeof e.message === 'string' ? { message: e.message } : {}), ...(e.detail !== undefined ? { detail: e.detail } : {}) }));
+    return (o as { errors: unknown[] }).errors
+      .filter(
+        (e): e is Record<string, unknown> =>
+          typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string',
+      )
+      .map((e) => ({
+        code: e.code as string,
+        ...(typeof e.message === 'string' ? { message: e.message } : {}),
+        ...(e.detail !== undefined ? { detail: e.detail } : {}),
+      }));
   } catch {
     return [];
   }
@@ -99,11 +117,21 @@ function describeEntries(entries: RegistryErrorEntry[], body: Buffer | undefined
 }
 
 /** Maps a protocol code (or the status) to lading's code and a hint about what to do. */
-function classify(status: number, codes: string[], credentialSource: string | undefined, hasCredentials: boolean, messages = ''): { code: ErrorCode; hint: string; retryable: boolean } {
+function classify(
+  status: number,
+  codes: string[],
+  credentialSource: string | undefined,
+  hasCredentials: boolean,
+  messages = '',
+): { code: ErrorCode; hint: string; retryable: boolean } {
   const has = (c: string): boolean => codes.includes(c);
   // ECR answers a write to an immutable tag that is taken with TAG_INVALID (400), not 409.
   if (has('TAG_INVALID') && /immutable/i.test(messages)) {
-    return { code: 'CONFLICT', hint: "the tag already exists on another image and the repository's tags are immutable; push under a new tag", retryable: false };
+    return {
+      code: 'CONFLICT',
+      hint: "the tag already exists on another image and the repository's tags are immutable; push under a new tag",
+      retryable: false,
+    };
   }
   // lading puts a manifest only once every blob and child it names was confirmed (201 or HEAD
   // 200), so "blob unknown" then is a registry's read-after-write race: distribution's
@@ -111,14 +139,30 @@ function classify(status: number, codes: string[], credentialSource: string | un
   // blob commit, and a manifest PUT meanwhile reads it empty (seen with 20 parallel pushes).
   // Retried with backoff; distribution sends DIGEST_INVALID alongside, hence checked first.
   if (has('MANIFEST_BLOB_UNKNOWN')) {
-    return { code: 'BLOB_MISSING', hint: 'the manifest references a blob the repository lacks: push its blobs (and child manifests) first', retryable: true };
+    return {
+      code: 'BLOB_MISSING',
+      hint: 'the manifest references a blob the repository lacks: push its blobs (and child manifests) first',
+      retryable: true,
+    };
   }
-  if (has('DIGEST_INVALID')) return { code: 'DIGEST_MISMATCH', hint: 'the content does not match its digest: the source is corrupt or changed while it was read', retryable: false };
-  if (has('SIZE_INVALID')) return { code: 'SIZE_MISMATCH', hint: 'the content does not match its declared size', retryable: false };
-  if (has('MANIFEST_INVALID') || has('MANIFEST_UNVERIFIED')) return { code: 'BAD_MANIFEST', hint: 'the registry rejected the manifest document', retryable: false };
-  if (has('NAME_INVALID') || has('TAG_INVALID')) return { code: 'BAD_REFERENCE', hint: 'the registry rejected the repository name or tag', retryable: false };
+  if (has('DIGEST_INVALID'))
+    return {
+      code: 'DIGEST_MISMATCH',
+      hint: 'the content does not match its digest: the source is corrupt or changed while it was read',
+      retryable: false,
+    };
+  if (has('SIZE_INVALID'))
+    return { code: 'SIZE_MISMATCH', hint: 'the content does not match its declared size', retryable: false };
+  if (has('MANIFEST_INVALID') || has('MANIFEST_UNVERIFIED'))
+    return { code: 'BAD_MANIFEST', hint: 'the registry rejected the manifest document', retryable: false };
+  if (has('NAME_INVALID') || has('TAG_INVALID'))
+    return { code: 'BAD_REFERENCE', hint: 'the registry rejected the repository name or tag', retryable: false };
   if (has('BLOB_UPLOAD_UNKNOWN') || has('BLOB_UPLOAD_INVALID') || status === 416) {
-    return { code: 'REGISTRY', hint: 'the upload session was lost or rejected; it is restarted from the beginning', retryable: true };
+    return {
+      code: 'REGISTRY',
+      hint: 'the upload session was lost or rejected; it is restarted from the beginning',
+      retryable: true,
+    };
   }
   if (status === 401 || has('UNAUTHORIZED')) {
     const hint = hasCredentials
@@ -133,15 +177,30 @@ function classify(status: number, codes: string[], credentialSource: string | un
       retryable: false,
     };
   }
-  if (has('NAME_UNKNOWN')) return { code: 'NOT_FOUND', hint: 'the repository does not exist: check the name, or create it first (ECR)', retryable: false };
-  if (has('MANIFEST_UNKNOWN')) return { code: 'NOT_FOUND', hint: 'no such manifest: check the tag or digest', retryable: false };
+  if (has('NAME_UNKNOWN'))
+    return {
+      code: 'NOT_FOUND',
+      hint: 'the repository does not exist: check the name, or create it first (ECR)',
+      retryable: false,
+    };
+  if (has('MANIFEST_UNKNOWN'))
+    return { code: 'NOT_FOUND', hint: 'no such manifest: check the tag or digest', retryable: false };
   if (has('BLOB_UNKNOWN')) return { code: 'NOT_FOUND', hint: 'no such blob in this repository', retryable: false };
-  if (status === 404) return { code: 'NOT_FOUND', hint: 'not found: check the repository name and that the host is a registry', retryable: false };
-  if (status === 409) return { code: 'CONFLICT', hint: 'the registry refused to overwrite (immutable tag?)', retryable: false };
-  if (status === 429 || has('TOOMANYREQUESTS')) return { code: 'REGISTRY', hint: 'rate limited by the registry', retryable: true };
-  if (has('UNSUPPORTED')) return { code: 'REGISTRY', hint: 'the registry does not support this operation or media type', retryable: false };
+  if (status === 404)
+    return {
+      code: 'NOT_FOUND',
+      hint: 'not found: check the repository name and that the host is a registry',
+      retryable: false,
+    };
+  if (status === 409)
+    return { code: 'CONFLICT', hint: 'the registry refused to overwrite (immutable tag?)', retryable: false };
+  if (status === 429 || has('TOOMANYREQUESTS'))
+    return { code: 'REGISTRY', hint: 'rate limited by the registry', retryable: true };
+  if (has('UNSUPPORTED'))
+    return { code: 'REGISTRY', hint: 'the registry does not support this operation or media type', retryable: false };
   if (status === 408) return { code: 'REGISTRY', hint: 'the registry timed out the request', retryable: true };
-  if (status >= 500 && status !== 501 && status !== 505) return { code: 'REGISTRY', hint: 'the registry failed; retried with backoff', retryable: true };
+  if (status >= 500 && status !== 501 && status !== 505)
+    return { code: 'REGISTRY', hint: 'the registry failed; retried with backoff', retryable: true };
   return { code: 'REGISTRY', hint: 'unexpected registry response', retryable: false };
 }
 
@@ -154,7 +213,13 @@ export function responseError(
 ): RegistryError {
   const entries = parseErrorBody(res.body);
   const codes = entries.map((e) => e.code);
-  const c = classify(res.status, codes, auth.credentialSource, auth.hasCredentials, entries.map((e) => e.message ?? '').join(' '));
+  const c = classify(
+    res.status,
+    codes,
+    auth.credentialSource,
+    auth.hasCredentials,
+    entries.map((e) => e.message ?? '').join(' '),
+  );
   const ra = res.headers['retry-after'];
   const retryAfterMs = parseRetryAfter(Array.isArray(ra) ? ra[0] : ra);
   const message = redact(`${where(ctx)} failed: HTTP ${res.status}${describeEntries(entries, res.body)}; ${c.hint}`);
@@ -164,7 +229,11 @@ export function responseError(
     retryable: c.retryable,
     ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
     staleAuth: auth.staleAuth === true,
-    details: { operation: ctx.operation, registry: ctx.registry, ...(ctx.repository !== undefined ? { repository: ctx.repository } : {}) },
+    details: {
+      operation: ctx.operation,
+      registry: ctx.registry,
+      ...(ctx.repository !== undefined ? { repository: ctx.repository } : {}),
+    },
   });
 }
 
@@ -224,14 +293,20 @@ export function transportError(
     default:
       hint = `${host}: ${msg}`;
   }
-  return new NetworkError(redact(`${where(ctx)} failed: ${hint}`), { retryable: sys !== undefined && RETRYABLE_SYSTEM.has(sys), systemCode: sys, cause: e });
+  return new NetworkError(redact(`${where(ctx)} failed: ${hint}`), {
+    retryable: sys !== undefined && RETRYABLE_SYSTEM.has(sys),
+    systemCode: sys,
+    cause: e,
+  });
 }
 
 /** The retry policy of every registry operation. */
 export function registryRetryDecision(e: unknown): RetryDecision {
   if (e instanceof RegistryError) {
     if (e.staleAuth) return { retry: true, afterMs: 0 };
-    return e.retryable ? { retry: true, ...(e.retryAfterMs !== undefined ? { afterMs: e.retryAfterMs } : {}) } : { retry: false };
+    return e.retryable
+      ? { retry: true, ...(e.retryAfterMs !== undefined ? { afterMs: e.retryAfterMs } : {}) }
+      : { retry: false };
   }
   if (e instanceof NetworkError || e instanceof ProxyError) return { retry: e.retryable };
   return { retry: false };

@@ -52,8 +52,15 @@ export function createAgents(options: { insecure?: boolean; network?: Network } 
   // registries, so a pooled connection is rarely found closed under us.
   const common = { keepAlive: true, keepAliveMsecs: 10_000, timeout: 30_000, scheduling: 'lifo' as const };
   const network = options.network ?? defaultNetwork();
-  const net = { routes: network.routes, tlsFor: (hostPort: string) => network.trust.forRegistry(hostPort).secureContext, proxyTls: network.generalTls };
-  return { http: new ProxyHttpAgent(common, net), https: new ProxyHttpsAgent({ ...common, rejectUnauthorized: options.insecure !== true }, net) };
+  const net = {
+    routes: network.routes,
+    tlsFor: (hostPort: string) => network.trust.forRegistry(hostPort).secureContext,
+    proxyTls: network.generalTls,
+  };
+  return {
+    http: new ProxyHttpAgent(common, net),
+    https: new ProxyHttpsAgent({ ...common, rejectUnauthorized: options.insecure !== true }, net),
+  };
 }
 
 function timeoutError(code: string, message: string): Error {
@@ -113,13 +120,33 @@ export class Http {
         });
         resolve({ status: res.statusCode ?? 0, headers: distinct(res), body: res });
       };
-      const options = { method: req.method, headers: req.headers ?? {}, timeout: this.idleTimeoutMs, ...(req.signal ? { signal: req.signal } : {}) };
-      const r = tls ? httpsRequest(req.url, { ...options, agent: this.agents.https }, onResponse) : httpRequest(req.url, { ...options, agent: this.agents.http }, onResponse);
+      const options = {
+        method: req.method,
+        headers: req.headers ?? {},
+        timeout: this.idleTimeoutMs,
+        ...(req.signal ? { signal: req.signal } : {}),
+      };
+      const r = tls
+        ? httpsRequest(req.url, { ...options, agent: this.agents.https }, onResponse)
+        : httpRequest(req.url, { ...options, agent: this.agents.http }, onResponse);
       r.once('error', fail);
-      r.once('timeout', () => r.destroy(timeoutError('IDLE_TIMEOUT', `no data from ${req.url.host} for ${Math.round(this.idleTimeoutMs / 1000)} s`)));
+      r.once('timeout', () =>
+        r.destroy(
+          timeoutError('IDLE_TIMEOUT', `no data from ${req.url.host} for ${Math.round(this.idleTimeoutMs / 1000)} s`),
+        ),
+      );
       r.once('finish', () => {
         if (settled) return;
-        headersTimer = setTimeout(() => r.destroy(timeoutError('HEADERS_TIMEOUT', `no response from ${req.url.host} ${Math.round(this.headersTimeoutMs / 1000)} s after the request was sent`)), this.headersTimeoutMs);
+        headersTimer = setTimeout(
+          () =>
+            r.destroy(
+              timeoutError(
+                'HEADERS_TIMEOUT',
+                `no response from ${req.url.host} ${Math.round(this.headersTimeoutMs / 1000)} s after the request was sent`,
+              ),
+            ),
+          this.headersTimeoutMs,
+        );
         headersTimer.unref?.();
       });
       if (body === undefined) r.end();

@@ -30,7 +30,13 @@ export {
   defaultAuthFiles,
   runCredentialHelper,
 } from './credentials';
-export type { Credential, ResolvedCredential, CredentialProvider, CredentialSource, DockerConfigOptions } from './credentials';
+export type {
+  Credential,
+  ResolvedCredential,
+  CredentialProvider,
+  CredentialSource,
+  DockerConfigOptions,
+} from './credentials';
 export { RegistryError, NetworkError, parseErrorBody } from './errors';
 export type { RegistryErrorEntry } from './errors';
 export { scopeString } from './auth';

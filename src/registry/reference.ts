@@ -69,7 +69,9 @@ export function normalizeRegistry(host: string): string {
  * test registry with TLS is the exception, and `plainHttp: false` covers it.
  */
 export function isLoopbackRegistry(registry: string): boolean {
-  const host = registry.startsWith('[') ? registry.slice(0, registry.indexOf(']') + 1) : registry.replace(/:[0-9]+$/, '');
+  const host = registry.startsWith('[')
+    ? registry.slice(0, registry.indexOf(']') + 1)
+    : registry.replace(/:[0-9]+$/, '');
   return host === 'localhost' || host === '[::1]' || /^127(?:\.[0-9]{1,3}){3}$/.test(host);
 }
 
@@ -85,7 +87,8 @@ export function parseReference(input: string): Reference {
   const at = rest.indexOf('@');
   if (at >= 0) {
     const d = rest.slice(at + 1);
-    if (!isDigest(d)) throw bad(input, `"${d.slice(0, 100)}" is not a valid digest (expected sha256:<64 hex> or sha512:<128 hex>)`);
+    if (!isDigest(d))
+      throw bad(input, `"${d.slice(0, 100)}" is not a valid digest (expected sha256:<64 hex> or sha512:<128 hex>)`);
     digest = d;
     rest = rest.slice(0, at);
   }
@@ -115,7 +118,8 @@ export function parseReference(input: string): Reference {
     throw bad(input, `"${repository.slice(0, 200)}" is not a valid repository name${hint}`);
   }
   if (registry === DOCKER_HUB_REGISTRY && !repository.includes('/')) repository = `library/${repository}`;
-  if (registry.length + 1 + repository.length > MAX_NAME) throw bad(input, `the name is longer than ${MAX_NAME} characters`);
+  if (registry.length + 1 + repository.length > MAX_NAME)
+    throw bad(input, `the name is longer than ${MAX_NAME} characters`);
   const ref: Reference = { registry, repository };
   if (tag !== undefined) ref.tag = tag;
   if (digest !== undefined) ref.digest = digest;

@@ -92,13 +92,22 @@ export class RegistryTransport {
     } else if (res.status === 401) {
       this.auth.learn(parseChallenges(res.headers['www-authenticate']), ctx);
     } else if (res.status === 404) {
-      throw new LadingError('NOT_FOUND', this.redact(`${ctx.operation} failed: ${this.o.baseUrl.origin} has no registry API at /v2/ (HTTP 404): is the host right?`));
+      throw new LadingError(
+        'NOT_FOUND',
+        this.redact(
+          `${ctx.operation} failed: ${this.o.baseUrl.origin} has no registry API at /v2/ (HTTP 404): is the host right?`,
+        ),
+      );
     } else {
       throw responseError(ctx, { status: res.status, headers: res.headers }, { hasCredentials: false }, this.redact);
     }
   }
 
-  private async raw(ctx: OperationContext, req: { method: TransportRequest['method']; url: URL; headers: Record<string, string>; body?: Buffer | Readable }, signal: AbortSignal | undefined): Promise<HttpResponse> {
+  private async raw(
+    ctx: OperationContext,
+    req: { method: TransportRequest['method']; url: URL; headers: Record<string, string>; body?: Buffer | Readable },
+    signal: AbortSignal | undefined,
+  ): Promise<HttpResponse> {
     const started = Date.now();
     let res: HttpResponse;
     try {
@@ -128,7 +137,11 @@ export class RegistryTransport {
       const authorization = sameOrigin ? await this.auth.authorization(req.scopes, ctx, signal) : undefined;
       const headers: Record<string, string> = { ...req.headers };
       if (authorization !== undefined) headers.authorization = authorization;
-      const res = await this.raw(ctx, { method: req.method, url, headers, ...(req.body !== undefined ? { body: req.body } : {}) }, signal);
+      const res = await this.raw(
+        ctx,
+        { method: req.method, url, headers, ...(req.body !== undefined ? { body: req.body } : {}) },
+        signal,
+      );
       if (res.status === 401 && sameOrigin && !req.expect.includes(401)) {
         const replayable = req.body === undefined || Buffer.isBuffer(req.body);
         const errBody = await readErrorBody(res);
@@ -146,15 +159,28 @@ export class RegistryTransport {
         throw responseError(
           ctx,
           { status: 401, headers: res.headers, ...(errBody ? { body: errBody } : {}) },
-          { credentialSource: this.auth.credentialSource, hasCredentials: this.auth.hasCredentials, staleAuth: hope && !replayable },
+          {
+            credentialSource: this.auth.credentialSource,
+            hasCredentials: this.auth.hasCredentials,
+            staleAuth: hope && !replayable,
+          },
           this.redact,
         );
       }
-      if (req.followRedirects === true && [301, 302, 303, 307, 308].includes(res.status) && !req.expect.includes(res.status)) {
+      if (
+        req.followRedirects === true &&
+        [301, 302, 303, 307, 308].includes(res.status) &&
+        !req.expect.includes(res.status)
+      ) {
         const location = header(res.headers, 'location');
         await discard(res);
         if (location === undefined || ++redirects > MAX_REDIRECTS) {
-          throw new LadingError('REGISTRY', this.redact(`${ctx.operation} failed: ${location === undefined ? 'a redirect without Location' : 'too many redirects'} from ${sanitizeUrl(url)}`));
+          throw new LadingError(
+            'REGISTRY',
+            this.redact(
+              `${ctx.operation} failed: ${location === undefined ? 'a redirect without Location' : 'too many redirects'} from ${sanitizeUrl(url)}`,
+            ),
+          );
         }
         url = new URL(location, url);
         continue;

@@ -58,7 +58,10 @@ class Meter extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
     if (this.expected !== undefined && this.bytes > this.expected) {
-      this.failure = new LadingError('SIZE_MISMATCH', `${this.what}: the source has more than the declared ${this.expected} bytes`);
+      this.failure = new LadingError(
+        'SIZE_MISMATCH',
+        `${this.what}: the source has more than the declared ${this.expected} bytes`,
+      );
       cb(this.failure);
       return;
     }
@@ -68,7 +71,10 @@ class Meter extends Transform {
   }
   override _flush(cb: TransformCallback): void {
     if (this.expected !== undefined && this.bytes !== this.expected) {
-      this.failure = new LadingError('SIZE_MISMATCH', `${this.what}: the source has ${this.bytes} bytes, ${this.expected} were declared`);
+      this.failure = new LadingError(
+        'SIZE_MISMATCH',
+        `${this.what}: the source has ${this.bytes} bytes, ${this.expected} were declared`,
+      );
       cb(this.failure);
       return;
     }
@@ -85,10 +91,19 @@ function withDigest(location: URL, digest: Digest): URL {
   return u;
 }
 
-function nextLocation(t: RegistryTransport, res: { headers: Record<string, string | string[] | undefined> }, current: URL, ctx: OperationContext): URL {
+function nextLocation(
+  t: RegistryTransport,
+  res: { headers: Record<string, string | string[] | undefined> },
+  current: URL,
+  ctx: OperationContext,
+): URL {
   const loc = header(res.headers, 'location');
   if (loc === undefined || loc === '') {
-    throw new RegistryError('REGISTRY', t.redact(`${ctx.operation} ${ctx.registry}/${ctx.repository ?? ''} failed: the registry sent no upload Location`), { status: 0, retryable: true });
+    throw new RegistryError(
+      'REGISTRY',
+      t.redact(`${ctx.operation} ${ctx.registry}/${ctx.repository ?? ''} failed: the registry sent no upload Location`),
+      { status: 0, retryable: true },
+    );
   }
   return new URL(loc, current);
 }
@@ -97,10 +112,20 @@ export function shortDigest(d: Digest): string {
   return d.slice(0, d.indexOf(':') + 13);
 }
 
-function checkReturnedDigest(t: RegistryTransport, res: { headers: Record<string, string | string[] | undefined> }, expected: Digest, ctx: OperationContext): void {
+function checkReturnedDigest(
+  t: RegistryTransport,
+  res: { headers: Record<string, string | string[] | undefined> },
+  expected: Digest,
+  ctx: OperationContext,
+): void {
   const got = header(res.headers, 'docker-content-digest');
   if (got !== undefined && got !== expected) {
-    throw new LadingError('DIGEST_MISMATCH', t.redact(`${ctx.operation} to ${ctx.registry}/${ctx.repository ?? ''}: the registry stored ${got}, expected ${expected}`));
+    throw new LadingError(
+      'DIGEST_MISMATCH',
+      t.redact(
+        `${ctx.operation} to ${ctx.registry}/${ctx.repository ?? ''}: the registry stored ${got}, expected ${expected}`,
+      ),
+    );
   }
 }
 
@@ -108,7 +133,12 @@ function checkReturnedDigest(t: RegistryTransport, res: { headers: Record<string
  * One attempt of a blob upload: POST (or mount), then the body, then the closing PUT.
  * The caller retries the whole attempt, which restarts from a fresh POST.
  */
-export async function uploadOnce(t: RegistryTransport, repository: string, source: BlobSource, options: UploadOptions): Promise<UploadResult> {
+export async function uploadOnce(
+  t: RegistryTransport,
+  repository: string,
+  source: BlobSource,
+  options: UploadOptions,
+): Promise<UploadResult> {
   const signal = options.signal;
   const ctx: OperationContext = {
     operation: `push blob ${source.digest !== undefined ? shortDigest(source.digest) : '(digest computed while streaming)'}`,
@@ -117,16 +147,34 @@ export async function uploadOnce(t: RegistryTransport, repository: string, sourc
   };
   const scopes: Scope[] = [{ repository, actions: ['pull', 'push'] }];
   let postUrl = `/v2/${repository}/blobs/uploads/`;
-  const mountFrom = options.mountFrom !== undefined && options.mountFrom !== repository && source.digest !== undefined ? options.mountFrom : undefined;
+  const mountFrom =
+    options.mountFrom !== undefined && options.mountFrom !== repository && source.digest !== undefined
+      ? options.mountFrom
+      : undefined;
   if (mountFrom !== undefined) {
     scopes.push({ repository: mountFrom, actions: ['pull'] });
     postUrl += `?mount=${encodeURIComponent(source.digest!)}&from=${encodeURIComponent(mountFrom)}`;
   }
-  const started = await t.request(ctx, { method: 'POST', url: postUrl, headers: { 'content-length': '0' }, body: Buffer.alloc(0), scopes, expect: [201, 202] }, signal);
+  const started = await t.request(
+    ctx,
+    {
+      method: 'POST',
+      url: postUrl,
+      headers: { 'content-length': '0' },
+      body: Buffer.alloc(0),
+      scopes,
+      expect: [201, 202],
+    },
+    signal,
+  );
   if (started.status === 201) {
     await discard(started);
     if (mountFrom === undefined) {
-      throw new RegistryError('REGISTRY', t.redact(`${ctx.operation} ${t.registry}/${repository} failed: the registry answered 201 to an upload start`), { status: 201 });
+      throw new RegistryError(
+        'REGISTRY',
+        t.redact(`${ctx.operation} ${t.registry}/${repository} failed: the registry answered 201 to an upload start`),
+        { status: 201 },
+      );
     }
     checkReturnedDigest(t, started, source.digest!, ctx);
     t.log(`mounted ${source.digest!} from ${mountFrom} into ${repository}`);
@@ -146,9 +194,30 @@ export async function uploadOnce(t: RegistryTransport, repository: string, sourc
     let done;
     if (options.chunkSize !== undefined && options.chunkSize > 0) {
       const chunkSize = Math.max(options.chunkSize, Number.isFinite(minChunk) ? minChunk : 0);
-      ({ digest, size, location } = await sendChunks(t, ctx, scopes, location, stream, chunkSize, algorithm, progress, signal));
+      ({ digest, size, location } = await sendChunks(
+        t,
+        ctx,
+        scopes,
+        location,
+        stream,
+        chunkSize,
+        algorithm,
+        progress,
+        signal,
+      ));
       checkSource(t, ctx, source, digest, size);
-      done = await t.request(ctx, { method: 'PUT', url: withDigest(location, digest), headers: { 'content-length': '0' }, body: Buffer.alloc(0), scopes, expect: [201, 204] }, signal);
+      done = await t.request(
+        ctx,
+        {
+          method: 'PUT',
+          url: withDigest(location, digest),
+          headers: { 'content-length': '0' },
+          body: Buffer.alloc(0),
+          scopes,
+          expect: [201, 204],
+        },
+        signal,
+      );
     } else if (source.digest !== undefined && source.size !== undefined) {
       // Monolithic: one request carries the whole blob; the registry verifies the digest.
       digest = source.digest;
@@ -158,7 +227,14 @@ export async function uploadOnce(t: RegistryTransport, repository: string, sourc
       try {
         done = await t.request(
           ctx,
-          { method: 'PUT', url: withDigest(location, digest), headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body, scopes, expect: [201, 204] },
+          {
+            method: 'PUT',
+            url: withDigest(location, digest),
+            headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+            body,
+            scopes,
+            expect: [201, 204],
+          },
           signal,
         );
       } catch (e) {
@@ -171,7 +247,18 @@ export async function uploadOnce(t: RegistryTransport, repository: string, sourc
       const body = pipeline(stream, meter, () => undefined);
       let patched;
       try {
-        patched = await t.request(ctx, { method: 'PATCH', url: location, headers: { 'content-type': 'application/octet-stream' }, body, scopes, expect: [201, 202, 204] }, signal);
+        patched = await t.request(
+          ctx,
+          {
+            method: 'PATCH',
+            url: location,
+            headers: { 'content-type': 'application/octet-stream' },
+            body,
+            scopes,
+            expect: [201, 202, 204],
+          },
+          signal,
+        );
       } catch (e) {
         throw meter.failure ?? e;
       }
@@ -180,7 +267,18 @@ export async function uploadOnce(t: RegistryTransport, repository: string, sourc
       digest = finishDigest(hash, algorithm);
       size = meter.bytes;
       checkSource(t, ctx, source, digest, size);
-      done = await t.request(ctx, { method: 'PUT', url: withDigest(location, digest), headers: { 'content-length': '0' }, body: Buffer.alloc(0), scopes, expect: [201, 204] }, signal);
+      done = await t.request(
+        ctx,
+        {
+          method: 'PUT',
+          url: withDigest(location, digest),
+          headers: { 'content-length': '0' },
+          body: Buffer.alloc(0),
+          scopes,
+          expect: [201, 204],
+        },
+        signal,
+      );
     }
     await discard(done);
     checkReturnedDigest(t, done, digest, ctx);
@@ -192,12 +290,28 @@ export async function uploadOnce(t: RegistryTransport, repository: string, sourc
   }
 }
 
-function checkSource(t: RegistryTransport, ctx: OperationContext, source: BlobSource, digest: Digest, size: number): void {
+function checkSource(
+  t: RegistryTransport,
+  ctx: OperationContext,
+  source: BlobSource,
+  digest: Digest,
+  size: number,
+): void {
   if (source.size !== undefined && size !== source.size) {
-    throw new LadingError('SIZE_MISMATCH', t.redact(`${ctx.operation} to ${ctx.registry}/${ctx.repository ?? ''}: the source had ${size} bytes, ${source.size} were declared`));
+    throw new LadingError(
+      'SIZE_MISMATCH',
+      t.redact(
+        `${ctx.operation} to ${ctx.registry}/${ctx.repository ?? ''}: the source had ${size} bytes, ${source.size} were declared`,
+      ),
+    );
   }
   if (source.digest !== undefined && digest !== source.digest) {
-    throw new LadingError('DIGEST_MISMATCH', t.redact(`${ctx.operation} to ${ctx.registry}/${ctx.repository ?? ''}: the source hashes to ${digest}, not the declared ${source.digest}`));
+    throw new LadingError(
+      'DIGEST_MISMATCH',
+      t.redact(
+        `${ctx.operation} to ${ctx.registry}/${ctx.repository ?? ''}: the source hashes to ${digest}, not the declared ${source.digest}`,
+      ),
+    );
   }
 }
 
@@ -227,7 +341,11 @@ async function sendChunks(
       {
         method: 'PATCH',
         url: location,
-        headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk.length - 1}`, 'content-length': String(chunk.length) },
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-range': `${offset}-${offset + chunk.length - 1}`,
+          'content-length': String(chunk.length),
+        },
         body: chunk,
         scopes,
         expect: [201, 202, 204],

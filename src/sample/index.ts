@@ -27,7 +27,9 @@ export function sampleDockerArchive(name = 'lading-demo:latest'): Buffer {
   );
   const configName = `${digestHex(digestOf(config))}.json`;
   const ids = layers.map((l) => digestHex(digestOf(l)));
-  const manifest = Buffer.from(JSON.stringify([{ Config: configName, RepoTags: [name], Layers: ids.map((id) => `${id}/layer.tar`) }]));
+  const manifest = Buffer.from(
+    JSON.stringify([{ Config: configName, RepoTags: [name], Layers: ids.map((id) => `${id}/layer.tar`) }]),
+  );
   return tarOf([
     ...ids.flatMap((id, i) => [
       { name: `${id}/`, type: 'directory' as const },

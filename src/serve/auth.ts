@@ -19,7 +19,12 @@ export class TokenStore {
     this.tokens.set(password, expiresAt);
     // Expired ones are kept a day, so that using one says "expired" rather than "invalid".
     for (const [p, exp] of this.tokens) if (exp + 86_400_000 <= now) this.tokens.delete(p);
-    return { username: TOKEN_USER, password, expiresAt: new Date(expiresAt), authorizationToken: Buffer.from(`${TOKEN_USER}:${password}`, 'utf8').toString('base64') };
+    return {
+      username: TOKEN_USER,
+      password,
+      expiresAt: new Date(expiresAt),
+      authorizationToken: Buffer.from(`${TOKEN_USER}:${password}`, 'utf8').toString('base64'),
+    };
   }
 
   /** Checks an `Authorization` header value: 'ok', or why not. */

@@ -57,10 +57,12 @@ export async function runServe(ctx: CommandContext, args: string[]): Promise<num
   let port = 0;
   if (values.port !== undefined) {
     port = Number(values.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw usageError(`--port must be 0..65535, got "${String(values.port)}"`, 'serve');
+    if (!Number.isInteger(port) || port < 0 || port > 65535)
+      throw usageError(`--port must be 0..65535, got "${String(values.port)}"`, 'serve');
   }
   const registryId = values['registry-id'] === undefined ? undefined : String(values['registry-id']);
-  if (registryId !== undefined && !/^[0-9]{12}$/.test(registryId)) throw usageError('--registry-id must be 12 digits', 'serve');
+  if (registryId !== undefined && !/^[0-9]{12}$/.test(registryId))
+    throw usageError('--registry-id must be 12 digits', 'serve');
   let faults: FaultRule[];
   try {
     faults = strings(values.fault).map(parseFaultSpec);
@@ -80,8 +82,11 @@ export async function runServe(ctx: CommandContext, args: string[]): Promise<num
       ...(ctx.debug ? { logger: ctx.debug } : {}),
     });
     ctx.stdout(`listening on ${server.url}`);
-    ctx.stderr(`lading serve: data in ${dataDir}${temp ? ' (temporary: removed on exit)' : ''}; account ${server.registryId}; ECR API at POST ${server.url}/, registry API at ${server.url}/v2/`);
-    for (const f of faults) ctx.stderr(`lading serve: fault ${f.kind} on ${f.op} after ${f.after ?? 0} call(s), ${f.times ?? 1} time(s)`);
+    ctx.stderr(
+      `lading serve: data in ${dataDir}${temp ? ' (temporary: removed on exit)' : ''}; account ${server.registryId}; ECR API at POST ${server.url}/, registry API at ${server.url}/v2/`,
+    );
+    for (const f of faults)
+      ctx.stderr(`lading serve: fault ${f.kind} on ${f.op} after ${f.after ?? 0} call(s), ${f.times ?? 1} time(s)`);
     await new Promise<void>((done) => {
       if (ctx.signal.aborted) done();
       else ctx.signal.addEventListener('abort', () => done(), { once: true });

@@ -10,8 +10,23 @@ import type { TokenStore } from './auth';
 import { ApiError } from './errors';
 import { BodyTooLarge, readBody, reply, type Exchange } from './http';
 import { checkManifestSize, notFoundRepository, putImage, resolveImage } from './images';
-import { decodeToken, encodeToken, isSha256Digest, isTag, REPOSITORY_NAME, repositoryNameProblem, WILDCARD_FILTER } from './names';
-import { Mutex, type ExclusionFilter, type ImageRecord, type Repository, type Storage, type TagMutability } from './storage';
+import {
+  decodeToken,
+  encodeToken,
+  isSha256Digest,
+  isTag,
+  REPOSITORY_NAME,
+  repositoryNameProblem,
+  WILDCARD_FILTER,
+} from './names';
+import {
+  Mutex,
+  type ExclusionFilter,
+  type ImageRecord,
+  type Repository,
+  type Storage,
+  type TagMutability,
+} from './storage';
 import type { Uploads } from './uploads';
 
 export const TARGET_PREFIX = 'AmazonEC2ContainerRegistry_V20150921.';
@@ -42,10 +57,18 @@ export interface ServeState {
 type Body = Record<string, unknown>;
 type Handler = (s: ServeState, b: Body, region: string) => Promise<Record<string, unknown>>;
 
-const MUTABILITIES: readonly TagMutability[] = ['MUTABLE', 'IMMUTABLE', 'MUTABLE_WITH_EXCLUSION', 'IMMUTABLE_WITH_EXCLUSION'];
+const MUTABILITIES: readonly TagMutability[] = [
+  'MUTABLE',
+  'IMMUTABLE',
+  'MUTABLE_WITH_EXCLUSION',
+  'IMMUTABLE_WITH_EXCLUSION',
+];
 
 function invalid(param: string, what: string): ApiError {
-  return new ApiError('InvalidParameterException', `Invalid parameter at '${param}' failed to satisfy constraint: '${what}'`);
+  return new ApiError(
+    'InvalidParameterException',
+    `Invalid parameter at '${param}' failed to satisfy constraint: '${what}'`,
+  );
 }
 
 function str(b: Body, k: string, required: true): string;
@@ -63,7 +86,8 @@ function str(b: Body, k: string, required = false): string | undefined {
 function int(b: Body, k: string, min: number, max: number): number | undefined {
   const v = b[k];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw invalid(k, `Member must be an integer between ${min} and ${max}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)
+    throw invalid(k, `Member must be an integer between ${min} and ${max}`);
   return v;
 }
 
@@ -73,20 +97,26 @@ function list(b: Body, k: string, min: number, max: number, required: boolean): 
     if (required) throw invalid(k, 'Member must not be null');
     return undefined;
   }
-  if (!Array.isArray(v) || v.length < min || v.length > max) throw invalid(k, `Member must have length between ${min} and ${max}`);
+  if (!Array.isArray(v) || v.length < min || v.length > max)
+    throw invalid(k, `Member must have length between ${min} and ${max}`);
   return v;
 }
 
 function checkRegistry(s: ServeState, b: Body, name: string): void {
   const id = str(b, 'registryId');
   if (id === undefined) return;
-  if (!/^[0-9]{12}$/.test(id)) throw invalid('registryId', "Member must satisfy regular expression pattern: '[0-9]{12}'");
+  if (!/^[0-9]{12}$/.test(id))
+    throw invalid('registryId', "Member must satisfy regular expression pattern: '[0-9]{12}'");
   if (id !== s.registryId) throw notFoundRepository(name, id);
 }
 
 function repoOf(s: ServeState, b: Body): Repository {
   const name = str(b, 'repositoryName', true);
-  if (!REPOSITORY_NAME.test(name)) throw invalid('repositoryName', "must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*'");
+  if (!REPOSITORY_NAME.test(name))
+    throw invalid(
+      'repositoryName',
+      "must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*'",
+    );
   checkRegistry(s, b, name);
   const repo = s.storage.get(name);
   if (!repo) throw notFoundRepository(name, s.registryId);
@@ -103,23 +133,36 @@ function repositoryJson(s: ServeState, r: Repository, region: string): Record<st
     repositoryUri: `${s.host()}/${r.name}`,
     createdAt: secs(new Date(r.settings.createdAt)),
     imageTagMutability: r.settings.imageTagMutability,
-    ...(r.settings.imageTagMutabilityExclusionFilters?.length ? { imageTagMutabilityExclusionFilters: r.settings.imageTagMutabilityExclusionFilters } : {}),
+    ...(r.settings.imageTagMutabilityExclusionFilters?.length
+      ? { imageTagMutabilityExclusionFilters: r.settings.imageTagMutabilityExclusionFilters }
+      : {}),
     imageScanningConfiguration: { scanOnPush: false },
     encryptionConfiguration: { encryptionType: 'AES256' },
   };
 }
 
-function mutabilityOf(b: Body): { imageTagMutability: TagMutability; imageTagMutabilityExclusionFilters?: ExclusionFilter[] } {
+function mutabilityOf(b: Body): {
+  imageTagMutability: TagMutability;
+  imageTagMutabilityExclusionFilters?: ExclusionFilter[];
+} {
   const m = (str(b, 'imageTagMutability') ?? 'MUTABLE') as TagMutability;
-  if (!MUTABILITIES.includes(m)) throw invalid('imageTagMutability', `Member must satisfy enum value set: [${MUTABILITIES.join(', ')}]`);
+  if (!MUTABILITIES.includes(m))
+    throw invalid('imageTagMutability', `Member must satisfy enum value set: [${MUTABILITIES.join(', ')}]`);
   const raw = list(b, 'imageTagMutabilityExclusionFilters', 1, 5, false);
   if (m.endsWith('_WITH_EXCLUSION')) {
     if (!raw) throw invalid('imageTagMutabilityExclusionFilters', `Member is required when imageTagMutability is ${m}`);
     const filters = raw.map((f, i) => {
       const o = (typeof f === 'object' && f !== null ? f : {}) as Body;
-      if (o.filterType !== 'WILDCARD') throw invalid(`imageTagMutabilityExclusionFilters.${i + 1}.member.filterType`, 'Member must satisfy enum value set: [WILDCARD]');
+      if (o.filterType !== 'WILDCARD')
+        throw invalid(
+          `imageTagMutabilityExclusionFilters.${i + 1}.member.filterType`,
+          'Member must satisfy enum value set: [WILDCARD]',
+        );
       if (typeof o.filter !== 'string' || !WILDCARD_FILTER.test(o.filter)) {
-        throw invalid(`imageTagMutabilityExclusionFilters.${i + 1}.member.filter`, "Member must satisfy regular expression pattern: '^[0-9a-zA-Z._*-]{1,128}'");
+        throw invalid(
+          `imageTagMutabilityExclusionFilters.${i + 1}.member.filter`,
+          "Member must satisfy regular expression pattern: '^[0-9a-zA-Z._*-]{1,128}'",
+        );
       }
       return { filterType: 'WILDCARD' as const, filter: o.filter };
     });
@@ -162,7 +205,8 @@ function tagStatusOf(b: Body): 'TAGGED' | 'UNTAGGED' | 'ANY' {
   if (f === undefined || f === null) return 'ANY';
   if (typeof f !== 'object') throw invalid('filter', 'Member must be a structure');
   const t = (f as Body).tagStatus ?? 'ANY';
-  if (t !== 'TAGGED' && t !== 'UNTAGGED' && t !== 'ANY') throw invalid('filter.tagStatus', 'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]');
+  if (t !== 'TAGGED' && t !== 'UNTAGGED' && t !== 'ANY')
+    throw invalid('filter.tagStatus', 'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]');
   return t;
 }
 
@@ -202,12 +246,18 @@ const ops: Record<string, Handler> = {
   async CreateRepository(s, b, region) {
     const name = str(b, 'repositoryName', true);
     const problem = repositoryNameProblem(name);
-    if (problem !== undefined) throw invalid('repositoryName', problem.replace(/^failed to satisfy constraint: '|'$/g, ''));
+    if (problem !== undefined)
+      throw invalid('repositoryName', problem.replace(/^failed to satisfy constraint: '|'$/g, ''));
     const id = str(b, 'registryId');
-    if (id !== undefined && id !== s.registryId) throw invalid('registryId', `Member must be the id of this registry (${s.registryId})`);
+    if (id !== undefined && id !== s.registryId)
+      throw invalid('registryId', `Member must be the id of this registry (${s.registryId})`);
     const mutability = mutabilityOf(b);
     const repo = await s.reposLock.run(async () => {
-      if (s.storage.get(name)) throw new ApiError('RepositoryAlreadyExistsException', `The repository with name '${name}' already exists in the registry with id '${s.registryId}'`);
+      if (s.storage.get(name))
+        throw new ApiError(
+          'RepositoryAlreadyExistsException',
+          `The repository with name '${name}' already exists in the registry with id '${s.registryId}'`,
+        );
       return s.storage.create(name, { ...mutability, createdAt: new Date().toISOString() });
     });
     s.log(`created repository ${name} (${mutability.imageTagMutability})`);
@@ -218,7 +268,8 @@ const ops: Record<string, Handler> = {
     const names = list(b, 'repositoryNames', 1, 100, false);
     const id = str(b, 'registryId');
     if (names) {
-      if (b.maxResults !== undefined || b.nextToken !== undefined) throw invalid('maxResults', 'maxResults and nextToken cannot be used with repositoryNames');
+      if (b.maxResults !== undefined || b.nextToken !== undefined)
+        throw invalid('maxResults', 'maxResults and nextToken cannot be used with repositoryNames');
       const out = names.map((n) => {
         if (typeof n !== 'string') throw invalid('repositoryNames', 'Member must be a list of strings');
         if (id !== undefined && id !== s.registryId) throw notFoundRepository(n, id);
@@ -268,13 +319,24 @@ const ops: Record<string, Handler> = {
     const failures: Record<string, unknown>[] = [];
     for (const d of digests) {
       if (!isSha256Digest(d)) {
-        failures.push({ layerDigest: typeof d === 'string' ? d : String(d), failureCode: 'InvalidLayerDigest', failureReason: 'Invalid layer digest' });
+        failures.push({
+          layerDigest: typeof d === 'string' ? d : String(d),
+          failureCode: 'InvalidLayerDigest',
+          failureReason: 'Invalid layer digest',
+        });
         continue;
       }
       const size = await s.storage.blobSize(repo, d);
-      if (size === undefined) failures.push({ layerDigest: d, failureCode: 'MissingLayerDigest', failureReason: 'Could not find layer' });
+      if (size === undefined)
+        failures.push({ layerDigest: d, failureCode: 'MissingLayerDigest', failureReason: 'Could not find layer' });
       // ECR answers this constant media type for every layer (its documented example does).
-      else layers.push({ layerDigest: d, layerAvailability: 'AVAILABLE', layerSize: size, mediaType: 'application/vnd.docker.container.image.rootfs.diff+x-gzip' });
+      else
+        layers.push({
+          layerDigest: d,
+          layerAvailability: 'AVAILABLE',
+          layerSize: size,
+          mediaType: 'application/vnd.docker.container.image.rootfs.diff+x-gzip',
+        });
     }
     return { layers, failures };
   },
@@ -292,22 +354,33 @@ const ops: Record<string, Handler> = {
     const last = int(b, 'partLastByte', 0, Number.MAX_SAFE_INTEGER);
     if (first === undefined) throw invalid('partFirstByte', 'Member must not be null');
     if (last === undefined) throw invalid('partLastByte', 'Member must not be null');
-    const blob = (b as { [PART_BLOB]?: Buffer })[PART_BLOB] ?? decodeBase64(Buffer.from(str(b, 'layerPartBlob', true), 'latin1'));
+    const blob =
+      (b as { [PART_BLOB]?: Buffer })[PART_BLOB] ?? decodeBase64(Buffer.from(str(b, 'layerPartBlob', true), 'latin1'));
     const ids = { registryId: s.registryId, repositoryName: repo.name, uploadId };
-    const notFound = (): ApiError => new ApiError('UploadNotFoundException', `The upload with id '${uploadId}' does not exist in the repository with name '${repo.name}' in the registry with id '${s.registryId}'`);
+    const notFound = (): ApiError =>
+      new ApiError(
+        'UploadNotFoundException',
+        `The upload with id '${uploadId}' does not exist in the repository with name '${repo.name}' in the registry with id '${s.registryId}'`,
+      );
     const u = s.uploads.get(uploadId, repo.name, 'ecr');
     if (!u) throw notFound();
     return u.exclusive(async () => {
       if (u.closed) throw notFound();
       const lastValidByteReceived = u.size - 1;
-      const partError = (m: string): ApiError => new ApiError('InvalidLayerPartException', m, 400, { ...ids, lastValidByteReceived });
+      const partError = (m: string): ApiError =>
+        new ApiError('InvalidLayerPartException', m, 400, { ...ids, lastValidByteReceived });
       if (first !== u.size) {
-        throw partError(`The layer part's first byte ${first} is not consecutive to the last byte received (${lastValidByteReceived}); the next part must start at byte ${u.size}`);
+        throw partError(
+          `The layer part's first byte ${first} is not consecutive to the last byte received (${lastValidByteReceived}); the next part must start at byte ${u.size}`,
+        );
       }
       if (last < first || blob.length !== last - first + 1) {
-        throw partError(`The layer part has ${blob.length} bytes but partFirstByte ${first} and partLastByte ${last} describe ${Math.max(0, last - first + 1)}`);
+        throw partError(
+          `The layer part has ${blob.length} bytes but partFirstByte ${first} and partLastByte ${last} describe ${Math.max(0, last - first + 1)}`,
+        );
       }
-      if (blob.length > PART_SIZE) throw partError(`The layer part size ${blob.length} exceeds the maximum of ${PART_SIZE} bytes`);
+      if (blob.length > PART_SIZE)
+        throw partError(`The layer part size ${blob.length} exceeds the maximum of ${PART_SIZE} bytes`);
       await u.append(blob);
       return { ...ids, lastByteReceived: u.size - 1 };
     });
@@ -319,26 +392,41 @@ const ops: Record<string, Handler> = {
     const digests = list(b, 'layerDigests', 1, 100, true)!;
     if (digests.length !== 1) throw invalid('layerDigests', 'Member must contain exactly one digest');
     const given = digests[0];
-    if (!isSha256Digest(given)) throw invalid('layerDigests', "Member must satisfy regular expression pattern: 'sha256:[a-f0-9]{64}'");
-    const notFound = (): ApiError => new ApiError('UploadNotFoundException', `The upload with id '${uploadId}' does not exist in the repository with name '${repo.name}' in the registry with id '${s.registryId}'`);
+    if (!isSha256Digest(given))
+      throw invalid('layerDigests', "Member must satisfy regular expression pattern: 'sha256:[a-f0-9]{64}'");
+    const notFound = (): ApiError =>
+      new ApiError(
+        'UploadNotFoundException',
+        `The upload with id '${uploadId}' does not exist in the repository with name '${repo.name}' in the registry with id '${s.registryId}'`,
+      );
     const u = s.uploads.get(uploadId, repo.name, 'ecr');
     if (!u) throw notFound();
     return u.exclusive(async () => {
       if (u.closed) throw notFound();
-      if (u.chunks.length === 0) throw new ApiError('EmptyUploadException', `The upload with id '${uploadId}' contains no layer parts`);
+      if (u.chunks.length === 0)
+        throw new ApiError('EmptyUploadException', `The upload with id '${uploadId}' contains no layer parts`);
       const small = u.chunks.slice(0, -1).findIndex((n) => n < MIN_PART_SIZE);
       if (small >= 0) {
         await s.uploads.drop(u);
-        throw new ApiError('LayerPartTooSmallException', `Layer part ${small + 1} of the upload has ${u.chunks[small]!} bytes; every part but the last must have at least ${MIN_PART_SIZE}`);
+        throw new ApiError(
+          'LayerPartTooSmallException',
+          `Layer part ${small + 1} of the upload has ${u.chunks[small]!} bytes; every part but the last must have at least ${MIN_PART_SIZE}`,
+        );
       }
       const computed = u.digest();
       if (computed !== given) {
         await s.uploads.drop(u);
-        throw new ApiError('InvalidLayerException', `The layer digest calculation performed upon receipt of the layer (${computed}) does not match the digest specified (${given})`);
+        throw new ApiError(
+          'InvalidLayerException',
+          `The layer digest calculation performed upon receipt of the layer (${computed}) does not match the digest specified (${given})`,
+        );
       }
       if ((await s.storage.blobSize(repo, computed)) !== undefined) {
         await s.uploads.drop(u);
-        throw new ApiError('LayerAlreadyExistsException', `The layer with digest '${computed}' already exists in the repository with name '${repo.name}' in the registry with id '${s.registryId}'`);
+        throw new ApiError(
+          'LayerAlreadyExistsException',
+          `The layer with digest '${computed}' already exists in the repository with name '${repo.name}' in the registry with id '${s.registryId}'`,
+        );
       }
       s.uploads.forget(u);
       try {
@@ -358,10 +446,21 @@ const ops: Record<string, Handler> = {
     checkManifestSize(manifest);
     const mediaType = str(b, 'imageManifestMediaType');
     const tag = str(b, 'imageTag');
-    if (tag !== undefined && !isTag(tag)) throw invalid('imageTag', 'Member must have length between 1 and 300 and be a valid tag');
+    if (tag !== undefined && !isTag(tag))
+      throw invalid('imageTag', 'Member must have length between 1 and 300 and be a valid tag');
     const digest = str(b, 'imageDigest');
     if (digest !== undefined && !isDigest(digest)) throw invalid('imageDigest', 'Member must be a digest');
-    const r = await putImage(s.storage, repo, { bytes: Buffer.from(manifest, 'utf8'), ...(mediaType ? { mediaType } : {}), ...(tag !== undefined ? { tag } : {}), ...(digest ? { digest } : {}) }, s.registryId);
+    const r = await putImage(
+      s.storage,
+      repo,
+      {
+        bytes: Buffer.from(manifest, 'utf8'),
+        ...(mediaType ? { mediaType } : {}),
+        ...(tag !== undefined ? { tag } : {}),
+        ...(digest ? { digest } : {}),
+      },
+      s.registryId,
+    );
     if (!r.changed) {
       throw new ApiError(
         'ImageAlreadyExistsException',
@@ -389,14 +488,18 @@ const ops: Record<string, Handler> = {
     const failures: Record<string, unknown>[] = [];
     for (const raw of ids) {
       const id = imageIdOf(raw);
-      const fail = (failureCode: string, failureReason: string): void => void failures.push({ imageId: id, failureCode, failureReason });
-      if (id.imageDigest === undefined && id.imageTag === undefined) fail('MissingDigestAndTag', 'Invalid request parameters: both tag and digest cannot be null');
-      else if (id.imageDigest !== undefined && !isDigest(id.imageDigest)) fail('InvalidImageDigest', 'Invalid image digest');
+      const fail = (failureCode: string, failureReason: string): void =>
+        void failures.push({ imageId: id, failureCode, failureReason });
+      if (id.imageDigest === undefined && id.imageTag === undefined)
+        fail('MissingDigestAndTag', 'Invalid request parameters: both tag and digest cannot be null');
+      else if (id.imageDigest !== undefined && !isDigest(id.imageDigest))
+        fail('InvalidImageDigest', 'Invalid image digest');
       else if (id.imageTag !== undefined && !isTag(id.imageTag)) fail('InvalidImageTag', 'Invalid image tag');
       else {
         const d = resolveImage(repo, id);
         if (d === undefined) {
-          if (id.imageTag !== undefined && id.imageDigest !== undefined && repo.tags.has(id.imageTag)) fail('ImageTagDoesNotMatchDigest', 'Tag does not match digest');
+          if (id.imageTag !== undefined && id.imageDigest !== undefined && repo.tags.has(id.imageTag))
+            fail('ImageTagDoesNotMatchDigest', 'Tag does not match digest');
           else fail('ImageNotFound', 'Requested image not found');
           continue;
         }
@@ -424,7 +527,8 @@ const ops: Record<string, Handler> = {
       selected = [];
       for (const raw of ids) {
         const id = imageIdOf(raw);
-        if (id.imageDigest === undefined && id.imageTag === undefined) throw invalid('imageIds', 'Each image id needs an imageDigest or an imageTag');
+        if (id.imageDigest === undefined && id.imageTag === undefined)
+          throw invalid('imageIds', 'Each image id needs an imageDigest or an imageTag');
         const d = resolveImage(repo, id);
         if (d === undefined) throw imageNotFound(s, repo, id);
         if (!seen.has(d)) {
@@ -476,14 +580,22 @@ const ops: Record<string, Handler> = {
       for (const raw of ids) {
         const id = imageIdOf(raw);
         if (id.imageDigest === undefined && id.imageTag === undefined) {
-          failures.push({ imageId: id, failureCode: 'MissingDigestAndTag', failureReason: 'Invalid request parameters: both tag and digest cannot be null' });
+          failures.push({
+            imageId: id,
+            failureCode: 'MissingDigestAndTag',
+            failureReason: 'Invalid request parameters: both tag and digest cannot be null',
+          });
           continue;
         }
         const d = resolveImage(repo, id);
         if (d === undefined) {
           // A tag and a digest that name different images: ECR refuses the pair (the tag stays).
           if (id.imageTag !== undefined && id.imageDigest !== undefined && repo.tags.has(id.imageTag)) {
-            failures.push({ imageId: id, failureCode: 'ImageTagDoesNotMatchDigest', failureReason: 'Tag does not match digest' });
+            failures.push({
+              imageId: id,
+              failureCode: 'ImageTagDoesNotMatchDigest',
+              failureReason: 'Tag does not match digest',
+            });
           } else {
             failures.push({ imageId: id, failureCode: 'ImageNotFound', failureReason: 'Requested image not found' });
           }
@@ -491,7 +603,11 @@ const ops: Record<string, Handler> = {
         }
         const removeImage = id.imageTag === undefined || repo.tagsOf(d).length === 1;
         if (removeImage && referenced.has(d)) {
-          failures.push({ imageId: id, failureCode: 'ImageReferencedByManifestList', failureReason: 'Requested image referenced by manifest list' });
+          failures.push({
+            imageId: id,
+            failureCode: 'ImageReferencedByManifestList',
+            failureReason: 'Requested image referenced by manifest list',
+          });
           continue;
         }
         if (id.imageTag !== undefined) {
@@ -518,7 +634,11 @@ const ops: Record<string, Handler> = {
     return {
       authorizationData: ids.map(() => {
         const t = s.tokens.issue();
-        return { authorizationToken: t.authorizationToken, expiresAt: secs(t.expiresAt), proxyEndpoint: `http://${s.host()}` };
+        return {
+          authorizationToken: t.authorizationToken,
+          expiresAt: secs(t.expiresAt),
+          proxyEndpoint: `http://${s.host()}`,
+        };
       }),
     };
   },
@@ -566,7 +686,13 @@ function cutPartBlob(raw: Buffer): { blob: Buffer; rest: Buffer } | undefined {
 function decodeBase64(b64: Buffer): Buffer {
   const pad = b64.length > 0 && b64[b64.length - 1] === 0x3d ? (b64[b64.length - 2] === 0x3d ? 2 : 1) : 0;
   const out = Buffer.from(b64.toString('latin1'), 'base64');
-  if (b64.length % 4 !== 0 || out.length !== (b64.length / 4) * 3 - pad || b64.includes(0x2d) || b64.includes(0x5f) || b64.subarray(0, b64.length - pad).includes(0x3d)) {
+  if (
+    b64.length % 4 !== 0 ||
+    out.length !== (b64.length / 4) * 3 - pad ||
+    b64.includes(0x2d) ||
+    b64.includes(0x5f) ||
+    b64.subarray(0, b64.length - pad).includes(0x3d)
+  ) {
     throw new ApiError('SerializationException', 'layerPartBlob is not valid base64');
   }
   return out;
@@ -578,14 +704,19 @@ export async function handleEcr(s: ServeState, x: Exchange): Promise<void> {
   try {
     const authorization = x.req.headers.authorization;
     if (!authorization) throw new ApiError('MissingAuthenticationTokenException', 'Missing Authentication Token', 403);
-    if (!handler) throw new ApiError('UnknownOperationException', `Unknown operation ${String(x.req.headers['x-amz-target'] ?? '(no X-Amz-Target)')}`);
+    if (!handler)
+      throw new ApiError(
+        'UnknownOperationException',
+        `Unknown operation ${String(x.req.headers['x-amz-target'] ?? '(no X-Amz-Target)')}`,
+      );
     const ct = String(x.req.headers['content-type'] ?? '');
     if (!ct.startsWith(JSON_TYPE)) throw new ApiError('SerializationException', `Content-Type must be ${JSON_TYPE}`);
     let raw: Buffer;
     try {
       raw = await readBody(x.req, MAX_BODY);
     } catch (e) {
-      if (e instanceof BodyTooLarge) throw new ApiError('ValidationException', `The request body exceeds ${MAX_BODY} bytes`);
+      if (e instanceof BodyTooLarge)
+        throw new ApiError('ValidationException', `The request body exceeds ${MAX_BODY} bytes`);
       throw e;
     }
     let body: unknown;
@@ -597,8 +728,10 @@ export async function handleEcr(s: ServeState, x: Exchange): Promise<void> {
     } catch {
       throw new ApiError('SerializationException', 'The request body is not valid JSON');
     }
-    if (part && typeof body === 'object' && body !== null) (body as { [PART_BLOB]?: Buffer })[PART_BLOB] = decodeBase64(part.blob);
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError('SerializationException', 'The request body must be a JSON object');
+    if (part && typeof body === 'object' && body !== null)
+      (body as { [PART_BLOB]?: Buffer })[PART_BLOB] = decodeBase64(part.blob);
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw new ApiError('SerializationException', 'The request body must be a JSON object');
     const out = await handler(s, body as Body, regionOf(s, authorization));
     reply(x, 200, { 'content-type': JSON_TYPE, 'x-amzn-requestid': randomUUID() }, JSON.stringify(out));
   } catch (e) {

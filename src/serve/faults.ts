@@ -21,7 +21,14 @@ export type FaultKind =
   /** Any error: ECR shape name (or OCI code) in `error`, with `status`. */
   | 'error';
 
-export const FAULT_KINDS: readonly FaultKind[] = ['throttle', 'server-error', 'drop-connection', 'drop-response', 'slow', 'error'];
+export const FAULT_KINDS: readonly FaultKind[] = [
+  'throttle',
+  'server-error',
+  'drop-connection',
+  'drop-response',
+  'slow',
+  'error',
+];
 
 export interface FaultRule {
   /** Call name: `UploadLayerPart`, `PATCH upload`, `*`. */
@@ -96,7 +103,8 @@ function validateRule(r: FaultRule): void {
   if (!FAULT_KINDS.includes(r.kind)) throw bad(`"kind" must be one of ${FAULT_KINDS.join(', ')}`);
   for (const k of ['after', 'times', 'delayMs', 'status'] as const) {
     const v = r[k];
-    if (v !== undefined && !(typeof v === 'number' && v >= 0 && (Number.isInteger(v) || v === Infinity))) throw bad(`"${k}" must be a non-negative integer`);
+    if (v !== undefined && !(typeof v === 'number' && v >= 0 && (Number.isInteger(v) || v === Infinity)))
+      throw bad(`"${k}" must be a non-negative integer`);
   }
   if (r.kind === 'error' && !r.error) throw bad('kind "error" needs "error" (an ECR error name or OCI code)');
 }
@@ -109,7 +117,11 @@ export function parseFaultSpec(spec: string): FaultRule {
   const out: Record<string, string> = {};
   for (const part of spec.split(',')) {
     const i = part.indexOf('=');
-    if (i <= 0) throw new LadingError('USAGE', `--fault ${JSON.stringify(spec)}: expected key=value pairs separated by commas (op=UploadLayerPart,kind=throttle,after=2)`);
+    if (i <= 0)
+      throw new LadingError(
+        'USAGE',
+        `--fault ${JSON.stringify(spec)}: expected key=value pairs separated by commas (op=UploadLayerPart,kind=throttle,after=2)`,
+      );
     out[part.slice(0, i).trim()] = part.slice(i + 1).trim();
   }
   const num = (k: string): number | undefined => {
@@ -117,12 +129,16 @@ export function parseFaultSpec(spec: string): FaultRule {
     if (v === undefined) return undefined;
     if (v === 'inf' || v === 'infinity') return Infinity;
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new LadingError('USAGE', `--fault ${JSON.stringify(spec)}: ${k} must be a non-negative integer`);
+    if (!Number.isInteger(n) || n < 0)
+      throw new LadingError('USAGE', `--fault ${JSON.stringify(spec)}: ${k} must be a non-negative integer`);
     return n;
   };
   for (const k of Object.keys(out)) {
     if (!['op', 'kind', 'after', 'times', 'delay', 'error', 'status', 'message'].includes(k)) {
-      throw new LadingError('USAGE', `--fault ${JSON.stringify(spec)}: unknown key "${k}" (op, kind, after, times, delay, error, status, message)`);
+      throw new LadingError(
+        'USAGE',
+        `--fault ${JSON.stringify(spec)}: unknown key "${k}" (op, kind, after, times, delay, error, status, message)`,
+      );
     }
   }
   const rule: FaultRule = { op: out.op ?? '', kind: out.kind as FaultKind };

@@ -46,7 +46,12 @@ export interface Exchange {
   status?: number;
 }
 
-export function reply(x: Exchange, status: number, headers: Record<string, string | number>, body?: Buffer | string): void {
+export function reply(
+  x: Exchange,
+  status: number,
+  headers: Record<string, string | number>,
+  body?: Buffer | string,
+): void {
   x.status = status;
   if (x.dropResponse) {
     x.req.socket.destroy();
@@ -55,7 +60,8 @@ export function reply(x: Exchange, status: number, headers: Record<string, strin
   const buf = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
   const h: Record<string, string | number> = { ...headers };
   if (buf !== undefined && h['content-length'] === undefined) h['content-length'] = buf.length;
-  if (buf === undefined && h['content-length'] === undefined && status !== 204 && status !== 304) h['content-length'] = 0;
+  if (buf === undefined && h['content-length'] === undefined && status !== 204 && status !== 304)
+    h['content-length'] = 0;
   x.res.writeHead(status, h);
   if (x.req.method === 'HEAD' || buf === undefined) x.res.end();
   else x.res.end(buf);

@@ -49,7 +49,10 @@ export function tagIsImmutable(settings: RepositorySettings, tag: string): boole
 }
 
 export function notFoundRepository(name: string, registryId: string): ApiError {
-  return new ApiError('RepositoryNotFoundException', `The repository with name '${name}' does not exist in the registry with id '${registryId}'`);
+  return new ApiError(
+    'RepositoryNotFoundException',
+    `The repository with name '${name}' does not exist in the registry with id '${registryId}'`,
+  );
 }
 
 /** Parses and checks a manifest without touching the repository (outside the lock). */
@@ -58,25 +61,39 @@ export function parseForPut(input: PutImageInput): { doc: ManifestDocument; dige
   try {
     own = (JSON.parse(input.bytes.toString('utf8')) as { mediaType?: unknown } | null)?.mediaType;
   } catch {
-    throw new ApiError('InvalidParameterException', 'Invalid parameter at \'imageManifest\' failed to satisfy constraint: \'Invalid JSON syntax\'');
+    throw new ApiError(
+      'InvalidParameterException',
+      "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax'",
+    );
   }
-  if (own !== undefined && typeof own !== 'string') throw new ApiError('InvalidParameterException', "Invalid parameter at 'imageManifest': mediaType must be a string");
+  if (own !== undefined && typeof own !== 'string')
+    throw new ApiError('InvalidParameterException', "Invalid parameter at 'imageManifest': mediaType must be a string");
   if (own === undefined && input.mediaType === undefined) {
-    throw new ApiError('InvalidParameterException', "Invalid parameter at 'imageManifestMediaType': the manifest has no mediaType field, so imageManifestMediaType is required");
+    throw new ApiError(
+      'InvalidParameterException',
+      "Invalid parameter at 'imageManifestMediaType': the manifest has no mediaType field, so imageManifestMediaType is required",
+    );
   }
   if (own !== undefined && input.mediaType !== undefined && own !== input.mediaType) {
-    throw new ApiError('InvalidParameterException', `Invalid parameter at 'imageManifestMediaType': '${input.mediaType}' does not match the manifest's mediaType '${own}'`);
+    throw new ApiError(
+      'InvalidParameterException',
+      `Invalid parameter at 'imageManifestMediaType': '${input.mediaType}' does not match the manifest's mediaType '${own}'`,
+    );
   }
   let doc: ManifestDocument;
   try {
     doc = parseManifestDocument(input.bytes, 'imageManifest', own ?? input.mediaType);
   } catch (e) {
-    if (isLadingError(e)) throw new ApiError('InvalidParameterException', `Invalid parameter at 'imageManifest': ${e.message}`);
+    if (isLadingError(e))
+      throw new ApiError('InvalidParameterException', `Invalid parameter at 'imageManifest': ${e.message}`);
     throw e;
   }
   const digest = digestOf(input.bytes);
   if (input.digest !== undefined && input.digest !== digest) {
-    throw new ApiError('ImageDigestDoesNotMatchException', `The digest '${input.digest}' does not match the digest '${digest}' of the manifest`);
+    throw new ApiError(
+      'ImageDigestDoesNotMatchException',
+      `The digest '${input.digest}' does not match the digest '${digest}' of the manifest`,
+    );
   }
   return { doc, digest, mediaType: doc.mediaType };
 }
@@ -85,21 +102,34 @@ export function parseForPut(input: PutImageInput): { doc: ManifestDocument; dige
  * Applies a put. `api` decides what an unchanged put is: an error for ECR's PutImage
  * (ImageAlreadyExistsException), a success for the registry API.
  */
-export async function putImage(storage: Storage, repo: Repository, input: PutImageInput, registryId: string): Promise<PutImageResult> {
+export async function putImage(
+  storage: Storage,
+  repo: Repository,
+  input: PutImageInput,
+  registryId: string,
+): Promise<PutImageResult> {
   const { doc, digest, mediaType } = parseForPut(input);
   return repo.lock.run(async () => {
     if (storage.get(repo.name) !== repo) throw notFoundRepository(repo.name, registryId);
     if (doc.kind === 'manifest') {
       const needed = [doc.config, ...doc.layers.filter((l) => !isForeignLayerMediaType(l.mediaType))];
       const missing: Digest[] = [];
-      for (const d of needed) if (!missing.includes(d.digest) && (await storage.blobSize(repo, d.digest)) === undefined) missing.push(d.digest);
+      for (const d of needed)
+        if (!missing.includes(d.digest) && (await storage.blobSize(repo, d.digest)) === undefined)
+          missing.push(d.digest);
       if (missing.length > 0) {
-        throw new ApiError('LayersNotFoundException', `Layers with digests '[${missing.join(', ')}]' required for pushing image into repository with name '${repo.name}' in the registry with id '${registryId}' do not exist`);
+        throw new ApiError(
+          'LayersNotFoundException',
+          `Layers with digests '[${missing.join(', ')}]' required for pushing image into repository with name '${repo.name}' in the registry with id '${registryId}' do not exist`,
+        );
       }
     } else {
       const missing = [...new Set(doc.manifests.map((m) => m.digest))].filter((d) => !repo.images.has(d));
       if (missing.length > 0) {
-        throw new ApiError('ReferencedImagesNotFoundException', `Manifests with digests '[${missing.join(', ')}]' referenced by the index do not exist in the repository with name '${repo.name}' in the registry with id '${registryId}': push them before the index`);
+        throw new ApiError(
+          'ReferencedImagesNotFoundException',
+          `Manifests with digests '[${missing.join(', ')}]' referenced by the index do not exist in the repository with name '${repo.name}' in the registry with id '${registryId}': push them before the index`,
+        );
       }
     }
     const existing = repo.images.get(digest);
@@ -144,6 +174,9 @@ export function resolveImage(repo: Repository, id: { imageDigest?: string; image
 
 export function checkManifestSize(bytes: Buffer | string): void {
   if (bytes.length > MAX_MANIFEST) {
-    throw new ApiError('InvalidParameterException', `Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Member must have length less than or equal to ${MAX_MANIFEST}'`);
+    throw new ApiError(
+      'InvalidParameterException',
+      `Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Member must have length less than or equal to ${MAX_MANIFEST}'`,
+    );
   }
 }

@@ -2,7 +2,8 @@
 import { isDigest, type Digest } from '../image/digest';
 
 /** ECR's repository name rule (ecr-facts.md): 2-256 chars of lowercase path components. */
-export const REPOSITORY_NAME = /^(?=.{2,256}$)[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
+export const REPOSITORY_NAME =
+  /^(?=.{2,256}$)[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 
 /**
  * Path components that would collide with an OCI layout's own entries when a repository
@@ -17,7 +18,8 @@ export function repositoryNameProblem(name: unknown): string | undefined {
   }
   const parts = name.split('/');
   const bad = parts.slice(1).find((p) => RESERVED_COMPONENTS.has(p));
-  if (bad !== undefined) return `the path component '${bad}' is reserved by lading serve (it would collide with the OCI layout of the parent repository)`;
+  if (bad !== undefined)
+    return `the path component '${bad}' is reserved by lading serve (it would collide with the OCI layout of the parent repository)`;
   return undefined;
 }
 
@@ -35,7 +37,12 @@ export function isSha256Digest(v: unknown): v is Digest {
 
 /** ECR wildcard filters (imageTagMutabilityExclusionFilters): `*` matches any run of characters. */
 export function wildcardMatch(pattern: string, value: string): boolean {
-  const re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  const re = new RegExp(
+    `^${pattern
+      .split('*')
+      .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+  );
   return re.test(value);
 }
 

@@ -38,7 +38,8 @@ export interface RegistryRoute {
   arg?: string;
 }
 
-const ROUTE = /^\/v2\/(.+)\/(?:(tags)\/list|(manifests)\/([^/]+)|blobs\/(uploads)\/([^/]*)|(blobs)\/([^/]+)|(referrers)\/([^/]+))$/;
+const ROUTE =
+  /^\/v2\/(.+)\/(?:(tags)\/list|(manifests)\/([^/]+)|blobs\/(uploads)\/([^/]*)|(blobs)\/([^/]+)|(referrers)\/([^/]+))$/;
 
 function decode(s: string): string {
   try {
@@ -53,7 +54,12 @@ export function registryRoute(method: string, pathname: string): RegistryRoute {
   const m = ROUTE.exec(pathname);
   if (!m) return { kind: 'unknown', key: `${method} unknown` };
   const name = decode(m[1]!);
-  const r = (kind: RouteKind, arg?: string): RegistryRoute => ({ kind, key: `${method} ${kind}`, name, ...(arg !== undefined ? { arg: decode(arg) } : {}) });
+  const r = (kind: RouteKind, arg?: string): RegistryRoute => ({
+    kind,
+    key: `${method} ${kind}`,
+    name,
+    ...(arg !== undefined ? { arg: decode(arg) } : {}),
+  });
   if (m[2]) return r('tags');
   if (m[3]) return r('manifest', m[4]);
   if (m[5]) return r('upload', m[6]);
@@ -61,8 +67,20 @@ export function registryRoute(method: string, pathname: string): RegistryRoute {
   return r('referrers', m[10]);
 }
 
-export function ociError(x: Exchange, status: number, code: string, message: string, detail?: unknown, headers: Record<string, string> = {}): void {
-  reply(x, status, { ...COMMON, 'content-type': 'application/json', ...headers }, JSON.stringify({ errors: [{ code, message, detail: detail ?? {} }] }));
+export function ociError(
+  x: Exchange,
+  status: number,
+  code: string,
+  message: string,
+  detail?: unknown,
+  headers: Record<string, string> = {},
+): void {
+  reply(
+    x,
+    status,
+    { ...COMMON, 'content-type': 'application/json', ...headers },
+    JSON.stringify({ errors: [{ code, message, detail: detail ?? {} }] }),
+  );
 }
 
 function uploadHeaders(name: string, u: Upload): Record<string, string> {
@@ -107,13 +125,21 @@ export class RegistryApi {
     const auth = this.s.tokens.check(x.req.headers.authorization);
     if (auth !== 'ok') {
       x.req.resume();
-      const message = auth === 'expired' ? 'Your authorization token has expired. Reauthenticate and try again.' : auth === 'missing' ? 'authentication required' : `invalid credentials (the user is ${TOKEN_USER}, the password comes from GetAuthorizationToken)`;
-      ociError(x, 401, auth === 'missing' ? 'UNAUTHORIZED' : 'DENIED', message, undefined, { 'www-authenticate': this.realm() });
+      const message =
+        auth === 'expired'
+          ? 'Your authorization token has expired. Reauthenticate and try again.'
+          : auth === 'missing'
+            ? 'authentication required'
+            : `invalid credentials (the user is ${TOKEN_USER}, the password comes from GetAuthorizationToken)`;
+      ociError(x, 401, auth === 'missing' ? 'UNAUTHORIZED' : 'DENIED', message, undefined, {
+        'www-authenticate': this.realm(),
+      });
       return;
     }
     if (route.kind === 'base') {
       x.req.resume();
-      if (method !== 'GET' && method !== 'HEAD') return ociError(x, 405, 'UNSUPPORTED', `${method} /v2/ is not supported`);
+      if (method !== 'GET' && method !== 'HEAD')
+        return ociError(x, 405, 'UNSUPPORTED', `${method} /v2/ is not supported`);
       return reply(x, 200, { ...COMMON, 'content-type': 'application/json' }, '{}');
     }
     if (route.kind === 'unknown' || route.name === undefined) {
@@ -132,7 +158,12 @@ export class RegistryApi {
         return;
       }
       x.req.resume();
-      return ociError(x, 404, 'NAME_UNKNOWN', `The repository with name '${name}' does not exist in the registry with id '${this.s.registryId}'`);
+      return ociError(
+        x,
+        404,
+        'NAME_UNKNOWN',
+        `The repository with name '${name}' does not exist in the registry with id '${this.s.registryId}'`,
+      );
     }
     switch (`${method} ${route.kind}`) {
       case 'GET blob':
@@ -167,8 +198,15 @@ export class RegistryApi {
     x.req.resume();
     if (!isDigest(d)) return ociError(x, 400, 'DIGEST_INVALID', `invalid digest '${d}'`);
     const size = await this.s.storage.blobSize(repo, d);
-    if (size === undefined) return ociError(x, 404, 'BLOB_UNKNOWN', `blob ${d} is not in repository ${repo.name}`, { digest: d });
-    const headers: Record<string, string | number> = { ...COMMON, 'content-type': 'application/octet-stream', 'docker-content-digest': d, etag: `"${d}"`, 'accept-ranges': 'bytes' };
+    if (size === undefined)
+      return ociError(x, 404, 'BLOB_UNKNOWN', `blob ${d} is not in repository ${repo.name}`, { digest: d });
+    const headers: Record<string, string | number> = {
+      ...COMMON,
+      'content-type': 'application/octet-stream',
+      'docker-content-digest': d,
+      etag: `"${d}"`,
+      'accept-ranges': 'bytes',
+    };
     let start = 0;
     let end = size - 1;
     let status = 200;
@@ -209,7 +247,11 @@ export class RegistryApi {
       if (src && (await this.s.storage.blobSize(src, mount)) !== undefined) {
         x.req.resume();
         await this.s.storage.mountBlob(src, repo, mount);
-        return reply(x, 201, { ...COMMON, location: `/v2/${repo.name}/blobs/${mount}`, 'docker-content-digest': mount });
+        return reply(x, 201, {
+          ...COMMON,
+          location: `/v2/${repo.name}/blobs/${mount}`,
+          'docker-content-digest': mount,
+        });
       }
     }
     const digest = q.get('digest');
@@ -249,9 +291,21 @@ export class RegistryApi {
     if (cr === undefined) return true;
     const m = /^(?:bytes )?(\d+)-(\d+)(?:\/\d+|\/\*)?$/.exec(cr.trim());
     const len = x.req.headers['content-length'];
-    if (!m || Number(m[1]) !== u.size || Number(m[2]) < Number(m[1]) || (len !== undefined && Number(len) !== Number(m[2]) - Number(m[1]) + 1)) {
+    if (
+      !m ||
+      Number(m[1]) !== u.size ||
+      Number(m[2]) < Number(m[1]) ||
+      (len !== undefined && Number(len) !== Number(m[2]) - Number(m[1]) + 1)
+    ) {
       x.req.resume();
-      ociError(x, 416, 'BLOB_UPLOAD_INVALID', `Content-Range ${cr} does not continue the upload (next byte: ${u.size})`, undefined, uploadHeaders(repo.name, u));
+      ociError(
+        x,
+        416,
+        'BLOB_UPLOAD_INVALID',
+        `Content-Range ${cr} does not continue the upload (next byte: ${u.size})`,
+        undefined,
+        uploadHeaders(repo.name, u),
+      );
       return false;
     }
     return true;
@@ -261,7 +315,8 @@ export class RegistryApi {
     const u = this.session(x, repo, id);
     if (!u) return;
     return u.exclusive(async () => {
-      if (u.closed) return ociError(x, 404, 'BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown to repository ${repo.name}`);
+      if (u.closed)
+        return ociError(x, 404, 'BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown to repository ${repo.name}`);
       if (!this.checkRange(x, repo, u)) return;
       await u.appendStream(x.req);
       return reply(x, 202, uploadHeaders(repo.name, u));
@@ -279,7 +334,14 @@ export class RegistryApi {
       }
       if (digest === null || !isSha256Digest(digest)) {
         x.req.resume();
-        return ociError(x, 400, 'DIGEST_INVALID', digest === null ? 'the closing PUT needs ?digest=' : `invalid or unsupported digest '${digest}' (sha256 only)`);
+        return ociError(
+          x,
+          400,
+          'DIGEST_INVALID',
+          digest === null
+            ? 'the closing PUT needs ?digest='
+            : `invalid or unsupported digest '${digest}' (sha256 only)`,
+        );
       }
       if (!this.checkRange(x, repo, u)) return;
       await u.appendStream(x.req);
@@ -293,13 +355,20 @@ export class RegistryApi {
       const small = u.chunks.slice(0, -1).findIndex((n) => n < MIN_PART_SIZE);
       if (small >= 0) {
         await this.s.uploads.drop(u);
-        return ociError(x, 400, 'BLOB_UPLOAD_INVALID', `chunk ${small + 1} has ${u.chunks[small]!} bytes: every chunk but the last must have at least ${MIN_PART_SIZE} (ECR)`);
+        return ociError(
+          x,
+          400,
+          'BLOB_UPLOAD_INVALID',
+          `chunk ${small + 1} has ${u.chunks[small]!} bytes: every chunk but the last must have at least ${MIN_PART_SIZE} (ECR)`,
+        );
       }
     }
     const computed = u.digest();
     if (computed !== digest) {
       await this.s.uploads.drop(u);
-      return ociError(x, 400, 'DIGEST_INVALID', `the uploaded content has digest ${computed}, not ${digest}`, { digest });
+      return ociError(x, 400, 'DIGEST_INVALID', `the uploaded content has digest ${computed}, not ${digest}`, {
+        digest,
+      });
     }
     this.s.uploads.forget(u);
     try {
@@ -309,7 +378,11 @@ export class RegistryApi {
       await u.discard();
       throw e;
     }
-    return reply(x, 201, { ...COMMON, location: `/v2/${repo.name}/blobs/${computed}`, 'docker-content-digest': computed });
+    return reply(x, 201, {
+      ...COMMON,
+      location: `/v2/${repo.name}/blobs/${computed}`,
+      'docker-content-digest': computed,
+    });
   }
 
   private uploadStatus(x: Exchange, repo: Repository, id: string): void {
@@ -329,8 +402,15 @@ export class RegistryApi {
 
   private async getManifest(x: Exchange, repo: Repository, ref: string): Promise<void> {
     x.req.resume();
-    const d = isDigest(ref) ? resolveImage(repo, { imageDigest: ref }) : isTag(ref) ? resolveImage(repo, { imageTag: ref }) : undefined;
-    if (d === undefined) return ociError(x, 404, 'MANIFEST_UNKNOWN', `manifest ${ref} is not in repository ${repo.name}`, { reference: ref });
+    const d = isDigest(ref)
+      ? resolveImage(repo, { imageDigest: ref })
+      : isTag(ref)
+        ? resolveImage(repo, { imageTag: ref })
+        : undefined;
+    if (d === undefined)
+      return ociError(x, 404, 'MANIFEST_UNKNOWN', `manifest ${ref} is not in repository ${repo.name}`, {
+        reference: ref,
+      });
     const img = repo.images.get(d)!;
     const bytes = await this.s.storage.readBlob(repo, d);
     reply(x, 200, { ...COMMON, 'content-type': img.mediaType, 'docker-content-digest': d, etag: `"${d}"` }, bytes);
@@ -346,13 +426,20 @@ export class RegistryApi {
     try {
       bytes = await readBody(x.req, MAX_MANIFEST);
     } catch (e) {
-      if (e instanceof BodyTooLarge) return ociError(x, 413, 'SIZE_INVALID', `manifest larger than ${MAX_MANIFEST} bytes`);
+      if (e instanceof BodyTooLarge)
+        return ociError(x, 413, 'SIZE_INVALID', `manifest larger than ${MAX_MANIFEST} bytes`);
       throw e;
     }
     const ct = (x.req.headers['content-type'] ?? '').split(';')[0]!.trim();
     const mediaType = ct === '' || ct === 'application/octet-stream' ? undefined : ct;
-    if (byDigest && digestAlgorithm(ref) !== 'sha256') return ociError(x, 400, 'DIGEST_INVALID', 'only sha256 manifest digests are supported');
-    const r = await putImage(this.s.storage, repo, { bytes, ...(mediaType ? { mediaType } : {}), ...(byDigest ? { digest: ref } : { tag: ref }) }, this.s.registryId);
+    if (byDigest && digestAlgorithm(ref) !== 'sha256')
+      return ociError(x, 400, 'DIGEST_INVALID', 'only sha256 manifest digests are supported');
+    const r = await putImage(
+      this.s.storage,
+      repo,
+      { bytes, ...(mediaType ? { mediaType } : {}), ...(byDigest ? { digest: ref } : { tag: ref }) },
+      this.s.registryId,
+    );
     reply(x, 201, {
       ...COMMON,
       location: `/v2/${repo.name}/manifests/${r.digest}`,
@@ -374,10 +461,16 @@ export class RegistryApi {
       if (!Number.isInteger(n) || n < 0) return ociError(x, 400, 'PAGINATION_NUMBER_INVALID', `invalid n=${nRaw}`);
       if (all.length > n) {
         all = all.slice(0, n);
-        if (n > 0) link = `</v2/${repo.name}/tags/list?n=${n}&last=${encodeURIComponent(all[all.length - 1]!)}>; rel="next"`;
+        if (n > 0)
+          link = `</v2/${repo.name}/tags/list?n=${n}&last=${encodeURIComponent(all[all.length - 1]!)}>; rel="next"`;
       }
     }
-    reply(x, 200, { ...COMMON, 'content-type': 'application/json', ...(link ? { link } : {}) }, JSON.stringify({ name: repo.name, tags: all }));
+    reply(
+      x,
+      200,
+      { ...COMMON, 'content-type': 'application/json', ...(link ? { link } : {}) },
+      JSON.stringify({ name: repo.name, tags: all }),
+    );
   }
 
   private async referrers(x: Exchange, repo: Repository, d: string): Promise<void> {
@@ -395,12 +488,22 @@ export class RegistryApi {
       if (info.subject?.digest !== d) continue;
       const artifactType = info.artifactType ?? info.config?.mediaType;
       if (filter !== null && artifactType !== filter) continue;
-      manifests.push({ mediaType: img.mediaType, digest: img.digest, size: img.size, ...(artifactType ? { artifactType } : {}), ...(info.annotations ? { annotations: info.annotations } : {}) });
+      manifests.push({
+        mediaType: img.mediaType,
+        digest: img.digest,
+        size: img.size,
+        ...(artifactType ? { artifactType } : {}),
+        ...(info.annotations ? { annotations: info.annotations } : {}),
+      });
     }
     reply(
       x,
       200,
-      { ...COMMON, 'content-type': MediaType.OciIndex, ...(filter !== null ? { 'oci-filters-applied': 'artifactType' } : {}) },
+      {
+        ...COMMON,
+        'content-type': MediaType.OciIndex,
+        ...(filter !== null ? { 'oci-filters-applied': 'artifactType' } : {}),
+      },
       JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }),
     );
   }

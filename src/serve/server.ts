@@ -73,15 +73,28 @@ export interface LadingServer {
 export async function startServer(opts: ServeOptions): Promise<LadingServer> {
   const log = opts.logger ?? (() => undefined);
   const registryId = opts.registryId ?? '000000000000';
-  if (!/^[0-9]{12}$/.test(registryId)) throw new LadingError('USAGE', `registryId must be 12 digits, got ${JSON.stringify(registryId)}`);
+  if (!/^[0-9]{12}$/.test(registryId))
+    throw new LadingError('USAGE', `registryId must be 12 digits, got ${JSON.stringify(registryId)}`);
   const faults = new FaultInjector(opts.faults ?? []);
   const storage = await Storage.open(opts.dataDir, log);
   const uploads = new Uploads(storage.scratchDir, opts.uploadTtlMs ?? 3600_000);
   const tokens = new TokenStore(opts.tokenTtlMs ?? 12 * 3600_000);
   const calls: Record<string, number> = {};
   let host = '127.0.0.1:0';
-  const state: ServeState = { storage, uploads, tokens, registryId, region: opts.region, host: () => host, reposLock: new Mutex(), log };
-  const registry = new RegistryApi(state, { blobMounting: opts.blobMounting ?? false, missingRepository: opts.missingRepository ?? 'not-found' });
+  const state: ServeState = {
+    storage,
+    uploads,
+    tokens,
+    registryId,
+    region: opts.region,
+    host: () => host,
+    reposLock: new Mutex(),
+    log,
+  };
+  const registry = new RegistryApi(state, {
+    blobMounting: opts.blobMounting ?? false,
+    missingRepository: opts.missingRepository ?? 'not-found',
+  });
 
   const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = Date.now();
@@ -90,14 +103,28 @@ export async function startServer(opts: ServeOptions): Promise<LadingServer> {
     const isRegistry = url.pathname === '/v2' || url.pathname.startsWith('/v2/');
     const route = isRegistry ? registryRoute(method, url.pathname) : undefined;
     const isEcr = !isRegistry && method === 'POST' && url.pathname === '/';
-    const op = route ? route.key : isEcr ? (ecrOperation(req.headers['x-amz-target']) ?? 'ECR unknown operation') : `${method} other`;
+    const op = route
+      ? route.key
+      : isEcr
+        ? (ecrOperation(req.headers['x-amz-target']) ?? 'ECR unknown operation')
+        : `${method} other`;
     calls[op] = (calls[op] ?? 0) + 1;
     const x: Exchange = { req, res, url, op, dropResponse: false };
-    const done = (): void => log(`${method} ${url.pathname}${isEcr ? ` ${op}` : ''} -> ${x.status === undefined ? 'connection dropped' : x.status} (${Date.now() - started} ms)`);
+    const done = (): void =>
+      log(
+        `${method} ${url.pathname}${isEcr ? ` ${op}` : ''} -> ${x.status === undefined ? 'connection dropped' : x.status} (${Date.now() - started} ms)`,
+      );
     res.once('close', done);
     if (!route && !isEcr) {
       req.resume();
-      reply(x, 404, { 'content-type': 'application/json' }, JSON.stringify({ message: `lading serve: no such endpoint ${method} ${url.pathname} (ECR API: POST /; registry API: /v2/)` }));
+      reply(
+        x,
+        404,
+        { 'content-type': 'application/json' },
+        JSON.stringify({
+          message: `lading serve: no such endpoint ${method} ${url.pathname} (ECR API: POST /; registry API: /v2/)`,
+        }),
+      );
       return;
     }
     const fault = faults.check(op);
@@ -130,7 +157,8 @@ export async function startServer(opts: ServeOptions): Promise<LadingServer> {
                   ? new ApiError('ServerException', message, 500)
                   : new ApiError(fault.error!, message, fault.status ?? 400);
             sendEcrError(x, e);
-          } else if (fault.kind === 'throttle') ociError(x, 429, 'TOOMANYREQUESTS', fault.message ?? 'Rate exceeded', undefined, { 'retry-after': '1' });
+          } else if (fault.kind === 'throttle')
+            ociError(x, 429, 'TOOMANYREQUESTS', fault.message ?? 'Rate exceeded', undefined, { 'retry-after': '1' });
           else if (fault.kind === 'server-error') ociError(x, 500, 'UNKNOWN', message);
           else ociError(x, fault.status ?? 400, fault.error!, message);
           return;
@@ -155,7 +183,13 @@ export async function startServer(opts: ServeOptions): Promise<LadingServer> {
   try {
     await new Promise<void>((resolve, reject) => {
       const onError = (e: NodeJS.ErrnoException): void => {
-        reject(new LadingError(e.code === 'EADDRINUSE' ? 'USAGE' : 'IO', `cannot listen on 127.0.0.1:${opts.port ?? 0}: ${e.message}`, { cause: e }));
+        reject(
+          new LadingError(
+            e.code === 'EADDRINUSE' ? 'USAGE' : 'IO',
+            `cannot listen on 127.0.0.1:${opts.port ?? 0}: ${e.message}`,
+            { cause: e },
+          ),
+        );
       };
       server.once('error', onError);
       server.listen(opts.port ?? 0, '127.0.0.1', () => {

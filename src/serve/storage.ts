@@ -97,14 +97,22 @@ export class Repository {
     const manifests: Record<string, unknown>[] = [];
     const entry = (img: ImageRecord, tag?: string): Record<string, unknown> => {
       const annotations = { ...img.annotations, ...(tag !== undefined ? { [REF_NAME]: tag } : {}) };
-      return { mediaType: img.mediaType, digest: img.digest, size: img.size, ...(Object.keys(annotations).length > 0 ? { annotations } : {}) };
+      return {
+        mediaType: img.mediaType,
+        digest: img.digest,
+        size: img.size,
+        ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+      };
     };
     for (const img of this.images.values()) {
       const tags = this.tagsOf(img.digest);
       if (tags.length === 0) manifests.push(entry(img));
       for (const t of tags) manifests.push(entry(img, t));
     }
-    return Buffer.from(`${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }, null, 2)}\n`, 'utf8');
+    return Buffer.from(
+      `${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }, null, 2)}\n`,
+      'utf8',
+    );
   }
 }
 
@@ -177,11 +185,15 @@ export class Storage {
         openRoots.add(key);
         return;
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw asLadingError(e, 'IO', `locking ${this.root}`);
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0)
+          throw asLadingError(e, 'IO', `locking ${this.root}`);
       }
       const pid = Number((await fsp.readFile(this.lockFile, 'utf8').catch(() => '')).trim());
       if (Number.isInteger(pid) && pid > 0 && (pid !== process.pid || openRoots.has(key)) && alive(pid)) {
-        throw new LadingError('CONFLICT', `${this.root} is in use by another lading serve (pid ${pid}); give each server its own --data directory`);
+        throw new LadingError(
+          'CONFLICT',
+          `${this.root} is in use by another lading serve (pid ${pid}); give each server its own --data directory`,
+        );
       }
       // A stale lock (its process is gone): take it over.
       await fsp.rm(this.lockFile, { force: true });
@@ -202,10 +214,12 @@ export class Storage {
       return;
     }
     const names = new Set(entries.map((e) => e.name));
-    const isRepo = dir !== this.root && (names.has(SETTINGS_FILE) || (names.has('index.json') && names.has('oci-layout')));
+    const isRepo =
+      dir !== this.root && (names.has(SETTINGS_FILE) || (names.has('index.json') && names.has('oci-layout')));
     if (isRepo) {
       const name = relative(this.root, dir).split(sep).join('/');
-      if (repositoryNameProblem(name) !== undefined) this.log(`ignoring ${dir}: "${name}" is not a valid repository name`);
+      if (repositoryNameProblem(name) !== undefined)
+        this.log(`ignoring ${dir}: "${name}" is not a valid repository name`);
       else {
         try {
           await this.load(name, dir);
@@ -222,7 +236,10 @@ export class Storage {
   }
 
   private async load(name: string, dir: string): Promise<void> {
-    let settings: RepositorySettings = { imageTagMutability: 'MUTABLE', createdAt: (await fsp.stat(dir)).mtime.toISOString() };
+    let settings: RepositorySettings = {
+      imageTagMutability: 'MUTABLE',
+      createdAt: (await fsp.stat(dir)).mtime.toISOString(),
+    };
     try {
       const raw = JSON.parse(await fsp.readFile(join(dir, SETTINGS_FILE), 'utf8')) as Partial<RepositorySettings>;
       settings = { ...settings, ...raw };
@@ -254,7 +271,13 @@ export class Storage {
       }
       const { [REF_NAME]: tag, ...rest } = d.annotations ?? {};
       if (!repo.images.has(d.digest)) {
-        repo.images.set(d.digest, { digest: d.digest, mediaType: d.mediaType, size: d.size, pushedAt: st.mtime, ...(Object.keys(rest).length > 0 ? { annotations: rest } : {}) });
+        repo.images.set(d.digest, {
+          digest: d.digest,
+          mediaType: d.mediaType,
+          size: d.size,
+          pushedAt: st.mtime,
+          ...(Object.keys(rest).length > 0 ? { annotations: rest } : {}),
+        });
       }
       if (tag !== undefined) {
         repo.tags.delete(tag);
@@ -280,7 +303,11 @@ export class Storage {
   }
 
   async writeSettings(repo: Repository): Promise<void> {
-    await writeFileAtomic(join(repo.dir, SETTINGS_FILE), `${JSON.stringify({ repositoryName: repo.name, ...repo.settings }, null, 2)}\n`, repo.dir);
+    await writeFileAtomic(
+      join(repo.dir, SETTINGS_FILE),
+      `${JSON.stringify({ repositoryName: repo.name, ...repo.settings }, null, 2)}\n`,
+      repo.dir,
+    );
   }
 
   async writeIndex(repo: Repository): Promise<void> {
@@ -290,7 +317,8 @@ export class Storage {
   /** Removes a repository's files (DeleteRepository); nested repositories' directories stay. */
   async remove(repo: Repository): Promise<void> {
     this.repos.delete(repo.name);
-    for (const f of ['blobs', 'index.json', 'oci-layout', SETTINGS_FILE]) await fsp.rm(join(repo.dir, f), { recursive: true, force: true });
+    for (const f of ['blobs', 'index.json', 'oci-layout', SETTINGS_FILE])
+      await fsp.rm(join(repo.dir, f), { recursive: true, force: true });
     await fsp.rmdir(repo.dir).catch(() => undefined);
   }
 
@@ -372,7 +400,8 @@ export class Storage {
     } catch {
       return img.size;
     }
-    if (info.kind === 'manifest') return info.layers.filter((l) => !isForeignLayerMediaType(l.mediaType)).reduce((n, l) => n + l.size, 0);
+    if (info.kind === 'manifest')
+      return info.layers.filter((l) => !isForeignLayerMediaType(l.mediaType)).reduce((n, l) => n + l.size, 0);
     if (depth > 4) return 0;
     let max = 0;
     for (const c of info.children) {

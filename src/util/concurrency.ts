@@ -2,7 +2,11 @@
  * Runs `fn` over `items` with at most `limit` in flight; the first failure stops new work
  * and is rethrown once the running ones settle. Small enough not to be worth a dependency.
  */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   let failed = false;

@@ -12,7 +12,17 @@ import { MAX_DOCKER_IMAGES } from '../../src/archive/formats/docker';
 import { MAX_MANIFESTS_VISITED } from '../../src/archive/formats/oci';
 import { LadingError } from '../../src/errors';
 import { dockerArchiveParts, type DockerArchiveImage } from '../fixtures/docker';
-import { BlobStore, MT, OCI_LAYOUT, indexJson, putImageManifest, sampleLayers, withAnnotations, type Descriptor, type PlatformSpec } from '../fixtures/image';
+import {
+  BlobStore,
+  MT,
+  OCI_LAYOUT,
+  indexJson,
+  putImageManifest,
+  sampleLayers,
+  withAnnotations,
+  type Descriptor,
+  type PlatformSpec,
+} from '../fixtures/image';
 import { file, freshPath, json, symlink, tarBuffer, type TarEntry } from '../fixtures/util';
 
 const AMD64: PlatformSpec = { os: 'linux', architecture: 'amd64' };
@@ -28,14 +38,23 @@ async function fanOut(levels: number, width: number): Promise<string> {
   const m = putImageManifest(store, AMD64, await sampleLayers(`fan-${levels}-${width}`, ['gzip']));
   let top: Descriptor = m.desc;
   for (let level = 0; level < levels; level++) {
-    const d = store.put(json({ schemaVersion: 2, mediaType: MT.ociIndex, manifests: Array.from({ length: width }, () => top) }));
+    const d = store.put(
+      json({ schemaVersion: 2, mediaType: MT.ociIndex, manifests: Array.from({ length: width }, () => top) }),
+    );
     top = { mediaType: MT.ociIndex, ...d };
   }
-  return write(`fan-${levels}-${width}.tar`, [...store.entries(), file('index.json', indexJson([withAnnotations(top, { 'org.opencontainers.image.ref.name': 'x' })])), file('oci-layout', OCI_LAYOUT)]);
+  return write(`fan-${levels}-${width}.tar`, [
+    ...store.entries(),
+    file('index.json', indexJson([withAnnotations(top, { 'org.opencontainers.image.ref.name': 'x' })])),
+    file('oci-layout', OCI_LAYOUT),
+  ]);
 }
 
 async function refusedWith(p: string, code: string, re: RegExp): Promise<void> {
-  await assert.rejects(inspectArchive(p, { verify: false }), (e: unknown) => e instanceof LadingError && e.code === code && re.test(e.message));
+  await assert.rejects(
+    inspectArchive(p, { verify: false }),
+    (e: unknown) => e instanceof LadingError && e.code === code && re.test(e.message),
+  );
 }
 
 describe('indexes that list the same children again and again', () => {
@@ -55,8 +74,15 @@ describe('manifest.json listing many images', () => {
     const image: DockerArchiveImage = { repoTags: null, platform: AMD64, layers: await sampleLayers('many', ['none']) };
     const parts = dockerArchiveParts([image], { order: 'sorted' });
     const m = parts.manifest[0] as { Config: string; Layers: string[] };
-    const list = Buffer.from(`[${Array.from({ length: count }, (_, i) => `{"Config":"c","RepoTags":["r:${i}"],"Layers":["l"]}`).join(',')}]`);
-    return write(`many-${count}.tar`, [...parts.entries.filter((e) => e.name !== 'manifest.json'), symlink('c', m.Config), symlink('l', m.Layers[0]!), file('manifest.json', list)]);
+    const list = Buffer.from(
+      `[${Array.from({ length: count }, (_, i) => `{"Config":"c","RepoTags":["r:${i}"],"Layers":["l"]}`).join(',')}]`,
+    );
+    return write(`many-${count}.tar`, [
+      ...parts.entries.filter((e) => e.name !== 'manifest.json'),
+      symlink('c', m.Config),
+      symlink('l', m.Layers[0]!),
+      file('manifest.json', list),
+    ]);
   }
 
   it(`${MAX_DOCKER_IMAGES} images naming one config and one layer are read (the config once)`, async () => {

@@ -10,7 +10,17 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { inspectArchive } from '../../src/archive';
 import { isLadingError } from '../../src/errors';
-import { ExpectedImage, ExpectedInspect, MT, SYNTHESIZED, asJson, assertInspect, rejection, streamOf, within } from '../fixtures';
+import {
+  ExpectedImage,
+  ExpectedInspect,
+  MT,
+  SYNTHESIZED,
+  asJson,
+  assertInspect,
+  rejection,
+  streamOf,
+  within,
+} from '../fixtures';
 
 /** The repository root (the directory holding package.json), from the source or the compiled test. */
 function repoRoot(): string {
@@ -24,11 +34,17 @@ function repoRoot(): string {
 }
 const CORPUS = path.resolve(repoRoot(), '..', 'shared', 'corpus');
 const corpus = (name: string): string => path.join(CORPUS, name);
-const skipUnless = (name: string): { skip: string } | Record<string, never> => (fs.existsSync(corpus(name)) ? {} : { skip: `${name} is not in ../shared/corpus` });
+const skipUnless = (name: string): { skip: string } | Record<string, never> =>
+  fs.existsSync(corpus(name)) ? {} : { skip: `${name} is not in ../shared/corpus` };
 
 const AMD64 = { os: 'linux', architecture: 'amd64' };
 
-function legacy(names: string[], config: [string, number], layers: Array<{ digest: string; size: number; mediaType?: string; diffId?: string }>, platform = AMD64): ExpectedImage {
+function legacy(
+  names: string[],
+  config: [string, number],
+  layers: Array<{ digest: string; size: number; mediaType?: string; diffId?: string }>,
+  platform = AMD64,
+): ExpectedImage {
   return {
     names,
     digest: SYNTHESIZED,
@@ -40,7 +56,12 @@ function legacy(names: string[], config: [string, number], layers: Array<{ diges
         available: true,
         platform,
         config: { digest: `sha256:${config[0]}`, size: config[1] },
-        layers: layers.map((l) => ({ digest: `sha256:${l.digest}`, size: l.size, mediaType: l.mediaType ?? MT.dockerLayer, diffId: `sha256:${l.diffId ?? l.digest}` })),
+        layers: layers.map((l) => ({
+          digest: `sha256:${l.digest}`,
+          size: l.size,
+          mediaType: l.mediaType ?? MT.dockerLayer,
+          diffId: `sha256:${l.diffId ?? l.digest}`,
+        })),
       },
     ],
   };
@@ -64,7 +85,13 @@ const GOOD: Record<string, GoodCase> = {
     expected: {
       format: 'docker-archive',
       compression: 'none',
-      images: [legacy(['emptyimage:latest'], ['9d7f147c0d0c4d4538a04c7ef385809e56eb1aac7bf800fbe976612188025b68', 1294], [{ digest: '0b916d257bd406111a3fced53f81b47de9a30f7c7d514a89769b3483aaddca7e', size: 1536 }])],
+      images: [
+        legacy(
+          ['emptyimage:latest'],
+          ['9d7f147c0d0c4d4538a04c7ef385809e56eb1aac7bf800fbe976612188025b68', 1294],
+          [{ digest: '0b916d257bd406111a3fced53f81b47de9a30f7c7d514a89769b3483aaddca7e', size: 1536 }],
+        ),
+      ],
     },
   },
   'ggcr-hello-world-v25.tar': {
@@ -101,15 +128,27 @@ const GOOD: Record<string, GoodCase> = {
   },
   'ggcr-test_image_1.tar': {
     notes: 'legacy docker save (bazel rules_docker)',
-    expected: { format: 'docker-archive', compression: 'none', images: [legacy(['bazel/v1/tarball:test_image_1'], CONFIG_1, [LAYER_1])] },
+    expected: {
+      format: 'docker-archive',
+      compression: 'none',
+      images: [legacy(['bazel/v1/tarball:test_image_1'], CONFIG_1, [LAYER_1])],
+    },
   },
   'ggcr-test_image_2.tar': {
     notes: 'legacy docker save (bazel rules_docker)',
-    expected: { format: 'docker-archive', compression: 'none', images: [legacy(['bazel/v1/tarball:test_image_2'], CONFIG_2, [LAYER_2])] },
+    expected: {
+      format: 'docker-archive',
+      compression: 'none',
+      images: [legacy(['bazel/v1/tarball:test_image_2'], CONFIG_2, [LAYER_2])],
+    },
   },
   'ggcr-test_load_manifest.tar': {
     notes: 'legacy docker save, same image as test_image_1',
-    expected: { format: 'docker-archive', compression: 'none', images: [legacy(['bazel/v1/tarball:test_image_1'], CONFIG_1, [LAYER_1])] },
+    expected: {
+      format: 'docker-archive',
+      compression: 'none',
+      images: [legacy(['bazel/v1/tarball:test_image_1'], CONFIG_1, [LAYER_1])],
+    },
   },
   'ggcr-test_bundle.tar': {
     notes: 'two images; the first has a LayerSources entry that contradicts its stored layer',
@@ -122,34 +161,58 @@ const GOOD: Record<string, GoodCase> = {
       format: 'docker-archive',
       compression: 'none',
       images: [
-        legacy(['test_image_2'], CONFIG_2, [{ digest: '321460fa87fd42433950b42d04b7aff249f4ed960d43404a9f699886906cc9d3', size: 165, mediaType: MT.dockerLayerGzip, diffId: LAYER_2.digest }]),
+        legacy(['test_image_2'], CONFIG_2, [
+          {
+            digest: '321460fa87fd42433950b42d04b7aff249f4ed960d43404a9f699886906cc9d3',
+            size: 165,
+            mediaType: MT.dockerLayerGzip,
+            diffId: LAYER_2.digest,
+          },
+        ]),
         legacy(['test_image_1'], CONFIG_1, [LAYER_1]),
       ],
     },
     alsoAccept: (got) => {
       const g = asJson(got) as { images?: Array<{ manifests?: Array<{ layers?: Array<Record<string, unknown>> }> }> };
       const layer = g.images?.[0]?.manifests?.[0]?.layers?.[0];
-      if (layer && layer.digest === `sha256:${LAYER_2.digest}` && layer.size === LAYER_2.size && layer.mediaType === MT.dockerLayer) {
-        Object.assign(layer, { digest: 'sha256:321460fa87fd42433950b42d04b7aff249f4ed960d43404a9f699886906cc9d3', size: 165, mediaType: MT.dockerLayerGzip });
+      if (
+        layer &&
+        layer.digest === `sha256:${LAYER_2.digest}` &&
+        layer.size === LAYER_2.size &&
+        layer.mediaType === MT.dockerLayer
+      ) {
+        Object.assign(layer, {
+          digest: 'sha256:321460fa87fd42433950b42d04b7aff249f4ed960d43404a9f699886906cc9d3',
+          size: 165,
+          mediaType: MT.dockerLayerGzip,
+        });
       }
       return g;
     },
   },
   'ggcr-test_link.tar': {
-    notes: 'two images sharing a layer through the symlink b159.../layer.tar -> ../6e77.../layer.tar (which comes AFTER it in the stream); Parent field',
+    notes:
+      'two images sharing a layer through the symlink b159.../layer.tar -> ../6e77.../layer.tar (which comes AFTER it in the stream); Parent field',
     expected: {
       format: 'docker-archive',
       compression: 'none',
       images: [
         legacy(['bazel/v1/tarball:test_image_1'], CONFIG_1, [LAYER_1]),
-        legacy(['bazel/v1/tarball:test_image_3'], ['d4c9adacde69c3d92446e0484cea29493e9fd573cf0c8febfc700d80c46697a4', 1475], [LAYER_1, { digest: '6b617a2706576ed038acdc3aa668cac62010386a5a3d227d83aada32085c9f29', size: 2048 }]),
+        legacy(
+          ['bazel/v1/tarball:test_image_3'],
+          ['d4c9adacde69c3d92446e0484cea29493e9fd573cf0c8febfc700d80c46697a4', 1475],
+          [LAYER_1, { digest: '6b617a2706576ed038acdc3aa668cac62010386a5a3d227d83aada32085c9f29', size: 2048 }],
+        ),
       ],
     },
   },
 };
 
 const BAD: Record<string, { code: string; notes: string }> = {
-  'ggcr-no_manifest.tar': { code: 'NO_MANIFEST', notes: 'only the pre-1.10 `repositories` + per-layer json: no manifest.json, no index.json' },
+  'ggcr-no_manifest.tar': {
+    code: 'NO_MANIFEST',
+    notes: 'only the pre-1.10 `repositories` + per-layer json: no manifest.json, no index.json',
+  },
   'ggcr-null_manifest.tar': { code: 'BAD_MANIFEST', notes: 'manifest.json is the JSON literal null' },
 };
 
@@ -196,11 +259,36 @@ const MANIFEST_TYPES = new Set<string>([MT.ociManifest, MT.dockerManifest]);
  * (depth first) its digest prefix and platform ("-" = null: the artifacts' configs are `{}`).
  */
 const REGCLIENT: Array<[string, string[], string[]]> = [
-  ['sha256:119b4a63feed', ['b1'], ['2f295c8e37f1 linux/amd64', '35f35d912637 linux/arm64', 'a347aaec7c49 linux/arm/v7', '431e0e3ba987 linux/arm/v6']],
-  ['sha256:87144634443f', ['b2'], ['dca0e7ab3bf3 linux/amd64', 'e4913f3e22d9 linux/arm64', 'f7b8e272ae4c linux/arm/v7', 'cc9f1f974e0d linux/arm/v6']],
-  ['sha256:caf692c7d56c', ['b3'], ['5db14b573e80 linux/amd64', '2ee2598fa265 linux/arm64', 'aab659a864f0 linux/arm/v7', '2ecb7d1b2e09 linux/arm/v6']],
-  ['sha256:7ceb9b6bcc27', ['v1'], ['1effc9d48232 linux/amd64', '7e87ffc91b9c linux/arm64', '43089316cfee unknown/unknown', 'd91043439162 unknown/unknown']],
-  ['sha256:dfae8f425735', ['v2'], ['ee378b79279b linux/amd64', '6bed79d0800a linux/arm64', '36ed7f4ec454 linux/arm/v7']],
+  [
+    'sha256:119b4a63feed',
+    ['b1'],
+    ['2f295c8e37f1 linux/amd64', '35f35d912637 linux/arm64', 'a347aaec7c49 linux/arm/v7', '431e0e3ba987 linux/arm/v6'],
+  ],
+  [
+    'sha256:87144634443f',
+    ['b2'],
+    ['dca0e7ab3bf3 linux/amd64', 'e4913f3e22d9 linux/arm64', 'f7b8e272ae4c linux/arm/v7', 'cc9f1f974e0d linux/arm/v6'],
+  ],
+  [
+    'sha256:caf692c7d56c',
+    ['b3'],
+    ['5db14b573e80 linux/amd64', '2ee2598fa265 linux/arm64', 'aab659a864f0 linux/arm/v7', '2ecb7d1b2e09 linux/arm/v6'],
+  ],
+  [
+    'sha256:7ceb9b6bcc27',
+    ['v1'],
+    [
+      '1effc9d48232 linux/amd64',
+      '7e87ffc91b9c linux/arm64',
+      '43089316cfee unknown/unknown',
+      'd91043439162 unknown/unknown',
+    ],
+  ],
+  [
+    'sha256:dfae8f425735',
+    ['v2'],
+    ['ee378b79279b linux/amd64', '6bed79d0800a linux/arm64', '36ed7f4ec454 linux/arm/v7'],
+  ],
   [
     'sha256:6fe828b32b9b',
     ['v3', 'sha256-7ceb9b6bcc274697d0c38be6214b50cec79d601bc61708747d3f6cb772f6c6fa.6fe828b32b9b4572.meta'],
@@ -208,20 +296,48 @@ const REGCLIENT: Array<[string, string[], string[]]> = [
   ],
   ['sha256:43089316cfee', ['a-docker'], ['43089316cfee -']],
   ['sha256:d91043439162', ['a-docker-oci'], ['d91043439162 -']],
-  ['sha256:4351e6ebc634', ['sha256-7e87ffc91b9ceafa85be2777b16b1be10e4664fd4f3acc86e4295b97da5163ba'], ['d91043439162 -']],
+  [
+    'sha256:4351e6ebc634',
+    ['sha256-7e87ffc91b9ceafa85be2777b16b1be10e4664fd4f3acc86e4295b97da5163ba'],
+    ['d91043439162 -'],
+  ],
   ['sha256:0484e93c23cd', ['a1'], ['0484e93c23cd -']],
-  ['sha256:955b8a891713', ['sha256-dfae8f425735a5e3a72e40d6609e03079995511d48157c74d54801ff4430491e'], ['0484e93c23cd -', '741132f956e1 -']],
+  [
+    'sha256:955b8a891713',
+    ['sha256-dfae8f425735a5e3a72e40d6609e03079995511d48157c74d54801ff4430491e'],
+    ['0484e93c23cd -', '741132f956e1 -'],
+  ],
   ['sha256:741132f956e1', ['a2'], ['741132f956e1 -']],
-  ['sha256:41d51f3b861a', ['sha256-ee378b79279b57eb5ac1f3b892c9ad2a9be9d9ccabe1a29a9cbaed8cad182358'], ['30bc58e881e9 -']],
-  ['sha256:98291b121cf5', ['sha256-36ed7f4ec4545a40ca043f60d76653ef3d2a76f58a051c0f3a256aaab26fb847'], ['d2e2970e57e0 -']],
-  ['sha256:7ee385b1056d', ['sha256-6bed79d0800a0d3a1d0e0e8105a6a5f7f7758ce09e160a8f142574c418302467'], ['25ecacb3ebf8 -']],
+  [
+    'sha256:41d51f3b861a',
+    ['sha256-ee378b79279b57eb5ac1f3b892c9ad2a9be9d9ccabe1a29a9cbaed8cad182358'],
+    ['30bc58e881e9 -'],
+  ],
+  [
+    'sha256:98291b121cf5',
+    ['sha256-36ed7f4ec4545a40ca043f60d76653ef3d2a76f58a051c0f3a256aaab26fb847'],
+    ['d2e2970e57e0 -'],
+  ],
+  [
+    'sha256:7ee385b1056d',
+    ['sha256-6bed79d0800a0d3a1d0e0e8105a6a5f7f7758ce09e160a8f142574c418302467'],
+    ['25ecacb3ebf8 -'],
+  ],
   ['sha256:2a25aa502b51', ['a3'], ['2a25aa502b51 -']],
   ['sha256:df85221e1519', ['ai'], ['0484e93c23cd -', '741132f956e1 -']],
   ['sha256:905693978d03', ['a-example'], ['905693978d03 -']],
   ['sha256:8e54c6754f08', ['child'], ['8e54c6754f08 -']],
   ['sha256:d69399e05204', ['loop'], ['8e54c6754f08 -']],
-  ['sha256:fdc0d9052a90', ['sha256-8e54c6754f08d22f85c7552bb1951b228b8194d29b14a1639dbe50868da0273e'], ['8e54c6754f08 -']],
-  ['sha256:0514ce64171e', ['mirror', 'sha256-0514ce64171e869a0b065fa1ce1b533e82808c9228d5b97ea6e3ef2e026d9aed'], ['0514ce64171e -']],
+  [
+    'sha256:fdc0d9052a90',
+    ['sha256-8e54c6754f08d22f85c7552bb1951b228b8194d29b14a1639dbe50868da0273e'],
+    ['8e54c6754f08 -'],
+  ],
+  [
+    'sha256:0514ce64171e',
+    ['mirror', 'sha256-0514ce64171e869a0b065fa1ce1b533e82808c9228d5b97ea6e3ef2e026d9aed'],
+    ['0514ce64171e -'],
+  ],
   ['sha256:819ff4564a5d', [], ['819ff4564a5d -']],
   ['sha256:ad460bc30198', [], ['ad460bc30198 -']],
 ];
@@ -246,7 +362,8 @@ function platformString(p: { os: string; architecture: string; variant?: string 
 
 void describe('corpus: regclient-testrepo (OCI layout by buildx + regctl)', skipUnless('regclient-testrepo'), () => {
   const root = corpus('regclient-testrepo');
-  const blob = (digest: string): Buffer => fs.readFileSync(path.join(root, 'blobs', 'sha256', digest.slice('sha256:'.length)));
+  const blob = (digest: string): Buffer =>
+    fs.readFileSync(path.join(root, 'blobs', 'sha256', digest.slice('sha256:'.length)));
 
   void it('its "loop" entry is a referrers loop (through `subject` and a sha256-<hex> tag), not a cycle of index `manifests`', () => {
     // Established from the files, so the expectation below (the whole layout reads) stands on data:
@@ -263,7 +380,11 @@ void describe('corpus: regclient-testrepo (OCI layout by buildx + regctl)', skip
     const loop = index.manifests.find((d) => d.annotations?.['org.opencontainers.image.ref.name'] === 'loop');
     assert.ok(loop, 'a `loop` entry');
     const body = JSON.parse(blob(loop.digest).toString('utf8')) as { manifests: Desc[]; subject?: Desc };
-    assert.equal(body.subject?.digest, body.manifests[0]?.digest, 'the loop index lists and refers to (subject) the same child');
+    assert.equal(
+      body.subject?.digest,
+      body.manifests[0]?.digest,
+      'the loop index lists and refers to (subject) the same child',
+    );
   });
 
   void it('reads the whole layout: 24 images, names, nested platforms, artifacts with a null platform', async () => {
@@ -272,7 +393,11 @@ void describe('corpus: regclient-testrepo (OCI layout by buildx + regctl)', skip
     assert.equal(got.format, 'oci-layout');
     assert.equal(got.compression, 'none');
     assert.deepStrictEqual(
-      got.images.map((img) => [img.digest?.slice(0, 19) ?? null, img.names, img.manifests.map((m) => `${m.digest.slice(7, 19)} ${platformString(m.platform)}`)]),
+      got.images.map((img) => [
+        img.digest?.slice(0, 19) ?? null,
+        img.names,
+        img.manifests.map((m) => `${m.digest.slice(7, 19)} ${platformString(m.platform)}`),
+      ]),
       REGCLIENT,
     );
     const index = JSON.parse(fs.readFileSync(path.join(root, 'index.json'), 'utf8')) as { manifests: Desc[] };
@@ -282,7 +407,11 @@ void describe('corpus: regclient-testrepo (OCI layout by buildx + regctl)', skip
       assert.equal(img.mediaType, top.mediaType, `${img.digest}: media type of its index.json descriptor`);
       for (const m of img.manifests) {
         // every child of this layout is present: config and layers are those of the manifest blob
-        const body = JSON.parse(blob(m.digest).toString('utf8')) as { mediaType?: string; config: Desc; layers: Desc[] };
+        const body = JSON.parse(blob(m.digest).toString('utf8')) as {
+          mediaType?: string;
+          config: Desc;
+          layers: Desc[];
+        };
         assert.ok(MANIFEST_TYPES.has(m.mediaType), `${m.digest}: an image manifest media type`);
         assert.equal(m.available, true, `${m.digest} available`);
         assert.deepStrictEqual(m.config, { digest: body.config.digest, size: body.config.size }, `${m.digest} config`);
@@ -294,9 +423,12 @@ void describe('corpus: regclient-testrepo (OCI layout by buildx + regctl)', skip
         );
         const diffIds = config.rootfs?.diff_ids;
         // artifacts (config `{}`) have no diff_ids: the spec leaves their diffId open, only a string is required
-        m.layers.forEach((l, i) => (diffIds ? assert.equal(l.diffId, diffIds[i], `${m.digest} layer ${i} diffId`) : assert.equal(typeof l.diffId, 'string')));
+        m.layers.forEach((l, i) =>
+          diffIds
+            ? assert.equal(l.diffId, diffIds[i], `${m.digest} layer ${i} diffId`)
+            : assert.equal(typeof l.diffId, 'string'),
+        );
       }
     }
   });
 });
-

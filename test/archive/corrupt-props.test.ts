@@ -24,12 +24,23 @@ const runs = Number(process.env.FC_NUM_RUNS ?? 60);
 const dir = mkdtempSync(join(tmpdir(), 'lading-corrupt-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-type Mutation = { kind: 'flip'; at: number; value: number } | { kind: 'truncate'; at: number } | { kind: 'splice'; at: number; junk: Uint8Array };
+type Mutation =
+  | { kind: 'flip'; at: number; value: number }
+  | { kind: 'truncate'; at: number }
+  | { kind: 'splice'; at: number; junk: Uint8Array };
 
 const mutation = fc.oneof(
-  fc.record({ kind: fc.constant('flip' as const), at: fc.double({ min: 0, max: 1, noNaN: true }).map((x) => x), value: fc.integer({ min: 0, max: 255 }) }),
+  fc.record({
+    kind: fc.constant('flip' as const),
+    at: fc.double({ min: 0, max: 1, noNaN: true }).map((x) => x),
+    value: fc.integer({ min: 0, max: 255 }),
+  }),
   fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
-  fc.record({ kind: fc.constant('splice' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), junk: fc.uint8Array({ minLength: 1, maxLength: 600 }) }),
+  fc.record({
+    kind: fc.constant('splice' as const),
+    at: fc.double({ min: 0, max: 1, noNaN: true }),
+    junk: fc.uint8Array({ minLength: 1, maxLength: 600 }),
+  }),
 ) as fc.Arbitrary<unknown> as fc.Arbitrary<{ kind: Mutation['kind']; at: number; value?: number; junk?: Uint8Array }>;
 
 function apply(buf: Buffer, muts: { kind: Mutation['kind']; at: number; value?: number; junk?: Uint8Array }[]): Buffer {
@@ -69,8 +80,14 @@ describe('corrupted archives give typed errors only', () => {
     ['a FIFO whose data is a second manifest.json', DIFFERENTIAL_BUILDERS[0]!],
     ['manifest.json twice', DIFFERENTIAL_BUILDERS[2]!],
     ['a lone zero block before a second manifest.json', DIFFERENTIAL_BUILDERS[9]!],
-    ['layers named through a chain of directory links', async () => ({ path: await writeTar('seed-links', linkChainEntries(6, 40, 20)) })],
-    ['indexes listing the next one many times', async () => ({ path: await writeTar('seed-fan-out', await fanOutEntries(4, 30)) })],
+    [
+      'layers named through a chain of directory links',
+      async () => ({ path: await writeTar('seed-links', linkChainEntries(6, 40, 20)) }),
+    ],
+    [
+      'indexes listing the next one many times',
+      async () => ({ path: await writeTar('seed-fan-out', await fanOutEntries(4, 30)) }),
+    ],
   ];
   for (const [name, build] of builders) {
     it(name, async () => {

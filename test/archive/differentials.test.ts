@@ -32,7 +32,10 @@ let seq = 0;
 type Seen = { ok: string[] } | { error: string };
 
 function norm(name: string): string {
-  return name.split('/').filter((p) => p !== '' && p !== '.').join('/');
+  return name
+    .split('/')
+    .filter((p) => p !== '' && p !== '.')
+    .join('/');
 }
 
 function line(name: string, kind: string, sha?: string): string {
@@ -42,7 +45,15 @@ function line(name: string, kind: string, sha?: string): string {
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 function kindOf(e: TarEntry): string {
-  return e.type === 'file' ? 'file' : e.type === 'directory' ? 'dir' : e.type === 'symlink' ? `symlink->${e.linkname}` : e.type === 'hardlink' ? `hardlink->${e.linkname}` : 'other';
+  return e.type === 'file'
+    ? 'file'
+    : e.type === 'directory'
+      ? 'dir'
+      : e.type === 'symlink'
+        ? `symlink->${e.linkname}`
+        : e.type === 'hardlink'
+          ? `hardlink->${e.linkname}`
+          : 'other';
 }
 
 async function ladingFile(file: string): Promise<string[]> {
@@ -74,7 +85,9 @@ async function ladingStream(buf: Buffer): Promise<string[]> {
 }
 
 async function lading(file: string, buf: Buffer): Promise<{ ok: string[] } | { code: ErrorCode; message: string }> {
-  const settle = async (p: () => Promise<string[]>): Promise<{ ok: string[] } | { code: ErrorCode; message: string }> => {
+  const settle = async (
+    p: () => Promise<string[]>,
+  ): Promise<{ ok: string[] } | { code: ErrorCode; message: string }> => {
     try {
       return { ok: await p() };
     } catch (e) {
@@ -110,7 +123,10 @@ const hasPython = spawnSync('python3', ['-c', 'import tarfile'], { stdio: 'ignor
 const hasGnuTar = spawnSync('tar', ['--version'], { encoding: 'utf8' }).stdout?.includes('GNU tar') ?? false;
 
 function python(file: string): Seen {
-  const r = JSON.parse(execFileSync('python3', ['-c', PY, file], { encoding: 'utf8' })) as { ok?: { name: string; kind: string; sha?: string }[]; error?: string };
+  const r = JSON.parse(execFileSync('python3', ['-c', PY, file], { encoding: 'utf8' })) as {
+    ok?: { name: string; kind: string; sha?: string }[];
+    error?: string;
+  };
   if (r.error !== undefined) return { error: r.error };
   return { ok: r.ok!.map((e) => line(e.name, e.kind, e.sha)) };
 }
@@ -120,10 +136,24 @@ function python(file: string): Seen {
  * regular file (it runs only for those). A damaged archive (exit status 2) counts as an error.
  */
 function gnuTar(file: string): Seen {
-  const list = spawnSync('tar', ['--list', '--verbose', '--numeric-owner', '--quoting-style=literal', '-f', file], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
-  const data = spawnSync('tar', ['--extract', '-f', file, '--to-command=sha256sum'], { encoding: 'utf8', cwd: dir, env: { ...process.env, LC_ALL: 'C' } });
-  if (list.status !== 0 || data.status !== 0) return { error: `exit ${list.status}/${data.status}: ${(list.stderr + data.stderr).trim().split('\n').join(' | ')}` };
-  const hashes = data.stdout.trim().split('\n').filter((l) => l !== '').map((l) => l.split(' ')[0]!);
+  const list = spawnSync('tar', ['--list', '--verbose', '--numeric-owner', '--quoting-style=literal', '-f', file], {
+    encoding: 'utf8',
+    env: { ...process.env, LC_ALL: 'C' },
+  });
+  const data = spawnSync('tar', ['--extract', '-f', file, '--to-command=sha256sum'], {
+    encoding: 'utf8',
+    cwd: dir,
+    env: { ...process.env, LC_ALL: 'C' },
+  });
+  if (list.status !== 0 || data.status !== 0)
+    return {
+      error: `exit ${list.status}/${data.status}: ${(list.stderr + data.stderr).trim().split('\n').join(' | ')}`,
+    };
+  const hashes = data.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.split(' ')[0]!);
   const out: string[] = [];
   for (const l of list.stdout.split('\n').filter((x) => x !== '')) {
     // "-rw-r--r-- 0/0  5 1970-01-01 00:00 name" / "lrw... name -> target" / "hrw... name link to target"
@@ -218,12 +248,19 @@ function buildGoReader(): void {
   fs.writeFileSync(join(src, 'main.go'), GO_READER);
   fs.writeFileSync(join(src, 'go.mod'), 'module goread\n\ngo 1.21\n');
   const out = join(dir, 'goread-bin');
-  const r = spawnSync('go', ['build', '-o', out, '.'], { cwd: src, env: { ...process.env, GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local', GOPROXY: 'off' }, encoding: 'utf8' });
+  const r = spawnSync('go', ['build', '-o', out, '.'], {
+    cwd: src,
+    env: { ...process.env, GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local', GOPROXY: 'off' },
+    encoding: 'utf8',
+  });
   if (r.status === 0) goBinary = out;
 }
 
 function go(file: string): Seen {
-  const r = JSON.parse(execFileSync(goBinary!, [file], { encoding: 'utf8' })) as { ok?: { name: string; kind: string; sha?: string }[]; error?: string };
+  const r = JSON.parse(execFileSync(goBinary!, [file], { encoding: 'utf8' })) as {
+    ok?: { name: string; kind: string; sha?: string }[];
+    error?: string;
+  };
   if (r.error !== undefined) return { error: r.error };
   // Go reports a global pax header as an entry of its own, which describes no file.
   return { ok: r.ok!.filter((e) => e.kind !== 'type-g').map((e) => line(e.name, e.kind, e.sha)) };
@@ -231,31 +268,39 @@ function go(file: string): Seen {
 
 // ------------------------------------------------------------------------------------------
 
-describe('parser differentials: lading refuses, or reads what Python, GNU tar and Go read', { skip: hasPython && hasGnuTar ? false : 'needs python3 and GNU tar' }, () => {
-  before(buildGoReader);
+describe(
+  'parser differentials: lading refuses, or reads what Python, GNU tar and Go read',
+  { skip: hasPython && hasGnuTar ? false : 'needs python3 and GNU tar' },
+  () => {
+    before(buildGoReader);
 
-  for (const c of cases) {
-    it(c.name, async (t) => {
-      const file = join(dir, `${++seq}.tar`);
-      fs.writeFileSync(file, c.bytes);
-      const ours = await lading(file, c.bytes);
-      const theirs: [string, Seen][] = [
-        ['python', python(file)],
-        ['gnu tar', gnuTar(file)],
-      ];
-      if (goBinary !== undefined) theirs.push(['go', go(file)]);
-      for (const [who, seen] of theirs) t.diagnostic(`${who}: ${'ok' in seen ? seen.ok.join(' | ') : `error ${seen.error}`}`);
-      t.diagnostic(`lading: ${'ok' in ours ? ours.ok.join(' | ') : `${ours.code} ${ours.message}`}`);
-      if (c.refuse !== undefined) {
-        const views = theirs.map(([, seen]) => JSON.stringify(seen));
-        t.diagnostic(views.every((v) => v === views[0]) && !views[0]!.startsWith('{"error"') ? 'the other readers agree with each other (a defensive refusal)' : 'the other readers disagree with each other, or fail');
-        assert.ok('code' in ours, `lading read it: ${JSON.stringify(ours)}`);
-        assert.equal(ours.code, c.refuse, ours.message);
-        return;
-      }
-      assert.ok('ok' in ours, `lading refused it: ${'message' in ours ? ours.message : ''}`);
-      for (const [who, seen] of theirs) assert.deepEqual(seen, { ok: ours.ok }, `${who} reads it differently`);
-    });
-  }
-
-});
+    for (const c of cases) {
+      it(c.name, async (t) => {
+        const file = join(dir, `${++seq}.tar`);
+        fs.writeFileSync(file, c.bytes);
+        const ours = await lading(file, c.bytes);
+        const theirs: [string, Seen][] = [
+          ['python', python(file)],
+          ['gnu tar', gnuTar(file)],
+        ];
+        if (goBinary !== undefined) theirs.push(['go', go(file)]);
+        for (const [who, seen] of theirs)
+          t.diagnostic(`${who}: ${'ok' in seen ? seen.ok.join(' | ') : `error ${seen.error}`}`);
+        t.diagnostic(`lading: ${'ok' in ours ? ours.ok.join(' | ') : `${ours.code} ${ours.message}`}`);
+        if (c.refuse !== undefined) {
+          const views = theirs.map(([, seen]) => JSON.stringify(seen));
+          t.diagnostic(
+            views.every((v) => v === views[0]) && !views[0]!.startsWith('{"error"')
+              ? 'the other readers agree with each other (a defensive refusal)'
+              : 'the other readers disagree with each other, or fail',
+          );
+          assert.ok('code' in ours, `lading read it: ${JSON.stringify(ours)}`);
+          assert.equal(ours.code, c.refuse, ours.message);
+          return;
+        }
+        assert.ok('ok' in ours, `lading refused it: ${'message' in ours ? ours.message : ''}`);
+        for (const [who, seen] of theirs) assert.deepEqual(seen, { ok: ours.ok }, `${who} reads it differently`);
+      });
+    }
+  },
+);

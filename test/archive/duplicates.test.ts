@@ -14,7 +14,16 @@ import { gzipSync } from 'node:zlib';
 import { inspectArchive, type InspectResult } from '../../src/archive';
 import { LadingError } from '../../src/errors';
 import { dockerArchiveParts, type DockerArchiveImage } from '../fixtures/docker';
-import { BlobStore, OCI_LAYOUT, indexJson, makeLayer, putImageManifest, sampleLayers, withAnnotations, type PlatformSpec } from '../fixtures/image';
+import {
+  BlobStore,
+  OCI_LAYOUT,
+  indexJson,
+  makeLayer,
+  putImageManifest,
+  sampleLayers,
+  withAnnotations,
+  type PlatformSpec,
+} from '../fixtures/image';
 import { streamOf } from '../fixtures/compress';
 import { file, freshPath, hexOf, json, pseudoRandom, tarBuffer, type TarEntry } from '../fixtures/util';
 
@@ -58,8 +67,16 @@ async function refusedEverywhere(a: { plain: string; gz: string }): Promise<void
 
 /** A legacy docker archive of two images (same tag length), with manifest.json naming one, then the other. */
 async function twoManifestJsons(firstName: string): Promise<{ entries: TarEntry[]; a: Buffer; b: Buffer }> {
-  const imgA: DockerArchiveImage = { repoTags: ['lading/dup:a'], platform: AMD64, layers: await sampleLayers('dup-a', ['none']) };
-  const imgB: DockerArchiveImage = { repoTags: ['lading/dup:b'], platform: ARM64, layers: await sampleLayers('dup-b', ['none']) };
+  const imgA: DockerArchiveImage = {
+    repoTags: ['lading/dup:a'],
+    platform: AMD64,
+    layers: await sampleLayers('dup-a', ['none']),
+  };
+  const imgB: DockerArchiveImage = {
+    repoTags: ['lading/dup:b'],
+    platform: ARM64,
+    layers: await sampleLayers('dup-b', ['none']),
+  };
   const parts = dockerArchiveParts([imgA, imgB], { order: 'sorted' });
   const a = json([parts.manifest[0]]);
   const b = json([parts.manifest[1]]);
@@ -77,13 +94,23 @@ describe('duplicate entries: refused on every path when the copies differ', () =
     const paths = await write('dup-manifest-json', entries);
     if (hasPython) {
       // Python lists both copies; getmember (and extraction, as docker load) answers the last.
-      const py = execFileSync('python3', ['-c', "import tarfile,sys\nt=tarfile.open(sys.argv[1])\nm=[x for x in t.getmembers() if x.name=='manifest.json']\nprint(len(m)); sys.stdout.write(t.extractfile(t.getmember('manifest.json')).read().decode())", paths.plain], { encoding: 'utf8' });
+      const py = execFileSync(
+        'python3',
+        [
+          '-c',
+          "import tarfile,sys\nt=tarfile.open(sys.argv[1])\nm=[x for x in t.getmembers() if x.name=='manifest.json']\nprint(len(m)); sys.stdout.write(t.extractfile(t.getmember('manifest.json')).read().decode())",
+          paths.plain,
+        ],
+        { encoding: 'utf8' },
+      );
       const [count, ...last] = py.split('\n');
       assert.equal(count, '2');
       assert.equal(last.join('\n'), b.toString());
     }
     if (hasSkopeo) {
-      const cfg = JSON.parse(execFileSync('skopeo', ['inspect', '--config', `docker-archive:${paths.plain}`], { encoding: 'utf8' })) as { architecture: string };
+      const cfg = JSON.parse(
+        execFileSync('skopeo', ['inspect', '--config', `docker-archive:${paths.plain}`], { encoding: 'utf8' }),
+      ) as { architecture: string };
       assert.equal(cfg.architecture, 'amd64', 'skopeo reads the first manifest.json (image a, amd64)');
     }
     await refusedEverywhere(paths);
@@ -99,9 +126,18 @@ describe('duplicate entries: refused on every path when the copies differ', () =
     const m1 = putImageManifest(store, AMD64, await sampleLayers('dup-index-1', ['gzip']));
     const m2 = putImageManifest(store, AMD64, await sampleLayers('dup-index-2', ['gzip']));
     const i1 = indexJson([withAnnotations(m1.desc, { 'org.opencontainers.image.ref.name': 'x' })]);
-    const i2 = indexJson([withAnnotations({ ...m2.desc, size: m1.desc.size }, { 'org.opencontainers.image.ref.name': 'x' })]);
+    const i2 = indexJson([
+      withAnnotations({ ...m2.desc, size: m1.desc.size }, { 'org.opencontainers.image.ref.name': 'x' }),
+    ]);
     assert.equal(i1.length, i2.length);
-    await refusedEverywhere(await write('dup-index-json', [file('index.json', i1), ...store.entries(), file('oci-layout', OCI_LAYOUT), file('index.json', i2)]));
+    await refusedEverywhere(
+      await write('dup-index-json', [
+        file('index.json', i1),
+        ...store.entries(),
+        file('oci-layout', OCI_LAYOUT),
+        file('index.json', i2),
+      ]),
+    );
   });
 
   it('oci-layout twice', async () => {
@@ -109,7 +145,14 @@ describe('duplicate entries: refused on every path when the copies differ', () =
     const m = putImageManifest(store, AMD64, await sampleLayers('dup-layout', ['gzip']));
     const other = json({ imageLayoutVersion: '9.0.0' });
     assert.equal(other.length, OCI_LAYOUT.length);
-    await refusedEverywhere(await write('dup-oci-layout', [file('oci-layout', other), ...store.entries(), file('index.json', indexJson([withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': 'x' })])), file('oci-layout', OCI_LAYOUT)]));
+    await refusedEverywhere(
+      await write('dup-oci-layout', [
+        file('oci-layout', other),
+        ...store.entries(),
+        file('index.json', indexJson([withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': 'x' })])),
+        file('oci-layout', OCI_LAYOUT),
+      ]),
+    );
   });
 
   it('a config blob twice, the first copy wrong (the last one verifies; skopeo would read the first)', async () => {
@@ -119,7 +162,14 @@ describe('duplicate entries: refused on every path when the copies differ', () =
     const real = store.blobs.get(m.config.digest)!;
     const forged = Buffer.from(real.toString().replace('amd64', 'arm64'));
     assert.equal(forged.length, real.length);
-    await refusedEverywhere(await write('dup-config', [file(name, forged), ...store.entries(), file('index.json', indexJson([withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': 'x' })])), file('oci-layout', OCI_LAYOUT)]));
+    await refusedEverywhere(
+      await write('dup-config', [
+        file(name, forged),
+        ...store.entries(),
+        file('index.json', indexJson([withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': 'x' })])),
+        file('oci-layout', OCI_LAYOUT),
+      ]),
+    );
   });
 
   it('a 5 MiB layer twice (larger than what is held in memory), the first copy different', async () => {
@@ -134,10 +184,19 @@ describe('duplicate entries: refused on every path when the copies differ', () =
 
   it('identical copies are accepted, with the same result on every path', async () => {
     const layer = await makeLayer([file('big.bin', pseudoRandom('dup-same', 5 * 1024 * 1024))]);
-    const image: DockerArchiveImage = { repoTags: ['lading/dup:same'], platform: AMD64, layers: [layer, ...(await sampleLayers('dup-same', ['none']))] };
+    const image: DockerArchiveImage = {
+      repoTags: ['lading/dup:same'],
+      platform: AMD64,
+      layers: [layer, ...(await sampleLayers('dup-same', ['none']))],
+    };
     const parts = dockerArchiveParts([image], { order: 'sorted' });
     const copies = parts.entries.filter((e) => e.name === 'manifest.json' || e.name.endsWith('/layer.tar'));
-    const results = await everyPath(await write('dup-identical', [...copies.map((e) => (e.type === 'file' ? file(`./${e.name}`, e.data) : e)), ...parts.entries]));
+    const results = await everyPath(
+      await write('dup-identical', [
+        ...copies.map((e) => (e.type === 'file' ? file(`./${e.name}`, e.data) : e)),
+        ...parts.entries,
+      ]),
+    );
     const first = results[0]![1];
     assert.ok(!(first instanceof LadingError), `refused: ${String(first)}`);
     assert.equal(first.images.length, 1);

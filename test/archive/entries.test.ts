@@ -66,7 +66,11 @@ describe('normalizeEntryName', () => {
     it(`refuses ${JSON.stringify(raw)} with UNSAFE_PATH naming the archive and the entry`, () => {
       assert.throws(
         () => normalizeEntryName(raw, 'img.tar'),
-        (e: unknown) => e instanceof LadingError && e.code === 'UNSAFE_PATH' && e.message.startsWith('img.tar:') && e.message.includes(JSON.stringify(raw)),
+        (e: unknown) =>
+          e instanceof LadingError &&
+          e.code === 'UNSAFE_PATH' &&
+          e.message.startsWith('img.tar:') &&
+          e.message.includes(JSON.stringify(raw)),
       );
     });
   }
@@ -75,16 +79,25 @@ describe('normalizeEntryName', () => {
 describe('EntryTable.add', () => {
   it('stores normalised paths and skips the root', () => {
     const t = table(['./', 'd'], ['./a/', 'd'], ['./a//f', 'f', 7], ['./a/l', 'l', 'f']);
-    assert.deepEqual([...t.entries].map((e) => [e.path, e.type, e.size, e.linkname]), [
-      ['a', 'directory', 0, undefined],
-      ['a/f', 'file', 7, undefined],
-      ['a/l', 'symlink', 0, 'f'],
-    ]);
+    assert.deepEqual(
+      [...t.entries].map((e) => [e.path, e.type, e.size, e.linkname]),
+      [
+        ['a', 'directory', 0, undefined],
+        ['a/f', 'file', 7, undefined],
+        ['a/l', 'symlink', 0, 'f'],
+      ],
+    );
   });
 
   it('refuses unsafe names', () => {
-    assert.equal(codeOf(() => table(['../evil', 'f'])), 'UNSAFE_PATH');
-    assert.equal(codeOf(() => table(['/etc/passwd', 'f'])), 'UNSAFE_PATH');
+    assert.equal(
+      codeOf(() => table(['../evil', 'f'])),
+      'UNSAFE_PATH',
+    );
+    assert.equal(
+      codeOf(() => table(['/etc/passwd', 'f'])),
+      'UNSAFE_PATH',
+    );
   });
 
   it('accepts the same file twice with the same size and remembers the earlier copy', () => {
@@ -112,7 +125,10 @@ describe('EntryTable.add', () => {
   ];
   for (const [what, x, y] of conflicts) {
     it(`refuses ${what} with DUPLICATE_ENTRY`, () => {
-      assert.equal(codeOf(() => table(x, y)), 'DUPLICATE_ENTRY');
+      assert.equal(
+        codeOf(() => table(x, y)),
+        'DUPLICATE_ENTRY',
+      );
     });
   }
 });
@@ -135,13 +151,23 @@ describe('EntryTable lookups and link resolution', () => {
   });
 
   it('follows symlink chains, relative to the link directory', () => {
-    const t = table(['blobs/sha256/aa', 'f', 3], ['x/layer.tar', 'l', '../blobs/sha256/aa'], ['y/l2', 'l', '../x/layer.tar'], ['l3', 'l', './y/l2']);
+    const t = table(
+      ['blobs/sha256/aa', 'f', 3],
+      ['x/layer.tar', 'l', '../blobs/sha256/aa'],
+      ['y/l2', 'l', '../x/layer.tar'],
+      ['l3', 'l', './y/l2'],
+    );
     assert.equal(t.lookup('l3')!.path, 'blobs/sha256/aa');
     assert.equal(t.lookup('y/l2')!.path, 'blobs/sha256/aa');
   });
 
   it('follows directory symlinks along the path', () => {
-    const t = table(['real/dir/', 'd'], ['real/dir/f', 'f', 9], ['alias', 'l', 'real/dir'], ['up/alias2', 'l', '../alias']);
+    const t = table(
+      ['real/dir/', 'd'],
+      ['real/dir/f', 'f', 9],
+      ['alias', 'l', 'real/dir'],
+      ['up/alias2', 'l', '../alias'],
+    );
     assert.equal(t.lookup('alias/f')!.path, 'real/dir/f');
     assert.equal(t.lookup('up/alias2/f')!.path, 'real/dir/f');
     assert.equal(t.resolvePath('up/alias2'), 'real/dir');
@@ -171,7 +197,10 @@ describe('EntryTable lookups and link resolution', () => {
     assert.equal(t.lookup('h'), undefined);
     assert.equal(t.lookup('d/x'), undefined);
     assert.equal(t.lookup('f/x'), undefined);
-    assert.throws(() => t.require('l', 'manifest.json Layers[0]'), (e: unknown) => e instanceof LadingError && e.code === 'BLOB_MISSING' && /Layers\[0\]/.test(e.message));
+    assert.throws(
+      () => t.require('l', 'manifest.json Layers[0]'),
+      (e: unknown) => e instanceof LadingError && e.code === 'BLOB_MISSING' && /Layers\[0\]/.test(e.message),
+    );
     assert.equal(t.require('f', 'x').path, 'f');
   });
 
@@ -179,14 +208,31 @@ describe('EntryTable lookups and link resolution', () => {
     ['a symlink to ..', [['l', 'l', '../etc/passwd']], 'l'],
     ['a symlink to an absolute path', [['l', 'l', '/etc/passwd']], 'l'],
     ['a nested symlink climbing out', [['a/b/l', 'l', '../../../x']], 'a/b/l'],
-    ['a directory symlink climbing out', [['d', 'l', '..'], ['x', 'f', 1]], 'd/x'],
-    ['a chain whose second link climbs out', [['l1', 'l', 'sub/l2'], ['sub/l2', 'l', '../../x']], 'l1'],
+    [
+      'a directory symlink climbing out',
+      [
+        ['d', 'l', '..'],
+        ['x', 'f', 1],
+      ],
+      'd/x',
+    ],
+    [
+      'a chain whose second link climbs out',
+      [
+        ['l1', 'l', 'sub/l2'],
+        ['sub/l2', 'l', '../../x'],
+      ],
+      'l1',
+    ],
     ['a hard link to ..', [['h', 'h', '../x']], 'h'],
     ['a hard link to an absolute path', [['h', 'h', '/x']], 'h'],
   ];
   for (const [what, specs, path] of escapes) {
     it(`refuses ${what} with SYMLINK_ESCAPE`, () => {
-      assert.equal(codeOf(() => table(...specs).lookup(path)), 'SYMLINK_ESCAPE');
+      assert.equal(
+        codeOf(() => table(...specs).lookup(path)),
+        'SYMLINK_ESCAPE',
+      );
     });
   }
 
@@ -197,14 +243,38 @@ describe('EntryTable lookups and link resolution', () => {
 
   const loops: [string, Spec[], string][] = [
     ['a self loop', [['l', 'l', 'l']], 'l'],
-    ['a two-link loop', [['a', 'l', 'b'], ['b', 'l', 'a']], 'a'],
+    [
+      'a two-link loop',
+      [
+        ['a', 'l', 'b'],
+        ['b', 'l', 'a'],
+      ],
+      'a',
+    ],
     ['a directory loop', [['d/l', 'l', '../d/l/x']], 'd/l'],
-    ['a hard link loop', [['h1', 'h', 'h2'], ['h2', 'h', 'h1']], 'h1'],
-    ['a symlink to its own directory, walked 50 times', [['d/self', 'l', '.'], ['d/f', 'f', 1]], `d/${'self/'.repeat(50)}f`],
+    [
+      'a hard link loop',
+      [
+        ['h1', 'h', 'h2'],
+        ['h2', 'h', 'h1'],
+      ],
+      'h1',
+    ],
+    [
+      'a symlink to its own directory, walked 50 times',
+      [
+        ['d/self', 'l', '.'],
+        ['d/f', 'f', 1],
+      ],
+      `d/${'self/'.repeat(50)}f`,
+    ],
   ];
   for (const [what, specs, path] of loops) {
     it(`refuses ${what} with SYMLINK_LOOP`, () => {
-      assert.equal(codeOf(() => table(...specs).lookup(path)), 'SYMLINK_LOOP');
+      assert.equal(
+        codeOf(() => table(...specs).lookup(path)),
+        'SYMLINK_LOOP',
+      );
     });
   }
 
@@ -214,7 +284,10 @@ describe('EntryTable lookups and link resolution', () => {
     const t = table(...specs);
     assert.equal(t.lookup('l39')!.path, 'target');
     t.add(entry(['l40', 'l', 'l39']));
-    assert.equal(codeOf(() => t.lookup('l40')), 'SYMLINK_LOOP');
+    assert.equal(
+      codeOf(() => t.lookup('l40')),
+      'SYMLINK_LOOP',
+    );
   });
 
   it('a lookup made while entries are still being added sees the entries added later', () => {
@@ -233,14 +306,23 @@ describe('EntryTable lookups and link resolution', () => {
   it('very long paths and link targets are refused quickly (LIMIT_EXCEEDED), not resolved in quadratic time', () => {
     const started = Date.now();
     // A link target of 400 KB: before the bound, resolving it took minutes.
-    assert.equal(codeOf(() => table(['manifest.json', 'l', `${'a/'.repeat(200_000)}x`]).lookup('manifest.json')), 'LIMIT_EXCEEDED');
+    assert.equal(
+      codeOf(() => table(['manifest.json', 'l', `${'a/'.repeat(200_000)}x`]).lookup('manifest.json')),
+      'LIMIT_EXCEEDED',
+    );
     // The same as a path asked for directly (a manifest can name one: JSON allows 4 MiB).
-    assert.equal(codeOf(() => table(['x', 'f', 1]).lookup(`${'a/'.repeat(200_000)}x`)), 'LIMIT_EXCEEDED');
+    assert.equal(
+      codeOf(() => table(['x', 'f', 1]).lookup(`${'a/'.repeat(200_000)}x`)),
+      'LIMIT_EXCEEDED',
+    );
     // Links that each add a prefix: every hop is short, the path they build is not.
     const specs: Spec[] = [];
     const step = 'p/'.repeat(100);
     for (let i = 0; i < 30; i++) specs.push([`${step.repeat(i)}l`, 'l', `${step}${i === 29 ? 'end' : 'l'}`]);
-    assert.equal(codeOf(() => table(...specs).lookup('l')), 'LIMIT_EXCEEDED');
+    assert.equal(
+      codeOf(() => table(...specs).lookup('l')),
+      'LIMIT_EXCEEDED',
+    );
     assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
     // Paths of ordinary length are unaffected.
     const long = `${'d'.repeat(200)}/${'e'.repeat(200)}/f`;
@@ -256,14 +338,18 @@ describe('EntryTable lookups and link resolution', () => {
     for (let i = 0; i < 39; i++) specs.push([`c${i}`, 'l', `${detour}${i === 0 ? 't' : `c${i - 1}`}`]);
     const t = table(...specs);
     const started = Date.now();
-    for (let i = 0; i < 20_000; i++) assert.equal(t.lookup(`c38/${i % 2 === 0 ? 'x' : `missing${i}`}`)?.path, i % 2 === 0 ? 't/x' : undefined);
+    for (let i = 0; i < 20_000; i++)
+      assert.equal(t.lookup(`c38/${i % 2 === 0 ? 'x' : `missing${i}`}`)?.path, i % 2 === 0 ? 't/x' : undefined);
     const ms = Date.now() - started;
     assert.ok(ms < 20_000, `took ${ms} ms`);
     // One more link on the chain is one hop too many (41), remembered or not.
     t.add(entry(['c39', 'l', 'c38']));
     t.add(entry(['c40', 'l', 'c39']));
     assert.equal(t.lookup('c39/x')?.path, 't/x');
-    assert.equal(codeOf(() => t.lookup('c40/x')), 'SYMLINK_LOOP');
+    assert.equal(
+      codeOf(() => t.lookup('c40/x')),
+      'SYMLINK_LOOP',
+    );
   });
 
   it('deep paths (2,000 levels) are looked up in time linear in their length', () => {
@@ -272,23 +358,33 @@ describe('EntryTable lookups and link resolution', () => {
     specs.push(['a/l', 'l', '.']); // a link on the way makes every lookup walk the path
     const t = table(...specs);
     const started = Date.now();
-    for (let depth = 1; depth <= 2000; depth += 1) assert.equal(t.lookup(`${'a/'.repeat(depth)}f`)?.path, `${'a/'.repeat(depth)}f`);
+    for (let depth = 1; depth <= 2000; depth += 1)
+      assert.equal(t.lookup(`${'a/'.repeat(depth)}f`)?.path, `${'a/'.repeat(depth)}f`);
     const ms = Date.now() - started;
     assert.ok(ms < 20_000, `took ${ms} ms`);
   });
 
   it('a long resolution checks the abort signal', () => {
-    const specs: Spec[] = [['t', 'f', 1], ['l', 'l', `${'d/'.repeat(800)}${'../'.repeat(800)}t`]];
+    const specs: Spec[] = [
+      ['t', 'f', 1],
+      ['l', 'l', `${'d/'.repeat(800)}${'../'.repeat(800)}t`],
+    ];
     const t = table(...specs);
     t.signal = AbortSignal.abort(new LadingError('ABORTED', 'interrupted by SIGTERM'));
-    assert.equal(codeOf(() => t.lookup('l')), 'ABORTED');
+    assert.equal(
+      codeOf(() => t.lookup('l')),
+      'ABORTED',
+    );
   });
 
   it('a hard link in a directory whose target names another entry from that directory (as crane reads it) is refused', () => {
     // tar, docker load and Go's extraction resolve a hard link from the archive root; crane's
     // tarball reader from the link's own directory.
     const t = table(['good.tar', 'f', 1], ['x/good.tar', 'f', 2], ['x/layer.tar', 'h', 'good.tar']);
-    assert.equal(codeOf(() => t.lookup('x/layer.tar')), 'NOT_A_TAR');
+    assert.equal(
+      codeOf(() => t.lookup('x/layer.tar')),
+      'NOT_A_TAR',
+    );
     // Only one reading exists: fine.
     assert.equal(table(['good.tar', 'f', 1], ['x/layer.tar', 'h', 'good.tar']).lookup('x/layer.tar')!.path, 'good.tar');
     assert.equal(table(['good.tar', 'f', 1], ['layer.tar', 'h', 'good.tar']).lookup('layer.tar')!.path, 'good.tar');
@@ -296,7 +392,13 @@ describe('EntryTable lookups and link resolution', () => {
 
   it('a requested path with .. or a leading slash is refused as UNSAFE_PATH', () => {
     const t = table(['a', 'f', 1]);
-    assert.equal(codeOf(() => t.lookup('../a')), 'UNSAFE_PATH');
-    assert.equal(codeOf(() => t.lookup('/a')), 'UNSAFE_PATH');
+    assert.equal(
+      codeOf(() => t.lookup('../a')),
+      'UNSAFE_PATH',
+    );
+    assert.equal(
+      codeOf(() => t.lookup('/a')),
+      'UNSAFE_PATH',
+    );
   });
 });

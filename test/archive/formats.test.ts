@@ -121,10 +121,20 @@ void describe('other inputs', () => {
 
 async function expectRejection(f: BadFixture, input: string | NodeJS.ReadableStream, how: string): Promise<void> {
   const what = `${f.name} (${how})`;
-  const { value: err, elapsed } = await within(TIME_BOUND_MS, rejection(inspectArchive(input, f.options ?? {}), what), what);
-  assert.ok(isLadingError(err), `${what}: expected a LadingError, got ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
+  const { value: err, elapsed } = await within(
+    TIME_BOUND_MS,
+    rejection(inspectArchive(input, f.options ?? {}), what),
+    what,
+  );
+  assert.ok(
+    isLadingError(err),
+    `${what}: expected a LadingError, got ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`,
+  );
   const accepted = [f.code, ...(f.alsoAccept ?? [])];
-  assert.ok(accepted.includes(err.code), `${what}: expected code ${accepted.join(' or ')}, got ${err.code}: ${err.message}`);
+  assert.ok(
+    accepted.includes(err.code),
+    `${what}: expected code ${accepted.join(' or ')}, got ${err.code}: ${err.message}`,
+  );
   assert.ok(err.message.length > 0, `${what}: empty message`);
   assert.ok(elapsed < TIME_BOUND_MS, `${what}: took ${Math.round(elapsed)} ms`);
 }

@@ -36,7 +36,11 @@ function crossCheckWithSkopeo(expected: ExpectedInspect, transport: string): voi
   for (const img of expected.images) {
     const name = img.names[0];
     assert.ok(name, 'every real-tool OCI image is named');
-    assert.equal(skopeoRawDigest(`${transport}:${name}`), img.digest, `skopeo sees the same manifest digest for ${name}`);
+    assert.equal(
+      skopeoRawDigest(`${transport}:${name}`),
+      img.digest,
+      `skopeo sees the same manifest digest for ${name}`,
+    );
   }
 }
 
@@ -107,8 +111,16 @@ void describe('archives written by real tools (skopeo, umoci, buildah)', realToo
   void it('real-tool archives compressed whole (gzip docker-archive, zstd oci-archive)', async () => {
     const a = await archives();
     const docker = expectDockerArchive(untar(a.buildahDockerArchive));
-    await readFileAndStream(compressFile(a.buildahDockerArchive, 'gzip'), { ...docker, compression: 'gzip' }, 'buildah docker-archive .tar.gz');
+    await readFileAndStream(
+      compressFile(a.buildahDockerArchive, 'gzip'),
+      { ...docker, compression: 'gzip' },
+      'buildah docker-archive .tar.gz',
+    );
     const oci = expectOciLayout(untar(a.skopeoOciArchive), 'oci-archive');
-    await readFileAndStream(compressFile(a.skopeoOciArchive, 'zstd'), { ...oci, compression: 'zstd' }, 'skopeo oci-archive .tar.zst');
+    await readFileAndStream(
+      compressFile(a.skopeoOciArchive, 'zstd'),
+      { ...oci, compression: 'zstd' },
+      'skopeo oci-archive .tar.zst',
+    );
   });
 });

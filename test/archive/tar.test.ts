@@ -13,7 +13,18 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import * as tarStream from 'tar-stream';
-import { BLOCK, dataSizeOf, decodeHeader, decodePax, indexTarFile, MAX_ENTRIES, padded, readTarStream, type TarEntry, type TarEntryType } from '../../src/archive/tar';
+import {
+  BLOCK,
+  dataSizeOf,
+  decodeHeader,
+  decodePax,
+  indexTarFile,
+  MAX_ENTRIES,
+  padded,
+  readTarStream,
+  type TarEntry,
+  type TarEntryType,
+} from '../../src/archive/tar';
 import { LadingError, type ErrorCode } from '../../src/errors';
 
 const dir = fs.mkdtempSync(join(tmpdir(), 'lading-tar-test-'));
@@ -126,9 +137,17 @@ async function tarStreamPack(specs: readonly Spec[], opts: { pax?: Record<string
   for (const s of specs) {
     await new Promise<void>((resolve, reject) => {
       const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
-      const base = { name: s.name, mtime: new Date(0), uid: 0, gid: 0, mode: 0o644, ...(opts.pax ? { pax: opts.pax } : {}) };
+      const base = {
+        name: s.name,
+        mtime: new Date(0),
+        uid: 0,
+        gid: 0,
+        mode: 0o644,
+        ...(opts.pax ? { pax: opts.pax } : {}),
+      };
       if (s.type === 'file') pack.entry({ ...base, type: 'file', size: s.data.length }, s.data, cb);
-      else if (s.type === 'symlink' || s.type === 'link') pack.entry({ ...base, type: s.type, linkname: s.linkname }, cb);
+      else if (s.type === 'symlink' || s.type === 'link')
+        pack.entry({ ...base, type: s.type, linkname: s.linkname }, cb);
       else pack.entry({ ...base, type: s.type }, cb);
     });
   }
@@ -163,13 +182,24 @@ async function tarStreamExtract(buf: Buffer): Promise<Omit<Got, 'dataOffset'>[]>
   // allowUnknownFormat (for v7 headers) is an option of tar-stream that its types omit.
   const ex = tarStream.extract({ allowUnknownFormat: true } as Parameters<typeof tarStream.extract>[0]);
   const out: Omit<Got, 'dataOffset'>[] = [];
-  const typeMap: Record<string, TarEntryType> = { file: 'file', 'contiguous-file': 'file', directory: 'directory', symlink: 'symlink', link: 'hardlink' };
+  const typeMap: Record<string, TarEntryType> = {
+    file: 'file',
+    'contiguous-file': 'file',
+    directory: 'directory',
+    symlink: 'symlink',
+    link: 'hardlink',
+  };
   const reading = (async () => {
     for await (const e of ex as AsyncIterable<Readable & { header: tarStream.Header }>) {
       const parts: Buffer[] = [];
       for await (const c of e as AsyncIterable<Buffer>) parts.push(Buffer.from(c));
       const type = typeMap[e.header.type ?? 'file'] ?? 'other';
-      const g: Omit<Got, 'dataOffset'> = { name: e.header.name, type, size: type === 'file' || type === 'other' ? (e.header.size ?? 0) : 0, data: Buffer.concat(parts) };
+      const g: Omit<Got, 'dataOffset'> = {
+        name: e.header.name,
+        type,
+        size: type === 'file' || type === 'other' ? (e.header.size ?? 0) : 0,
+        data: Buffer.concat(parts),
+      };
       if (type === 'symlink' || type === 'hardlink') g.linkname = e.header.linkname ?? '';
       out.push(g);
     }
@@ -207,7 +237,12 @@ interface HeaderOpts {
 
 function header(o: HeaderOpts): Buffer {
   const h = Buffer.alloc(BLOCK);
-  (typeof o.name === 'string' ? Buffer.from(o.name ?? 'file', 'utf8') : (o.name ?? Buffer.from('file'))).copy(h, 0, 0, 100);
+  (typeof o.name === 'string' ? Buffer.from(o.name ?? 'file', 'utf8') : (o.name ?? Buffer.from('file'))).copy(
+    h,
+    0,
+    0,
+    100,
+  );
   h.write('0000644\0', 100, 'latin1');
   h.write('0000000\0', 108, 'latin1');
   h.write('0000000\0', 116, 'latin1');
@@ -215,7 +250,8 @@ function header(o: HeaderOpts): Buffer {
   else h.write(`${(o.size ?? 0).toString(8).padStart(11, '0')}\0`, 124, 'latin1');
   h.write('00000000000\0', 136, 'latin1');
   h.write(o.typeflag ?? '0', 156, 'latin1');
-  if (o.linkname !== undefined) (typeof o.linkname === 'string' ? Buffer.from(o.linkname, 'utf8') : o.linkname).copy(h, 157, 0, 100);
+  if (o.linkname !== undefined)
+    (typeof o.linkname === 'string' ? Buffer.from(o.linkname, 'utf8') : o.linkname).copy(h, 157, 0, 100);
   const magic = o.magic ?? 'ustar';
   if (magic === 'ustar') h.write('ustar\x0000', 257, 'latin1');
   if (magic === 'gnu') h.write('ustar  \0', 257, 'latin1');
@@ -318,7 +354,10 @@ describe('archives written by tar-stream', () => {
   it('whatever follows the end-of-archive blocks is ignored', async () => {
     const buf = await tarStreamPack(specs.slice(0, 3));
     const full = await readBoth(buf);
-    assert.deepEqual(await readBoth(Buffer.concat([buf, Buffer.from('trailing garbage'), pseudoRandom(5, 2000)])), full);
+    assert.deepEqual(
+      await readBoth(Buffer.concat([buf, Buffer.from('trailing garbage'), pseudoRandom(5, 2000)])),
+      full,
+    );
   });
 
   it('an archive of end blocks only, or of one zero block, has no entries', async () => {
@@ -338,7 +377,10 @@ describe('archives written by tar-stream', () => {
       // Read only the first chunk of every other body: the rest must be skipped exactly.
       if (i++ % 2 === 0) for await (const _ of body) break;
     }
-    assert.deepEqual(names, expected.map((e) => e.name));
+    assert.deepEqual(
+      names,
+      expected.map((e) => e.name),
+    );
   });
 });
 
@@ -376,7 +418,19 @@ describe('archives written by GNU tar', gnuGate, () => {
     it(`--format=${format}`, async () => {
       const tree = makeTree(format === 'ustar' || format === 'v7');
       const out = tmp(`${format}.tar`);
-      const args = ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', `--format=${format}`, '-cf', out, '-C', tree, '.'];
+      const args = [
+        '--sort=name',
+        '--mtime=@0',
+        '--owner=0',
+        '--group=0',
+        '--numeric-owner',
+        `--format=${format}`,
+        '-cf',
+        out,
+        '-C',
+        tree,
+        '.',
+      ];
       if (format === 'v7') {
         // v7 has no prefix field and no long names: only short names go in.
         args.splice(args.length - 1, 1, 'small', 'empty-dir');
@@ -384,7 +438,11 @@ describe('archives written by GNU tar', gnuGate, () => {
       execFileSync('tar', args, { stdio: ['ignore', 'ignore', 'pipe'] });
       const buf = fs.readFileSync(out);
       const got = await readBoth(buf, [1 << 20, 4093, 512]);
-      assert.deepEqual(withoutOffsets(got), await tarStreamExtract(buf), 'tar-stream reads the same archive differently');
+      assert.deepEqual(
+        withoutOffsets(got),
+        await tarStreamExtract(buf),
+        'tar-stream reads the same archive differently',
+      );
       assert.deepEqual(await viaFile(out), got);
 
       // And against the tree itself.
@@ -417,7 +475,18 @@ describe('archives written by GNU tar', gnuGate, () => {
   it('GNU tar without end-of-archive blocks (cut off) reads the same', async () => {
     const tree = makeTree(false);
     const out = tmp('gnu-cut.tar');
-    execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--format=gnu', '-cf', out, '-C', tree, '.']);
+    execFileSync('tar', [
+      '--sort=name',
+      '--mtime=@0',
+      '--owner=0',
+      '--group=0',
+      '--format=gnu',
+      '-cf',
+      out,
+      '-C',
+      tree,
+      '.',
+    ]);
     const buf = fs.readFileSync(out);
     const full = await readBoth(buf, [4093]);
     const last = full[full.length - 1]!;
@@ -436,17 +505,34 @@ describe('hand-made headers', () => {
       END,
     ]);
     const got = await readBoth(buf);
-    assert.deepEqual(got.map((e) => [e.name, e.type, e.data.toString()]), [
-      ['v7-file', 'file', 'old'],
-      ['signé', 'file', 'sun'],
-    ]);
+    assert.deepEqual(
+      got.map((e) => [e.name, e.type, e.data.toString()]),
+      [
+        ['v7-file', 'file', 'old'],
+        ['signé', 'file', 'sun'],
+      ],
+    );
   });
 
   it('ustar prefix is joined; a GNU or v7 header with bytes in that area is refused (Python joins them, Go may)', async () => {
-    const buf = Buffer.concat([fileEntry('name', Buffer.from('a'), { prefix: 'the/prefix' }), fileEntry('gnu-name', Buffer.from('b'), { magic: 'gnu' }), fileEntry('v7-name', Buffer.from('c'), { magic: 'v7' }), END]);
-    assert.deepEqual((await readBoth(buf)).map((e) => e.name), ['the/prefix/name', 'gnu-name', 'v7-name']);
-    await failBoth(Buffer.concat([fileEntry('gnu-name', Buffer.from('b'), { magic: 'gnu', prefix: 'not-a-prefix' }), END]), 'NOT_A_TAR');
-    await failBoth(Buffer.concat([fileEntry('v7-name', Buffer.from('c'), { magic: 'v7', prefix: 'not-a-prefix' }), END]), 'NOT_A_TAR');
+    const buf = Buffer.concat([
+      fileEntry('name', Buffer.from('a'), { prefix: 'the/prefix' }),
+      fileEntry('gnu-name', Buffer.from('b'), { magic: 'gnu' }),
+      fileEntry('v7-name', Buffer.from('c'), { magic: 'v7' }),
+      END,
+    ]);
+    assert.deepEqual(
+      (await readBoth(buf)).map((e) => e.name),
+      ['the/prefix/name', 'gnu-name', 'v7-name'],
+    );
+    await failBoth(
+      Buffer.concat([fileEntry('gnu-name', Buffer.from('b'), { magic: 'gnu', prefix: 'not-a-prefix' }), END]),
+      'NOT_A_TAR',
+    );
+    await failBoth(
+      Buffer.concat([fileEntry('v7-name', Buffer.from('c'), { magic: 'v7', prefix: 'not-a-prefix' }), END]),
+      'NOT_A_TAR',
+    );
   });
 
   it('typeflags: NUL and 7 are files, a NUL-typed name with a trailing slash is an old directory, devices and FIFOs are "other"', async () => {
@@ -461,45 +547,90 @@ describe('hand-made headers', () => {
       END,
     ]);
     const got = await readBoth(buf);
-    assert.deepEqual(got.map((e) => [e.name, e.type, e.data.toString()]), [
-      ['nul-flag', 'file', 'x'],
-      ['contiguous', 'file', 'y'],
-      ['old-dir/', 'directory', ''],
-      ['chardev', 'other', ''],
-      ['blockdev', 'other', ''],
-      ['fifo', 'other', ''],
-      ['after', 'file', 'z'],
-    ]);
+    assert.deepEqual(
+      got.map((e) => [e.name, e.type, e.data.toString()]),
+      [
+        ['nul-flag', 'file', 'x'],
+        ['contiguous', 'file', 'y'],
+        ['old-dir/', 'directory', ''],
+        ['chardev', 'other', ''],
+        ['blockdev', 'other', ''],
+        ['fifo', 'other', ''],
+        ['after', 'file', 'z'],
+      ],
+    );
   });
 
   it('types no image producer writes (GNU sparse S, Solaris X, GNU D/M/N/V, vendor letters) -> NOT_A_TAR', async () => {
     for (const t of ['S', 'X', 'D', 'M', 'N', 'V', 'Z', 'A']) {
-      await failBoth(Buffer.concat([fileEntry('odd', Buffer.from('data of an odd type'), { typeflag: t }), fileEntry('after', Buffer.from('z')), END]), 'NOT_A_TAR');
+      await failBoth(
+        Buffer.concat([
+          fileEntry('odd', Buffer.from('data of an odd type'), { typeflag: t }),
+          fileEntry('after', Buffer.from('z')),
+          END,
+        ]),
+        'NOT_A_TAR',
+      );
     }
   });
 
   it('entries that carry no data (1-6) with a nonzero size, and a regular file named like a directory -> NOT_A_TAR', async () => {
     for (const t of ['1', '2', '3', '4', '5', '6']) {
-      await failBoth(Buffer.concat([header({ name: 'x', typeflag: t, linkname: 'y', size: 512 }), fileEntry('manifest.json', Buffer.from('smuggled')), END]), 'NOT_A_TAR');
-      await failBoth(Buffer.concat([paxEntry([paxRecord('size', '512')]), header({ name: 'x', typeflag: t, linkname: 'y' }), fileEntry('manifest.json', Buffer.from('smuggled')), END]), 'NOT_A_TAR');
+      await failBoth(
+        Buffer.concat([
+          header({ name: 'x', typeflag: t, linkname: 'y', size: 512 }),
+          fileEntry('manifest.json', Buffer.from('smuggled')),
+          END,
+        ]),
+        'NOT_A_TAR',
+      );
+      await failBoth(
+        Buffer.concat([
+          paxEntry([paxRecord('size', '512')]),
+          header({ name: 'x', typeflag: t, linkname: 'y' }),
+          fileEntry('manifest.json', Buffer.from('smuggled')),
+          END,
+        ]),
+        'NOT_A_TAR',
+      );
     }
-    await failBoth(Buffer.concat([header({ name: 'old-dir/', typeflag: '\0', size: 512 }), fileEntry('manifest.json', Buffer.from('smuggled')), END]), 'NOT_A_TAR');
-    for (const t of ['0', '7']) await failBoth(Buffer.concat([fileEntry('d/', Buffer.from('x'), { typeflag: t }), END]), 'NOT_A_TAR');
+    await failBoth(
+      Buffer.concat([
+        header({ name: 'old-dir/', typeflag: '\0', size: 512 }),
+        fileEntry('manifest.json', Buffer.from('smuggled')),
+        END,
+      ]),
+      'NOT_A_TAR',
+    );
+    for (const t of ['0', '7'])
+      await failBoth(Buffer.concat([fileEntry('d/', Buffer.from('x'), { typeflag: t }), END]), 'NOT_A_TAR');
   });
 
   it('hard links and symlinks have size 0 and no data', async () => {
-    const buf = Buffer.concat([header({ name: 'h', typeflag: '1', linkname: 'target', size: 0 }), header({ name: 's', typeflag: '2', linkname: 'target' }), fileEntry('f', Buffer.from('f')), END]);
-    assert.deepEqual((await readBoth(buf)).map((e) => [e.name, e.type, e.size, e.linkname]), [
-      ['h', 'hardlink', 0, 'target'],
-      ['s', 'symlink', 0, 'target'],
-      ['f', 'file', 1, undefined],
+    const buf = Buffer.concat([
+      header({ name: 'h', typeflag: '1', linkname: 'target', size: 0 }),
+      header({ name: 's', typeflag: '2', linkname: 'target' }),
+      fileEntry('f', Buffer.from('f')),
+      END,
     ]);
+    assert.deepEqual(
+      (await readBoth(buf)).map((e) => [e.name, e.type, e.size, e.linkname]),
+      [
+        ['h', 'hardlink', 0, 'target'],
+        ['s', 'symlink', 0, 'target'],
+        ['f', 'file', 1, undefined],
+      ],
+    );
   });
 
   it('octal sizes: 11 digits with NUL, 12 digits without, leading spaces', async () => {
     const data = Buffer.from('twelve bytes');
     for (const field of ['00000000014\0', '000000000014', '         14\0', '14 \0\0\0\0\0\0\0\0\0']) {
-      const buf = Buffer.concat([header({ name: 'f', sizeField: Buffer.from(field, 'latin1') }), dataBlocks(data), END]);
+      const buf = Buffer.concat([
+        header({ name: 'f', sizeField: Buffer.from(field, 'latin1') }),
+        dataBlocks(data),
+        END,
+      ]);
       const [e] = await readBoth(buf, [512]);
       assert.equal(e!.size, 12, JSON.stringify(field));
       assert.ok(e!.data.equals(data));
@@ -554,15 +685,22 @@ describe('hand-made headers', () => {
 
   it('a bad checksum -> NOT_A_TAR, in the first entry or later', async () => {
     await failBoth(Buffer.concat([fileEntry('a', Buffer.from('a'), { checksum: 'wrong' }), END]), 'NOT_A_TAR');
-    await failBoth(Buffer.concat([fileEntry('a', Buffer.from('a')), fileEntry('b', Buffer.from('b'), { checksum: 'wrong' }), END]), 'NOT_A_TAR');
+    await failBoth(
+      Buffer.concat([fileEntry('a', Buffer.from('a')), fileEntry('b', Buffer.from('b'), { checksum: 'wrong' }), END]),
+      'NOT_A_TAR',
+    );
     const flipped = Buffer.concat([fileEntry('a', Buffer.from('a')), END]);
     flipped[0] ^= 0x01;
     await failBoth(flipped, 'NOT_A_TAR');
   });
 
-
   it('a checksum field holding garbage -> NOT_A_TAR, whatever its high bits', async () => {
-    for (const field of [Buffer.from('abcdefgh'), Buffer.from([0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), Buffer.from([0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), Buffer.alloc(8, 0xff)]) {
+    for (const field of [
+      Buffer.from('abcdefgh'),
+      Buffer.from([0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+      Buffer.from([0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+      Buffer.alloc(8, 0xff),
+    ]) {
       const h = header({ name: 'a' });
       field.copy(h, 148);
       await failBoth(Buffer.concat([h, END]), 'NOT_A_TAR');
@@ -581,13 +719,19 @@ describe('hand-made headers', () => {
 
   it('names and link names that are not UTF-8 -> UNSAFE_PATH', async () => {
     await failBoth(Buffer.concat([header({ name: Buffer.from([0x61, 0xff, 0x62]) }), END]), 'UNSAFE_PATH');
-    await failBoth(Buffer.concat([header({ name: 'l', typeflag: '2', linkname: Buffer.from([0xc3, 0x28]) }), END]), 'UNSAFE_PATH');
+    await failBoth(
+      Buffer.concat([header({ name: 'l', typeflag: '2', linkname: Buffer.from([0xc3, 0x28]) }), END]),
+      'UNSAFE_PATH',
+    );
   });
 
   it('a last entry whose padding is missing is accepted; padding cut short -> TRUNCATED (both readers)', async () => {
     const whole = Buffer.concat([fileEntry('a', Buffer.from('a')), fileEntry('last', pseudoRandom(6, 600))]);
     const dataEnd = 2 * BLOCK + BLOCK + 600;
-    assert.deepEqual((await readBoth(whole.subarray(0, dataEnd))).map((e) => e.name), ['a', 'last']);
+    assert.deepEqual(
+      (await readBoth(whole.subarray(0, dataEnd))).map((e) => e.name),
+      ['a', 'last'],
+    );
     await failBoth(whole.subarray(0, dataEnd + 100), 'TRUNCATED');
     await failBoth(whole.subarray(0, dataEnd - 1), 'TRUNCATED');
   });
@@ -607,12 +751,15 @@ describe('pax and GNU long-name records', () => {
       fileEntry('plain', Buffer.from('p')),
       END,
     ]);
-    assert.deepEqual((await readBoth(buf)).map((e) => [e.name, e.type, e.size, e.linkname, e.data.toString()]), [
-      ['a/very/long/pax/name', 'file', data.length, undefined, data.toString()],
-      ['sym', 'symlink', 0, 'pax/target', ''],
-      ['sized', 'file', 5, undefined, '12345'],
-      ['plain', 'file', 1, undefined, 'p'],
-    ]);
+    assert.deepEqual(
+      (await readBoth(buf)).map((e) => [e.name, e.type, e.size, e.linkname, e.data.toString()]),
+      [
+        ['a/very/long/pax/name', 'file', data.length, undefined, data.toString()],
+        ['sym', 'symlink', 0, 'pax/target', ''],
+        ['sized', 'file', 5, undefined, '12345'],
+        ['plain', 'file', 1, undefined, 'p'],
+      ],
+    );
   });
 
   it('a pax record applies to the next entry only; a global record that would rename or resize later entries is refused', async () => {
@@ -624,14 +771,24 @@ describe('pax and GNU long-name records', () => {
       header({ name: 's', typeflag: '2', linkname: 'own' }),
       END,
     ]);
-    assert.deepEqual((await readBoth(buf)).map((e) => [e.name, e.linkname]), [
-      ['renamed', undefined],
-      ['second', undefined],
-      ['s', 'own'],
-    ]);
+    assert.deepEqual(
+      (await readBoth(buf)).map((e) => [e.name, e.linkname]),
+      [
+        ['renamed', undefined],
+        ['second', undefined],
+        ['s', 'own'],
+      ],
+    );
     // Go ignores global records for later entries; GNU tar and Python apply them.
     for (const key of ['path', 'linkpath', 'size', 'GNU.sparse.name']) {
-      await failBoth(Buffer.concat([paxEntry([paxRecord(key, key === 'size' ? '0' : 'g-value')], 'g'), header({ name: 's', typeflag: '2', linkname: 'own' }), END]), 'NOT_A_TAR');
+      await failBoth(
+        Buffer.concat([
+          paxEntry([paxRecord(key, key === 'size' ? '0' : 'g-value')], 'g'),
+          header({ name: 's', typeflag: '2', linkname: 'own' }),
+          END,
+        ]),
+        'NOT_A_TAR',
+      );
     }
   });
 
@@ -640,7 +797,10 @@ describe('pax and GNU long-name records', () => {
     const longLink = `${'l'.repeat(200)}/target`;
     const rec = (flag: string, s: string): Buffer => {
       const data = Buffer.from(`${s}\0`);
-      return Buffer.concat([header({ name: '././@LongLink', typeflag: flag, size: data.length, magic: 'gnu' }), dataBlocks(data)]);
+      return Buffer.concat([
+        header({ name: '././@LongLink', typeflag: flag, size: data.length, magic: 'gnu' }),
+        dataBlocks(data),
+      ]);
     };
     const buf = Buffer.concat([
       rec('L', longName),
@@ -651,24 +811,33 @@ describe('pax and GNU long-name records', () => {
       fileEntry('short', Buffer.from('s'), { magic: 'gnu' }),
       END,
     ]);
-    assert.deepEqual((await readBoth(buf)).map((e) => [e.name, e.type, e.linkname]), [
-      [longName, 'file', undefined],
-      ['hl-name', 'hardlink', longLink],
-      ['short', 'file', undefined],
-    ]);
+    assert.deepEqual(
+      (await readBoth(buf)).map((e) => [e.name, e.type, e.linkname]),
+      [
+        [longName, 'file', undefined],
+        ['hl-name', 'hardlink', longLink],
+        ['short', 'file', undefined],
+      ],
+    );
   });
 
   it('an archive that ends after a pax or GNU long-name header, before its entry -> TRUNCATED (both readers)', async () => {
     const first = fileEntry('a', Buffer.from('a'));
     const pax = paxEntry([paxRecord('path', 'long/pax/name')]);
-    const longName = Buffer.concat([header({ name: '././@LongLink', typeflag: 'L', size: 5, magic: 'gnu' }), dataBlocks(Buffer.from('long\0'))]);
+    const longName = Buffer.concat([
+      header({ name: '././@LongLink', typeflag: 'L', size: 5, magic: 'gnu' }),
+      dataBlocks(Buffer.from('long\0')),
+    ]);
     for (const meta of [pax, longName]) {
       await failBoth(Buffer.concat([first, meta]), 'TRUNCATED'); // cut at the block boundary after the record
       await failBoth(Buffer.concat([first, meta.subarray(0, BLOCK + 10)]), 'TRUNCATED'); // cut after the record, padding missing
       await failBoth(Buffer.concat([first, meta, END]), 'TRUNCATED'); // end-of-archive blocks where the entry should be
     }
     // A global pax header describes no particular entry: nothing is pending after it.
-    assert.deepEqual((await readBoth(Buffer.concat([first, paxEntry([paxRecord('comment', 'c')], 'g')]))).map((e) => e.name), ['a']);
+    assert.deepEqual(
+      (await readBoth(Buffer.concat([first, paxEntry([paxRecord('comment', 'c')], 'g')]))).map((e) => e.name),
+      ['a'],
+    );
   });
 
   it('a pax record cut short names the archive in its message (file reader)', async () => {
@@ -677,19 +846,28 @@ describe('pax and GNU long-name records', () => {
     fs.writeFileSync(file, buf);
     const fh = await open(file, 'r');
     try {
-      await assert.rejects(indexTarFile(fh, buf.length, file), (e: unknown) => e instanceof LadingError && e.code === 'TRUNCATED' && e.message.startsWith(`${file}: `));
+      await assert.rejects(
+        indexTarFile(fh, buf.length, file),
+        (e: unknown) => e instanceof LadingError && e.code === 'TRUNCATED' && e.message.startsWith(`${file}: `),
+      );
     } finally {
       await fh.close();
     }
   });
 
   it('decodePax parses records, including values with = and newlines', () => {
-    const m = decodePax(Buffer.concat([paxRecord('path', 'a=b\nc'), paxRecord('size', '7'), paxRecord('ünï', 'ç')]), 'x');
-    assert.deepEqual([...m], [
-      ['path', 'a=b\nc'],
-      ['size', '7'],
-      ['ünï', 'ç'],
-    ]);
+    const m = decodePax(
+      Buffer.concat([paxRecord('path', 'a=b\nc'), paxRecord('size', '7'), paxRecord('ünï', 'ç')]),
+      'x',
+    );
+    assert.deepEqual(
+      [...m],
+      [
+        ['path', 'a=b\nc'],
+        ['size', '7'],
+        ['ünï', 'ç'],
+      ],
+    );
   });
 
   const badPax: [string, Buffer, ErrorCode][] = [
@@ -707,20 +885,36 @@ describe('pax and GNU long-name records', () => {
   }
 
   it('pax: a path or linkpath with a NUL byte -> UNSAFE_PATH', async () => {
-    await failBoth(Buffer.concat([paxEntry([paxRecord('path', 'a\0b')]), fileEntry('f', Buffer.from('f')), END]), 'UNSAFE_PATH');
-    await failBoth(Buffer.concat([paxEntry([paxRecord('linkpath', 'a\0b')]), header({ name: 's', typeflag: '2', linkname: 'x' }), END]), 'UNSAFE_PATH');
+    await failBoth(
+      Buffer.concat([paxEntry([paxRecord('path', 'a\0b')]), fileEntry('f', Buffer.from('f')), END]),
+      'UNSAFE_PATH',
+    );
+    await failBoth(
+      Buffer.concat([
+        paxEntry([paxRecord('linkpath', 'a\0b')]),
+        header({ name: 's', typeflag: '2', linkname: 'x' }),
+        END,
+      ]),
+      'UNSAFE_PATH',
+    );
   });
 
   it('pax: a size that is not a decimal number -> NOT_A_TAR', async () => {
     for (const v of ['-1', '1e3', '0x10', '', '99999999999999999999']) {
-      await failBoth(Buffer.concat([paxEntry([paxRecord('size', v)]), fileEntry('f', Buffer.from('f')), END]), 'NOT_A_TAR');
+      await failBoth(
+        Buffer.concat([paxEntry([paxRecord('size', v)]), fileEntry('f', Buffer.from('f')), END]),
+        'NOT_A_TAR',
+      );
     }
   });
 
   it('a meta record over 1 MiB -> LIMIT_EXCEEDED, before it is read', async () => {
     for (const flag of ['x', 'g', 'L', 'K']) {
       // Only the header: refusing must not need the data.
-      await failBoth(Buffer.concat([header({ name: 'meta', typeflag: flag, size: 1024 * 1024 + 1 }), END]), 'LIMIT_EXCEEDED');
+      await failBoth(
+        Buffer.concat([header({ name: 'meta', typeflag: flag, size: 1024 * 1024 + 1 }), END]),
+        'LIMIT_EXCEEDED',
+      );
     }
     const ok = Buffer.alloc(1024 * 1024 - 20, 0x61);
     const buf = Buffer.concat([paxEntry([paxRecord('comment', ok)]), fileEntry('f', Buffer.from('f')), END]);
@@ -736,32 +930,44 @@ describe('limits', () => {
     return buf;
   }
 
-  it(`${MAX_ENTRIES} entries are accepted, one more -> LIMIT_EXCEEDED (both readers)`, { timeout: 60_000 }, async () => {
-    // The file reader makes one read per header (~40 us each here): it is given only the
-    // archive over the limit, the stream reader both.
-    let n = 0;
-    for await (const _ of readTarStream(Readable.from(chunked(manyEntries(MAX_ENTRIES), 1 << 20)), 's')) n++;
-    assert.equal(n, MAX_ENTRIES);
+  it(
+    `${MAX_ENTRIES} entries are accepted, one more -> LIMIT_EXCEEDED (both readers)`,
+    { timeout: 60_000 },
+    async () => {
+      // The file reader makes one read per header (~40 us each here): it is given only the
+      // archive over the limit, the stream reader both.
+      let n = 0;
+      for await (const _ of readTarStream(Readable.from(chunked(manyEntries(MAX_ENTRIES), 1 << 20)), 's')) n++;
+      assert.equal(n, MAX_ENTRIES);
 
-    const tooMany = manyEntries(MAX_ENTRIES + 1);
-    await assert.rejects(
-      (async () => {
-        for await (const _ of readTarStream(Readable.from(chunked(tooMany, 1 << 20)), 's'));
-      })(),
-      (e: unknown) => e instanceof LadingError && e.code === 'LIMIT_EXCEEDED',
-    );
-    const file = tmp('too-many.tar');
-    fs.writeFileSync(file, tooMany);
-    const fh = await open(file, 'r');
-    try {
-      await assert.rejects(indexTarFile(fh, tooMany.length, file), (e: unknown) => e instanceof LadingError && e.code === 'LIMIT_EXCEEDED' && /100000/.test(e.message));
-    } finally {
-      await fh.close();
-    }
-  });
+      const tooMany = manyEntries(MAX_ENTRIES + 1);
+      await assert.rejects(
+        (async () => {
+          for await (const _ of readTarStream(Readable.from(chunked(tooMany, 1 << 20)), 's'));
+        })(),
+        (e: unknown) => e instanceof LadingError && e.code === 'LIMIT_EXCEEDED',
+      );
+      const file = tmp('too-many.tar');
+      fs.writeFileSync(file, tooMany);
+      const fh = await open(file, 'r');
+      try {
+        await assert.rejects(
+          indexTarFile(fh, tooMany.length, file),
+          (e: unknown) => e instanceof LadingError && e.code === 'LIMIT_EXCEEDED' && /100000/.test(e.message),
+        );
+      } finally {
+        await fh.close();
+      }
+    },
+  );
 
   it('meta records do not count as entries', async () => {
-    const buf = Buffer.concat([paxEntry([paxRecord('comment', 'g')], 'g'), paxEntry([paxRecord('comment', 'c')]), fileEntry('f', Buffer.from('f')), END]);
+    const buf = Buffer.concat([
+      paxEntry([paxRecord('comment', 'g')], 'g'),
+      paxEntry([paxRecord('comment', 'c')]),
+      fileEntry('f', Buffer.from('f')),
+      END,
+    ]);
     assert.equal((await readBoth(buf)).length, 1);
   });
 });
@@ -842,7 +1048,20 @@ describe('truncation at every interesting offset', () => {
     fs.linkSync(join(tree, longName), join(tree, 'z-hard'));
     fs.symlinkSync(`${'y'.repeat(120)}`, join(tree, 'z-sym'));
     const out = tmp('gnu-cut.tar');
-    execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--format=gnu', '-cf', out, '-C', tree, longName, 'z-hard', 'z-sym']);
+    execFileSync('tar', [
+      '--sort=name',
+      '--mtime=@0',
+      '--owner=0',
+      '--group=0',
+      '--format=gnu',
+      '-cf',
+      out,
+      '-C',
+      tree,
+      longName,
+      'z-hard',
+      'z-sym',
+    ]);
     const buf = fs.readFileSync(out);
     assert.ok(buf.includes(Buffer.from('././@LongLink')));
     await everyCut(buf, 'gnu');

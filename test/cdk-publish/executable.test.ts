@@ -18,16 +18,43 @@ describe('parseExecutable', () => {
   });
 
   test('older aws-cdk-lib: the path inside the script, with or without tail', () => {
-    assert.deepEqual(parseExecutable(['sh', '-c', 'docker load -i asset.1.tar | tail -n 1 | sed "s/Loaded image: //g"']), { kind: 'archive', path: 'asset.1.tar', tool: 'docker' });
-    assert.deepEqual(parseExecutable(['sh', '-c', 'docker load -i asset.2.tar | sed "s/Loaded image: //g"']), { kind: 'archive', path: 'asset.2.tar', tool: 'docker' });
+    assert.deepEqual(
+      parseExecutable(['sh', '-c', 'docker load -i asset.1.tar | tail -n 1 | sed "s/Loaded image: //g"']),
+      { kind: 'archive', path: 'asset.1.tar', tool: 'docker' },
+    );
+    assert.deepEqual(parseExecutable(['sh', '-c', 'docker load -i asset.2.tar | sed "s/Loaded image: //g"']), {
+      kind: 'archive',
+      path: 'asset.2.tar',
+      tool: 'docker',
+    });
   });
 
   test('CDK_DOCKER values baked in at synth: podman, finch, a path with spaces, ${CDK_DOCKER:-docker}', () => {
-    assert.deepEqual(parseExecutable(['sh', '-c', `podman load -i "$1" | tail -n 1 | ${SED}`, '$0', 'a.tar']), { kind: 'archive', path: 'a.tar', tool: 'podman' });
-    assert.deepEqual(parseExecutable(['sh', '-c', `/usr/local/bin/finch load --input "$1" | ${SED}`, 'x', 'b.tar']), { kind: 'archive', path: 'b.tar', tool: 'finch' });
-    assert.deepEqual(parseExecutable(['sh', '-c', `"/opt/my tools/docker" load --input="$1" | ${SED}`, 'x', 'c.tar']), { kind: 'archive', path: 'c.tar', tool: 'docker' });
-    assert.deepEqual(parseExecutable(['sh', '-c', `\${CDK_DOCKER:-docker} load -i \${1} | ${SED}`, 'x', 'd.tar']), { kind: 'archive', path: 'd.tar', tool: 'docker' });
-    assert.deepEqual(parseExecutable(['/bin/bash', '-c', `docker load -qi '/abs/e f.tar' | ${SED}`]), { kind: 'archive', path: '/abs/e f.tar', tool: 'docker' });
+    assert.deepEqual(parseExecutable(['sh', '-c', `podman load -i "$1" | tail -n 1 | ${SED}`, '$0', 'a.tar']), {
+      kind: 'archive',
+      path: 'a.tar',
+      tool: 'podman',
+    });
+    assert.deepEqual(parseExecutable(['sh', '-c', `/usr/local/bin/finch load --input "$1" | ${SED}`, 'x', 'b.tar']), {
+      kind: 'archive',
+      path: 'b.tar',
+      tool: 'finch',
+    });
+    assert.deepEqual(parseExecutable(['sh', '-c', `"/opt/my tools/docker" load --input="$1" | ${SED}`, 'x', 'c.tar']), {
+      kind: 'archive',
+      path: 'c.tar',
+      tool: 'docker',
+    });
+    assert.deepEqual(parseExecutable(['sh', '-c', `\${CDK_DOCKER:-docker} load -i \${1} | ${SED}`, 'x', 'd.tar']), {
+      kind: 'archive',
+      path: 'd.tar',
+      tool: 'docker',
+    });
+    assert.deepEqual(parseExecutable(['/bin/bash', '-c', `docker load -qi '/abs/e f.tar' | ${SED}`]), {
+      kind: 'archive',
+      path: '/abs/e f.tar',
+      tool: 'docker',
+    });
   });
 
   test('not an archive load: other executables, stdin loads, unresolvable paths are "other" with a reason', () => {
@@ -45,7 +72,11 @@ describe('parseExecutable', () => {
   });
 
   test('a non-shell executable is read as its own words', () => {
-    assert.deepEqual(parseExecutable(['docker', 'load', '-i', 'z.tar']), { kind: 'archive', path: 'z.tar', tool: 'docker' });
+    assert.deepEqual(parseExecutable(['docker', 'load', '-i', 'z.tar']), {
+      kind: 'archive',
+      path: 'z.tar',
+      tool: 'docker',
+    });
   });
 
   test('firstCommandWords: quotes, escapes, expansions, stops at the first pipe', () => {
@@ -54,7 +85,10 @@ describe('parseExecutable', () => {
       w.map((x) => x.text),
       ['a', 'b c', 'd one "e"', 'f g', 'dflt'],
     );
-    assert.deepEqual(firstCommandWords('$UNSET x', [], {}).map((x) => x.text), [null, 'x']);
+    assert.deepEqual(
+      firstCommandWords('$UNSET x', [], {}).map((x) => x.text),
+      [null, 'x'],
+    );
   });
 });
 

@@ -44,7 +44,11 @@ export function imageArchive(label: string | string[]): Buffer {
     );
     const configName = `${digestHex(digestOf(config))}.json`;
     const id = digestHex(digestOf(layer));
-    entries.push({ name: `${id}/`, type: 'directory' as const }, { name: `${id}/layer.tar`, data: layer }, { name: configName, data: config });
+    entries.push(
+      { name: `${id}/`, type: 'directory' as const },
+      { name: `${id}/layer.tar`, data: layer },
+      { name: configName, data: config },
+    );
     manifest.push({ Config: configName, RepoTags: [`${l}:latest`], Layers: [`${id}/layer.tar`] });
   }
   entries.push({ name: 'manifest.json', data: Buffer.from(JSON.stringify(manifest)) });

@@ -42,11 +42,14 @@ describe('lading cdk publish on hand-made assemblies', () => {
   async function publish(args: string[]): Promise<{ code: number; report: PublishReport; err: string }> {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await main(['cdk', 'publish', ...args, '--json', '--endpoint-url', srv.url, '--sts-endpoint-url', sts.url], {
-      stdout: (s) => out.push(s),
-      stderr: (s) => err.push(s),
-      env: { ...process.env, XDG_CACHE_HOME: join(work, 'cache') },
-    });
+    const code = await main(
+      ['cdk', 'publish', ...args, '--json', '--endpoint-url', srv.url, '--sts-endpoint-url', sts.url],
+      {
+        stdout: (s) => out.push(s),
+        stderr: (s) => err.push(s),
+        env: { ...process.env, XDG_CACHE_HOME: join(work, 'cache') },
+      },
+    );
     return { code, report: JSON.parse(out.join('\n')) as PublishReport, err: err.join('\n') };
   }
 
@@ -59,7 +62,11 @@ describe('lading cdk publish on hand-made assemblies', () => {
     await writeFile(abs, gzipSync(imageArchive('gzipped')));
     await writeFile(join(dir, 'asset.orphan.tar'), imageArchive('orphan'));
     const dest = (tag: string) => ({
-      'current_account-eu-central-1': { repositoryName: 'cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}', imageTag: tag, region: 'eu-central-1' },
+      'current_account-eu-central-1': {
+        repositoryName: 'cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}',
+        imageTag: tag,
+        region: 'eu-central-1',
+      },
     });
     await writeFile(
       join(dir, 'App.assets.json'),
@@ -67,15 +74,37 @@ describe('lading cdk publish on hand-made assemblies', () => {
         version: '99.0.0',
         files: {},
         dockerImages: {
-          old: { source: { executable: ['sh', '-c', 'docker load -i asset.old.tar | sed "s/Loaded image: //g"'] }, destinations: dest('old') },
-          podman: { source: { executable: ['sh', '-c', `podman load -i "$1" | tail -n 1 | sed "s/Loaded image[^:]*: //g"`, 'cdk-tarball-image-asset', abs] }, destinations: dest('podman') },
+          old: {
+            source: { executable: ['sh', '-c', 'docker load -i asset.old.tar | sed "s/Loaded image: //g"'] },
+            destinations: dest('old'),
+          },
+          podman: {
+            source: {
+              executable: [
+                'sh',
+                '-c',
+                `podman load -i "$1" | tail -n 1 | sed "s/Loaded image[^:]*: //g"`,
+                'cdk-tarball-image-asset',
+                abs,
+              ],
+            },
+            destinations: dest('podman'),
+          },
           custom: { source: { executable: ['./build-image.sh'] }, destinations: dest('custom') },
         },
       }),
     );
     await writeFile(
       join(dir, 'Orphan.assets.json'),
-      JSON.stringify({ version: '99.0.0', dockerImages: { orphan: { source: { executable: ['sh', '-c', 'docker load -i asset.orphan.tar'] }, destinations: dest('orphan') } } }),
+      JSON.stringify({
+        version: '99.0.0',
+        dockerImages: {
+          orphan: {
+            source: { executable: ['sh', '-c', 'docker load -i asset.orphan.tar'] },
+            destinations: dest('orphan'),
+          },
+        },
+      }),
     );
     await writeFile(
       join(dir, 'manifest.json'),
@@ -84,7 +113,13 @@ describe('lading cdk publish on hand-made assemblies', () => {
         artifacts: {
           'App.assets': { type: 'cdk:asset-manifest', properties: { file: 'App.assets.json' } },
           'Orphan.assets': { type: 'cdk:asset-manifest', properties: { file: 'Orphan.assets.json' } },
-          App: { type: 'aws:cloudformation:stack', environment: 'aws://unknown-account/eu-central-1', properties: { templateFile: 'App.template.json' }, dependencies: ['App.assets'], displayName: 'App' },
+          App: {
+            type: 'aws:cloudformation:stack',
+            environment: 'aws://unknown-account/eu-central-1',
+            properties: { templateFile: 'App.template.json' },
+            dependencies: ['App.assets'],
+            displayName: 'App',
+          },
         },
       }),
     );
@@ -107,7 +142,13 @@ describe('lading cdk publish on hand-made assemblies', () => {
     if (skopeoAvailable) {
       const pw = srv.issueToken().password;
       const label = async (tag: string): Promise<string | undefined> => {
-        const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', '--creds', `AWS:${pw}`, `docker://${srv.host}/${REPO}:${tag}`]);
+        const { stdout } = await run('skopeo', [
+          'inspect',
+          '--tls-verify=false',
+          '--creds',
+          `AWS:${pw}`,
+          `docker://${srv.host}/${REPO}:${tag}`,
+        ]);
         return (JSON.parse(stdout) as { Labels?: Record<string, string> }).Labels?.label;
       };
       assert.equal(await label('old'), 'last', 'the last image of the archive, as docker load | tail -n 1');
@@ -131,12 +172,15 @@ describe('lading cdk publish on hand-made assemblies', () => {
         version: '55.0.0',
         dockerImages: {
           p: {
-            source: { executable: ['sh', '-c', 'docker load -i "$1" | tail -n 1', 'cdk-tarball-image-asset', 'asset.p.tar'] },
+            source: {
+              executable: ['sh', '-c', 'docker load -i "$1" | tail -n 1', 'cdk-tarball-image-asset', 'asset.p.tar'],
+            },
             destinations: {
               'current_account-current_region': {
                 repositoryName: 'cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}',
                 imageTag: 'p',
-                assumeRoleArn: 'arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-image-publishing-role-${AWS::AccountId}-${AWS::Region}',
+                assumeRoleArn:
+                  'arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-image-publishing-role-${AWS::AccountId}-${AWS::Region}',
               },
             },
           },
@@ -149,14 +193,22 @@ describe('lading cdk publish on hand-made assemblies', () => {
         version: '55.0.0',
         artifacts: {
           'P.assets': { type: 'cdk:asset-manifest', properties: { file: 'P.assets.json' } },
-          P: { type: 'aws:cloudformation:stack', environment: 'aws://unknown-account/unknown-region', properties: { templateFile: 'P.template.json' }, dependencies: ['P.assets'] },
+          P: {
+            type: 'aws:cloudformation:stack',
+            environment: 'aws://unknown-account/unknown-region',
+            properties: { templateFile: 'P.template.json' },
+            dependencies: ['P.assets'],
+          },
         },
       }),
     );
     const config = join(work, 'aws-config');
     const credentials = join(work, 'aws-credentials');
     await writeFile(config, '[profile deployer]\nregion = eu-central-1\n');
-    await writeFile(credentials, '[deployer]\naws_access_key_id = AKIDPROFILEDEPLOYER\naws_secret_access_key = profile-secret\n');
+    await writeFile(
+      credentials,
+      '[deployer]\naws_access_key_id = AKIDPROFILEDEPLOYER\naws_secret_access_key = profile-secret\n',
+    );
     process.env.AWS_CONFIG_FILE = config;
     process.env.AWS_SHARED_CREDENTIALS_FILE = credentials;
     const saved = { AWS_REGION: process.env.AWS_REGION, AWS_DEFAULT_REGION: process.env.AWS_DEFAULT_REGION };
@@ -171,9 +223,16 @@ describe('lading cdk publish on hand-made assemblies', () => {
       assert.equal(a.region, 'eu-central-1');
       assert.equal(a.repositoryName, REPO);
       const reqs = sts.requests.slice(before);
-      assert.deepEqual(reqs.map((q) => q.action), ['GetCallerIdentity', 'AssumeRole']);
-      for (const q of reqs) assert.equal(q.accessKeyId, 'AKIDPROFILEDEPLOYER', "the profile's credentials, not the environment's");
-      assert.equal(reqs[1]!.params.RoleArn, 'arn:aws:iam::000000000000:role/cdk-hnb659fds-image-publishing-role-000000000000-eu-central-1');
+      assert.deepEqual(
+        reqs.map((q) => q.action),
+        ['GetCallerIdentity', 'AssumeRole'],
+      );
+      for (const q of reqs)
+        assert.equal(q.accessKeyId, 'AKIDPROFILEDEPLOYER', "the profile's credentials, not the environment's");
+      assert.equal(
+        reqs[1]!.params.RoleArn,
+        'arn:aws:iam::000000000000:role/cdk-hnb659fds-image-publishing-role-000000000000-eu-central-1',
+      );
     } finally {
       delete process.env.AWS_CONFIG_FILE;
       delete process.env.AWS_SHARED_CREDENTIALS_FILE;

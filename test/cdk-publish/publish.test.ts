@@ -12,7 +12,16 @@ import { after, before, describe, test } from 'node:test';
 import { DescribeImagesCommand } from '@aws-sdk/client-ecr';
 import type { PublishReport } from '../../src/cdk-publish';
 import { main } from '../../src/cli/main';
-import { createRepo, pushImage, run, skopeoAvailable, smallImage, startTestServer, tempDir, type TestServer } from '../serve/helpers';
+import {
+  createRepo,
+  pushImage,
+  run,
+  skopeoAvailable,
+  smallImage,
+  startTestServer,
+  tempDir,
+  type TestServer,
+} from '../serve/helpers';
 import { PINNED_EXTERNAL_ID, PINNED_SESSION_TAG, synthFixtureApp, type FixtureApp } from './fixture-app';
 import { startRecordingProxy } from './recording-proxy';
 import { startStsServer, type StsServer } from './sts-server';
@@ -64,7 +73,12 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     return srv;
   }
 
-  async function publish(srv: TestServer, args: string[], env: NodeJS.ProcessEnv = {}, endpoint = srv.url): Promise<Run> {
+  async function publish(
+    srv: TestServer,
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+    endpoint = srv.url,
+  ): Promise<Run> {
     const out: string[] = [];
     const err: string[] = [];
     const code = await main(['cdk', 'publish', ...args, '--endpoint-url', endpoint], {
@@ -78,10 +92,12 @@ describe('lading cdk publish against lading serve and a local STS', () => {
   }
 
   async function tagDigest(srv: TestServer, repositoryName: string, imageTag: string): Promise<string | undefined> {
-    const out = await srv.ecr.send(new DescribeImagesCommand({ repositoryName, imageIds: [{ imageTag }] })).catch((e: Error) => {
-      if (e.name === 'ImageNotFoundException') return undefined;
-      throw e;
-    });
+    const out = await srv.ecr
+      .send(new DescribeImagesCommand({ repositoryName, imageIds: [{ imageTag }] }))
+      .catch((e: Error) => {
+        if (e.name === 'ImageNotFoundException') return undefined;
+        throw e;
+      });
     return out?.imageDetails?.[0]?.imageDigest;
   }
 
@@ -89,7 +105,9 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     const srv = await ecr();
     const first = sts.requests.length;
     const proxy = await startRecordingProxy(srv.url);
-    const r = await publish(srv, [app.outdir, '--json', '--sts-endpoint-url', sts.url], {}, proxy.url).finally(() => proxy.close());
+    const r = await publish(srv, [app.outdir, '--json', '--sts-endpoint-url', sts.url], {}, proxy.url).finally(() =>
+      proxy.close(),
+    );
     assert.equal(r.code, 0, `${r.err}\n${r.out}`);
     const report = r.report!;
     assert.deepEqual(report.summary, { published: 3, exists: 0, 'would-publish': 0, skipped: 1, failed: 0 });
@@ -102,7 +120,11 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     assert.equal(shared.imageUri, `000000000000.dkr.ecr.us-east-1.amazonaws.com/${REPO_000}:${shared.imageTag}`);
     const extra = published.find((a) => a.displayName === 'Extra')!;
     assert.deepEqual(extra.stacks, ['Agnostic']);
-    assert.equal(extra.repositoryName, REPO_000, 'the environment-agnostic stack resolves to the caller account and AWS_REGION');
+    assert.equal(
+      extra.repositoryName,
+      REPO_000,
+      'the environment-agnostic stack resolves to the caller account and AWS_REGION',
+    );
     const staged = published.find((a) => a.stacks.includes('Prod/Svc'))!;
     assert.equal(staged.repositoryName, REPO_111);
     assert.equal(staged.account, '111111111111');
@@ -123,8 +145,18 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     if (skopeoAvailable) {
       const pw = srv.issueToken().password;
       for (const a of published) {
-        const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', '--creds', `AWS:${pw}`, `docker://${srv.host}/${a.repositoryName}:${a.imageTag}`]);
-        const got = JSON.parse(stdout) as { Digest: string; Labels: Record<string, string> | null; Architecture: string };
+        const { stdout } = await run('skopeo', [
+          'inspect',
+          '--tls-verify=false',
+          '--creds',
+          `AWS:${pw}`,
+          `docker://${srv.host}/${a.repositoryName}:${a.imageTag}`,
+        ]);
+        const got = JSON.parse(stdout) as {
+          Digest: string;
+          Labels: Record<string, string> | null;
+          Architecture: string;
+        };
         assert.equal(got.Digest, a.digest);
         const label = a === shared ? 'shared' : a === extra ? 'extra' : 'stage';
         assert.equal(got.Labels?.label, label, 'the image under the tag is the one of that archive');
@@ -147,12 +179,19 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     assert.equal(withExternalId[0]!.params['Tags.member.1.Key'], PINNED_SESSION_TAG.Key);
     assert.equal(withExternalId[0]!.params['Tags.member.1.Value'], PINNED_SESSION_TAG.Value);
     assert.equal(withExternalId[0]!.params['TransitiveTagKeys.member.1'], PINNED_SESSION_TAG.Key);
-    assert.deepEqual(assumes.map((q) => q.params.RoleArn).sort(), [ROLE_000, ROLE_000, ROLE_111].sort(), 'Pinned role (external ID), Agnostic role, Prod role');
+    assert.deepEqual(
+      assumes.map((q) => q.params.RoleArn).sort(),
+      [ROLE_000, ROLE_000, ROLE_111].sort(),
+      'Pinned role (external ID), Agnostic role, Prod role',
+    );
     // Every ECR call is signed with the credentials of its destination's role.
     assert.ok(proxy.calls.length > 0);
     for (const c of proxy.calls) {
       const role = c.repositoryName === REPO_111 ? ROLE_111 : ROLE_000;
-      assert.ok(sts.issued.get(role)!.includes(c.accessKeyId!), `${c.op} on ${c.repositoryName} signed by ${c.accessKeyId}, not by ${role}`);
+      assert.ok(
+        sts.issued.get(role)!.includes(c.accessKeyId!),
+        `${c.op} on ${c.repositoryName} signed by ${c.accessKeyId}, not by ${role}`,
+      );
     }
     assert.ok(proxy.calls.some((c) => c.repositoryName === REPO_111 && c.op === 'PutImage'));
 
@@ -162,7 +201,10 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     assert.equal(again.code, 0, again.err);
     assert.deepEqual(again.report!.summary, { published: 0, exists: 3, 'would-publish': 0, skipped: 1, failed: 0 });
     for (const a of again.report!.assets.filter((x) => x.status === 'exists')) {
-      assert.equal(a.digest, published.find((p) => p.imageTag === a.imageTag && p.repositoryName === a.repositoryName)!.digest);
+      assert.equal(
+        a.digest,
+        published.find((p) => p.imageTag === a.imageTag && p.repositoryName === a.repositoryName)!.digest,
+      );
     }
     assert.equal(srv.calls.InitiateLayerUpload ?? 0, 0, JSON.stringify(srv.calls));
     assert.equal(srv.calls.PutImage ?? 0, 0);
@@ -183,16 +225,34 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     try {
       const stsPort = new URL(sts.url).port;
       // Names only the proxy resolves: a call that bypassed it could not connect at all.
-      const r = await publish(srv, [app.outdir, '--json', '--sts-endpoint-url', `https://sts.corp.example:${stsPort}`], { HTTPS_PROXY: proxy.url, AWS_CA_BUNDLE: ca.certPath }, `https://ecr.corp.example:${srv.port}`);
+      const r = await publish(
+        srv,
+        [app.outdir, '--json', '--sts-endpoint-url', `https://sts.corp.example:${stsPort}`],
+        { HTTPS_PROXY: proxy.url, AWS_CA_BUNDLE: ca.certPath },
+        `https://ecr.corp.example:${srv.port}`,
+      );
       assert.equal(r.code, 0, `${r.err}\n${r.out}`);
       assert.equal(r.report!.summary.published, 3);
       const targets = new Set(proxy.connects.map((c) => c.target));
       assert.deepEqual([...targets].sort(), [`ecr.corp.example:${srv.port}`, `sts.corp.example:${stsPort}`].sort());
-      const actions = proxy.requests.map((q) => String(q.headers['x-amz-target'] ?? (q.method === 'POST' && q.url.includes('sts.corp.example') ? 'sts' : '')));
-      assert.ok(actions.some((a) => a === 'sts'), 'STS (AssumeRole, GetCallerIdentity) through the proxy');
-      assert.ok(actions.some((a) => a.endsWith('.PutImage')), 'ECR PutImage through the proxy');
+      const actions = proxy.requests.map((q) =>
+        String(q.headers['x-amz-target'] ?? (q.method === 'POST' && q.url.includes('sts.corp.example') ? 'sts' : '')),
+      );
+      assert.ok(
+        actions.some((a) => a === 'sts'),
+        'STS (AssumeRole, GetCallerIdentity) through the proxy',
+      );
+      assert.ok(
+        actions.some((a) => a.endsWith('.PutImage')),
+        'ECR PutImage through the proxy',
+      );
       // Without the CA: one TLS error with the fix, not a stack trace.
-      const untrusted = await publish(srv, [app.outdir, '--json', '--sts-endpoint-url', `https://sts.corp.example:${stsPort}`], { HTTPS_PROXY: proxy.url }, `https://ecr.corp.example:${srv.port}`);
+      const untrusted = await publish(
+        srv,
+        [app.outdir, '--json', '--sts-endpoint-url', `https://sts.corp.example:${stsPort}`],
+        { HTTPS_PROXY: proxy.url },
+        `https://ecr.corp.example:${srv.port}`,
+      );
       assert.notEqual(untrusted.code, 0);
       assert.match(`${untrusted.err}\n${untrusted.out}`, /unknown authority.*AWS_CA_BUNDLE/);
     } finally {
@@ -203,7 +263,15 @@ describe('lading cdk publish against lading serve and a local STS', () => {
 
   test('--stack selects stacks with cdk deploy globs; --dry-run checks and publishes nothing', async () => {
     const srv = await ecr();
-    const r = await publish(srv, [app.outdir, '--stack', 'Prod/*', '--dry-run', '--json', '--sts-endpoint-url', sts.url]);
+    const r = await publish(srv, [
+      app.outdir,
+      '--stack',
+      'Prod/*',
+      '--dry-run',
+      '--json',
+      '--sts-endpoint-url',
+      sts.url,
+    ]);
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(r.report!.summary, { published: 0, exists: 0, 'would-publish': 1, skipped: 0, failed: 0 });
     assert.deepEqual(r.report!.assets[0]!.stacks, ['Prod/Svc']);
@@ -225,7 +293,8 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     await cp(app.outdir, copy, { recursive: true });
     const srv = await ecr();
     const first = await publish(srv, [app.outdir, '--json', '--dry-run', '--sts-endpoint-url', sts.url]);
-    const byName = (name: string) => first.report!.assets.find((a) => a.displayName === name || a.stacks.includes(name))!;
+    const byName = (name: string) =>
+      first.report!.assets.find((a) => a.displayName === name || a.stacks.includes(name))!;
     const extraTag = byName('Extra').imageTag;
     const stagedTag = byName('Prod/Svc').imageTag;
     await truncate(join(copy, `asset.${extraTag}.tar`), 3000); // corrupt: cut inside the archive
@@ -242,7 +311,10 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     const missing = report.assets.find((a) => a.imageTag === stagedTag)!;
     assert.equal(missing.status, 'failed');
     assert.equal(missing.error!.code, 'NOT_FOUND');
-    assert.match(missing.error!.message, /^asset "Staged" \(\w{12}\) of stack Prod\/Svc: the image archive .* does not exist/);
+    assert.match(
+      missing.error!.message,
+      /^asset "Staged" \(\w{12}\) of stack Prod\/Svc: the image archive .* does not exist/,
+    );
     const ok = report.assets.find((a) => a.status === 'published')!;
     assert.deepEqual([...ok.stacks].sort(), ['Agnostic', 'Pinned']);
     assert.equal(await tagDigest(srv, REPO_000, ok.imageTag), ok.digest);
@@ -264,11 +336,17 @@ describe('lading cdk publish against lading serve and a local STS', () => {
       const r = await publish(srv, [app.outdir, '--json', '--sts-endpoint-url', sts.url]);
       assert.equal(r.code, 1, r.out);
       assert.deepEqual(r.report!.summary, { published: 2, exists: 0, 'would-publish': 0, skipped: 1, failed: 1 });
-      assert.match(r.err, /warning: could not assume arn:aws:iam::000000000000:role\/cdk-hnb659fds-image-publishing-role-000000000000-us-east-1 \(AccessDenied: .*\); the base credentials .* are for account 000000000000: using them/);
+      assert.match(
+        r.err,
+        /warning: could not assume arn:aws:iam::000000000000:role\/cdk-hnb659fds-image-publishing-role-000000000000-us-east-1 \(AccessDenied: .*\); the base credentials .* are for account 000000000000: using them/,
+      );
       const failed = r.report!.assets.find((a) => a.status === 'failed')!;
       assert.deepEqual(failed.stacks, ['Prod/Svc']);
       assert.equal(failed.error!.code, 'AUTH');
-      assert.match(failed.error!.message, /could not assume the role arn:aws:iam::111111111111:role\/.*AccessDenied.*cdk bootstrap aws:\/\/111111111111\/eu-west-1/);
+      assert.match(
+        failed.error!.message,
+        /could not assume the role arn:aws:iam::111111111111:role\/.*AccessDenied.*cdk bootstrap aws:\/\/111111111111\/eu-west-1/,
+      );
     } finally {
       sts.deny.clear();
     }
@@ -283,8 +361,15 @@ describe('lading cdk publish against lading serve and a local STS', () => {
       ['GetCallerIdentity'],
     );
     const staged = r2.report!.assets.find((a) => a.stacks.includes('Prod/Svc'))!;
-    assert.equal(staged.status, 'failed', 'the credentials are for another account than the stage: not published into the wrong registry');
-    assert.match(staged.error!.message, /the destination is in account 111111111111, but your credentials \(arn:aws:iam::000000000000:user\/ci\) are for account 000000000000; without --no-assume-role/);
+    assert.equal(
+      staged.status,
+      'failed',
+      'the credentials are for another account than the stage: not published into the wrong registry',
+    );
+    assert.match(
+      staged.error!.message,
+      /the destination is in account 111111111111, but your credentials \(arn:aws:iam::000000000000:user\/ci\) are for account 000000000000; without --no-assume-role/,
+    );
   });
 
   test('an environment that is not bootstrapped (no repository) fails with the cdk bootstrap hint', async () => {
@@ -293,7 +378,10 @@ describe('lading cdk publish against lading serve and a local STS', () => {
     assert.equal(r.code, 1);
     const failed = r.report!.assets.filter((a) => a.status === 'failed');
     assert.equal(failed.length, 1);
-    assert.match(failed[0]!.error!.message, /of stack Prod\/Svc: no ECR repository named cdk-hnb659fds-container-assets-111111111111-eu-west-1 in account 111111111111, region eu-west-1: is the environment bootstrapped\? \(cdk bootstrap aws:\/\/111111111111\/eu-west-1\)/);
+    assert.match(
+      failed[0]!.error!.message,
+      /of stack Prod\/Svc: no ECR repository named cdk-hnb659fds-container-assets-111111111111-eu-west-1 in account 111111111111, region eu-west-1: is the environment bootstrapped\? \(cdk bootstrap aws:\/\/111111111111\/eu-west-1\)/,
+    );
     assert.equal(r.report!.summary.published, 2);
   });
 
@@ -315,12 +403,28 @@ describe('lading cdk publish against lading serve and a local STS', () => {
 
   test('the tag appears under another image while lading publishes (immutable tags): the asset counts as there, not failed', async () => {
     const srv = await ecr();
-    const dry = await publish(srv, [app.outdir, '--stack', 'Pinned', '--json', '--dry-run', '--sts-endpoint-url', sts.url]);
+    const dry = await publish(srv, [
+      app.outdir,
+      '--stack',
+      'Pinned',
+      '--json',
+      '--dry-run',
+      '--sts-endpoint-url',
+      sts.url,
+    ]);
     const tag = dry.report!.assets[0]!.imageTag;
     // lading's PutImage waits; meanwhile another publisher (the CDK CLI on another runner) tags its own build.
     // A window wide enough for the other push on a busy machine (the test waits for the call, not a clock).
     srv.faults.add({ op: 'PutImage', kind: 'slow', delayMs: 6000, times: 1 });
-    const running = publish(srv, [app.outdir, '--stack', 'Pinned', '--json', '--no-cache', '--sts-endpoint-url', sts.url]);
+    const running = publish(srv, [
+      app.outdir,
+      '--stack',
+      'Pinned',
+      '--json',
+      '--no-cache',
+      '--sts-endpoint-url',
+      sts.url,
+    ]);
     const t0 = Date.now();
     while ((srv.calls.PutImage ?? 0) < 1 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
     const other = smallImage('other-build');

@@ -35,12 +35,19 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
         } catch {
           repositoryName = undefined;
         }
-        calls.push({ op: target.replace(/^.*\./, ''), repositoryName, accessKeyId: /Credential=([^/]+)\//.exec(String(req.headers.authorization ?? ''))?.[1] });
+        calls.push({
+          op: target.replace(/^.*\./, ''),
+          repositoryName,
+          accessKeyId: /Credential=([^/]+)\//.exec(String(req.headers.authorization ?? ''))?.[1],
+        });
       }
-      const fwd = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      });
+      const fwd = request(
+        { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        },
+      );
       fwd.on('error', () => res.destroy());
       fwd.end(body);
     });

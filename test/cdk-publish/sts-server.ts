@@ -31,7 +31,9 @@ function xmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-export async function startStsServer(caller = { account: '000000000000', arn: 'arn:aws:iam::000000000000:user/ci' }): Promise<StsServer> {
+export async function startStsServer(
+  caller = { account: '000000000000', arn: 'arn:aws:iam::000000000000:user/ci' },
+): Promise<StsServer> {
   const requests: StsRequest[] = [];
   const deny = new Set<string>();
   const issued = new Map<string, string[]>();
@@ -53,7 +55,10 @@ export async function startStsServer(caller = { account: '000000000000', arn: 'a
         res.end(xml);
       };
       const error = (status: number, code: string, message: string): void =>
-        send(status, `<ErrorResponse xmlns="${NS}"><Error><Type>Sender</Type><Code>${code}</Code><Message>${xmlEscape(message)}</Message></Error><RequestId>${requestId}</RequestId></ErrorResponse>`);
+        send(
+          status,
+          `<ErrorResponse xmlns="${NS}"><Error><Type>Sender</Type><Code>${code}</Code><Message>${xmlEscape(message)}</Message></Error><RequestId>${requestId}</RequestId></ErrorResponse>`,
+        );
       if (action === 'GetCallerIdentity') {
         send(
           200,
@@ -66,7 +71,12 @@ export async function startStsServer(caller = { account: '000000000000', arn: 'a
         const session = params.RoleSessionName ?? '';
         const m = /^arn:[^:]+:iam::(\d{12}):role\/(.+)$/.exec(roleArn);
         if (!m || !session) return error(400, 'ValidationError', 'RoleArn and RoleSessionName are required');
-        if (deny.has(roleArn)) return error(403, 'AccessDenied', `User: ${caller.arn} is not authorized to perform: sts:AssumeRole on resource: ${roleArn}`);
+        if (deny.has(roleArn))
+          return error(
+            403,
+            'AccessDenied',
+            `User: ${caller.arn} is not authorized to perform: sts:AssumeRole on resource: ${roleArn}`,
+          );
         const key = `ASIA${randomBytes(8).toString('hex').toUpperCase()}`;
         issued.set(roleArn, [...(issued.get(roleArn) ?? []), key]);
         const expiration = new Date(Date.now() + 3600_000).toISOString();

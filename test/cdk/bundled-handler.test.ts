@@ -23,18 +23,35 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { App, Stack } from 'aws-cdk-lib';
 import type { CfnFunction } from 'aws-cdk-lib/aws-lambda';
 import { BatchGetImageCommand, CreateRepositoryCommand } from '@aws-sdk/client-ecr';
-import type { CustomResourceEvent, CustomResourceResponse, TarballImageResourceProperties } from '../../src/cdk/handler';
+import type {
+  CustomResourceEvent,
+  CustomResourceResponse,
+  TarballImageResourceProperties,
+} from '../../src/cdk/handler';
 import { TarballImage } from '../../src/cdk';
 import { dockerArchiveParts, file, freshPath, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
 import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
-import { nodeBinary, responseReceiver, runtimeMajor, startS3, type NodeBinary, type ResponseReceiver, type S3Rig } from './bundled-rig';
+import {
+  nodeBinary,
+  responseReceiver,
+  runtimeMajor,
+  startS3,
+  type NodeBinary,
+  type ResponseReceiver,
+  type S3Rig,
+} from './bundled-rig';
 
 const BUCKET = 'cdk-hnb659fds-assets-000000000000-us-east-1';
 /** What `npm run build` leaves next to dist/test: dist/cdk-handler/index.js. */
 const BUNDLE_DIR = join(__dirname, '..', '..', 'cdk-handler');
 const ci = process.env.CI !== undefined;
 
-const ACCEPT = ['application/vnd.oci.image.manifest.v1+json', 'application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.v2+json', 'application/vnd.docker.distribution.manifest.list.v2+json'];
+const ACCEPT = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+];
 
 /** The Lambda runtime's bootstrap, reduced: require the handler module, call `handler(event, context)`, report, exit. */
 const RUNNER = `'use strict';
@@ -63,10 +80,21 @@ Promise.resolve()
 
 /** A docker-save archive with uncompressed layers: a small text layer and `size` bytes of compressible data. */
 async function uncompressedArchive(seed: string, size: number): Promise<string> {
-  const text = Buffer.from(Array.from({ length: Math.ceil(size / 32) }, (_, i) => `${seed} ${i} ${(Math.imul(i, 2654435761) >>> 0).toString(16)}\n`).join('')).subarray(0, size);
+  const text = Buffer.from(
+    Array.from(
+      { length: Math.ceil(size / 32) },
+      (_, i) => `${seed} ${i} ${(Math.imul(i, 2654435761) >>> 0).toString(16)}\n`,
+    ).join(''),
+  ).subarray(0, size);
   const small = await makeLayer([file('etc/motd', `hello ${seed}\n`)], 'none');
-  const big = await makeLayer([file('data/text.txt', text), file('data/random.bin', pseudoRandom(seed, 64 * 1024))], 'none');
-  const parts = dockerArchiveParts([{ repoTags: [`bundled/${seed}:1`], platform: { os: 'linux', architecture: 'arm64' }, layers: [small, big] }], { order: 'sorted' });
+  const big = await makeLayer(
+    [file('data/text.txt', text), file('data/random.bin', pseudoRandom(seed, 64 * 1024))],
+    'none',
+  );
+  const parts = dockerArchiveParts(
+    [{ repoTags: [`bundled/${seed}:1`], platform: { os: 'linux', architecture: 'arm64' }, layers: [small, big] }],
+    { order: 'sorted' },
+  );
   const p = freshPath(`${seed}.tar`);
   writeFileSync(p, await tarBuffer(parts.entries));
   return p;
@@ -95,12 +123,18 @@ describe('the bundled handler (OUT/cdk-handler/index.js) run as Lambda runs it, 
   let assetKey: string;
 
   before(async () => {
-    assert.ok(existsSync(join(BUNDLE_DIR, 'index.js')), `the handler bundle is missing at ${BUNDLE_DIR}: npm run build makes it (or: node scripts/bundle-cdk-handler.js OUTDIR)`);
+    assert.ok(
+      existsSync(join(BUNDLE_DIR, 'index.js')),
+      `the handler bundle is missing at ${BUNDLE_DIR}: npm run build makes it (or: node scripts/bundle-cdk-handler.js OUTDIR)`,
+    );
     // The runtime the construct declares for its handler function (the construct, not a copy of its source).
     const stack = new Stack(new App(), 'Bundled', { env: { account: '000000000000', region: 'us-east-1' } });
-    const image = new TarballImage(stack, 'Img', { tarball: await uncompressedArchive('synth', 4096), verifyAtSynth: false });
+    const image = new TarballImage(stack, 'Img', {
+      tarball: await uncompressedArchive('synth', 4096),
+      verifyAtSynth: false,
+    });
     const fn = image.handler.node.defaultChild as CfnFunction;
-    assert.equal(fn.handler, 'index.handler', 'the runner calls index.js\'s handler export, as the function does');
+    assert.equal(fn.handler, 'index.handler', "the runner calls index.js's handler export, as the function does");
     declared = image.handler.runtime.name;
     // Fetched (or found in npx's cache) while the servers start.
     void nodeBinary(runtimeMajor(declared));
@@ -134,7 +168,11 @@ describe('the bundled handler (OUT/cdk-handler/index.js) run as Lambda runs it, 
     return name;
   }
 
-  function event(type: CustomResourceEvent['RequestType'], props: Partial<TarballImageResourceProperties> & { Key: string; RepositoryName: string }, physicalId?: string): CustomResourceEvent {
+  function event(
+    type: CustomResourceEvent['RequestType'],
+    props: Partial<TarballImageResourceProperties> & { Key: string; RepositoryName: string },
+    physicalId?: string,
+  ): CustomResourceEvent {
     return {
       RequestType: type,
       ResponseURL: cfn.url,
@@ -143,7 +181,14 @@ describe('the bundled handler (OUT/cdk-handler/index.js) run as Lambda runs it, 
       LogicalResourceId: 'ImgResource',
       ResourceType: 'Custom::LadingTarballImage',
       ...(physicalId ? { PhysicalResourceId: physicalId } : {}),
-      ResourceProperties: { Bucket: BUCKET, RepositoryUri: `${srv.host}/${props.RepositoryName}`, Tag: 'lading-bundled', Compress: 'gzip', RemoveOnDelete: 'false', ...props },
+      ResourceProperties: {
+        Bucket: BUCKET,
+        RepositoryUri: `${srv.host}/${props.RepositoryName}`,
+        Tag: 'lading-bundled',
+        Compress: 'gzip',
+        RemoveOnDelete: 'false',
+        ...props,
+      },
     };
   }
 
@@ -182,22 +227,38 @@ describe('the bundled handler (OUT/cdk-handler/index.js) run as Lambda runs it, 
     let stdout: string;
     let stderr: string;
     try {
-      ({ stdout, stderr } = await promisify(execFile)(node, [join(work, 'runner.js'), taskRoot, eventFile, '900000'], { cwd: taskRoot, env: lambdaEnv(), timeout: 60_000, maxBuffer: 16 << 20, encoding: 'utf8' }));
+      ({ stdout, stderr } = await promisify(execFile)(node, [join(work, 'runner.js'), taskRoot, eventFile, '900000'], {
+        cwd: taskRoot,
+        env: lambdaEnv(),
+        timeout: 60_000,
+        maxBuffer: 16 << 20,
+        encoding: 'utf8',
+      }));
     } catch (err) {
       const x = err as Error & { stdout?: string; stderr?: string };
-      throw new Error(`the handler process failed: ${x.message}\n--- stdout\n${x.stdout ?? ''}\n--- stderr\n${x.stderr ?? ''}`, { cause: err });
+      throw new Error(
+        `the handler process failed: ${x.message}\n--- stdout\n${x.stdout ?? ''}\n--- stderr\n${x.stderr ?? ''}`,
+        { cause: err },
+      );
     }
     const ms = Date.now() - t0;
     const doneLine = stdout.split('\n').find((l) => l.startsWith('RUNNER-DONE '));
     assert.ok(doneLine, `the runner reports the handler's return:\n${stdout}\n${stderr}`);
-    const done = JSON.parse(doneLine.slice('RUNNER-DONE '.length)) as { result: unknown; node: string; zlibZstd: boolean };
+    const done = JSON.parse(doneLine.slice('RUNNER-DONE '.length)) as {
+      result: unknown;
+      node: string;
+      zlibZstd: boolean;
+    };
     assert.equal(done.result, null, 'handler() resolves to undefined (the answer goes to the response URL)');
     const answers = cfn.received.slice(before);
     assert.equal(answers.length, 1, `exactly one request to the response URL, got ${answers.length}`);
     const a = answers[0]!;
     assert.equal(a.method, 'PUT');
     const ct = a.headers['content-type'];
-    assert.ok(ct === undefined || ct === '', `no Content-Type (or an empty one): the pre-signed URL is signed without one; got ${JSON.stringify(ct)}`);
+    assert.ok(
+      ct === undefined || ct === '',
+      `no Content-Type (or an empty one): the pre-signed URL is signed without one; got ${JSON.stringify(ct)}`,
+    );
     assert.equal(Number(a.headers['content-length']), a.body.length);
     assert.ok(a.body.length < 4096, `answer body ${a.body.length} bytes: CloudFormation refuses 4,096 or more`);
     const answer = JSON.parse(a.body.toString('utf8')) as CustomResourceResponse;
@@ -208,24 +269,49 @@ describe('the bundled handler (OUT/cdk-handler/index.js) run as Lambda runs it, 
   }
 
   async function skopeo(args: string[]): Promise<Buffer> {
-    const { stdout } = await promisify(execFile)('skopeo', args, { encoding: 'buffer', maxBuffer: 1 << 28, timeout: 60_000 });
+    const { stdout } = await promisify(execFile)('skopeo', args, {
+      encoding: 'buffer',
+      maxBuffer: 1 << 28,
+      timeout: 60_000,
+    });
     return stdout;
   }
 
   /** The pushed image read back: the tag names the digest, the manifest's layer media types; skopeo reads and copies it whole. */
   async function verify(repository: string, digest: string, tag: string): Promise<string[]> {
-    const out = await srv.ecr.send(new BatchGetImageCommand({ repositoryName: repository, imageIds: [{ imageTag: tag }], acceptedMediaTypes: ACCEPT }));
+    const out = await srv.ecr.send(
+      new BatchGetImageCommand({
+        repositoryName: repository,
+        imageIds: [{ imageTag: tag }],
+        acceptedMediaTypes: ACCEPT,
+      }),
+    );
     assert.equal(out.images?.length, 1, `tag ${tag} of ${repository}: ${JSON.stringify(out.failures)}`);
     const img = out.images![0]!;
     assert.equal(img.imageId?.imageDigest, digest, 'the tag names the digest the answer gave');
     assert.equal(`sha256:${createHash('sha256').update(img.imageManifest!).digest('hex')}`, digest);
     const manifest = JSON.parse(img.imageManifest!) as { layers: { mediaType: string }[] };
     if (skopeoAvailable) {
-      const raw = await skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${srv.host}/${repository}@${digest}`]);
+      const raw = await skopeo([
+        'inspect',
+        '--tls-verify=false',
+        '--creds',
+        creds,
+        '--raw',
+        `docker://${srv.host}/${repository}@${digest}`,
+      ]);
       assert.equal(`sha256:${createHash('sha256').update(raw).digest('hex')}`, digest);
       const dir = mkdtempSync(join(tmpdir(), 'lading-bundled-oci-'));
       try {
-        await skopeo(['copy', '--all', '--src-tls-verify=false', '--src-creds', creds, `docker://${srv.host}/${repository}:${tag}`, `oci:${dir}:x`]);
+        await skopeo([
+          'copy',
+          '--all',
+          '--src-tls-verify=false',
+          '--src-creds',
+          creds,
+          `docker://${srv.host}/${repository}:${tag}`,
+          `oci:${dir}:x`,
+        ]);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -246,7 +332,11 @@ describe('the bundled handler (OUT/cdk-handler/index.js) run as Lambda runs it, 
   }
 
   /** A Create of the uncompressed archive with `compress`, checked end to end; returns the answer. */
-  async function create(t: TestContext, node: string, compress: 'zstd' | 'gzip'): Promise<{ r: CustomResourceResponse; repository: string; inv: Invocation }> {
+  async function create(
+    t: TestContext,
+    node: string,
+    compress: 'zstd' | 'gzip',
+  ): Promise<{ r: CustomResourceResponse; repository: string; inv: Invocation }> {
     const repository = await repo();
     const key = assetKey;
     const gets = s3.proxy.log.length;
@@ -261,27 +351,49 @@ describe('the bundled handler (OUT/cdk-handler/index.js) run as Lambda runs it, 
     // object, and the digest cache beside it), signed with the environment's keys and session token.
     const calls = s3.proxy.log.slice(gets);
     const listing = calls.map((g) => `${g.method} ${g.headers.host} ${g.url} ${g.status}`).join('\n');
-    assert.ok(calls.some((g) => g.method === 'GET' && g.url.startsWith(`/${BUCKET}/${key}?`) && g.headers.range?.startsWith('bytes=') && g.status === 206), `ranged GETs of the asset object:\n${listing}`);
+    assert.ok(
+      calls.some(
+        (g) =>
+          g.method === 'GET' &&
+          g.url.startsWith(`/${BUCKET}/${key}?`) &&
+          g.headers.range?.startsWith('bytes=') &&
+          g.status === 206,
+      ),
+      `ranged GETs of the asset object:\n${listing}`,
+    );
     for (const g of calls) {
-      assert.ok(g.url.startsWith(`/${BUCKET}/${key}`) && g.headers.host === new URL(s3.proxy.url).host, `path-style, to the endpoint of the environment:\n${listing}`);
+      assert.ok(
+        g.url.startsWith(`/${BUCKET}/${key}`) && g.headers.host === new URL(s3.proxy.url).host,
+        `path-style, to the endpoint of the environment:\n${listing}`,
+      );
       assert.match(String(g.headers.authorization), /Credential=S3RVER\/\d{8}\/us-east-1\/s3\/aws4_request/);
       assert.equal(g.headers['x-amz-security-token'], 'bundled-test-session');
     }
     const types = await verify(repository, r.Data!.ImageDigest, 'lading-bundled');
     assert.equal(types.length, 2);
-    for (const mt of types) assert.match(mt, compress === 'zstd' ? /^application\/vnd\.oci\.image\.layer\.v1\.tar\+zstd$/ : /\.tar(\.|\+)gzip$/, `layer media types ${types.join(', ')}`);
+    for (const mt of types)
+      assert.match(
+        mt,
+        compress === 'zstd' ? /^application\/vnd\.oci\.image\.layer\.v1\.tar\+zstd$/ : /\.tar(\.|\+)gzip$/,
+        `layer media types ${types.join(', ')}`,
+      );
     // Compressed and uploaded here (a fresh repository): the config and both layers.
     const uploaded = /^.*pushed .* (\d+) blobs uploaded/m.exec(inv.stdout);
     assert.ok(uploaded, `the handler logs its summary to stdout (CloudWatch):\n${inv.stdout}`);
     assert.equal(Number(uploaded[1]), 3, uploaded[0]);
-    t.diagnostic(`${compress} Create on ${inv.done.node}: ${inv.ms} ms (process start to exit), answer ${inv.bytes} bytes`);
+    t.diagnostic(
+      `${compress} Create on ${inv.done.node}: ${inv.ms} ms (process start to exit), answer ${inv.bytes} bytes`,
+    );
     if (inv.stderr.trim()) t.diagnostic(`stderr on ${inv.done.node}: ${inv.stderr.trim().split('\n').join(' / ')}`);
     return { r, repository, inv };
   }
 
   it('on the runtime the construct declares: Create (zstd through node:zlib, and gzip), Delete, and a FAILED answer', async (t) => {
     const major = runtimeMajor(declared);
-    assert.ok(major >= 22, `the declared runtime ${declared} has zstd in node:zlib (Node >= 22.15), which the handler relies on`);
+    assert.ok(
+      major >= 22,
+      `the declared runtime ${declared} has zstd in node:zlib (Node >= 22.15), which the handler relies on`,
+    );
     const bin = await nodeOf(t, major);
     if (!bin) return;
 
@@ -292,13 +404,28 @@ describe('the bundled handler (OUT/cdk-handler/index.js) run as Lambda runs it, 
     const gz = await create(t, bin.path, 'gzip');
 
     // Delete (DESTROY): the tag this resource wrote goes, the zstd image stays.
-    const del = await invoke(bin.path, event('Delete', { Key: assetKey, RepositoryName: gz.repository, RemoveOnDelete: 'true' }, gz.r.PhysicalResourceId));
+    const del = await invoke(
+      bin.path,
+      event(
+        'Delete',
+        { Key: assetKey, RepositoryName: gz.repository, RemoveOnDelete: 'true' },
+        gz.r.PhysicalResourceId,
+      ),
+    );
     assert.equal(del.answer.Status, 'SUCCESS', del.answer.Reason);
-    assert.equal(del.answer.PhysicalResourceId, gz.r.PhysicalResourceId, 'a Delete answers with the physical id it was given');
+    assert.equal(
+      del.answer.PhysicalResourceId,
+      gz.r.PhysicalResourceId,
+      'a Delete answers with the physical id it was given',
+    );
     assert.equal(del.answer.Data, undefined);
-    const gone = await srv.ecr.send(new BatchGetImageCommand({ repositoryName: gz.repository, imageIds: [{ imageTag: 'lading-bundled' }] }));
+    const gone = await srv.ecr.send(
+      new BatchGetImageCommand({ repositoryName: gz.repository, imageIds: [{ imageTag: 'lading-bundled' }] }),
+    );
     assert.equal(gone.images?.length ?? 0, 0, 'the tag is gone');
-    const kept = await srv.ecr.send(new BatchGetImageCommand({ repositoryName: zstd.repository, imageIds: [{ imageTag: 'lading-bundled' }] }));
+    const kept = await srv.ecr.send(
+      new BatchGetImageCommand({ repositoryName: zstd.repository, imageIds: [{ imageTag: 'lading-bundled' }] }),
+    );
     assert.equal(kept.images?.length, 1);
     t.diagnostic(`Delete: ${del.ms} ms`);
 
@@ -306,7 +433,10 @@ describe('the bundled handler (OUT/cdk-handler/index.js) run as Lambda runs it, 
     const missingRepo = await repo();
     const failed = await invoke(bin.path, event('Create', { Key: 'no-such-object.tar', RepositoryName: missingRepo }));
     assert.equal(failed.answer.Status, 'FAILED');
-    assert.match(failed.answer.Reason!, /s3:\/\/.*no-such-object\.tar.*missing.*\(lading NOT_FOUND; see CloudWatch log stream\)$/);
+    assert.match(
+      failed.answer.Reason!,
+      /s3:\/\/.*no-such-object\.tar.*missing.*\(lading NOT_FOUND; see CloudWatch log stream\)$/,
+    );
     assert.equal(failed.answer.PhysicalResourceId, `lading-create-failed-${failed.answer.RequestId}`);
     assert.equal(failed.answer.Data, undefined);
     assert.match(failed.stdout, /FAILED: /, 'the failure is logged too');

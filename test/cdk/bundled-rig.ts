@@ -47,13 +47,23 @@ export async function recordingProxy(target: number): Promise<RecordingProxy> {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
-      const up = request({ host: '127.0.0.1', port: target, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-        const entry: Recorded = { method: req.method!, url: req.url!, headers: req.headers, body, status: ur.statusCode!, bytes: 0 };
-        log.push(entry);
-        res.writeHead(ur.statusCode!, ur.headers);
-        ur.on('data', (c: Buffer) => (entry.bytes += c.length));
-        ur.pipe(res);
-      });
+      const up = request(
+        { host: '127.0.0.1', port: target, method: req.method, path: req.url, headers: req.headers },
+        (ur) => {
+          const entry: Recorded = {
+            method: req.method!,
+            url: req.url!,
+            headers: req.headers,
+            body,
+            status: ur.statusCode!,
+            bytes: 0,
+          };
+          log.push(entry);
+          res.writeHead(ur.statusCode!, ur.headers);
+          ur.on('data', (c: Buffer) => (entry.bytes += c.length));
+          ur.pipe(res);
+        },
+      );
       up.on('error', () => res.destroy());
       up.end(body);
     });
@@ -85,11 +95,23 @@ export interface S3Rig {
 /** s3rver on 127.0.0.1 with one bucket, and a recording proxy in front of it. */
 export async function startS3(bucket: string): Promise<S3Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'lading-bundled-s3rver-'));
-  const s3rver = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dir, configureBuckets: [{ name: bucket, configs: [] }] });
+  const s3rver = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory: dir,
+    configureBuckets: [{ name: bucket, configs: [] }],
+  });
   const addr = await s3rver.run();
   const proxy = await recordingProxy(addr.port);
   const directUrl = `http://127.0.0.1:${addr.port}`;
-  const s3 = new S3Client({ endpoint: directUrl, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }, maxAttempts: 2 });
+  const s3 = new S3Client({
+    endpoint: directUrl,
+    forcePathStyle: true,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    maxAttempts: 2,
+  });
   return {
     bucket,
     directUrl,
@@ -147,7 +169,22 @@ export type NodeBinary = { ok: true; path: string; version: string; resolveMs: n
 const nodeBinaries = new Map<number, Promise<NodeBinary>>();
 
 /** npm's settings that say where and how to fetch packages: kept when a test runs under `npm test`. */
-const NPM_FETCH_SETTINGS = new Set(['registry', 'proxy', 'https_proxy', 'http_proxy', 'noproxy', 'no_proxy', 'cafile', 'ca', 'strict_ssl', 'cache', 'userconfig', 'globalconfig', 'offline', 'prefer_offline']);
+const NPM_FETCH_SETTINGS = new Set([
+  'registry',
+  'proxy',
+  'https_proxy',
+  'http_proxy',
+  'noproxy',
+  'no_proxy',
+  'cafile',
+  'ca',
+  'strict_ssl',
+  'cache',
+  'userconfig',
+  'globalconfig',
+  'offline',
+  'prefer_offline',
+]);
 
 /**
  * This environment without what `npm test` (or `npm exec -c`) exports for its script: npx reads
@@ -155,7 +192,11 @@ const NPM_FETCH_SETTINGS = new Set(['registry', 'proxy', 'https_proxy', 'http_pr
  * the fetch settings stay.
  */
 function npxEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_') || NPM_FETCH_SETTINGS.has(k.slice('npm_config_'.length))));
+  return Object.fromEntries(
+    Object.entries(process.env).filter(
+      ([k]) => !k.startsWith('npm_') || NPM_FETCH_SETTINGS.has(k.slice('npm_config_'.length)),
+    ),
+  );
 }
 
 /**
@@ -172,17 +213,32 @@ export function nodeBinary(major: number): Promise<NodeBinary> {
       const cwd = mkdtempSync(join(tmpdir(), 'lading-npx-node-'));
       execFile(
         'npx',
-        ['-y', '-p', `node@${major}`, 'node', '-e', 'process.stdout.write(JSON.stringify({ path: process.execPath, version: process.version }))'],
+        [
+          '-y',
+          '-p',
+          `node@${major}`,
+          'node',
+          '-e',
+          'process.stdout.write(JSON.stringify({ path: process.execPath, version: process.version }))',
+        ],
         { cwd, env: npxEnv(), timeout: 300_000, maxBuffer: 1 << 20, encoding: 'utf8' },
         (err, stdout, stderr) => {
           rmSync(cwd, { recursive: true, force: true });
-          if (err) return resolve({ ok: false, error: `npx -p node@${major} failed (${err.message.split('\n')[0]}): ${stderr.trim().split('\n').slice(-3).join(' / ')}` });
+          if (err)
+            return resolve({
+              ok: false,
+              error: `npx -p node@${major} failed (${err.message.split('\n')[0]}): ${stderr.trim().split('\n').slice(-3).join(' / ')}`,
+            });
           try {
             const out = JSON.parse(stdout.trim().split('\n').pop() ?? '') as { path: string; version: string };
-            if (!out.version.startsWith(`v${major}.`)) return resolve({ ok: false, error: `npx -p node@${major} ran Node ${out.version}` });
+            if (!out.version.startsWith(`v${major}.`))
+              return resolve({ ok: false, error: `npx -p node@${major} ran Node ${out.version}` });
             resolve({ ok: true, path: out.path, version: out.version, resolveMs: Date.now() - t0 });
           } catch {
-            resolve({ ok: false, error: `npx -p node@${major}: unexpected output ${JSON.stringify(stdout)} ${stderr}` });
+            resolve({
+              ok: false,
+              error: `npx -p node@${major}: unexpected output ${JSON.stringify(stdout)} ${stderr}`,
+            });
           }
         },
       );

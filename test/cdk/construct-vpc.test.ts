@@ -48,16 +48,25 @@ function handlerProps(t: Template): Record<string, unknown> {
 /** Every IAM statement of the template's policies, with the roles each policy is attached to. */
 function statements(t: Template): { Action: string | string[]; Resource: unknown; roles: unknown }[] {
   return Object.values(t.findResources('AWS::IAM::Policy')).flatMap((p) => {
-    const props = (p as { Properties: { Roles: unknown; PolicyDocument: { Statement: { Action: string | string[]; Resource: unknown }[] } } }).Properties;
+    const props = (
+      p as {
+        Properties: {
+          Roles: unknown;
+          PolicyDocument: { Statement: { Action: string | string[]; Resource: unknown }[] };
+        };
+      }
+    ).Properties;
     return props.PolicyDocument.Statement.map((s) => ({ ...s, roles: props.Roles }));
   });
 }
 
-
-
 /** A VPC of isolated subnets only, reaching AWS through endpoints. */
 function isolatedVpc(stack: Stack): ec2.Vpc {
-  return new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 0, subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }] });
+  return new ec2.Vpc(stack, 'Vpc', {
+    maxAzs: 2,
+    natGateways: 0,
+    subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }],
+  });
 }
 
 describe('TarballImage without the VPC props: the template of before', () => {
@@ -65,7 +74,17 @@ describe('TarballImage without the VPC props: the template of before', () => {
     const { t } = synth();
     const fn = handlerProps(t);
     // The property set of the handler before these props existed: nothing added, nothing lost.
-    assert.deepEqual(Object.keys(fn).sort(), ['Architectures', 'Code', 'Description', 'Environment', 'Handler', 'MemorySize', 'Role', 'Runtime', 'Timeout']);
+    assert.deepEqual(Object.keys(fn).sort(), [
+      'Architectures',
+      'Code',
+      'Description',
+      'Environment',
+      'Handler',
+      'MemorySize',
+      'Role',
+      'Runtime',
+      'Timeout',
+    ]);
     assert.deepEqual(fn.Architectures, ['arm64']);
     assert.deepEqual(fn.Environment, { Variables: { XDG_CACHE_HOME: '/tmp/lading-cache' } });
     t.resourceCountIs('AWS::IAM::Role', 1);
@@ -73,7 +92,14 @@ describe('TarballImage without the VPC props: the template of before', () => {
     t.resourceCountIs('AWS::EC2::SecurityGroup', 0);
     t.resourceCountIs('AWS::Logs::LogGroup', 0);
     t.hasResourceProperties('AWS::IAM::Role', {
-      ManagedPolicyArns: [{ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::aws:policy/service-role/AWSLambdaBasicExecutionRole']] }],
+      ManagedPolicyArns: [
+        {
+          'Fn::Join': [
+            '',
+            ['arn:', { Ref: 'AWS::Partition' }, ':iam::aws:policy/service-role/AWSLambdaBasicExecutionRole'],
+          ],
+        },
+      ],
     });
     assert.deepEqual(Object.keys(t.toJSON().Resources as object).length, 4, 'role, policy, function, custom resource');
   });
@@ -98,13 +124,26 @@ describe('TarballImage in a VPC', () => {
         SecurityGroupIds: [{ 'Fn::GetAtt': [sgId, 'GroupId'] }],
       },
     });
-    t.hasResourceProperties('AWS::EC2::SecurityGroup', { VpcId: { Ref: id(stack, vpc) }, SecurityGroupEgress: [{ CidrIp: '0.0.0.0/0', IpProtocol: '-1' }] });
+    t.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      VpcId: { Ref: id(stack, vpc) },
+      SecurityGroupEgress: [{ CidrIp: '0.0.0.0/0', IpProtocol: '-1' }],
+    });
     t.hasResourceProperties('AWS::IAM::Role', {
-      ManagedPolicyArns: Match.arrayWith([{ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole']] }]),
+      ManagedPolicyArns: Match.arrayWith([
+        {
+          'Fn::Join': [
+            '',
+            ['arn:', { Ref: 'AWS::Partition' }, ':iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole'],
+          ],
+        },
+      ]),
     });
     // The function waits for the private subnets' routes to the NAT gateways.
     const fn = Object.values(t.findResources('AWS::Lambda::Function'))[0] as { DependsOn: string[] };
-    assert.ok(fn.DependsOn.some((d) => /PrivateSubnet1DefaultRoute/.test(d)), JSON.stringify(fn.DependsOn));
+    assert.ok(
+      fn.DependsOn.some((d) => /PrivateSubnet1DefaultRoute/.test(d)),
+      JSON.stringify(fn.DependsOn),
+    );
   });
 
   it('vpcSubnets and securityGroups: the selected subnets and the given groups, no group created', () => {
@@ -127,16 +166,22 @@ describe('TarballImage in a VPC', () => {
     t.hasResourceProperties('AWS::Lambda::Function', {
       VpcConfig: {
         SubnetIds: data.map((sn) => ({ Ref: id(stack, sn) })),
-        SecurityGroupIds: [{ 'Fn::GetAtt': [id(stack, stack.node.findChild('Sg') as ec2.SecurityGroup), 'GroupId'] }, 'sg-0123456789abcdef0'],
+        SecurityGroupIds: [
+          { 'Fn::GetAtt': [id(stack, stack.node.findChild('Sg') as ec2.SecurityGroup), 'GroupId'] },
+          'sg-0123456789abcdef0',
+        ],
       },
     });
     t.resourceCountIs('AWS::EC2::SecurityGroup', 1);
   });
 
   it('allowAllOutbound false: the created group lets nothing out until rules are added', () => {
-    synth((s) => ({ vpc: isolatedVpc(s), allowAllOutbound: false })).t.hasResourceProperties('AWS::EC2::SecurityGroup', {
-      SecurityGroupEgress: [Match.objectLike({ CidrIp: '255.255.255.255/32' })],
-    });
+    synth((s) => ({ vpc: isolatedVpc(s), allowAllOutbound: false })).t.hasResourceProperties(
+      'AWS::EC2::SecurityGroup',
+      {
+        SecurityGroupEgress: [Match.objectLike({ CidrIp: '255.255.255.255/32' })],
+      },
+    );
     // The way the prop's documentation gives to open HTTPS to an endpoint.
     const app = new App();
     const stack = new Stack(app, 'Stack', { env: ENV });
@@ -144,7 +189,11 @@ describe('TarballImage in a VPC', () => {
     const ecrApi = vpc.addInterfaceEndpoint('EcrApi', { service: ec2.InterfaceVpcEndpointAwsService.ECR });
     const image = new TarballImage(stack, 'Img', { tarball: sample, vpc, allowAllOutbound: false });
     image.handler.connections.allowTo(ecrApi, ec2.Port.tcp(443));
-    Template.fromStack(stack).hasResourceProperties('AWS::EC2::SecurityGroupEgress', { IpProtocol: 'tcp', FromPort: 443, ToPort: 443 });
+    Template.fromStack(stack).hasResourceProperties('AWS::EC2::SecurityGroupEgress', {
+      IpProtocol: 'tcp',
+      FromPort: 443,
+      ToPort: 443,
+    });
   });
 
   it('endpoints made dependencies of the construct come before the custom resource (the README advice)', () => {
@@ -159,17 +208,25 @@ describe('TarballImage in a VPC', () => {
     const cr = Object.values(t.findResources('Custom::LadingTarballImage'))[0] as { DependsOn: string[] };
     assert.ok(cr.DependsOn.includes(id(stack, s3 as never)), JSON.stringify(cr.DependsOn));
     assert.ok(cr.DependsOn.includes(id(stack, ecrApi as never)), JSON.stringify(cr.DependsOn));
-    t.hasResourceProperties('AWS::Lambda::Function', { VpcConfig: { SubnetIds: vpc.isolatedSubnets.map((sn) => ({ Ref: id(stack, sn) })) } });
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      VpcConfig: { SubnetIds: vpc.isolatedSubnets.map((sn) => ({ Ref: id(stack, sn) })) },
+    });
   });
 });
 
 describe('TarballImage role, logGroup, architecture', () => {
   it('a role of the app: the push statements go to it, no other role is created, no managed policy is added', () => {
-    const { stack, t } = synth((s) => ({ role: new iam.Role(s, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') }) }));
+    const { stack, t } = synth((s) => ({
+      role: new iam.Role(s, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') }),
+    }));
     const roleId = id(stack, stack.node.findChild('Role') as iam.Role);
     t.resourceCountIs('AWS::IAM::Role', 1);
     t.hasResourceProperties('AWS::Lambda::Function', { Role: { 'Fn::GetAtt': [roleId, 'Arn'] } });
-    assert.equal((Object.values(t.findResources('AWS::IAM::Role'))[0] as { Properties: Record<string, unknown> }).Properties.ManagedPolicyArns, undefined);
+    assert.equal(
+      (Object.values(t.findResources('AWS::IAM::Role'))[0] as { Properties: Record<string, unknown> }).Properties
+        .ManagedPolicyArns,
+      undefined,
+    );
     const st = statements(t);
     for (const action of ['s3:GetObject', 'ecr:PutImage', 'ecr:GetAuthorizationToken']) {
       const s = st.find((x) => actionsOf(x).includes(action));
@@ -179,7 +236,9 @@ describe('TarballImage role, logGroup, architecture', () => {
   });
 
   it('an imported role: a policy attached to it by name, no role created, the custom resource after that policy', () => {
-    const { stack, t } = synth((s) => ({ role: iam.Role.fromRoleArn(s, 'Role', 'arn:aws:iam::123456789012:role/lading-pusher') }));
+    const { stack, t } = synth((s) => ({
+      role: iam.Role.fromRoleArn(s, 'Role', 'arn:aws:iam::123456789012:role/lading-pusher'),
+    }));
     t.resourceCountIs('AWS::IAM::Role', 0);
     t.hasResourceProperties('AWS::Lambda::Function', { Role: 'arn:aws:iam::123456789012:role/lading-pusher' });
     const st = statements(t);
@@ -192,7 +251,9 @@ describe('TarballImage role, logGroup, architecture', () => {
   });
 
   it('logGroup: the handler logs to it', () => {
-    const { stack, t } = synth((s) => ({ logGroup: new logs.LogGroup(s, 'Logs', { retention: logs.RetentionDays.ONE_MONTH }) }));
+    const { stack, t } = synth((s) => ({
+      logGroup: new logs.LogGroup(s, 'Logs', { retention: logs.RetentionDays.ONE_MONTH }),
+    }));
     const lg = stack.node.findChild('Logs') as logs.LogGroup;
     t.hasResourceProperties('AWS::Lambda::Function', { LoggingConfig: { LogGroup: { Ref: id(stack, lg) } } });
     t.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
@@ -228,25 +289,58 @@ describe('TarballImage inconsistent network props fail synth, naming the constru
 
   it('securityGroups, vpcSubnets or allowAllOutbound without a vpc', () => {
     throwsAt(() => synth((s) => ({ securityGroups: [sg(s)] })), 'Stack/Img', /securityGroups needs vpc/);
-    throwsAt(() => synth(() => ({ vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED } })), 'Stack/Img', /vpcSubnets needs vpc/);
+    throwsAt(
+      () => synth(() => ({ vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED } })),
+      'Stack/Img',
+      /vpcSubnets needs vpc/,
+    );
     throwsAt(() => synth(() => ({ allowAllOutbound: true })), 'Stack/Img', /allowAllOutbound needs vpc/);
     throwsAt(() => synth(() => ({ allowAllOutbound: false })), 'Stack/Img', /allowAllOutbound needs vpc/);
   });
 
   it('allowAllOutbound with securityGroups (as lambda.Function), an empty securityGroups', () => {
-    throwsAt(() => synth((s) => ({ vpc: isolatedVpc(s), securityGroups: [sg(s)], allowAllOutbound: false })), 'Stack/Img', /allowAllOutbound.*with securityGroups, set the outbound rules on those groups/);
+    throwsAt(
+      () => synth((s) => ({ vpc: isolatedVpc(s), securityGroups: [sg(s)], allowAllOutbound: false })),
+      'Stack/Img',
+      /allowAllOutbound.*with securityGroups, set the outbound rules on those groups/,
+    );
     throwsAt(() => synth((s) => ({ vpc: isolatedVpc(s), securityGroups: [] })), 'Stack/Img', /securityGroups is empty/);
   });
 
   it('public subnets, chosen or the only ones; a subnet type the VPC lacks; an empty selection', () => {
-    throwsAt(() => synth((s) => ({ vpc: new ec2.Vpc(s, 'Vpc', { maxAzs: 2 }), vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } })), 'Stack/Img', /public subnet\(s\) \(Stack\/Vpc\/PublicSubnet1, .*select private subnets/);
-    const publicOnly = (s: Stack) => new ec2.Vpc(s, 'Vpc', { maxAzs: 1, natGateways: 0, subnetConfiguration: [{ name: 'pub', subnetType: ec2.SubnetType.PUBLIC }] });
+    throwsAt(
+      () =>
+        synth((s) => ({
+          vpc: new ec2.Vpc(s, 'Vpc', { maxAzs: 2 }),
+          vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+        })),
+      'Stack/Img',
+      /public subnet\(s\) \(Stack\/Vpc\/PublicSubnet1, .*select private subnets/,
+    );
+    const publicOnly = (s: Stack) =>
+      new ec2.Vpc(s, 'Vpc', {
+        maxAzs: 1,
+        natGateways: 0,
+        subnetConfiguration: [{ name: 'pub', subnetType: ec2.SubnetType.PUBLIC }],
+      });
     throwsAt(() => synth((s) => ({ vpc: publicOnly(s) })), 'Stack/Img', /public subnet/);
-    throwsAt(() => synth((s) => ({ vpc: isolatedVpc(s), vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } })), 'Stack/Img', /choosing the handler's subnets: /);
-    throwsAt(() => synth((s) => ({ vpc: isolatedVpc(s), vpcSubnets: { subnets: [] } })), 'Stack/Img', /no subnet of the VPC for the handler in the vpcSubnets selection/);
+    throwsAt(
+      () => synth((s) => ({ vpc: isolatedVpc(s), vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } })),
+      'Stack/Img',
+      /choosing the handler's subnets: /,
+    );
+    throwsAt(
+      () => synth((s) => ({ vpc: isolatedVpc(s), vpcSubnets: { subnets: [] } })),
+      'Stack/Img',
+      /no subnet of the VPC for the handler in the vpcSubnets selection/,
+    );
   });
 
   it('an architecture other than arm64 or x86_64', () => {
-    throwsAt(() => synth(() => ({ architecture: lambda.Architecture.custom('riscv64') })), 'Stack/Img', /architecture must be lambda.Architecture.ARM_64 or X86_64, not riscv64/);
+    throwsAt(
+      () => synth(() => ({ architecture: lambda.Architecture.custom('riscv64') })),
+      'Stack/Img',
+      /architecture must be lambda.Architecture.ARM_64 or X86_64, not riscv64/,
+    );
   });
 });

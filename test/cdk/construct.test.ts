@@ -8,7 +8,15 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { App, CliCredentialsStackSynthesizer, DefaultStackSynthesizer, Duration, LegacyStackSynthesizer, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import {
+  App,
+  CliCredentialsStackSynthesizer,
+  DefaultStackSynthesizer,
+  Duration,
+  LegacyStackSynthesizer,
+  RemovalPolicy,
+  Stack,
+} from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -24,7 +32,13 @@ const BOOTSTRAP_REPO = 'cdk-hnb659fds-container-assets-123456789012-eu-west-1';
 // policy examples": push), plus the two reads the handler needs: BatchGetImage (an index's
 // untagged children) and DescribeRepositories (the repository check). test/cdk/iam-calls.test.ts
 // compares the grant with the calls the handler really makes.
-const DOCUMENTED_PUSH = ['ecr:BatchCheckLayerAvailability', 'ecr:CompleteLayerUpload', 'ecr:InitiateLayerUpload', 'ecr:PutImage', 'ecr:UploadLayerPart'];
+const DOCUMENTED_PUSH = [
+  'ecr:BatchCheckLayerAvailability',
+  'ecr:CompleteLayerUpload',
+  'ecr:InitiateLayerUpload',
+  'ecr:PutImage',
+  'ecr:UploadLayerPart',
+];
 const PUSH_ACTIONS = [...DOCUMENTED_PUSH, 'ecr:BatchGetImage', 'ecr:DescribeRepositories'];
 
 let sample: string;
@@ -40,7 +54,10 @@ before(async () => {
   gzipAmd = (await jibTar()).path;
 });
 
-function stackWith(props: Partial<TarballImageProps> & { tarball: string }, stackProps: ConstructorParameters<typeof Stack>[2] = { env: ENV }): { app: App; stack: Stack; image: TarballImage } {
+function stackWith(
+  props: Partial<TarballImageProps> & { tarball: string },
+  stackProps: ConstructorParameters<typeof Stack>[2] = { env: ENV },
+): { app: App; stack: Stack; image: TarballImage } {
   const app = new App();
   const stack = new Stack(app, 'Stack', stackProps);
   const image = new TarballImage(stack, 'Img', props);
@@ -55,11 +72,13 @@ function resourceProps(t: Template): Record<string, unknown> {
 }
 
 /** Every IAM statement of the template's policies, flattened. */
-function statements(t: Template): { Action: string | string[]; Resource: unknown; Effect: string; Principal?: unknown }[] {
-  return Object.values(t.findResources('AWS::IAM::Policy')).flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: never[] } } }).Properties.PolicyDocument.Statement);
+function statements(
+  t: Template,
+): { Action: string | string[]; Resource: unknown; Effect: string; Principal?: unknown }[] {
+  return Object.values(t.findResources('AWS::IAM::Policy')).flatMap(
+    (p) => (p as { Properties: { PolicyDocument: { Statement: never[] } } }).Properties.PolicyDocument.Statement,
+  );
 }
-
-
 
 describe('TarballImage synth: defaults', () => {
   it('pushes to the bootstrap container-assets repository with a content-derived tag, gzip, retained on delete', () => {
@@ -76,11 +95,23 @@ describe('TarballImage synth: defaults', () => {
     assert.match(String(p.Key), /^[0-9a-f]{64}\.tar$/);
     assert.equal(p.AssetHash, image.asset.assetHash);
     // The handler: Node.js on arm64, 2 GiB, 15 minutes.
-    t.hasResourceProperties('AWS::Lambda::Function', { Runtime: 'nodejs22.x', Architectures: ['arm64'], MemorySize: 2048, Timeout: 900, Handler: 'index.handler' });
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      MemorySize: 2048,
+      Timeout: 900,
+      Handler: 'index.handler',
+    });
     // Outputs come from the custom resource's attributes.
-    assert.deepEqual(stack.resolve(image.imageUri), { 'Fn::GetAtt': [stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never), 'ImageUri'] });
-    assert.deepEqual(stack.resolve(image.imageDigest), { 'Fn::GetAtt': [stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never), 'ImageDigest'] });
-    assert.deepEqual(stack.resolve(image.imageTag), { 'Fn::GetAtt': [stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never), 'ImageTag'] });
+    assert.deepEqual(stack.resolve(image.imageUri), {
+      'Fn::GetAtt': [stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never), 'ImageUri'],
+    });
+    assert.deepEqual(stack.resolve(image.imageDigest), {
+      'Fn::GetAtt': [stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never), 'ImageDigest'],
+    });
+    assert.deepEqual(stack.resolve(image.imageTag), {
+      'Fn::GetAtt': [stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never), 'ImageTag'],
+    });
     assert.equal(image.facts.manifests.length, 1);
     assert.equal(image.facts.manifests[0]!.platform, 'linux/amd64');
   });
@@ -96,7 +127,11 @@ describe('TarballImage synth: defaults', () => {
     assert.match(resource, /cdk-hnb659fds-assets/);
     assert.match(resource, /[0-9a-f]{64}\.tar"/, 'the object key, not the bucket');
     assert.deepEqual(actionsOf(s3[1]!), ['s3:GetObject', 's3:PutObject']);
-    assert.match(JSON.stringify(stack.resolve(s3[1]!.Resource)), /cdk-hnb659fds-assets.*[0-9a-f]{64}\.tar\.lading-digests\.jsonl"/, 'only the cache object may be written');
+    assert.match(
+      JSON.stringify(stack.resolve(s3[1]!.Resource)),
+      /cdk-hnb659fds-assets.*[0-9a-f]{64}\.tar\.lading-digests\.jsonl"/,
+      'only the cache object may be written',
+    );
     const ecrPush = st.filter((s) => actionsOf(s).includes('ecr:PutImage'));
     assert.equal(ecrPush.length, 1);
     assert.deepEqual(new Set(actionsOf(ecrPush[0]!)), new Set(PUSH_ACTIONS));
@@ -112,18 +147,28 @@ describe('TarballImage synth: defaults', () => {
     const { app } = stackWith({ tarball: sample });
     const asm = app.synth();
     const manifestFile = 'Stack.assets.json';
-    const m = JSON.parse(readFileSync(join(asm.directory, manifestFile), 'utf8')) as { files: Record<string, { source: { path: string; packaging: string } }>; dockerImages?: Record<string, unknown> };
+    const m = JSON.parse(readFileSync(join(asm.directory, manifestFile), 'utf8')) as {
+      files: Record<string, { source: { path: string; packaging: string } }>;
+      dockerImages?: Record<string, unknown>;
+    };
     assert.deepEqual(m.dockerImages ?? {}, {});
     const files = Object.values(m.files);
-    assert.ok(files.some((f) => f.source.packaging === 'file' && f.source.path.endsWith('.tar')), 'the archive, as a file');
-    assert.ok(files.some((f) => f.source.packaging === 'zip'), 'the handler code');
+    assert.ok(
+      files.some((f) => f.source.packaging === 'file' && f.source.path.endsWith('.tar')),
+      'the archive, as a file',
+    );
+    assert.ok(
+      files.some((f) => f.source.packaging === 'zip'),
+      'the handler code',
+    );
     // The staged archive is the archive, byte for byte.
     const staged = files.find((f) => f.source.path.endsWith('.tar'))!;
     assert.ok(readFileSync(join(asm.directory, staged.source.path)).equals(readFileSync(sample)));
   });
 
   it('the same archive and options give the same tag; another archive or option another tag', () => {
-    const tag = (props: Partial<TarballImageProps> & { tarball: string }) => resourceProps(Template.fromStack(stackWith(props).stack)).Tag;
+    const tag = (props: Partial<TarballImageProps> & { tarball: string }) =>
+      resourceProps(Template.fromStack(stackWith(props).stack)).Tag;
     const other = freshPath('other.tar');
     writeFileSync(other, readFileSync(sampleArchive('other:1')));
     assert.equal(tag({ tarball: sample }), tag({ tarball: sample }));
@@ -182,13 +227,24 @@ describe('TarballImage synth: props', () => {
   it('env-agnostic stack: the bootstrap repository name is built from the deploy-time account and region', () => {
     const { stack } = stackWith({ tarball: sample }, {});
     const p = resourceProps(Template.fromStack(stack));
-    assert.deepEqual(p.RepositoryName, { 'Fn::Join': ['', ['cdk-hnb659fds-container-assets-', { Ref: 'AWS::AccountId' }, '-', { Ref: 'AWS::Region' }]] });
+    assert.deepEqual(p.RepositoryName, {
+      'Fn::Join': ['', ['cdk-hnb659fds-container-assets-', { Ref: 'AWS::AccountId' }, '-', { Ref: 'AWS::Region' }]],
+    });
   });
 
   it('bootstrap qualifier and imageAssetsRepositoryName of the synthesizer are followed', () => {
-    const q = stackWith({ tarball: sample }, { env: ENV, synthesizer: new DefaultStackSynthesizer({ qualifier: 'myqual' }) });
-    assert.equal(resourceProps(Template.fromStack(q.stack)).RepositoryName, 'cdk-myqual-container-assets-123456789012-eu-west-1');
-    const named = stackWith({ tarball: sample }, { env: ENV, synthesizer: new DefaultStackSynthesizer({ imageAssetsRepositoryName: 'images-${AWS::Region}' }) });
+    const q = stackWith(
+      { tarball: sample },
+      { env: ENV, synthesizer: new DefaultStackSynthesizer({ qualifier: 'myqual' }) },
+    );
+    assert.equal(
+      resourceProps(Template.fromStack(q.stack)).RepositoryName,
+      'cdk-myqual-container-assets-123456789012-eu-west-1',
+    );
+    const named = stackWith(
+      { tarball: sample },
+      { env: ENV, synthesizer: new DefaultStackSynthesizer({ imageAssetsRepositoryName: 'images-${AWS::Region}' }) },
+    );
     assert.equal(resourceProps(Template.fromStack(named.stack)).RepositoryName, 'images-eu-west-1');
     const cli = stackWith({ tarball: sample }, { env: ENV, synthesizer: new CliCredentialsStackSynthesizer() });
     assert.equal(resourceProps(Template.fromStack(cli.stack)).RepositoryName, BOOTSTRAP_REPO);
@@ -209,14 +265,21 @@ describe('TarballImage synth: pushes longer than one invocation (totalTimeout)',
     const { stack, image } = stackWith({ tarball: sample, totalTimeout: Duration.minutes(50) });
     const t = Template.fromStack(stack);
     t.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
-    const fns = Object.values(t.findResources('AWS::Lambda::Function')) as { Properties: { Handler: string; Role: unknown; Timeout: number; VpcConfig?: unknown } }[];
+    const fns = Object.values(t.findResources('AWS::Lambda::Function')) as {
+      Properties: { Handler: string; Role: unknown; Timeout: number; VpcConfig?: unknown };
+    }[];
     const ours = fns.filter((f) => f.Properties.Handler.startsWith('index.'));
     assert.deepEqual(ours.map((f) => f.Properties.Handler).sort(), ['index.isComplete', 'index.onEvent']);
     assert.deepEqual(ours[0]!.Properties.Role, ours[1]!.Properties.Role, 'one role');
     assert.ok(image.isCompleteHandler);
     // The resource goes to the framework, not to our function.
-    const cr = Object.values(t.findResources('Custom::LadingTarballImage'))[0] as { Properties: { ServiceToken: unknown } };
-    assert.doesNotMatch(JSON.stringify(cr.Properties.ServiceToken), new RegExp(stack.getLogicalId(image.handler.node.defaultChild as lambda.CfnFunction)));
+    const cr = Object.values(t.findResources('Custom::LadingTarballImage'))[0] as {
+      Properties: { ServiceToken: unknown };
+    };
+    assert.doesNotMatch(
+      JSON.stringify(cr.Properties.ServiceToken),
+      new RegExp(stack.getLogicalId(image.handler.node.defaultChild as lambda.CfnFunction)),
+    );
     assert.match(JSON.stringify(cr.Properties.ServiceToken), /framework-onEvent|ProviderframeworkonEvent/);
     // The handler may write its digest cache and failure markers beside the asset, nothing else.
     const s3 = statements(t).filter((s) => actionsOf(s).includes('s3:PutObject'));
@@ -233,14 +296,20 @@ describe('TarballImage synth: pushes longer than one invocation (totalTimeout)',
   });
 
   it('totalTimeout over an hour fails synth (CloudFormation waits no longer)', () => {
-    throwsAt(() => stackWith({ tarball: sample, totalTimeout: Duration.minutes(61) }), 'Stack/Img', /totalTimeout is at most 1 hour/);
+    throwsAt(
+      () => stackWith({ tarball: sample, totalTimeout: Duration.minutes(61) }),
+      'Stack/Img',
+      /totalTimeout is at most 1 hour/,
+    );
   });
 });
 
 describe('TarballImage synth: cores for compression', () => {
   it('memorySize buys vCPUs (one per 1,769 MB): above four, the thread pool that compresses gets one thread each', () => {
     const env = (memorySize: number): Record<string, string> => {
-      const fn = Object.values(Template.fromStack(stackWith({ tarball: sample, memorySize }).stack).findResources('AWS::Lambda::Function'))[0] as { Properties: { Environment: { Variables: Record<string, string> } } };
+      const fn = Object.values(
+        Template.fromStack(stackWith({ tarball: sample, memorySize }).stack).findResources('AWS::Lambda::Function'),
+      )[0] as { Properties: { Environment: { Variables: Record<string, string> } } };
       return fn.Properties.Environment.Variables;
     };
     assert.equal(env(2048).UV_THREADPOOL_SIZE, undefined, 'two vCPUs: the default 4 threads suffice');
@@ -251,16 +320,28 @@ describe('TarballImage synth: cores for compression', () => {
 });
 
 describe('TarballImage synth: many images in one stack', () => {
-  it('20 images: four resources each (function, role, policy, custom resource), well inside CloudFormation\'s 500', () => {
+  it("20 images: four resources each (function, role, policy, custom resource), well inside CloudFormation's 500", () => {
     const app = new App();
     const stack = new Stack(app, 'Stack', { env: ENV });
     for (let i = 0; i < 20; i++) new TarballImage(stack, `Img${i}`, { tarball: sample, tag: `t${i}` });
     const resources = Object.values(Template.fromStack(stack).toJSON().Resources as Record<string, { Type: string }>);
     const byType: Record<string, number> = {};
     for (const r of resources) byType[r.Type] = (byType[r.Type] ?? 0) + 1;
-    assert.deepEqual(byType, { 'AWS::IAM::Role': 20, 'AWS::IAM::Policy': 20, 'AWS::Lambda::Function': 20, 'Custom::LadingTarballImage': 20 });
+    assert.deepEqual(byType, {
+      'AWS::IAM::Role': 20,
+      'AWS::IAM::Policy': 20,
+      'AWS::Lambda::Function': 20,
+      'Custom::LadingTarballImage': 20,
+    });
     // The same file assets as for one image (the archive and the handler bundle are staged once).
-    const assetCount = (a: App): number => Object.keys((JSON.parse(readFileSync(join(a.synth().directory, 'Stack.assets.json'), 'utf8')) as { files: Record<string, unknown> }).files).length;
+    const assetCount = (a: App): number =>
+      Object.keys(
+        (
+          JSON.parse(readFileSync(join(a.synth().directory, 'Stack.assets.json'), 'utf8')) as {
+            files: Record<string, unknown>;
+          }
+        ).files,
+      ).length;
     assert.equal(assetCount(app), assetCount(stackWith({ tarball: sample }).app));
   });
 });
@@ -274,9 +355,19 @@ describe('TarballImage synth: consumers', () => {
     new lambda.DockerImageFunction(stack, 'Fn', { code: image.toLambdaCode() });
     const t = Template.fromStack(stack);
     const crId = stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never);
-    t.hasResourceProperties('AWS::Lambda::Function', { PackageType: 'Image', Code: { ImageUri: { 'Fn::GetAtt': [crId, 'ImageUri'] } } });
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      PackageType: 'Image',
+      Code: { ImageUri: { 'Fn::GetAtt': [crId, 'ImageUri'] } },
+    });
     t.hasResourceProperties('AWS::ECR::Repository', {
-      RepositoryPolicyText: { Statement: Match.arrayWith([Match.objectLike({ Principal: { Service: 'lambda.amazonaws.com' }, Action: Match.arrayWith(['ecr:GetDownloadUrlForLayer', 'ecr:BatchGetImage']) })]) },
+      RepositoryPolicyText: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Principal: { Service: 'lambda.amazonaws.com' },
+            Action: Match.arrayWith(['ecr:GetDownloadUrlForLayer', 'ecr:BatchGetImage']),
+          }),
+        ]),
+      },
     });
   });
 
@@ -284,9 +375,23 @@ describe('TarballImage synth: consumers', () => {
     const app = new App();
     const stack = new Stack(app, 'Stack', { env: ENV });
     const image = new TarballImage(stack, 'Img', { tarball: multi, platform: 'linux/amd64' });
-    throwsAt(() => new lambda.DockerImageFunction(stack, 'Fn', { code: image.toLambdaCode(), architecture: lambda.Architecture.ARM_64 }), 'Stack/Img', /linux\/amd64.*architecture is arm64.*X86_64/);
-    new lambda.DockerImageFunction(stack, 'Fn2', { code: image.toLambdaCode(), architecture: lambda.Architecture.X86_64 });
-    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', { PackageType: 'Image', Architectures: ['x86_64'] });
+    throwsAt(
+      () =>
+        new lambda.DockerImageFunction(stack, 'Fn', {
+          code: image.toLambdaCode(),
+          architecture: lambda.Architecture.ARM_64,
+        }),
+      'Stack/Img',
+      /linux\/amd64.*architecture is arm64.*X86_64/,
+    );
+    new lambda.DockerImageFunction(stack, 'Fn2', {
+      code: image.toLambdaCode(),
+      architecture: lambda.Architecture.X86_64,
+    });
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
+      PackageType: 'Image',
+      Architectures: ['x86_64'],
+    });
   });
 
   it('L1 CfnFunction with code.imageUri, forLambda: the repository policy is added', () => {
@@ -295,11 +400,22 @@ describe('TarballImage synth: consumers', () => {
     const repo = new ecr.Repository(stack, 'Repo');
     const image = new TarballImage(stack, 'Img', { tarball: sample, repository: repo, forLambda: true });
     const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
-    new lambda.CfnFunction(stack, 'F', { packageType: 'Image', code: { imageUri: image.imageUri }, role: role.roleArn });
+    new lambda.CfnFunction(stack, 'F', {
+      packageType: 'Image',
+      code: { imageUri: image.imageUri },
+      role: role.roleArn,
+    });
     const t = Template.fromStack(stack);
     const crId = stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never);
-    t.hasResourceProperties('AWS::Lambda::Function', { PackageType: 'Image', Code: { ImageUri: { 'Fn::GetAtt': [crId, 'ImageUri'] } } });
-    t.hasResourceProperties('AWS::ECR::Repository', { RepositoryPolicyText: { Statement: Match.arrayWith([Match.objectLike({ Principal: { Service: 'lambda.amazonaws.com' } })]) } });
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      PackageType: 'Image',
+      Code: { ImageUri: { 'Fn::GetAtt': [crId, 'ImageUri'] } },
+    });
+    t.hasResourceProperties('AWS::ECR::Repository', {
+      RepositoryPolicyText: {
+        Statement: Match.arrayWith([Match.objectLike({ Principal: { Service: 'lambda.amazonaws.com' } })]),
+      },
+    });
   });
 
   it('ECS Fargate task definition: the container image is the resource URI and the execution role may pull', () => {
@@ -310,12 +426,20 @@ describe('TarballImage synth: consumers', () => {
     td.addContainer('app', { image: image.toEcsImage() });
     const t = Template.fromStack(stack);
     const crId = stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never);
-    t.hasResourceProperties('AWS::ECS::TaskDefinition', { ContainerDefinitions: [Match.objectLike({ Image: { 'Fn::GetAtt': [crId, 'ImageUri'] } })] });
+    t.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [Match.objectLike({ Image: { 'Fn::GetAtt': [crId, 'ImageUri'] } })],
+    });
     const execRoleId = stack.getLogicalId(td.executionRole!.node.defaultChild as never);
-    const pull = Object.values(t.findResources('AWS::IAM::Policy')).find((p) => JSON.stringify(p).includes(execRoleId)) as { Properties: { PolicyDocument: { Statement: { Action: string[] | string; Resource: unknown }[] } } };
+    const pull = Object.values(t.findResources('AWS::IAM::Policy')).find((p) =>
+      JSON.stringify(p).includes(execRoleId),
+    ) as { Properties: { PolicyDocument: { Statement: { Action: string[] | string; Resource: unknown }[] } } };
     assert.ok(pull, 'a policy on the execution role');
     const acts = pull.Properties.PolicyDocument.Statement.flatMap((s) => actionsOf(s));
-    assert.ok(acts.includes('ecr:BatchGetImage') && acts.includes('ecr:GetDownloadUrlForLayer') && acts.includes('ecr:GetAuthorizationToken'));
+    assert.ok(
+      acts.includes('ecr:BatchGetImage') &&
+        acts.includes('ecr:GetDownloadUrlForLayer') &&
+        acts.includes('ecr:GetAuthorizationToken'),
+    );
     assert.equal(image.facts.all, true, 'every platform: the stored index is pushed for ECS');
   });
 
@@ -335,8 +459,15 @@ describe('TarballImage synth: consumers', () => {
     });
     const t = Template.fromStack(stack);
     const crId = stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never);
-    t.hasResourceProperties('AWS::ECS::TaskDefinition', { ContainerDefinitions: [Match.objectLike({ Image: { 'Fn::GetAtt': [crId, 'ImageUri'] } })] });
-    t.hasResourceProperties('AWS::IAM::Policy', { Roles: [{ Ref: stack.getLogicalId(exec.node.defaultChild as never) }], PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['ecr:BatchGetImage']) })]) } });
+    t.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [Match.objectLike({ Image: { 'Fn::GetAtt': [crId, 'ImageUri'] } })],
+    });
+    t.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: stack.getLogicalId(exec.node.defaultChild as never) }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['ecr:BatchGetImage']) })]),
+      },
+    });
   });
 });
 
@@ -357,11 +488,19 @@ describe('TarballImage synth failures name the construct path', () => {
   });
 
   it('an unknown platform', () => {
-    throwsAt(() => stackWith({ tarball: sample, platform: 'linux/s390x' }), 'Stack/Img', /PLATFORM_NOT_FOUND.*|no linux\/s390x image/);
+    throwsAt(
+      () => stackWith({ tarball: sample, platform: 'linux/s390x' }),
+      'Stack/Img',
+      /PLATFORM_NOT_FOUND.*|no linux\/s390x image/,
+    );
   });
 
   it('an unknown image name', () => {
-    throwsAt(() => stackWith({ tarball: sample, imageName: 'nope:1' }), 'Stack/Img', /no image named nope:1.*IMAGE_NOT_FOUND/);
+    throwsAt(
+      () => stackWith({ tarball: sample, imageName: 'nope:1' }),
+      'Stack/Img',
+      /no image named nope:1.*IMAGE_NOT_FOUND/,
+    );
   });
 
   it('Lambda given several platforms and an attestation manifest', () => {
@@ -371,8 +510,16 @@ describe('TarballImage synth failures name the construct path', () => {
   });
 
   it('Lambda given zstd layers, or compress zstd', () => {
-    throwsAt(() => stackWith({ tarball: zstdArm, forLambda: true }), 'Stack/Img', /zstd layers; rebuild the archive with gzip layers/);
-    throwsAt(() => stackWith({ tarball: sample, compress: 'zstd', forLambda: true }), 'Stack/Img', /zstd layers; use compress: 'gzip'/);
+    throwsAt(
+      () => stackWith({ tarball: zstdArm, forLambda: true }),
+      'Stack/Img',
+      /zstd layers; rebuild the archive with gzip layers/,
+    );
+    throwsAt(
+      () => stackWith({ tarball: sample, compress: 'zstd', forLambda: true }),
+      'Stack/Img',
+      /zstd layers; use compress: 'gzip'/,
+    );
   });
 
   it('bad options: compress, tag, memorySize, timeout', () => {
@@ -383,7 +530,11 @@ describe('TarballImage synth failures name the construct path', () => {
   });
 
   it('a synthesizer without a bootstrap repository and no repository prop', () => {
-    throwsAt(() => stackWith({ tarball: sample }, { env: ENV, synthesizer: new LegacyStackSynthesizer() }), 'Stack/Img', /LegacyStackSynthesizer.*pass repository/);
+    throwsAt(
+      () => stackWith({ tarball: sample }, { env: ENV, synthesizer: new LegacyStackSynthesizer() }),
+      'Stack/Img',
+      /LegacyStackSynthesizer.*pass repository/,
+    );
   });
 });
 

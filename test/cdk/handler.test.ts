@@ -18,7 +18,16 @@ import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { BatchGetImageCommand, CreateRepositoryCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { fitReason, handle, providerIsComplete, providerOnEvent, type HandlerDeps, type CustomResourceEvent, type CustomResourceResponse, type TarballImageResourceProperties } from '../../src/cdk/handler';
+import {
+  fitReason,
+  handle,
+  providerIsComplete,
+  providerOnEvent,
+  type HandlerDeps,
+  type CustomResourceEvent,
+  type CustomResourceResponse,
+  type TarballImageResourceProperties,
+} from '../../src/cdk/handler';
 import { dockerArchiveParts, file, freshPath, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
 import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
 import { multiPlatformArchive, sampleArchive } from './helpers';
@@ -48,13 +57,22 @@ interface Get {
 async function countingProxy(target: number): Promise<{ server: Server; url: string; log: Get[] }> {
   const log: Get[] = [];
   const server = createServer((req, res) => {
-    const up = request({ host: '127.0.0.1', port: target, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-      const entry: Get = { method: req.method!, url: req.url!, range: req.headers.range, status: ur.statusCode!, bytes: 0 };
-      log.push(entry);
-      res.writeHead(ur.statusCode!, ur.headers);
-      ur.on('data', (c: Buffer) => (entry.bytes += c.length));
-      ur.pipe(res);
-    });
+    const up = request(
+      { host: '127.0.0.1', port: target, method: req.method, path: req.url, headers: req.headers },
+      (ur) => {
+        const entry: Get = {
+          method: req.method!,
+          url: req.url!,
+          range: req.headers.range,
+          status: ur.statusCode!,
+          bytes: 0,
+        };
+        log.push(entry);
+        res.writeHead(ur.statusCode!, ur.headers);
+        ur.on('data', (c: Buffer) => (entry.bytes += c.length));
+        ur.pipe(res);
+      },
+    );
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
@@ -75,14 +93,21 @@ async function responseReceiver(): Promise<{ server: Server; url: string; receiv
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/cfn-response?X-Amz-Signature=x`, received };
+  return {
+    server,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/cfn-response?X-Amz-Signature=x`,
+    received,
+  };
 }
 
 /** A legacy docker archive: the sample's two layers plus one uncompressed layer of `size` random bytes. */
 async function bigArchive(size: number, seed: string): Promise<string> {
   const big = await makeLayer([file('data/random.bin', pseudoRandom(seed, size))], 'none');
   const small = await makeLayer([file('etc/motd', `hello ${seed}\n`)], 'none');
-  const parts = dockerArchiveParts([{ repoTags: [`big/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers: [small, big] }], { order: 'sorted' });
+  const parts = dockerArchiveParts(
+    [{ repoTags: [`big/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers: [small, big] }],
+    { order: 'sorted' },
+  );
   const p = freshPath(`${seed}.tar`);
   writeFileSync(p, await tarBuffer(parts.entries));
   return p;
@@ -91,8 +116,12 @@ async function bigArchive(size: number, seed: string): Promise<string> {
 /** A docker archive of `count` uncompressed layers of `size` pseudo-random bytes each. */
 async function layeredArchive(count: number, size: number, seed: string): Promise<string> {
   const layers = [];
-  for (let i = 0; i < count; i++) layers.push(await makeLayer([file(`data/${i}.bin`, pseudoRandom(`${seed}-${i}`, size))], 'none'));
-  const parts = dockerArchiveParts([{ repoTags: [`layered/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers }], { order: 'sorted' });
+  for (let i = 0; i < count; i++)
+    layers.push(await makeLayer([file(`data/${i}.bin`, pseudoRandom(`${seed}-${i}`, size))], 'none'));
+  const parts = dockerArchiveParts(
+    [{ repoTags: [`layered/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers }],
+    { order: 'sorted' },
+  );
   const p = freshPath(`${seed}.tar`);
   writeFileSync(p, await tarBuffer(parts.entries));
   return p;
@@ -119,14 +148,31 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
   before(async () => {
     s3dir = mkdtempSync(join(tmpdir(), 'lading-s3rver-'));
     cacheDir = mkdtempSync(join(tmpdir(), 'lading-cdk-cache-'));
-    s3rver = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: s3dir, configureBuckets: [{ name: BUCKET, configs: [] }] });
+    s3rver = new S3rver({
+      address: '127.0.0.1',
+      port: 0,
+      silent: true,
+      directory: s3dir,
+      configureBuckets: [{ name: BUCKET, configs: [] }],
+    });
     const addr = await s3rver.run();
     s3port = addr.port;
     proxy = await countingProxy(addr.port);
     cfn = await responseReceiver();
     srv = await startTestServer();
-    s3 = new S3Client({ endpoint: proxy.url, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }, maxAttempts: 2 });
-    ecr = new ECRClient({ endpoint: srv.url, region: 'us-east-1', credentials: { accessKeyId: 'AKIDLADINGTEST', secretAccessKey: 'not-a-secret' }, maxAttempts: 1 });
+    s3 = new S3Client({
+      endpoint: proxy.url,
+      forcePathStyle: true,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      maxAttempts: 2,
+    });
+    ecr = new ECRClient({
+      endpoint: srv.url,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'AKIDLADINGTEST', secretAccessKey: 'not-a-secret' },
+      maxAttempts: 1,
+    });
     const c = await registryCreds(srv.ecr);
     creds = `${c.username}:${c.password}`;
   });
@@ -151,7 +197,11 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     return { key, repo, size: body.length };
   }
 
-  function event(type: CustomResourceEvent['RequestType'], props: Partial<TarballImageResourceProperties> & { Key: string; RepositoryName: string }, physicalId?: string): CustomResourceEvent {
+  function event(
+    type: CustomResourceEvent['RequestType'],
+    props: Partial<TarballImageResourceProperties> & { Key: string; RepositoryName: string },
+    physicalId?: string,
+  ): CustomResourceEvent {
     return {
       RequestType: type,
       ResponseURL: cfn.url,
@@ -160,15 +210,32 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
       LogicalResourceId: 'ImgResource',
       ResourceType: 'Custom::LadingTarballImage',
       ...(physicalId ? { PhysicalResourceId: physicalId } : {}),
-      ResourceProperties: { Bucket: BUCKET, RepositoryUri: `${srv.host}/${props.RepositoryName}`, Tag: 'lading-test', Compress: 'gzip', RemoveOnDelete: 'false', ...props },
+      ResourceProperties: {
+        Bucket: BUCKET,
+        RepositoryUri: `${srv.host}/${props.RepositoryName}`,
+        Tag: 'lading-test',
+        Compress: 'gzip',
+        RemoveOnDelete: 'false',
+        ...props,
+      },
     };
   }
 
   const ctx = (ms = 900_000) => ({ getRemainingTimeInMillis: () => ms });
 
-  async function run(e: CustomResourceEvent, opts: { ms?: number; marginMs?: number; deps?: Partial<HandlerDeps> } = {}): Promise<CustomResourceResponse> {
+  async function run(
+    e: CustomResourceEvent,
+    opts: { ms?: number; marginMs?: number; deps?: Partial<HandlerDeps> } = {},
+  ): Promise<CustomResourceResponse> {
     const before = cfn.received.length;
-    const r = await handle(e, ctx(opts.ms), { s3, ecr, insecureRegistry: true, log, ...(opts.marginMs !== undefined ? { marginMs: opts.marginMs } : {}), ...opts.deps });
+    const r = await handle(e, ctx(opts.ms), {
+      s3,
+      ecr,
+      insecureRegistry: true,
+      log,
+      ...(opts.marginMs !== undefined ? { marginMs: opts.marginMs } : {}),
+      ...opts.deps,
+    });
     assert.equal(cfn.received.length, before + 1, 'exactly one answer PUT to the response URL');
     assert.deepEqual(cfn.received.at(-1), JSON.parse(JSON.stringify(r)));
     return r;
@@ -176,19 +243,42 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
 
   /** Asynchronous: lading serve and s3rver run in this process and must keep answering. */
   async function skopeo(args: string[]): Promise<Buffer> {
-    const { stdout } = await promisify(execFile)('skopeo', args, { encoding: 'buffer', maxBuffer: 1 << 28, timeout: 60_000 });
+    const { stdout } = await promisify(execFile)('skopeo', args, {
+      encoding: 'buffer',
+      maxBuffer: 1 << 28,
+      timeout: 60_000,
+    });
     return stdout;
   }
 
   /** skopeo reads the image by digest (bytes hash to it) and by tag, and copies it whole (every blob verified). */
   async function verify(repo: string, digest: string, tag: string): Promise<{ architecture?: string }> {
-    const raw = await skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${srv.host}/${repo}@${digest}`]);
+    const raw = await skopeo([
+      'inspect',
+      '--tls-verify=false',
+      '--creds',
+      creds,
+      '--raw',
+      `docker://${srv.host}/${repo}@${digest}`,
+    ]);
     assert.equal(`sha256:${createHash('sha256').update(raw).digest('hex')}`, digest);
-    const byTag = JSON.parse((await skopeo(['inspect', '--tls-verify=false', '--creds', creds, `docker://${srv.host}/${repo}:${tag}`])).toString()) as { Digest: string; Architecture?: string };
+    const byTag = JSON.parse(
+      (
+        await skopeo(['inspect', '--tls-verify=false', '--creds', creds, `docker://${srv.host}/${repo}:${tag}`])
+      ).toString(),
+    ) as { Digest: string; Architecture?: string };
     assert.equal(byTag.Digest, digest);
     const out = mkdtempSync(join(tmpdir(), 'lading-cdk-oci-'));
     try {
-      await skopeo(['copy', '--all', '--src-tls-verify=false', '--src-creds', creds, `docker://${srv.host}/${repo}@${digest}`, `oci:${out}:x`]);
+      await skopeo([
+        'copy',
+        '--all',
+        '--src-tls-verify=false',
+        '--src-creds',
+        creds,
+        `docker://${srv.host}/${repo}@${digest}`,
+        `oci:${out}:x`,
+      ]);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
@@ -197,7 +287,9 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
 
   function getsFor(key: string): Get[] {
     // The asset object only, not its digest cache beside it.
-    return proxy.log.filter((g) => g.method === 'GET' && g.url.includes(key) && !g.url.includes('.lading-digests.jsonl'));
+    return proxy.log.filter(
+      (g) => g.method === 'GET' && g.url.includes(key) && !g.url.includes('.lading-digests.jsonl'),
+    );
   }
 
   it('Create: an uncompressed archive is read with ranged GETs (never whole), pushed, and answered with digest, URI and tag', async () => {
@@ -237,7 +329,10 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     const gets = getsFor(key);
     const whole = gets.filter((g) => g.range === `bytes=0-${size - 1}`);
     assert.equal(whole.length, 1, 'one GET streams the whole object');
-    assert.ok(gets.length <= 2, `the first block (size and magic bytes) and the stream: ${gets.map((g) => g.range).join(', ')}`);
+    assert.ok(
+      gets.length <= 2,
+      `the first block (size and magic bytes) and the stream: ${gets.map((g) => g.range).join(', ')}`,
+    );
   });
 
   it('Create with a platform: the one manifest of a multi-platform archive; without: the index whole', async () => {
@@ -248,7 +343,11 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     assert.equal((await verify(repo, one.Data!.ImageDigest, 'arm')).architecture, 'arm64');
     const all = await run(event('Create', { Key: key, RepositoryName: repo, Tag: 'all' }));
     assert.equal(all.Status, 'SUCCESS', all.Reason);
-    const raw = JSON.parse((await skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${srv.host}/${repo}:all`])).toString()) as { manifests?: unknown[] };
+    const raw = JSON.parse(
+      (
+        await skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${srv.host}/${repo}:all`])
+      ).toString(),
+    ) as { manifests?: unknown[] };
     assert.equal(raw.manifests?.length, 3, 'the stored index, attestation included');
   });
 
@@ -257,7 +356,14 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     try {
       const path = await bigArchive(6 * MiB, 'retry');
       const { key, repo } = await stage(path);
-      srv.faults.add({ op: 'PutImage', kind: 'error', error: 'LimitExceededException', status: 400, message: 'injected', times: 1 });
+      srv.faults.add({
+        op: 'PutImage',
+        kind: 'error',
+        error: 'LimitExceededException',
+        status: 400,
+        message: 'injected',
+        times: 1,
+      });
       const first = await run(event('Create', { Key: key, RepositoryName: repo }));
       assert.equal(first.Status, 'FAILED');
       assert.match(first.Reason!, /PutImage|LimitExceeded|injected/);
@@ -282,14 +388,27 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     try {
       const { key, repo } = await stage(await bigArchive(6 * MiB, 'cold-retry'));
       process.env.XDG_CACHE_HOME = first;
-      srv.faults.add({ op: 'PutImage', kind: 'error', error: 'LimitExceededException', status: 400, message: 'injected', times: 1 });
+      srv.faults.add({
+        op: 'PutImage',
+        kind: 'error',
+        error: 'LimitExceededException',
+        status: 400,
+        message: 'injected',
+        times: 1,
+      });
       const failed = await run(event('Create', { Key: key, RepositoryName: repo }));
       assert.equal(failed.Status, 'FAILED');
       assert.match(failed.Reason!, /injected/, 'the fault fired');
       const cached = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${key}.lading-digests.jsonl` }));
       const entries = (await cached.Body!.transformToString()).trim().split('\n');
-      assert.ok(entries.length >= 2, `one line per layer lading compressed, the 6 MiB one included: ${entries.join('\n')}`);
-      assert.ok(entries.some((e) => (JSON.parse(e) as { s: number }).s > 6 * MiB), 'the big layer is in the cache');
+      assert.ok(
+        entries.length >= 2,
+        `one line per layer lading compressed, the 6 MiB one included: ${entries.join('\n')}`,
+      );
+      assert.ok(
+        entries.some((e) => (JSON.parse(e) as { s: number }).s > 6 * MiB),
+        'the big layer is in the cache',
+      );
 
       // A new container: nothing in its /tmp.
       process.env.XDG_CACHE_HOME = fresh;
@@ -300,7 +419,10 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
       assert.equal(retry.Status, 'SUCCESS', retry.Reason);
       assert.equal(srv.calls.InitiateLayerUpload ?? 0, 0, 'no layer uploaded again');
       assert.equal(srv.calls.UploadLayerPart ?? 0, 0);
-      assert.ok(lines.some((l) => l.startsWith(`digest cache: ${entries.length} compressed layer(s) known from s3:`)), lines.join('\n'));
+      assert.ok(
+        lines.some((l) => l.startsWith(`digest cache: ${entries.length} compressed layer(s) known from s3:`)),
+        lines.join('\n'),
+      );
       await verify(repo, retry.Data!.ImageDigest, 'lading-test');
     } finally {
       delete process.env.XDG_CACHE_HOME;
@@ -322,7 +444,10 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     try {
       const e = event('Create', { Key: key, RepositoryName: repo });
       const first = await providerOnEvent(e, invocation, opts);
-      assert.ok(first.PhysicalResourceId.startsWith('lading-create-pending-'), `not done in the first invocation: ${first.PhysicalResourceId}`);
+      assert.ok(
+        first.PhysicalResourceId.startsWith('lading-create-pending-'),
+        `not done in the first invocation: ${first.PhysicalResourceId}`,
+      );
       assert.equal(first.Data, undefined);
       // What the framework's state machine does: isComplete with the request and onEvent's result.
       const pending = { ...e, PhysicalResourceId: first.PhysicalResourceId };
@@ -332,7 +457,11 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
         assert.ok(++calls <= 20, 'finishes within 20 isComplete calls');
         done = await providerIsComplete(pending, invocation, opts);
       }
-      assert.equal(calls, layers, `one blob per invocation: onEvent and ${layers} isComplete calls for ${layers + 1} blobs`);
+      assert.equal(
+        calls,
+        layers,
+        `one blob per invocation: onEvent and ${layers} isComplete calls for ${layers + 1} blobs`,
+      );
       const data = done.Data!;
       assert.equal(done.PhysicalResourceId, `${repo}:lading-test@${data.ImageDigest}`);
       await verify(repo, data.ImageDigest, 'lading-test');
@@ -356,7 +485,10 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     const r = await providerOnEvent(e, ctx(), opts);
     assert.ok(r.Data?.ImageDigest, 'pushed within onEvent');
     assert.equal(r.PhysicalResourceId, `${small.repo}:lading-test@${r.Data.ImageDigest}`);
-    assert.deepEqual(await providerIsComplete({ ...e, PhysicalResourceId: r.PhysicalResourceId, Data: r.Data }, ctx(), opts), { IsComplete: true });
+    assert.deepEqual(
+      await providerIsComplete({ ...e, PhysicalResourceId: r.PhysicalResourceId, Data: r.Data }, ctx(), opts),
+      { IsComplete: true },
+    );
 
     // The archive disappears between invocations: isComplete cannot throw (the framework would
     // retry for an hour), so it answers FAILED itself and marks the request.
@@ -372,10 +504,21 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     lines.length = 0;
     assert.deepEqual(await providerIsComplete(pending, ctx(), opts), { IsComplete: false });
     assert.equal(cfn.received.length, before + 1, 'no second answer');
-    assert.ok(lines.some((l) => l.includes('already failed')), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l.includes('already failed')),
+      lines.join('\n'),
+    );
     // CloudFormation then deletes the failed resource: nothing to delete.
     srv.resetCalls();
-    const del = await providerOnEvent(event('Delete', { Key: 'vanished.tar', RepositoryName: small.repo, RemoveOnDelete: 'true' }, answer.PhysicalResourceId), ctx(), opts);
+    const del = await providerOnEvent(
+      event(
+        'Delete',
+        { Key: 'vanished.tar', RepositoryName: small.repo, RemoveOnDelete: 'true' },
+        answer.PhysicalResourceId,
+      ),
+      ctx(),
+      opts,
+    );
     assert.equal(del.PhysicalResourceId, answer.PhysicalResourceId);
     assert.equal(srv.calls.BatchDeleteImage ?? 0, 0);
   });
@@ -404,11 +547,15 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     const kept = await run(event('Delete', { Key: key, RepositoryName: repo }, id));
     assert.equal(kept.Status, 'SUCCESS');
     assert.equal(kept.PhysicalResourceId, id);
-    const still = await ecr.send(new BatchGetImageCommand({ repositoryName: repo, imageIds: [{ imageTag: 'lading-test' }] }));
+    const still = await ecr.send(
+      new BatchGetImageCommand({ repositoryName: repo, imageIds: [{ imageTag: 'lading-test' }] }),
+    );
     assert.equal(still.images?.length, 1, 'RETAIN: the image stays');
     const removed = await run(event('Delete', { Key: key, RepositoryName: repo, RemoveOnDelete: 'true' }, id));
     assert.equal(removed.Status, 'SUCCESS', removed.Reason);
-    const gone = await ecr.send(new BatchGetImageCommand({ repositoryName: repo, imageIds: [{ imageTag: 'lading-test' }] }));
+    const gone = await ecr.send(
+      new BatchGetImageCommand({ repositoryName: repo, imageIds: [{ imageTag: 'lading-test' }] }),
+    );
     assert.equal(gone.images?.length ?? 0, 0, 'DESTROY: the tag is gone');
     srv.resetCalls();
     for (const failed of ['lading-create-failed', 'lading-create-failed-req-1']) {
@@ -433,11 +580,18 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     assert.equal(created.Status, 'SUCCESS', created.Reason);
     const updated = await run(event('Update', { ...props, Key: b.key }, created.PhysicalResourceId));
     assert.equal(updated.Status, 'SUCCESS', updated.Reason);
-    assert.notEqual(updated.PhysicalResourceId, created.PhysicalResourceId, 'a new image is a new physical id: CloudFormation will delete the old one');
+    assert.notEqual(
+      updated.PhysicalResourceId,
+      created.PhysicalResourceId,
+      'a new image is a new physical id: CloudFormation will delete the old one',
+    );
     lines.length = 0;
     const cleanup = await run(event('Delete', { ...props, Key: a.key }, created.PhysicalResourceId));
     assert.equal(cleanup.Status, 'SUCCESS', cleanup.Reason);
-    assert.ok(lines.some((l) => l.includes('ImageTagDoesNotMatchDigest')), `the Delete asked for tag AND digest and ECR refused the pair:\n${lines.join('\n')}`);
+    assert.ok(
+      lines.some((l) => l.includes('ImageTagDoesNotMatchDigest')),
+      `the Delete asked for tag AND digest and ECR refused the pair:\n${lines.join('\n')}`,
+    );
     assert.equal(await tagged(a.repo, 'prod'), updated.Data!.ImageDigest, 'prod still names the new image');
     await verify(a.repo, updated.Data!.ImageDigest, 'prod');
     // The stack's own Delete later removes the tag it names.
@@ -486,10 +640,26 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     const mitm = await startTestProxy({ mitm: { ca } });
     // The function's environment in a VPC without direct egress; the corporate CA in AWS_CA_BUNDLE.
     // S3 by its real name (path style, as s3rver reads it): reachable only through the proxy here.
-    const network = new Network({ env: { HTTPS_PROXY: mitm.url, HTTP_PROXY: mitm.url, AWS_CA_BUNDLE: ca.certPath }, certsDirectories: [] });
+    const network = new Network({
+      env: { HTTPS_PROXY: mitm.url, HTTP_PROXY: mitm.url, AWS_CA_BUNDLE: ca.certPath },
+      certsDirectories: [],
+    });
     const creds = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-    const s3p = new S3Client({ endpoint: `https://s3.us-east-1.amazonaws.com:${s3port}`, forcePathStyle: true, region: 'us-east-1', credentials: creds, maxAttempts: 1, requestHandler: network.awsRequestHandler() });
-    const ecrp = new ECRClient({ endpoint: `https://ecr.corp.example:${srv.port}`, region: 'us-east-1', credentials: { accessKeyId: 'AKIDLADINGTEST', secretAccessKey: 'not-a-secret' }, maxAttempts: 1, requestHandler: network.awsRequestHandler() });
+    const s3p = new S3Client({
+      endpoint: `https://s3.us-east-1.amazonaws.com:${s3port}`,
+      forcePathStyle: true,
+      region: 'us-east-1',
+      credentials: creds,
+      maxAttempts: 1,
+      requestHandler: network.awsRequestHandler(),
+    });
+    const ecrp = new ECRClient({
+      endpoint: `https://ecr.corp.example:${srv.port}`,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'AKIDLADINGTEST', secretAccessKey: 'not-a-secret' },
+      maxAttempts: 1,
+      requestHandler: network.awsRequestHandler(),
+    });
     try {
       const { key, repo } = await stage(await bigArchive(2 * MiB, 'proxied'));
       const e = event('Create', { Key: key, RepositoryName: repo });
@@ -497,10 +667,22 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
       const r = await run(e, { deps: { s3: s3p, ecr: ecrp, network } });
       assert.equal(r.Status, 'SUCCESS', r.Reason);
       await verify(repo, r.Data!.ImageDigest, 'lading-test');
-      const seen = mitm.requests.map((q) => `${q.method} ${q.url.replace(/\?.*$/, '')} ${String(q.headers['x-amz-target'] ?? '').replace(/^.*\./, '')}`);
-      assert.ok(seen.some((l) => l.startsWith(`GET https://s3.us-east-1.amazonaws.com:${s3port}/${BUCKET}/${key}`)), `S3 through the proxy:\n${seen.join('\n')}`);
-      assert.ok(seen.some((l) => l.endsWith(' PutImage')), 'ECR through the proxy');
-      assert.ok(seen.some((l) => l.startsWith('PUT http://cfn.corp.example:')), 'the answer through the proxy');
+      const seen = mitm.requests.map(
+        (q) =>
+          `${q.method} ${q.url.replace(/\?.*$/, '')} ${String(q.headers['x-amz-target'] ?? '').replace(/^.*\./, '')}`,
+      );
+      assert.ok(
+        seen.some((l) => l.startsWith(`GET https://s3.us-east-1.amazonaws.com:${s3port}/${BUCKET}/${key}`)),
+        `S3 through the proxy:\n${seen.join('\n')}`,
+      );
+      assert.ok(
+        seen.some((l) => l.endsWith(' PutImage')),
+        'ECR through the proxy',
+      );
+      assert.ok(
+        seen.some((l) => l.startsWith('PUT http://cfn.corp.example:')),
+        'the answer through the proxy',
+      );
     } finally {
       s3p.destroy();
       ecrp.destroy();
@@ -518,8 +700,14 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
   });
 });
 
-describe('fitReason: the FAILED answer fits CloudFormation\'s 4,096-byte response limit', () => {
-  const base: CustomResourceResponse = { Status: 'FAILED', PhysicalResourceId: 'lading-create-failed-req', StackId: 'arn:aws:cloudformation:us-east-1:000000000000:stack/S/1', RequestId: 'req', LogicalResourceId: 'Img' };
+describe("fitReason: the FAILED answer fits CloudFormation's 4,096-byte response limit", () => {
+  const base: CustomResourceResponse = {
+    Status: 'FAILED',
+    PhysicalResourceId: 'lading-create-failed-req',
+    StackId: 'arn:aws:cloudformation:us-east-1:000000000000:stack/S/1',
+    RequestId: 'req',
+    LogicalResourceId: 'Img',
+  };
   const bytes = (r: CustomResourceResponse): number => Buffer.byteLength(JSON.stringify(r));
   const suffix = ' (lading REGISTRY; see CloudWatch log stream)';
 
@@ -528,13 +716,21 @@ describe('fitReason: the FAILED answer fits CloudFormation\'s 4,096-byte respons
     assert.equal(r.Reason, `PutImage failed${suffix}`);
   });
 
-  for (const [name, unit] of [['ASCII', 'x'], ['multi-byte UTF-8', 'é€😀'], ['JSON escapes', '"\\\n\u0001'], ['lone surrogates', '\ud800']] as const) {
+  for (const [name, unit] of [
+    ['ASCII', 'x'],
+    ['multi-byte UTF-8', 'é€😀'],
+    ['JSON escapes', '"\\\n\u0001'],
+    ['lone surrogates', '\ud800'],
+  ] as const) {
     it(`a long message of ${name} is cut to fit, at a character boundary, keeping the code`, () => {
       const r = fitReason(base, unit.repeat(5000), suffix);
       assert.ok(bytes(r) < 4096, `${bytes(r)} bytes`);
       assert.ok(bytes(r) > 3900, `not cut more than needed: ${bytes(r)} bytes`);
       assert.ok(r.Reason!.endsWith(`...${suffix}`));
-      assert.ok(!/[\ud800-\udbff]$/.test(r.Reason!.slice(0, -(3 + suffix.length))) || unit === '\ud800', 'no half of a surrogate pair');
+      assert.ok(
+        !/[\ud800-\udbff]$/.test(r.Reason!.slice(0, -(3 + suffix.length))) || unit === '\ud800',
+        'no half of a surrogate pair',
+      );
     });
   }
 });

@@ -23,13 +23,41 @@ import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { CreateRepositoryCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { S3Client } from '@aws-sdk/client-s3';
-import { handle, type CustomResourceEvent, type CustomResourceResponse, type TarballImageResourceProperties } from '../../src/cdk/handler';
+import {
+  handle,
+  type CustomResourceEvent,
+  type CustomResourceResponse,
+  type TarballImageResourceProperties,
+} from '../../src/cdk/handler';
 import { TarballImage, type TarballImageProps } from '../../src/cdk';
 import { registryRoute } from '../../src/serve/registry-api';
-import { BlobStore, digestOf, dockerArchiveParts, file, freshPath, indexJson, makeLayer, OCI_LAYOUT, pseudoRandom, putImageManifest, sampleLayers, tarBuffer, withAnnotations, type Layer } from '../fixtures';
+import {
+  BlobStore,
+  digestOf,
+  dockerArchiveParts,
+  file,
+  freshPath,
+  indexJson,
+  makeLayer,
+  OCI_LAYOUT,
+  pseudoRandom,
+  putImageManifest,
+  sampleLayers,
+  tarBuffer,
+  withAnnotations,
+  type Layer,
+} from '../fixtures';
 import { startTestServer, type TestServer } from '../serve/helpers';
 import { ensureHandlerBundle, multiPlatformArchive } from './helpers';
-import { recordingProxy, responseReceiver, startS3, type Recorded, type RecordingProxy, type ResponseReceiver, type S3Rig } from './bundled-rig';
+import {
+  recordingProxy,
+  responseReceiver,
+  startS3,
+  type Recorded,
+  type RecordingProxy,
+  type ResponseReceiver,
+  type S3Rig,
+} from './bundled-rig';
 
 const ACCOUNT = '000000000000'; // lading serve's registry id
 const REGION = 'us-east-1';
@@ -43,7 +71,8 @@ const GRANTED_UNCALLED: Record<string, string> = {};
 
 /** The AWS-managed policies the handler's role may carry, and why they are outside the comparison. */
 const MANAGED_POLICIES: Record<string, string> = {
-  [`arn:${PARTITION}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole`]: 'logs:CreateLogGroup/CreateLogStream/PutLogEvents: the Lambda runtime writes the handler\'s console output to CloudWatch; the handler itself makes no logs call',
+  [`arn:${PARTITION}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole`]:
+    "logs:CreateLogGroup/CreateLogStream/PutLogEvents: the Lambda runtime writes the handler's console output to CloudWatch; the handler itself makes no logs call",
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -51,7 +80,12 @@ const MANAGED_POLICIES: Record<string, string> = {
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
-const PSEUDO: Record<string, string> = { 'AWS::Partition': PARTITION, 'AWS::AccountId': ACCOUNT, 'AWS::Region': REGION, 'AWS::URLSuffix': 'amazonaws.com' };
+const PSEUDO: Record<string, string> = {
+  'AWS::Partition': PARTITION,
+  'AWS::AccountId': ACCOUNT,
+  'AWS::Region': REGION,
+  'AWS::URLSuffix': 'amazonaws.com',
+};
 
 /** Evaluates Ref (pseudo parameters), Fn::Join, Fn::Sub and Fn::Select; anything else is an error (or, with `lenient`, a placeholder). */
 function evaluate(v: Json, lenient = false): Json {
@@ -62,7 +96,8 @@ function evaluate(v: Json, lenient = false): Json {
     const [k] = keys as [string];
     const arg = v[k]!;
     if (k === 'Ref' && typeof arg === 'string' && arg in PSEUDO) return PSEUDO[arg]!;
-    if (k === 'Fn::Join' && Array.isArray(arg)) return (evaluate(arg[1]!, lenient) as Json[]).map(String).join(String(arg[0]));
+    if (k === 'Fn::Join' && Array.isArray(arg))
+      return (evaluate(arg[1]!, lenient) as Json[]).map(String).join(String(arg[0]));
     if (k === 'Fn::Sub' && typeof arg === 'string') {
       return arg.replace(/\$\{([^}]+)\}/g, (_, name: string) => {
         if (name in PSEUDO) return PSEUDO[name]!;
@@ -80,7 +115,13 @@ function evaluate(v: Json, lenient = false): Json {
 
 /** IAM's wildcard match (`*` any run of characters, `?` one). */
 function iamMatch(pattern: string, value: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    'i',
+  );
   return re.test(value);
 }
 
@@ -106,23 +147,34 @@ const asList = (x: Json | undefined): Json[] => (x === undefined ? [] : Array.is
 function readStack(name: string, removal: Synthesized['removal'], template: Template): Synthesized {
   const fns = Object.entries(template.findResources('AWS::Lambda::Function'));
   assert.equal(fns.length, 1, `${name}: one function, the handler`);
-  const fn = fns[0]![1] as { Properties: { Role: { 'Fn::GetAtt': [string, string] }; Environment?: { Variables?: Record<string, string> } } };
+  const fn = fns[0]![1] as {
+    Properties: { Role: { 'Fn::GetAtt': [string, string] }; Environment?: { Variables?: Record<string, string> } };
+  };
   const roleId = fn.Properties.Role['Fn::GetAtt'][0];
-  const role = template.findResources('AWS::IAM::Role')[roleId] as { Properties: { Policies?: unknown; ManagedPolicyArns?: Json } } | undefined;
+  const role = template.findResources('AWS::IAM::Role')[roleId] as
+    { Properties: { Policies?: unknown; ManagedPolicyArns?: Json } } | undefined;
   assert.ok(role, `${name}: the handler's role ${roleId} is in the stack`);
   assert.equal(role.Properties.Policies, undefined, `${name}: no inline policies on the role itself`);
   for (const arn of asList(evaluate(role.Properties.ManagedPolicyArns ?? []))) {
-    assert.ok(String(arn) in MANAGED_POLICIES, `${name}: managed policy ${String(arn)} on the handler's role: add it to the comparison`);
+    assert.ok(
+      String(arn) in MANAGED_POLICIES,
+      `${name}: managed policy ${String(arn)} on the handler's role: add it to the comparison`,
+    );
   }
   const grants: Grant[] = [];
   let attached = 0;
   for (const [id, p] of Object.entries(template.findResources('AWS::IAM::Policy'))) {
-    const props = (p as { Properties: { Roles?: Json[]; PolicyDocument: { Statement: Record<string, Json>[] } } }).Properties;
+    const props = (p as { Properties: { Roles?: Json[]; PolicyDocument: { Statement: Record<string, Json>[] } } })
+      .Properties;
     if (!(props.Roles ?? []).some((r) => JSON.stringify(r) === JSON.stringify({ Ref: roleId }))) continue;
     attached++;
     for (const s of props.PolicyDocument.Statement) {
       const unknown = Object.keys(s).filter((k) => !['Effect', 'Action', 'Resource', 'Sid'].includes(k));
-      assert.deepEqual(unknown, [], `${name}: policy ${id} has a statement with ${unknown.join(', ')}: extend this comparison`);
+      assert.deepEqual(
+        unknown,
+        [],
+        `${name}: policy ${id} has a statement with ${unknown.join(', ')}: extend this comparison`,
+      );
       assert.equal(s.Effect, 'Allow', `${name}: policy ${id}: only Allow statements are expected`);
       grants.push({ actions: asList(s.Action).map(String), resources: asList(evaluate(s.Resource!)).map(String) });
     }
@@ -130,9 +182,18 @@ function readStack(name: string, removal: Synthesized['removal'], template: Temp
   assert.ok(attached >= 1, `${name}: a policy is attached to the handler's role`);
   const resources = Object.values(template.findResources('Custom::LadingTarballImage'));
   assert.equal(resources.length, 1);
-  const { ServiceToken: _token, ...props } = evaluate((resources[0] as { Properties: Json }).Properties, true) as unknown as TarballImageResourceProperties;
+  const { ServiceToken: _token, ...props } = evaluate(
+    (resources[0] as { Properties: Json }).Properties,
+    true,
+  ) as unknown as TarballImageResourceProperties;
   assert.equal(props.RemoveOnDelete, removal === 'DESTROY' ? 'true' : 'false');
-  return { name, removal, props: props as TarballImageResourceProperties, grants, environment: fn.Properties.Environment?.Variables ?? {} };
+  return {
+    name,
+    removal,
+    props: props as TarballImageResourceProperties,
+    grants,
+    environment: fn.Properties.Environment?.Variables ?? {},
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,21 +213,32 @@ function scope(r: Recorded): { region: string; service: string } {
   return { region: m[1]!, service: m[2]! };
 }
 
-const repositoryArn = (region: string, registryId: string, name: string): string => `arn:${PARTITION}:ecr:${region}:${registryId}:repository/${name}`;
+const repositoryArn = (region: string, registryId: string, name: string): string =>
+  `arn:${PARTITION}:ecr:${region}:${registryId}:repository/${name}`;
 
 /** ECR's JSON API: `ecr:<Operation>` on the repository the body names (GetAuthorizationToken: `*`, it takes no resource). */
 function ecrCalls(log: Recorded[]): Call[] {
-  return log.map((r) => {
-    const op = String(r.headers['x-amz-target'] ?? '').replace(/^.*\./, '');
-    assert.ok(op, `an ECR API call: ${r.method} ${r.url}`);
-    const { region, service } = scope(r);
-    assert.equal(service, 'ecr');
-    const body = JSON.parse(r.body.toString('utf8') || '{}') as { repositoryName?: string; registryId?: string; repositoryNames?: string[] };
-    const names = body.repositoryName ? [body.repositoryName] : (body.repositoryNames ?? []);
-    if (op === 'GetAuthorizationToken') return [{ action: `ecr:${op}`, resource: '*', seen: `ECR ${op}` }];
-    assert.ok(names.length > 0, `ECR ${op} names no repository: map its resource here`);
-    return names.map((n) => ({ action: `ecr:${op}`, resource: repositoryArn(region, body.registryId ?? ACCOUNT, n), seen: `ECR ${op}` }));
-  }).flat();
+  return log
+    .map((r) => {
+      const op = String(r.headers['x-amz-target'] ?? '').replace(/^.*\./, '');
+      assert.ok(op, `an ECR API call: ${r.method} ${r.url}`);
+      const { region, service } = scope(r);
+      assert.equal(service, 'ecr');
+      const body = JSON.parse(r.body.toString('utf8') || '{}') as {
+        repositoryName?: string;
+        registryId?: string;
+        repositoryNames?: string[];
+      };
+      const names = body.repositoryName ? [body.repositoryName] : (body.repositoryNames ?? []);
+      if (op === 'GetAuthorizationToken') return [{ action: `ecr:${op}`, resource: '*', seen: `ECR ${op}` }];
+      assert.ok(names.length > 0, `ECR ${op} names no repository: map its resource here`);
+      return names.map((n) => ({
+        action: `ecr:${op}`,
+        resource: repositoryArn(region, body.registryId ?? ACCOUNT, n),
+        seen: `ECR ${op}`,
+      }));
+    })
+    .flat();
 }
 
 /**
@@ -200,7 +272,11 @@ function registryCalls(lines: string[]): Call[] {
     const key = `${m[1]} ${route.kind}`;
     const actions = REGISTRY_ACTIONS[key];
     assert.ok(actions, `registry call ${key} (${l}): map it to the IAM actions ECR authorizes it with`);
-    return actions.map((action) => ({ action, resource: route.kind === 'base' ? '*' : repositoryArn(REGION, ACCOUNT, route.name!), seen: `registry ${key}` }));
+    return actions.map((action) => ({
+      action,
+      resource: route.kind === 'base' ? '*' : repositoryArn(REGION, ACCOUNT, route.name!),
+      seen: `registry ${key}`,
+    }));
   });
 }
 
@@ -239,8 +315,14 @@ function s3Calls(log: Recorded[]): Call[] {
 /** A docker-save archive with two uncompressed layers (`docker save` stores them so: the handler compresses them). */
 async function dockerArchive(seed: string): Promise<string> {
   const a = await makeLayer([file('etc/motd', `hello ${seed}\n`)], 'none');
-  const b = await makeLayer([file('data/text.txt', `${seed} text\n`.repeat(4096)), file('data/random.bin', pseudoRandom(seed, 32 * 1024))], 'none');
-  const parts = dockerArchiveParts([{ repoTags: [`iam/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers: [a, b] }], { order: 'sorted' });
+  const b = await makeLayer(
+    [file('data/text.txt', `${seed} text\n`.repeat(4096)), file('data/random.bin', pseudoRandom(seed, 32 * 1024))],
+    'none',
+  );
+  const parts = dockerArchiveParts(
+    [{ repoTags: [`iam/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers: [a, b] }],
+    { order: 'sorted' },
+  );
   const p = freshPath(`${seed}.tar`);
   writeFileSync(p, await tarBuffer(parts.entries));
   return p;
@@ -251,14 +333,24 @@ async function zeroByteLayerArchive(): Promise<string> {
   const store = new BlobStore();
   const empty = Buffer.alloc(0);
   const d = digestOf(empty);
-  const layers: Layer[] = [...(await sampleLayers('iam-zero', ['gzip'])), { tar: empty, diffId: d, compression: 'none', data: empty, digest: d, size: 0 }];
+  const layers: Layer[] = [
+    ...(await sampleLayers('iam-zero', ['gzip'])),
+    { tar: empty, diffId: d, compression: 'none', data: empty, digest: d, size: 0 },
+  ];
   const m = putImageManifest(store, { os: 'linux', architecture: 'amd64' }, layers);
   const p = freshPath('zero-byte-layer.tar');
-  writeFileSync(p, await tarBuffer([...store.entries(), file('index.json', indexJson([withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': 'iam/zero:1' })])), file('oci-layout', OCI_LAYOUT)]));
+  writeFileSync(
+    p,
+    await tarBuffer([
+      ...store.entries(),
+      file('index.json', indexJson([withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': 'iam/zero:1' })])),
+      file('oci-layout', OCI_LAYOUT),
+    ]),
+  );
   return p;
 }
 
-describe('the handler\'s calls against the IAM policy TarballImage grants its role', () => {
+describe("the handler's calls against the IAM policy TarballImage grants its role", () => {
   let s3: S3Rig;
   let srv: TestServer;
   let ecrProxy: RecordingProxy;
@@ -274,7 +366,12 @@ describe('the handler\'s calls against the IAM policy TarballImage grants its ro
 
   before(async () => {
     ensureHandlerBundle();
-    const archives = { a: await dockerArchive('iam-a'), b: await dockerArchive('iam-b'), zero: await zeroByteLayerArchive(), multi: await multiPlatformArchive() };
+    const archives = {
+      a: await dockerArchive('iam-a'),
+      b: await dockerArchive('iam-b'),
+      zero: await zeroByteLayerArchive(),
+      multi: await multiPlatformArchive(),
+    };
     const specs: { name: string; removal: Synthesized['removal']; props: TarballImageProps }[] = [
       { name: 'A', removal: 'RETAIN', props: { tarball: archives.a } },
       { name: 'B', removal: 'RETAIN', props: { tarball: archives.b } },
@@ -290,7 +387,12 @@ describe('the handler\'s calls against the IAM policy TarballImage grants its ro
       return { ...s, stack };
     });
     const asm = app.synth();
-    for (const s of made) stacks[s.name] = readStack(s.name, s.removal, Template.fromJSON(asm.getStackByName(s.stack.stackName).template as Record<string, unknown>));
+    for (const s of made)
+      stacks[s.name] = readStack(
+        s.name,
+        s.removal,
+        Template.fromJSON(asm.getStackByName(s.stack.stackName).template as Record<string, unknown>),
+      );
 
     const first = stacks.A!.props;
     s3 = await startS3(first.Bucket);
@@ -322,7 +424,11 @@ describe('the handler\'s calls against the IAM policy TarballImage grants its ro
   });
 
   let seq = 0;
-  function event(type: CustomResourceEvent['RequestType'], stack: Synthesized, extra: Partial<CustomResourceEvent> = {}): CustomResourceEvent {
+  function event(
+    type: CustomResourceEvent['RequestType'],
+    stack: Synthesized,
+    extra: Partial<CustomResourceEvent> = {},
+  ): CustomResourceEvent {
     return {
       RequestType: type,
       ResponseURL: cfn.url,
@@ -345,7 +451,11 @@ describe('the handler\'s calls against the IAM policy TarballImage grants its ro
     process.env.XDG_CACHE_HOME = cacheDir;
     let r: CustomResourceResponse;
     try {
-      r = await handle(e, { getRemainingTimeInMillis: () => 900_000 }, { s3: s3c, ecr, insecureRegistry: true, log: (l) => handlerLines.push(l) });
+      r = await handle(
+        e,
+        { getRemainingTimeInMillis: () => 900_000 },
+        { s3: s3c, ecr, insecureRegistry: true, log: (l) => handlerLines.push(l) },
+      );
     } finally {
       if (saved === undefined) delete process.env.XDG_CACHE_HOME;
       else process.env.XDG_CACHE_HOME = saved;
@@ -378,16 +488,39 @@ describe('the handler\'s calls against the IAM policy TarballImage grants its ro
     const created = await run('Create: docker archive, gzip', event('Create', stacks.A!), stacks.A!);
     await run('Create: zero-byte layer, compress none', event('Create', stacks.Zero!), stacks.Zero!);
     await run('Create: multi-platform index', event('Create', stacks.Multi!), stacks.Multi!);
-    const updated = await run('Update: a new archive', event('Update', stacks.B!, { PhysicalResourceId: created.PhysicalResourceId, OldResourceProperties: stacks.A!.props }), stacks.B!);
+    const updated = await run(
+      'Update: a new archive',
+      event('Update', stacks.B!, {
+        PhysicalResourceId: created.PhysicalResourceId,
+        OldResourceProperties: stacks.A!.props,
+      }),
+      stacks.B!,
+    );
     assert.notEqual(updated.PhysicalResourceId, created.PhysicalResourceId);
     // CloudFormation then deletes the replaced id (with the old properties), and later the stack.
-    await run('Delete (RETAIN): the replaced id', event('Delete', stacks.A!, { PhysicalResourceId: created.PhysicalResourceId }), stacks.A!);
-    await run('Delete (RETAIN)', event('Delete', stacks.B!, { PhysicalResourceId: updated.PhysicalResourceId }), stacks.B!);
-    await run('Delete (DESTROY)', event('Delete', stacks.BDestroy!, { PhysicalResourceId: updated.PhysicalResourceId }), stacks.BDestroy!);
+    await run(
+      'Delete (RETAIN): the replaced id',
+      event('Delete', stacks.A!, { PhysicalResourceId: created.PhysicalResourceId }),
+      stacks.A!,
+    );
+    await run(
+      'Delete (RETAIN)',
+      event('Delete', stacks.B!, { PhysicalResourceId: updated.PhysicalResourceId }),
+      stacks.B!,
+    );
+    await run(
+      'Delete (DESTROY)',
+      event('Delete', stacks.BDestroy!, { PhysicalResourceId: updated.PhysicalResourceId }),
+      stacks.BDestroy!,
+    );
 
-    for (const r of runs) t.diagnostic(`${r.path}: ${[...new Set(r.calls.map((c) => c.action))].sort().join(' ') || 'no call'}`);
+    for (const r of runs)
+      t.diagnostic(`${r.path}: ${[...new Set(r.calls.map((c) => c.action))].sort().join(' ') || 'no call'}`);
     const zero = runs.find((r) => r.path.startsWith('Create: zero-byte'))!;
-    assert.ok(zero.calls.some((c) => c.seen === 'registry POST upload'), `the zero-byte layer took the registry endpoint:\n${handlerLines.join('\n')}`);
+    assert.ok(
+      zero.calls.some((c) => c.seen === 'registry POST upload'),
+      `the zero-byte layer took the registry endpoint:\n${handlerLines.join('\n')}`,
+    );
     assert.deepEqual(runs.find((r) => r.path === 'Delete (RETAIN)')!.calls, [], 'a retained image: no call at all');
   });
 
@@ -396,37 +529,53 @@ describe('the handler\'s calls against the IAM policy TarballImage grants its ro
     const denied: string[] = [];
     for (const r of runs) {
       for (const c of r.calls) {
-        const ok = r.stack.grants.some((g) => g.actions.some((a) => iamMatch(a, c.action)) && g.resources.some((res) => iamMatch(res, c.resource)));
+        const ok = r.stack.grants.some(
+          (g) => g.actions.some((a) => iamMatch(a, c.action)) && g.resources.some((res) => iamMatch(res, c.resource)),
+        );
         if (!ok) denied.push(`${r.path} (stack ${r.stack.name}): ${c.action} on ${c.resource} (${c.seen})`);
       }
     }
-    const grants = (s: Synthesized): string => s.grants.map((g) => `  ${g.actions.join(', ')} on ${g.resources.join(', ')}`).join('\n');
-    assert.deepEqual([...new Set(denied)], [], `called but not granted:\n${[...new Set(denied)].join('\n')}\n\nthe grants of stack A:\n${grants(stacks.A!)}`);
+    const grants = (s: Synthesized): string =>
+      s.grants.map((g) => `  ${g.actions.join(', ')} on ${g.resources.join(', ')}`).join('\n');
+    assert.deepEqual(
+      [...new Set(denied)],
+      [],
+      `called but not granted:\n${[...new Set(denied)].join('\n')}\n\nthe grants of stack A:\n${grants(stacks.A!)}`,
+    );
   });
 
   it('every action granted is called on some path of a resource with that removal policy (or listed with its reason)', () => {
     assert.ok(runs.length > 0, 'the paths ran');
     // Create and Update never read RemoveOnDelete: their calls count for both policies; a Delete's for its own.
     const calledUnder = (removal: Synthesized['removal']): Set<string> =>
-      new Set(runs.filter((r) => !r.path.startsWith('Delete') || r.stack.removal === removal).flatMap((r) => r.calls.map((c) => c.action)));
+      new Set(
+        runs
+          .filter((r) => !r.path.startsWith('Delete') || r.stack.removal === removal)
+          .flatMap((r) => r.calls.map((c) => c.action)),
+      );
     const unused: string[] = [];
     for (const s of Object.values(stacks)) {
       const called = calledUnder(s.removal);
       for (const g of s.grants) {
         for (const a of g.actions) {
           if (a.includes('*')) unused.push(`${s.name}: ${a} is a wildcard grant`);
-          else if (!called.has(a) && !(a in GRANTED_UNCALLED)) unused.push(`${s.name} (${s.removal}): ${a} on ${g.resources.join(', ')}`);
+          else if (!called.has(a) && !(a in GRANTED_UNCALLED))
+            unused.push(`${s.name} (${s.removal}): ${a} on ${g.resources.join(', ')}`);
         }
       }
     }
     assert.deepEqual([...new Set(unused)], [], `granted but never called:\n${[...new Set(unused)].join('\n')}`);
     for (const a of Object.keys(GRANTED_UNCALLED)) {
-      assert.ok(Object.values(stacks).some((s) => s.grants.some((g) => g.actions.includes(a))), `GRANTED_UNCALLED lists ${a}, which no stack grants any more: remove it`);
+      assert.ok(
+        Object.values(stacks).some((s) => s.grants.some((g) => g.actions.includes(a))),
+        `GRANTED_UNCALLED lists ${a}, which no stack grants any more: remove it`,
+      );
     }
   });
 
   it('RemovalPolicy.DESTROY adds ecr:BatchDeleteImage on the repository and nothing else', () => {
-    const pairs = (s: Synthesized): Set<string> => new Set(s.grants.flatMap((g) => g.actions.flatMap((a) => g.resources.map((r) => `${a} ${r}`))));
+    const pairs = (s: Synthesized): Set<string> =>
+      new Set(s.grants.flatMap((g) => g.actions.flatMap((a) => g.resources.map((r) => `${a} ${r}`))));
     const retain = pairs(stacks.B!);
     const destroy = pairs(stacks.BDestroy!);
     const added = [...destroy].filter((p) => !retain.has(p));

@@ -19,10 +19,25 @@ import { inspectArchive } from '../../src/archive';
 import { S3Source, type S3SourceOptions } from '../../src/cdk/s3-source';
 import { copyImage } from '../../src/copy/engine';
 import { OciLayoutDestination } from '../../src/layout/destination';
-import { BlobStore, dockerArchiveParts, file, indexJson, makeLayer, OCI_LAYOUT, pseudoRandom, putImageManifest, tarBuffer, withAnnotations, type Layer } from '../fixtures';
+import {
+  BlobStore,
+  dockerArchiveParts,
+  file,
+  indexJson,
+  makeLayer,
+  OCI_LAYOUT,
+  pseudoRandom,
+  putImageManifest,
+  tarBuffer,
+  withAnnotations,
+  type Layer,
+} from '../fixtures';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const S3rver = require('s3rver') as new (opts: Record<string, unknown>) => { run(): Promise<AddressInfo>; close(): Promise<void> };
+const S3rver = require('s3rver') as new (opts: Record<string, unknown>) => {
+  run(): Promise<AddressInfo>;
+  close(): Promise<void>;
+};
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const AMD64 = { os: 'linux', architecture: 'amd64' };
@@ -40,7 +55,10 @@ function layers(seed: string, sizes: readonly number[]): Promise<Layer[]> {
 
 /** docker save (Docker <= 24): <id>/{VERSION,json,layer.tar} in lexical order, directory entries, repositories. */
 async function dockerArchive(seed: string, sizes: readonly number[]): Promise<Buffer> {
-  const parts = dockerArchiveParts([{ repoTags: [`lading/${seed}:1`], platform: AMD64, layers: await layers(seed, sizes) }], { order: 'sorted', repositories: true, dirEntries: true });
+  const parts = dockerArchiveParts(
+    [{ repoTags: [`lading/${seed}:1`], platform: AMD64, layers: await layers(seed, sizes) }],
+    { order: 'sorted', repositories: true, dirEntries: true },
+  );
   return tarBuffer(parts.entries);
 }
 
@@ -48,7 +66,11 @@ async function dockerArchive(seed: string, sizes: readonly number[]): Promise<Bu
 async function ociArchive(seed: string, sizes: readonly number[]): Promise<Buffer> {
   const store = new BlobStore();
   const m = putImageManifest(store, AMD64, await layers(seed, sizes));
-  return tarBuffer([...store.entries(), file('index.json', indexJson([withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': seed })])), file('oci-layout', OCI_LAYOUT)]);
+  return tarBuffer([
+    ...store.entries(),
+    file('index.json', indexJson([withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': seed })])),
+    file('oci-layout', OCI_LAYOUT),
+  ]);
 }
 
 describe('S3Source (ranged GETs over s3rver)', () => {
@@ -64,10 +86,19 @@ describe('S3Source (ranged GETs over s3rver)', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'lading-s3src-'));
-    s3rver = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dir, configureBuckets: [{ name: 'b', configs: [] }] });
+    s3rver = new S3rver({
+      address: '127.0.0.1',
+      port: 0,
+      silent: true,
+      directory: dir,
+      configureBuckets: [{ name: 'b', configs: [] }],
+    });
     const port = (await s3rver.run()).port;
     proxy = createServer((req, res) => {
-      const g: Get | undefined = req.method === 'GET' && req.headers.range ? { key: req.url!.replace(/^\/b\//, '').replace(/\?.*$/, ''), range: req.headers.range, bytes: 0 } : undefined;
+      const g: Get | undefined =
+        req.method === 'GET' && req.headers.range
+          ? { key: req.url!.replace(/^\/b\//, '').replace(/\?.*$/, ''), range: req.headers.range, bytes: 0 }
+          : undefined;
       if (g) gets.push(g);
       const up = request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
         res.writeHead(ur.statusCode!, ur.headers);
@@ -87,7 +118,13 @@ describe('S3Source (ranged GETs over s3rver)', () => {
       req.pipe(up);
     });
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    s3 = new S3Client({ endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }, maxAttempts: 1 });
+    s3 = new S3Client({
+      endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+      forcePathStyle: true,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      maxAttempts: 1,
+    });
     await s3.send(new PutObjectCommand({ Bucket: 'b', Key: 'obj', Body: data }));
   });
   after(async () => {
@@ -98,13 +135,22 @@ describe('S3Source (ranged GETs over s3rver)', () => {
   });
 
   /** Stores `body` under `key`, pushes it to an OCI layout through an S3Source, and returns what was read. */
-  async function push(key: string, body: Buffer, opts: Partial<S3SourceOptions> = {}): Promise<{ src: S3Source; gets: Get[]; bytes: number; lines: string[]; summary: string }> {
+  async function push(
+    key: string,
+    body: Buffer,
+    opts: Partial<S3SourceOptions> = {},
+  ): Promise<{ src: S3Source; gets: Get[]; bytes: number; lines: string[]; summary: string }> {
     await s3.send(new PutObjectCommand({ Bucket: 'b', Key: key, Body: body }));
     gets.length = 0;
     const lines: string[] = [];
     const src = await S3Source.open({ client: s3, bucket: 'b', key, logger: (l) => lines.push(l), ...opts });
     const out = mkdtempSync(join(dir, 'layout-'));
-    await copyImage(src, new OciLayoutDestination(out), { oci: true, cache: null, tags: ['pushed'], logger: (l) => lines.push(l) });
+    await copyImage(src, new OciLayoutDestination(out), {
+      oci: true,
+      cache: null,
+      tags: ['pushed'],
+      logger: (l) => lines.push(l),
+    });
     // What was pushed reads back whole and verified.
     const back = await inspectArchive(out, { verify: true });
     assert.equal(back.images.length, 1);
@@ -113,9 +159,16 @@ describe('S3Source (ranged GETs over s3rver)', () => {
     // The summary line the handler logs ('N GETs, X of Y bytes') counts what the server sent
     // (less, when a cut connection lost what it had in flight).
     assert.equal(src.stats.requests, mine.length, 'stats.requests counts every GET');
-    if (lines.some((l) => /stream broke/.test(l))) assert.ok(src.stats.bytes <= bytes, `${src.stats.bytes} received, ${bytes} sent`);
+    if (lines.some((l) => /stream broke/.test(l)))
+      assert.ok(src.stats.bytes <= bytes, `${src.stats.bytes} received, ${bytes} sent`);
     else assert.equal(src.stats.bytes, bytes, 'stats.bytes counts every body byte');
-    return { src, gets: mine, bytes, lines, summary: `${src.stats.requests} GETs, ${src.stats.bytes} of ${src.size} bytes` };
+    return {
+      src,
+      gets: mine,
+      bytes,
+      lines,
+      summary: `${src.stats.requests} GETs, ${src.stats.bytes} of ${src.size} bytes`,
+    };
   }
 
   it('small reads share 64 KiB blocks; the read-ahead doubles over consecutive misses up to 1 MiB and restarts at one block after a skip', async () => {
@@ -134,7 +187,15 @@ describe('S3Source (ranged GETs over s3rver)', () => {
     assert.ok(straddle.equals(data.subarray(MiB - 500, MiB + 500)));
     const at = (kib: number): number => kib * KiB;
     const r = (a: number, b: number): string => `bytes=${at(a)}-${at(b) - 1}`;
-    assert.deepEqual(ranges('obj'), [r(0, 64), r(64, 192), r(192, 448), r(448, 960), r(960, 1984), r(1984, 3008), r(3008, 4032)]);
+    assert.deepEqual(ranges('obj'), [
+      r(0, 64),
+      r(64, 192),
+      r(192, 448),
+      r(448, 960),
+      r(960, 1984),
+      r(1984, 3008),
+      r(3008, 4032),
+    ]);
     // After a skip (the reader jumped over a large entry): one block.
     gets.length = 0;
     await src.read(buf, 0, 512, at(4608) - 100);
@@ -180,7 +241,10 @@ describe('S3Source (ranged GETs over s3rver)', () => {
     assert.equal(rs[0], `bytes=0-${64 * KiB - 1}`, 'the first block, which also serves the start of the stream');
     assert.equal(rs[1], `bytes=${64 * KiB}-${data.length - 1}`);
     assert.match(rs[2]!, new RegExp(`^bytes=\\d+-${data.length - 1}$`));
-    assert.ok(lines.some((l) => /resuming \(1\/4\)/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /resuming \(1\/4\)/.test(l)),
+      lines.join('\n'),
+    );
     assert.ok(src.stats.bytes <= data.length, `${src.stats.bytes} bytes received for ${data.length}`);
     await src.close();
   });
@@ -203,12 +267,18 @@ describe('S3Source (ranged GETs over s3rver)', () => {
         const key = `several-${format}-${what}.tar`.replace(/[^\w.]+/g, '-');
         const r = await push(key, body);
         t.diagnostic(r.summary);
-        assert.ok(r.bytes <= body.length + slack(body.length), `${r.bytes} bytes read for a ${body.length}-byte archive:\n${r.gets.map((g) => `${g.range} ${g.bytes}`).join('\n')}`);
+        assert.ok(
+          r.bytes <= body.length + slack(body.length),
+          `${r.bytes} bytes read for a ${body.length}-byte archive:\n${r.gets.map((g) => `${g.range} ${g.bytes}`).join('\n')}`,
+        );
         // The open; the block of the header after each entry larger than a block, and one GET for
         // that entry's middle; one more where small entries spill past a block. The small entries
         // come with the blocks, and their blobs from the cache.
         const large = sizes.filter((n) => n > 64 * KiB).length;
-        assert.ok(r.gets.length <= 1 + 2 * large + 1, `${r.gets.length} GETs for ${large} large layers:\n${r.gets.map((g) => `${g.range} ${g.bytes}`).join('\n')}`);
+        assert.ok(
+          r.gets.length <= 1 + 2 * large + 1,
+          `${r.gets.length} GETs for ${large} large layers:\n${r.gets.map((g) => `${g.range} ${g.bytes}`).join('\n')}`,
+        );
         await r.src.close();
       });
     }
@@ -228,7 +298,10 @@ describe('S3Source (ranged GETs over s3rver)', () => {
     const r = await push('broken.tar', body);
     t.diagnostic(r.summary);
     assert.equal(cutNextLarge, false, 'a response was cut');
-    assert.ok(r.lines.some((l) => /stream broke at byte \d+ .*resuming \(1\/4\)/.test(l)), r.lines.join('\n'));
+    assert.ok(
+      r.lines.some((l) => /stream broke at byte \d+ .*resuming \(1\/4\)/.test(l)),
+      r.lines.join('\n'),
+    );
     assert.ok(r.bytes <= body.length + slack(body.length), `${r.bytes} bytes read for a ${body.length}-byte archive`);
     await r.src.close();
   });
@@ -247,7 +320,10 @@ describe('S3Source (ranged GETs over s3rver)', () => {
 
   it('an empty object fails at once as not an image archive', async () => {
     await s3.send(new PutObjectCommand({ Bucket: 'b', Key: 'empty.tar', Body: Buffer.alloc(0) }));
-    await assert.rejects(S3Source.open({ client: s3, bucket: 'b', key: 'empty.tar' }), (e: Error & { code?: string }) => e.code === 'NOT_A_TAR' && /s3:\/\/b\/empty\.tar: empty object/.test(e.message));
+    await assert.rejects(
+      S3Source.open({ client: s3, bucket: 'b', key: 'empty.tar' }),
+      (e: Error & { code?: string }) => e.code === 'NOT_A_TAR' && /s3:\/\/b\/empty\.tar: empty object/.test(e.message),
+    );
   });
 
   it('a missing object fails with a clear error', async () => {

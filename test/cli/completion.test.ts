@@ -27,11 +27,18 @@ describe('lading: usage and completion', () => {
   /** Runs the completion function in bash as the shell would for `words`, the last being completed. */
   const complete = (words: string[]): string[] => {
     const script = execFileSync(process.execPath, [CLI, 'completion', 'bash'], { encoding: 'utf8' });
-    const out = execFileSync('bash', ['-c', `${script}\nCOMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _lading; printf '%s\\n' "\${COMPREPLY[@]}"`], { encoding: 'utf8' });
+    const out = execFileSync(
+      'bash',
+      [
+        '-c',
+        `${script}\nCOMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _lading; printf '%s\\n' "\${COMPREPLY[@]}"`,
+      ],
+      { encoding: 'utf8' },
+    );
     return out.split('\n').filter((l) => l !== '');
   };
 
-  test('bash: commands, then each command\'s options as its --help lists them', () => {
+  test("bash: commands, then each command's options as its --help lists them", () => {
     assert.deepEqual(complete(['lading', 'pu']), ['push']);
     assert.deepEqual(complete(['lading', 'push', 'app.tar', '--dig']), ['--digest-file']);
     assert.deepEqual(complete(['lading', 'push', '--cert']), ['--cert-dir']);
@@ -49,19 +56,31 @@ describe('lading: usage and completion', () => {
 });
 
 describe('README and --help agree', () => {
-  const helps: Record<string, string> = { inspect: inspectHelp, push: pushHelp, serve: serveHelp, 'cdk publish': cdkHelp };
-  const reference = README.slice(README.indexOf('## CLI reference'), README.indexOf('\n## ', README.indexOf('## CLI reference') + 5));
+  const helps: Record<string, string> = {
+    inspect: inspectHelp,
+    push: pushHelp,
+    serve: serveHelp,
+    'cdk publish': cdkHelp,
+  };
+  const reference = README.slice(
+    README.indexOf('## CLI reference'),
+    README.indexOf('\n## ', README.indexOf('## CLI reference') + 5),
+  );
 
-  test('every option a command\'s --help lists is in the README\'s CLI reference', () => {
+  test("every option a command's --help lists is in the README's CLI reference", () => {
     const missing = Object.entries(helps).flatMap(([name, help]) =>
       optionsOf(help)
         .filter((o) => o !== '--help' && !new RegExp(`\`${o}[\\s\`=|/,]`).test(reference))
         .map((o) => `lading ${name} ${o}`),
     );
-    assert.deepEqual(missing, [], `options --help lists that the README's CLI reference does not: ${missing.join(', ')}`);
+    assert.deepEqual(
+      missing,
+      [],
+      `options --help lists that the README's CLI reference does not: ${missing.join(', ')}`,
+    );
   });
 
-  test('every option the README\'s CLI reference names exists in some --help', () => {
+  test("every option the README's CLI reference names exists in some --help", () => {
     const known = new Set([...Object.values(helps).flatMap(optionsOf), '--help', '--version']);
     const named = [...reference.matchAll(/`(--[a-z][a-z0-9-]*)/g)].map((m) => m[1]!);
     const unknown = [...new Set(named.filter((o) => !known.has(o)))];

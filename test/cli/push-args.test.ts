@@ -19,9 +19,19 @@ const image = (names: string[]): ArchiveImage => ({ names, mediaType: 'x', index
 
 describe('archiveTags: the tags an image carries in its archive', () => {
   test('RepoTags and containerd names give their tag; a bare OCI ref.name is a tag; digests and untagged names give none', () => {
-    assert.deepEqual(archiveTags(image(['myapp:1.2', 'registry.example.com:5000/team/app:stable', 'docker.io/library/app:1.2'])), ['1.2', 'stable']);
-    assert.deepEqual(archiveTags(image(['v3'])), ['v3'], 'org.opencontainers.image.ref.name as skopeo and buildx write it');
-    assert.deepEqual(archiveTags(image(['app@sha256:' + 'a'.repeat(64), 'localhost:5000/app', '-bad', 'x'.repeat(200)])), []);
+    assert.deepEqual(
+      archiveTags(image(['myapp:1.2', 'registry.example.com:5000/team/app:stable', 'docker.io/library/app:1.2'])),
+      ['1.2', 'stable'],
+    );
+    assert.deepEqual(
+      archiveTags(image(['v3'])),
+      ['v3'],
+      'org.opencontainers.image.ref.name as skopeo and buildx write it',
+    );
+    assert.deepEqual(
+      archiveTags(image(['app@sha256:' + 'a'.repeat(64), 'localhost:5000/app', '-bad', 'x'.repeat(200)])),
+      [],
+    );
     assert.deepEqual(archiveTags(image([])), []);
   });
 });
@@ -41,7 +51,8 @@ describe('lading push: tags, transports, digest files', { skip }, () => {
     box?.remove();
   });
 
-  const push = (args: string[]): Promise<CliResult> => runCli(['push', ...args], { env: box.env, cwd: box.cwd, measure: false });
+  const push = (args: string[]): Promise<CliResult> =>
+    runCli(['push', ...args], { env: box.env, cwd: box.cwd, measure: false });
   const tagsOf = async (repo: string): Promise<string[]> => {
     const r = await fetch(`${reg.url}/v2/${repo}/tags/list`);
     return r.status === 404 ? [] : (((await r.json()) as { tags: string[] | null }).tags ?? []).sort();
@@ -77,20 +88,35 @@ describe('lading push: tags, transports, digest files', { skip }, () => {
   test('--digest-file gets the digest, --image-refs a pinned reference per tag', async () => {
     const digestFile = join(box.root, 'digest');
     const refsFile = join(box.root, 'refs');
-    const r = await push([`docker-archive:${archive}:@1`, `${reg.host}/refs/app`, '--digest-file', digestFile, '--image-refs', refsFile]);
+    const r = await push([
+      `docker-archive:${archive}:@1`,
+      `${reg.host}/refs/app`,
+      '--digest-file',
+      digestFile,
+      '--image-refs',
+      refsFile,
+    ]);
     ok(r);
     const pinned = r.stdout.trim();
     const digest = pinned.slice(pinned.indexOf('@') + 1);
     assert.match(digest, /^sha256:[0-9a-f]{64}$/);
     assert.equal(readFileSync(digestFile, 'utf8'), `${digest}\n`);
-    assert.equal(readFileSync(refsFile, 'utf8'), `${reg.host}/refs/app:2.0@${digest}\n${reg.host}/refs/app:latest@${digest}\n`);
+    assert.equal(
+      readFileSync(refsFile, 'utf8'),
+      `${reg.host}/refs/app:2.0@${digest}\n${reg.host}/refs/app:latest@${digest}\n`,
+    );
   });
 
   test('--all-images: every image with its own tags (untagged when it names none), shared blobs uploaded once, one JSON document', async () => {
     const r = await push([archive, `${reg.host}/all/app`, '--all-images', '--json']);
     ok(r);
-    const doc = JSON.parse(r.stdout) as { images: { image: string[]; tags: string[]; digest: string; blobs: { uploaded: number; skipped: number } }[] };
-    assert.deepEqual(doc.images.map((i) => i.tags), [['1.0'], ['2.0', 'latest'], []]);
+    const doc = JSON.parse(r.stdout) as {
+      images: { image: string[]; tags: string[]; digest: string; blobs: { uploaded: number; skipped: number } }[];
+    };
+    assert.deepEqual(
+      doc.images.map((i) => i.tags),
+      [['1.0'], ['2.0', 'latest'], []],
+    );
     assert.deepEqual(await tagsOf('all/app'), ['1.0', '2.0', 'latest']);
     // The unnamed image reuses the first image's first layer: found there, not uploaded again.
     assert.ok(doc.images[2]!.blobs.skipped >= 1, JSON.stringify(doc.images[2]!.blobs));
@@ -109,7 +135,11 @@ describe('lading push: tags, transports, digest files', { skip }, () => {
     const parts = dockerArchiveParts(
       [
         { repoTags: ['lading/first:1.0'], platform: { os: 'linux', architecture: 'amd64' }, layers: a },
-        { repoTags: ['registry.example.com:5000/team/second:2.0'], platform: { os: 'linux', architecture: 'amd64' }, layers: b },
+        {
+          repoTags: ['registry.example.com:5000/team/second:2.0'],
+          platform: { os: 'linux', architecture: 'amd64' },
+          layers: b,
+        },
       ],
       { order: 'sorted' },
     );
@@ -126,12 +156,26 @@ describe('lading push: tags, transports, digest files', { skip }, () => {
     assert.ok(a.blobs.uploaded >= 2 && a.blobs.mounted === 0, JSON.stringify(a.blobs));
     // Another repository of the same registry: every blob is linked, none sent, the compressed
     // layers through the digest cache's record of what they compressed to.
-    const second = await push([archive, `${reg.host}/mount/target:1`, '--image', '@1', '--mount-from', 'mount/source', '--json']);
+    const second = await push([
+      archive,
+      `${reg.host}/mount/target:1`,
+      '--image',
+      '@1',
+      '--mount-from',
+      'mount/source',
+      '--json',
+    ]);
     ok(second);
-    const b = JSON.parse(second.stdout) as { digest: string; blobs: { uploaded: number; skipped: number; mounted: number; bytesUploaded: number } };
+    const b = JSON.parse(second.stdout) as {
+      digest: string;
+      blobs: { uploaded: number; skipped: number; mounted: number; bytesUploaded: number };
+    };
     assert.deepEqual(b.blobs, { uploaded: 0, skipped: 0, mounted: a.blobs.uploaded, bytesUploaded: 0 });
     assert.equal(b.digest, a.digest, 'the same image');
-    const m = await fetch(`${reg.url}/v2/mount/target/manifests/1`, { method: 'HEAD', headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+    const m = await fetch(`${reg.url}/v2/mount/target/manifests/1`, {
+      method: 'HEAD',
+      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+    });
     assert.equal(m.status, 200);
     const plain = await push([archive, `${reg.host}/mount/third:1`, '--image', '@1', '--mount-from', 'mount/source']);
     ok(plain);

@@ -57,7 +57,8 @@ function secretForms(values: Iterable<string>): string[] {
 }
 
 function assertNoSecrets(what: string, text: string, secrets: string[]): void {
-  for (const s of secrets) assert.ok(!text.includes(s), `${what} contains a secret (${s.slice(0, 6)}...):\n${text.slice(0, 3000)}`);
+  for (const s of secrets)
+    assert.ok(!text.includes(s), `${what} contains a secret (${s.slice(0, 6)}...):\n${text.slice(0, 3000)}`);
   const header = /authorization["']?\s*[:=]\s*["']?(basic|bearer)\s+([^\s"',*]{6,})/i.exec(text);
   assert.equal(header, null, `${what} shows an Authorization header: ${header?.[0]}`);
 }
@@ -70,7 +71,8 @@ function filesOf(root: string, skipPaths: string[]): Array<{ path: string; mode:
       const p = join(d, e.name);
       if (skipPaths.includes(p)) continue;
       if (e.isDirectory()) walk(p);
-      else if (e.isFile()) out.push({ path: p, mode: statSync(p).mode & 0o777, text: readFileSync(p).toString('latin1') });
+      else if (e.isFile())
+        out.push({ path: p, mode: statSync(p).mode & 0o777, text: readFileSync(p).toString('latin1') });
     }
   };
   walk(root);
@@ -94,15 +96,30 @@ describe('secrets never appear in output (--debug included)', { skip, timeout: 1
     const reg = await startRegistry({ htpasswd: { alice: BASIC_PW } });
     const { proxy, headers } = await recordingProxy(reg);
     try {
-      const good = await runCli(['push', archive, `${proxy.host}/sec/basic:v1`, '--debug', '--username', 'alice', '--password-stdin'], { env: box.env, cwd: box.cwd, stdin: `${BASIC_PW}\n`, measure: false });
+      const good = await runCli(
+        ['push', archive, `${proxy.host}/sec/basic:v1`, '--debug', '--username', 'alice', '--password-stdin'],
+        { env: box.env, cwd: box.cwd, stdin: `${BASIC_PW}\n`, measure: false },
+      );
       ok(good);
-      const bad = await runCli(['push', archive, `${proxy.host}/sec/basic:v2`, '--debug', '--username', 'alice', '--password-stdin'], { env: box.env, cwd: box.cwd, stdin: `${BASIC_PW}-wrong\n`, measure: false });
+      const bad = await runCli(
+        ['push', archive, `${proxy.host}/sec/basic:v2`, '--debug', '--username', 'alice', '--password-stdin'],
+        { env: box.env, cwd: box.cwd, stdin: `${BASIC_PW}-wrong\n`, measure: false },
+      );
       assert.equal(bad.code, 1, bad.stderr);
-      const envCreds = await runCli(['push', archive, `${proxy.host}/sec/basic:v3`, '--debug', '--json'], { env: { ...box.env, LADING_USERNAME: 'alice', LADING_PASSWORD: BASIC_PW }, cwd: box.cwd, measure: false });
+      const envCreds = await runCli(['push', archive, `${proxy.host}/sec/basic:v3`, '--debug', '--json'], {
+        env: { ...box.env, LADING_USERNAME: 'alice', LADING_PASSWORD: BASIC_PW },
+        cwd: box.cwd,
+        measure: false,
+      });
       ok(envCreds);
       assert.ok(headers.size > 0, 'the proxy saw Authorization headers');
-      const secrets = secretForms([...headers, `Basic ${Buffer.from(`alice:${BASIC_PW}`).toString('base64')}`, `Basic ${Buffer.from(`alice:${BASIC_PW}-wrong`).toString('base64')}`]);
-      for (const [n, r] of Object.entries({ good, bad, envCreds })) assertNoSecrets(`${n} stdout+stderr`, `${r.stdout}\n${r.stderr}`, secrets);
+      const secrets = secretForms([
+        ...headers,
+        `Basic ${Buffer.from(`alice:${BASIC_PW}`).toString('base64')}`,
+        `Basic ${Buffer.from(`alice:${BASIC_PW}-wrong`).toString('base64')}`,
+      ]);
+      for (const [n, r] of Object.entries({ good, bad, envCreds }))
+        assertNoSecrets(`${n} stdout+stderr`, `${r.stdout}\n${r.stderr}`, secrets);
       for (const f of filesOf(box.root, [archive])) assertNoSecrets(f.path, f.text, secrets);
     } finally {
       await proxy.stop();
@@ -112,14 +129,24 @@ describe('secrets never appear in output (--debug included)', { skip, timeout: 1
 
   test('Bearer tokens: token server credentials and the tokens it issues, with --debug', async () => {
     const ts: TokenServer = await startTokenServer({ service: 'lading-secrets', users: { bob: TOKEN_PW } });
-    const reg = await startRegistry({ token: { realm: ts.realm, service: ts.service, issuer: ts.issuer, rootCertBundle: ts.certPem } });
+    const reg = await startRegistry({
+      token: { realm: ts.realm, service: ts.service, issuer: ts.issuer, rootCertBundle: ts.certPem },
+    });
     const { proxy, headers } = await recordingProxy(reg);
     try {
-      const r = await runCli(['push', archive, `${proxy.host}/sec/bearer:v1`, '--debug'], { env: { ...box.env, LADING_USERNAME: 'bob', LADING_PASSWORD: TOKEN_PW }, cwd: box.cwd, measure: false });
+      const r = await runCli(['push', archive, `${proxy.host}/sec/bearer:v1`, '--debug'], {
+        env: { ...box.env, LADING_USERNAME: 'bob', LADING_PASSWORD: TOKEN_PW },
+        cwd: box.cwd,
+        measure: false,
+      });
       ok(r);
       // an expired token mid-push: the 401 path logs too
       ts.expireNext(1);
-      const r2 = await runCli(['push', archive, `${proxy.host}/sec/bearer:v2`, '--debug', '--json'], { env: { ...box.env, LADING_USERNAME: 'bob', LADING_PASSWORD: TOKEN_PW }, cwd: box.cwd, measure: false });
+      const r2 = await runCli(['push', archive, `${proxy.host}/sec/bearer:v2`, '--debug', '--json'], {
+        env: { ...box.env, LADING_USERNAME: 'bob', LADING_PASSWORD: TOKEN_PW },
+        cwd: box.cwd,
+        measure: false,
+      });
       ok(r2);
       const bearers = [...headers].filter((h) => /^bearer /i.test(h));
       assert.ok(bearers.length >= 2, `bearer tokens seen: ${bearers.length}`);
@@ -138,11 +165,34 @@ describe('secrets never appear in output (--debug included)', { skip, timeout: 1
     const { proxy, headers } = await recordingProxy({ port: srv.port });
     try {
       await srv.ecr.send(new CreateRepositoryCommand({ repositoryName: 'sec/ecr' }));
-      const env = { ...box.env, AWS_ACCESS_KEY_ID: 'AKIDLADINGSECRETS', AWS_SECRET_ACCESS_KEY: AWS_SECRET, AWS_SESSION_TOKEN: 'SessionToken-lading-5566aa', AWS_REGION: 'us-east-1' };
+      const env = {
+        ...box.env,
+        AWS_ACCESS_KEY_ID: 'AKIDLADINGSECRETS',
+        AWS_SECRET_ACCESS_KEY: AWS_SECRET,
+        AWS_SESSION_TOKEN: 'SessionToken-lading-5566aa',
+        AWS_REGION: 'us-east-1',
+      };
       const dest = '000000000000.dkr.ecr.us-east-1.amazonaws.com/sec/ecr';
-      const a = await runCli(['push', archive, `${dest}:v1`, '--endpoint-url', `http://${proxy.host}`, '--debug'], { env, cwd: box.cwd, measure: false });
+      const a = await runCli(['push', archive, `${dest}:v1`, '--endpoint-url', `http://${proxy.host}`, '--debug'], {
+        env,
+        cwd: box.cwd,
+        measure: false,
+      });
       ok(a);
-      const b = await runCli(['push', archive, `${dest}:v2`, '--endpoint-url', `http://${proxy.host}`, '--transport', 'registry', '--debug', '--json'], { env, cwd: box.cwd, measure: false });
+      const b = await runCli(
+        [
+          'push',
+          archive,
+          `${dest}:v2`,
+          '--endpoint-url',
+          `http://${proxy.host}`,
+          '--transport',
+          'registry',
+          '--debug',
+          '--json',
+        ],
+        { env, cwd: box.cwd, measure: false },
+      );
       ok(b);
       const basic = [...headers].filter((h) => /^basic /i.test(h));
       t.diagnostic(`Authorization headers seen by the proxy: ${headers.size} (${basic.length} Basic for /v2/)`);
@@ -157,7 +207,11 @@ describe('secrets never appear in output (--debug included)', { skip, timeout: 1
       // (the endpoint named another host) look for any long base64 run that is not hex.
       if (basic.length === 0) {
         const runs = out.match(/[A-Za-z0-9+/]{60,}={0,2}/g) ?? [];
-        assert.deepEqual(runs.filter((s) => /[g-zA-Z+/]/.test(s)), [], 'a base64 token-like string in the output');
+        assert.deepEqual(
+          runs.filter((s) => /[g-zA-Z+/]/.test(s)),
+          [],
+          'a base64 token-like string in the output',
+        );
       }
       for (const f of filesOf(box.root, [archive])) assertNoSecrets(f.path, f.text, secrets);
     } finally {
@@ -186,7 +240,8 @@ describe('files lading writes', { skip, timeout: 5 * 60_000 }, () => {
     ok(await runCli(['push', archive, `oci:${out}`, '--tag', 'v1'], { env: box.env, cwd: box.cwd, measure: false }));
     const dir = join(box.cache, 'lading');
     assert.equal(statSync(dir).mode & 0o777, 0o700);
-    for (const f of readdirSync(dir)) assert.equal(statSync(join(dir, f)).mode & 0o077, 0, `${f} is readable by others`);
+    for (const f of readdirSync(dir))
+      assert.equal(statSync(join(dir, f)).mode & 0o077, 0, `${f} is readable by others`);
     const names = filesOf(out, []).map((f) => f.path.slice(out.length + 1));
     for (const n of names) assert.match(n, /^(oci-layout|index\.json|blobs\/sha256\/[0-9a-f]{64})$/);
     assert.deepEqual(readdirSync(box.tmp), [], 'TMPDIR is empty');
@@ -208,7 +263,8 @@ describe('files lading writes', { skip, timeout: 5 * 60_000 }, () => {
     const out = join(box.root, 'out2');
     const r = await runCli(['push', archive, `oci:${out}`, '--json'], { env: box.env, cwd: box.cwd, measure: false });
     ok(r);
-    for (const n of filesOf(out, []).map((f) => f.path.slice(out.length + 1))) assert.match(n, /^(oci-layout|index\.json|blobs\/sha256\/[0-9a-f]{64})$/);
+    for (const n of filesOf(out, []).map((f) => f.path.slice(out.length + 1)))
+      assert.match(n, /^(oci-layout|index\.json|blobs\/sha256\/[0-9a-f]{64})$/);
     const strays = box.tree().filter((p) => /escape|passwd/.test(p));
     assert.deepEqual(strays, []);
   });
@@ -242,14 +298,22 @@ describe('TLS is verified unless --insecure', { skip, timeout: 5 * 60_000 }, () 
       return;
     }
     const archive = await legacyArchive(join(box.root, 'tls.tar'), 'tls', 1, 64 * 1024);
-    const strict = await runCli(['push', archive, `${host}/tls/app:v1`, '--json'], { env: box.env, cwd: box.cwd, measure: false });
+    const strict = await runCli(['push', archive, `${host}/tls/app:v1`, '--json'], {
+      env: box.env,
+      cwd: box.cwd,
+      measure: false,
+    });
     assert.equal(strict.code, 1, strict.stdout);
     const doc = JSON.parse(strict.stdout) as { error: { code: string; message: string } };
     assert.equal(doc.error.code, 'TLS');
     assert.match(doc.error.message, /certificate|TLS/i);
     assert.match(doc.error.message, /--insecure/);
     assert.equal(strict.stderr.split('\n').filter((l) => l.trim() !== '').length, 1, strict.stderr);
-    const insecure = await runCli(['push', archive, `${host}/tls/app:v1`, '--insecure', '--json'], { env: box.env, cwd: box.cwd, measure: false });
+    const insecure = await runCli(['push', archive, `${host}/tls/app:v1`, '--insecure', '--json'], {
+      env: box.env,
+      cwd: box.cwd,
+      measure: false,
+    });
     ok(insecure);
   });
 });

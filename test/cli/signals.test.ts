@@ -38,7 +38,11 @@ function checkInterrupted(r: CliResult, sig: 'SIGINT' | 'SIGTERM', signalledAt: 
   assert.equal(doc.error?.code, 'ABORTED', ctx);
   const took = Date.now() - signalledAt;
   assert.ok(took < 2500, `exited ${took} ms after the signal: in-flight requests were waited for, not cancelled`);
-  assert.deepEqual(box.tree().filter((p) => p.startsWith('tmp/') && p !== 'tmp/'), [], 'temp files left in TMPDIR');
+  assert.deepEqual(
+    box.tree().filter((p) => p.startsWith('tmp/') && p !== 'tmp/'),
+    [],
+    'temp files left in TMPDIR',
+  );
 }
 
 describe('signals during a push (child process)', { skip, timeout: 10 * 60_000 }, () => {
@@ -57,7 +61,9 @@ describe('signals during a push (child process)', { skip, timeout: 10 * 60_000 }
 
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     test(`registry: ${sig} while blob uploads are in flight: exit ${sig === 'SIGINT' ? 130 : 143}, no tag, no temp file`, async () => {
-      const proxy = await startFaultProxy(reg, (r) => ((r.url ?? '').includes('/blobs/uploads/') && r.method !== 'POST' ? { delayMs: 10_000 } : undefined));
+      const proxy = await startFaultProxy(reg, (r) =>
+        (r.url ?? '').includes('/blobs/uploads/') && r.method !== 'POST' ? { delayMs: 10_000 } : undefined,
+      );
       try {
         let signalledAt = 0;
         const repo = `signals/${sig.toLowerCase()}`;
@@ -66,10 +72,12 @@ describe('signals during a push (child process)', { skip, timeout: 10 * 60_000 }
           cwd: box.cwd,
           measure: false,
           onSpawn: (pid) => {
-            void until(() => proxy.seen.some((s) => s.startsWith('PATCH ') || s.startsWith('PUT /v2/signals'))).then(() => {
-              signalledAt = Date.now();
-              process.kill(pid, sig);
-            });
+            void until(() => proxy.seen.some((s) => s.startsWith('PATCH ') || s.startsWith('PUT /v2/signals'))).then(
+              () => {
+                signalledAt = Date.now();
+                process.kill(pid, sig);
+              },
+            );
           },
         });
         checkInterrupted(r, sig, signalledAt, box);
@@ -84,7 +92,11 @@ describe('signals during a push (child process)', { skip, timeout: 10 * 60_000 }
     const out = join(box.root, 'oci-out');
     const bytes = readFileSync(archive);
     let signalledAt = 0;
-    const child = spawn(process.execPath, [CLI, 'push', '-', `oci:${out}`, '--json'], { env: box.env, cwd: box.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'push', '-', `oci:${out}`, '--json'], {
+      env: box.env,
+      cwd: box.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -114,7 +126,12 @@ describe('signals during a push (child process)', { skip, timeout: 10 * 60_000 }
       const idx = JSON.parse(readFileSync(join(out, 'index.json'), 'utf8')) as { manifests?: unknown[] };
       assert.deepEqual(idx.manifests ?? [], []);
     }
-    const partial = box.tree().filter((p) => p.startsWith('oci-out/') && !/^oci-out\/(blobs\/(sha256\/([0-9a-f]{64})?)?|oci-layout|index\.json)$/.test(p));
+    const partial = box
+      .tree()
+      .filter(
+        (p) =>
+          p.startsWith('oci-out/') && !/^oci-out\/(blobs\/(sha256\/([0-9a-f]{64})?)?|oci-layout|index\.json)$/.test(p),
+      );
     assert.deepEqual(partial, [], 'partial files left in the layout');
   });
 });
@@ -138,18 +155,33 @@ describe('signals during an ECR push (lading serve, child process)', { timeout: 
     srv.resetCalls();
     let signalledAt = 0;
     try {
-      const env = { ...box.env, AWS_ACCESS_KEY_ID: 'AKIDLADINGTEST', AWS_SECRET_ACCESS_KEY: 'not-a-secret', AWS_REGION: 'us-east-1' };
-      const r = await runCli(['push', archive, `000000000000.dkr.ecr.us-east-1.amazonaws.com/signals/ecr:v1`, '--endpoint-url', srv.url, '--json'], {
-        env,
-        cwd: box.cwd,
-        measure: false,
-        onSpawn: (pid) => {
-          void until(() => (srv.calls.UploadLayerPart ?? 0) > 0).then(() => {
-            signalledAt = Date.now();
-            process.kill(pid, 'SIGTERM');
-          });
+      const env = {
+        ...box.env,
+        AWS_ACCESS_KEY_ID: 'AKIDLADINGTEST',
+        AWS_SECRET_ACCESS_KEY: 'not-a-secret',
+        AWS_REGION: 'us-east-1',
+      };
+      const r = await runCli(
+        [
+          'push',
+          archive,
+          `000000000000.dkr.ecr.us-east-1.amazonaws.com/signals/ecr:v1`,
+          '--endpoint-url',
+          srv.url,
+          '--json',
+        ],
+        {
+          env,
+          cwd: box.cwd,
+          measure: false,
+          onSpawn: (pid) => {
+            void until(() => (srv.calls.UploadLayerPart ?? 0) > 0).then(() => {
+              signalledAt = Date.now();
+              process.kill(pid, 'SIGTERM');
+            });
+          },
         },
-      });
+      );
       checkInterrupted(r, 'SIGTERM', signalledAt, box);
     } finally {
       srv.faults.clear();

@@ -39,7 +39,9 @@ function slowRoundTrip(data: Buffer, chunk: number, readSize: number, everyMs: n
         clearInterval(reader);
         clearInterval(watchdog);
         gz.destroy();
-        reject(new Error(`AdaptiveGzip stalled after ${got} output bytes (${off} of ${data.length} input bytes written)`));
+        reject(
+          new Error(`AdaptiveGzip stalled after ${got} output bytes (${off} of ${data.length} input bytes written)`),
+        );
       }
       seen = got;
     }, 2000);

@@ -35,7 +35,10 @@ describe('detectCompression', () => {
 
   it('MAGIC_BYTES is enough for every format', () => {
     assert.equal(MAGIC_BYTES, 6);
-    assert.equal(detectCompression(Uint8Array.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]).subarray(0, MAGIC_BYTES)), 'xz');
+    assert.equal(
+      detectCompression(Uint8Array.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]).subarray(0, MAGIC_BYTES)),
+      'xz',
+    );
   });
 
   it('reads a Buffer view at a non-zero offset correctly', () => {
@@ -72,7 +75,12 @@ describe('supportedCompression', () => {
     it(`refuses ${name} with UNSUPPORTED_COMPRESSION, naming where and how to decompress`, () => {
       assert.throws(
         () => supportedCompression(Uint8Array.from(bytes), 'image.tar.gz'),
-        (e: unknown) => e instanceof LadingError && e.code === 'UNSUPPORTED_COMPRESSION' && e.message.startsWith('image.tar.gz:') && e.message.includes(name) && e.message.includes(hint),
+        (e: unknown) =>
+          e instanceof LadingError &&
+          e.code === 'UNSUPPORTED_COMPRESSION' &&
+          e.message.startsWith('image.tar.gz:') &&
+          e.message.includes(name) &&
+          e.message.includes(hint),
       );
     });
   }

@@ -11,7 +11,14 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { constants, crc32 as zlibCrc32, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { AdaptiveGzip, BLOCK_SIZE, DEFAULT_LEVEL, sampleEntropy, storedBlocks, type AdaptiveGzipOptions } from '../../src/compress/adaptive-gzip';
+import {
+  AdaptiveGzip,
+  BLOCK_SIZE,
+  DEFAULT_LEVEL,
+  sampleEntropy,
+  storedBlocks,
+  type AdaptiveGzipOptions,
+} from '../../src/compress/adaptive-gzip';
 import { crc32, crc32Table } from '../../src/compress/crc32';
 import { BufferPool, isTracked, release } from '../../src/util/buffer-pool';
 
@@ -20,7 +27,11 @@ const has = (cmd: string): boolean => spawnSync(cmd, ['--version'], { stdio: 'ig
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /** Compresses `data` written in pieces of the given sizes (cycled), honouring backpressure. */
-async function compress(data: Buffer, opts: AdaptiveGzipOptions = {}, pieces: number[] = [64 * KiB]): Promise<{ out: Buffer; gz: AdaptiveGzip }> {
+async function compress(
+  data: Buffer,
+  opts: AdaptiveGzipOptions = {},
+  pieces: number[] = [64 * KiB],
+): Promise<{ out: Buffer; gz: AdaptiveGzip }> {
   const gz = new AdaptiveGzip(opts);
   const out: Buffer[] = [];
   gz.on('data', (c: Buffer) => out.push(Buffer.from(c)));
@@ -73,7 +84,19 @@ function prng(seed: number): () => number {
 /** Text-like (compressible) or, in about `noise` of the stretches, random (stored) bytes, from a seed. */
 function mixed(seed: number, size: number, noise = 1 / 3): Buffer {
   const next = prng(seed);
-  const words = ['lading ', 'pushes ', 'image ', 'layers ', 'to ', 'registries ', 'gzip ', 'block ', '\n', 'deflate ', 'window '];
+  const words = [
+    'lading ',
+    'pushes ',
+    'image ',
+    'layers ',
+    'to ',
+    'registries ',
+    'gzip ',
+    'block ',
+    '\n',
+    'deflate ',
+    'window ',
+  ];
   const out = Buffer.alloc(size);
   let off = 0;
   while (off < size) {
@@ -103,7 +126,13 @@ function reference(data: Buffer, level: number, block: number): Buffer {
     const b = data.subarray(off, off + block);
     if (sampleEntropy(b) > 7.8) parts.push(...storedBlocks(b));
     else {
-      const opts = { level, memLevel: 9, flush: constants.Z_SYNC_FLUSH, finishFlush: constants.Z_SYNC_FLUSH, ...(off > 0 ? { dictionary: data.subarray(Math.max(0, off - 32 * KiB), off) } : {}) };
+      const opts = {
+        level,
+        memLevel: 9,
+        flush: constants.Z_SYNC_FLUSH,
+        finishFlush: constants.Z_SYNC_FLUSH,
+        ...(off > 0 ? { dictionary: data.subarray(Math.max(0, off - 32 * KiB), off) } : {}),
+      };
       parts.push(deflateRawSync(b, opts));
     }
   }
@@ -168,14 +197,17 @@ describe('AdaptiveGzip in parallel blocks', () => {
   });
 
   it('stays close to one deflate stream: the dictionary carries matches across blocks', async () => {
-    const text = Buffer.from(Array.from({ length: 40_000 }, (_, i) => `line ${i % 300} of a log that repeats itself\n`).join(''));
+    const text = Buffer.from(
+      Array.from({ length: 40_000 }, (_, i) => `line ${i % 300} of a log that repeats itself\n`).join(''),
+    );
     const { out, gz } = await compress(text, { blockSize: 32 * KiB });
     const single = gzipSync(text, { level: DEFAULT_LEVEL, memLevel: 9 });
     assert.ok(gz.blocks.deflated > 40, `${gz.blocks.deflated} blocks`);
     assert.ok(out.length <= single.length * 1.03, `${out.length} bytes in blocks vs ${single.length} in one stream`);
     // Without the dictionary each block starts cold: visibly bigger.
     let cold = 0;
-    for (let off = 0; off < text.length; off += 32 * KiB) cold += deflateRawSync(text.subarray(off, off + 32 * KiB), { level: DEFAULT_LEVEL, memLevel: 9 }).length;
+    for (let off = 0; off < text.length; off += 32 * KiB)
+      cold += deflateRawSync(text.subarray(off, off + 32 * KiB), { level: DEFAULT_LEVEL, memLevel: 9 }).length;
     assert.ok(out.length < cold * 0.97, `${out.length} with the dictionary, ${cold} without`);
   });
 
@@ -206,12 +238,19 @@ describe('AdaptiveGzip in parallel blocks', () => {
     `;
     const digests = new Map<string, string>();
     for (const threads of ['1', '2', '4', '8']) {
-      const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, UV_THREADPOOL_SIZE: threads }, encoding: 'utf8' });
+      const r = spawnSync(process.execPath, ['-e', script], {
+        env: { ...process.env, UV_THREADPOOL_SIZE: threads },
+        encoding: 'utf8',
+      });
       assert.equal(r.status, 0, r.stderr);
       digests.set(threads, r.stdout);
     }
     const here = sha((await compress(mixed(42, 3 * 1024 * 1024 + 777), { level: 1 }, [4096, 300_000])).out);
-    assert.deepEqual([...new Set(digests.values())], [here], `digests by pool size: ${JSON.stringify(Object.fromEntries(digests))}`);
+    assert.deepEqual(
+      [...new Set(digests.values())],
+      [here],
+      `digests by pool size: ${JSON.stringify(Object.fromEntries(digests))}`,
+    );
   });
 
   it('pooled input chunks are all given back, none while still read (poisoned on return)', async () => {

@@ -48,9 +48,18 @@ function layerBlobs(dir: string, digest: string): Buffer[] {
 
 /** A docker archive of one uncompressed layer of text and noise in many blocks (deflated and stored). */
 async function wiringArchive(): Promise<{ archive: string; layer: Layer }> {
-  const text = Buffer.from(Array.from({ length: 30_000 }, (_, i) => `usr/share/doc/file-${i % 611}.txt: some text\n`).join(''));
-  const layer = await makeLayer([file('data/text.txt', text), file('data/noise.bin', pseudoRandom('wiring', 3 * BLOCK_SIZE + 99)), file('data/more.txt', text.subarray(0, 400_000))]);
-  const parts = dockerArchiveParts([{ repoTags: ['wiring:1'], platform: { os: 'linux', architecture: 'amd64' }, layers: [layer] }], { order: 'sorted' });
+  const text = Buffer.from(
+    Array.from({ length: 30_000 }, (_, i) => `usr/share/doc/file-${i % 611}.txt: some text\n`).join(''),
+  );
+  const layer = await makeLayer([
+    file('data/text.txt', text),
+    file('data/noise.bin', pseudoRandom('wiring', 3 * BLOCK_SIZE + 99)),
+    file('data/more.txt', text.subarray(0, 400_000)),
+  ]);
+  const parts = dockerArchiveParts(
+    [{ repoTags: ['wiring:1'], platform: { os: 'linux', architecture: 'amd64' }, layers: [layer] }],
+    { order: 'sorted' },
+  );
   const archive = join(root, 'wiring.tar');
   if (!existsSync(archive)) writeFileSync(archive, await tarBuffer(parts.entries));
   return { archive, layer };
@@ -75,7 +84,11 @@ describe('the parallel gzip on every compression path', () => {
     assert.ok(fromFile!.equals(expected), 'file path: the parallel gzip of the layer tar');
 
     const b = join(root, 'from-stream');
-    const res2 = await copyImage(createReadStream(archive), new OciLayoutDestination(b), { oci: true, cache: null, tags: ['1'] });
+    const res2 = await copyImage(createReadStream(archive), new OciLayoutDestination(b), {
+      oci: true,
+      cache: null,
+      tags: ['1'],
+    });
     assert.equal(res2.digest, res.digest, 'same image digest from a stream');
     assert.ok(layerBlobs(b, res2.digest!)[0]!.equals(expected), 'stream path: the same bytes');
 
@@ -87,25 +100,49 @@ describe('the parallel gzip on every compression path', () => {
     }
 
     // Re-push to the same layout: the cache names the compressed layer, which is there.
-    const again = await copyImage(archive, new OciLayoutDestination(a), { oci: true, cache: new DigestCache(join(root, 'cache.jsonl')), tags: ['1'] });
+    const again = await copyImage(archive, new OciLayoutDestination(a), {
+      oci: true,
+      cache: new DigestCache(join(root, 'cache.jsonl')),
+      tags: ['1'],
+    });
     assert.equal(again.digest, res.digest);
     assert.equal(again.blobs.uploaded, 0, 'nothing compressed or written again');
   });
 
-  it('pushed to a registry, skopeo pulls it and inflates it to the layer tar (its diff_id)', registryAvailable && existsSync('/usr/bin/skopeo') ? {} : { skip: 'needs docker-registry and skopeo' }, async () => {
-    const { archive, layer } = await wiringArchive();
-    const reg = await startRegistry();
-    try {
-      const d = new RegistryDestination(new RegistryClient({ registry: reg.host }), 'wiring/gzip');
-      const res = await copyImage(archive, d, { cache: null, tags: ['1'] }).finally(() => d.close());
-      const out = join(root, 'pulled');
-      execFileSync('skopeo', ['copy', '--quiet', '--src-tls-verify=false', '--dest-decompress', `docker://${reg.host}/wiring/gzip@${res.digest}`, `dir:${out}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-      const digests = readdirSync(out)
-        .filter((f) => /^[0-9a-f]{64}$/.test(f))
-        .map((f) => `sha256:${createHash('sha256').update(readFileSync(join(out, f))).digest('hex')}`);
-      assert.ok(digests.includes(layer.diffId), `skopeo's inflated layer is the layer tar (${digests.join(', ')})`);
-    } finally {
-      await reg.stop();
-    }
-  });
+  it(
+    'pushed to a registry, skopeo pulls it and inflates it to the layer tar (its diff_id)',
+    registryAvailable && existsSync('/usr/bin/skopeo') ? {} : { skip: 'needs docker-registry and skopeo' },
+    async () => {
+      const { archive, layer } = await wiringArchive();
+      const reg = await startRegistry();
+      try {
+        const d = new RegistryDestination(new RegistryClient({ registry: reg.host }), 'wiring/gzip');
+        const res = await copyImage(archive, d, { cache: null, tags: ['1'] }).finally(() => d.close());
+        const out = join(root, 'pulled');
+        execFileSync(
+          'skopeo',
+          [
+            'copy',
+            '--quiet',
+            '--src-tls-verify=false',
+            '--dest-decompress',
+            `docker://${reg.host}/wiring/gzip@${res.digest}`,
+            `dir:${out}`,
+          ],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        const digests = readdirSync(out)
+          .filter((f) => /^[0-9a-f]{64}$/.test(f))
+          .map(
+            (f) =>
+              `sha256:${createHash('sha256')
+                .update(readFileSync(join(out, f)))
+                .digest('hex')}`,
+          );
+        assert.ok(digests.includes(layer.diffId), `skopeo's inflated layer is the layer tar (${digests.join(', ')})`);
+      } finally {
+        await reg.stop();
+      }
+    },
+  );
 });

@@ -14,7 +14,10 @@ import { createCompressor, createDecompressor, ZSTD_JOB_SIZE, zstdImplementation
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const has = (cmd: string, args = ['--version']): boolean => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 // Several cores through zstd-napi only (Node's own zstd fails with workers, nodejs/node#59899).
-const gate = zstdImplementation('compress') === 'zstd-napi' ? {} : { skip: 'zstd-napi is not installed: zstd compresses on one core' };
+const gate =
+  zstdImplementation('compress') === 'zstd-napi'
+    ? {}
+    : { skip: 'zstd-napi is not installed: zstd compresses on one core' };
 
 /** Half text, half noise, from a seed; the same function runs in the child processes. */
 function layerLike(seed: number, size: number): Buffer {
@@ -81,7 +84,10 @@ describe('zstd on several cores (zstd-napi)', gate, () => {
       z.end();
     `;
     const here = sha(await run(createCompressor('zstd'), data, 1024 * 1024));
-    const runs: [string, string[]][] = ['1', '2', '4', '8'].map((n) => [`UV_THREADPOOL_SIZE=${n}`, [process.execPath, '-e', script]]);
+    const runs: [string, string[]][] = ['1', '2', '4', '8'].map((n) => [
+      `UV_THREADPOOL_SIZE=${n}`,
+      [process.execPath, '-e', script],
+    ]);
     // taskset: availableParallelism() is 1, so one zstd worker instead of two or more.
     if (has('taskset', ['-V'])) runs.push(['taskset -c 0', ['taskset', '-c', '0', process.execPath, '-e', script]]);
     for (const [what, [cmd, ...args]] of runs) {

@@ -32,7 +32,10 @@ async function archives(root: string, n: number): Promise<string[]> {
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
     const own = await makeLayer([dir('own/'), file(`own/${i}.bin`, pseudoRandom(`own-${i}`, 256 * 1024))]);
-    const { entries } = dockerArchiveParts([{ repoTags: [`lading/par:${i}`], platform: { os: 'linux', architecture: 'amd64' }, layers: [shared, own] }], { order: 'sorted', dirEntries: true });
+    const { entries } = dockerArchiveParts(
+      [{ repoTags: [`lading/par:${i}`], platform: { os: 'linux', architecture: 'amd64' }, layers: [shared, own] }],
+      { order: 'sorted', dirEntries: true },
+    );
     const p = join(root, `a${i}.tar`);
     writeFileSync(p, await tarBuffer(entries));
     out.push(p);
@@ -81,32 +84,45 @@ describe('concurrent pushes: docker-registry', { skip, timeout: 15 * 60_000 }, (
   });
 });
 
-describe('concurrent pushes: separate processes sharing one cache (docker-registry)', { skip, timeout: 10 * 60_000 }, () => {
-  let reg: RegistryServer;
-  let box: Sandbox;
-  before(async () => {
-    reg = await startRegistry();
-    box = sandbox('lading-par-proc-');
-  });
-  after(async () => {
-    await reg?.stop();
-    box?.remove();
-  });
+describe(
+  'concurrent pushes: separate processes sharing one cache (docker-registry)',
+  { skip, timeout: 10 * 60_000 },
+  () => {
+    let reg: RegistryServer;
+    let box: Sandbox;
+    before(async () => {
+      reg = await startRegistry();
+      box = sandbox('lading-par-proc-');
+    });
+    after(async () => {
+      await reg?.stop();
+      box?.remove();
+    });
 
-  test('registry: 10 CLI processes, 5 archives x 2, at once; the shared digest cache stays well-formed', async () => {
-    const paths = await archives(box.root, 5);
-    const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => runCli(['push', paths[i % 5]!, `${reg.host}/proc/app:t${i % 5}`, '--json'], { env: box.env, cwd: box.cwd, measure: false })));
-    for (const [i, r] of rs.entries()) assert.equal(r.code, 0, `process ${i}: ${r.stdout}\n${r.stderr}`);
-    for (let i = 0; i < 5; i++) {
-      const st = await tagProblems(`${reg.url}/v2/proc/app`, `t${i}`);
-      assert.ok(st && st.problems.length === 0, `t${i}`);
-      await skopeoVerify(`${reg.host}/proc/app@${st.digest}`, st.digest);
-    }
-    const cache = readFileSync(join(box.cache, 'lading', 'compressed-digests.jsonl'), 'utf8');
-    for (const line of cache.split('\n').filter((l) => l !== '')) assert.doesNotThrow(() => JSON.parse(line), `cache line: ${line}`);
-    assert.deepEqual(readdirSync(box.tmp), []);
-  });
-});
+    test('registry: 10 CLI processes, 5 archives x 2, at once; the shared digest cache stays well-formed', async () => {
+      const paths = await archives(box.root, 5);
+      const rs = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          runCli(['push', paths[i % 5]!, `${reg.host}/proc/app:t${i % 5}`, '--json'], {
+            env: box.env,
+            cwd: box.cwd,
+            measure: false,
+          }),
+        ),
+      );
+      for (const [i, r] of rs.entries()) assert.equal(r.code, 0, `process ${i}: ${r.stdout}\n${r.stderr}`);
+      for (let i = 0; i < 5; i++) {
+        const st = await tagProblems(`${reg.url}/v2/proc/app`, `t${i}`);
+        assert.ok(st && st.problems.length === 0, `t${i}`);
+        await skopeoVerify(`${reg.host}/proc/app@${st.digest}`, st.digest);
+      }
+      const cache = readFileSync(join(box.cache, 'lading', 'compressed-digests.jsonl'), 'utf8');
+      for (const line of cache.split('\n').filter((l) => l !== ''))
+        assert.doesNotThrow(() => JSON.parse(line), `cache line: ${line}`);
+      assert.deepEqual(readdirSync(box.tmp), []);
+    });
+  },
+);
 
 describe('concurrent pushes: lading serve (native ECR API)', { timeout: 15 * 60_000 }, () => {
   let srv: TestServer;
@@ -132,14 +148,20 @@ describe('concurrent pushes: lading serve (native ECR API)', { timeout: 15 * 60_
   test('ecr: 20 different archives in parallel to one repository', async () => {
     await srv.ecr.send(new CreateRepositoryCommand({ repositoryName: 'par/app' }));
     const env = { ...process.env, XDG_CACHE_HOME: join(w.dir, 'cache-a') };
-    const rs = await Promise.all(paths.map((p, i) => push(p, `${ECR_HOST}/par/app:t${i}`, ['--endpoint-url', srv.url], env)));
+    const rs = await Promise.all(
+      paths.map((p, i) => push(p, `${ECR_HOST}/par/app:t${i}`, ['--endpoint-url', srv.url], env)),
+    );
     allOk(rs);
     for (const [i, r] of rs.entries()) await check('par/app', `t${i}`, r.json.digest!);
   });
 
   test('ecr: one archive pushed 10 times in parallel, each with --create-repository (the repository does not exist yet)', async () => {
     const env = { ...process.env, XDG_CACHE_HOME: join(w.dir, 'cache-b') };
-    const rs = await Promise.all(Array.from({ length: 10 }, () => push(paths[1]!, `${ECR_HOST}/par/same:v1`, ['--endpoint-url', srv.url, '--create-repository'], env)));
+    const rs = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        push(paths[1]!, `${ECR_HOST}/par/same:v1`, ['--endpoint-url', srv.url, '--create-repository'], env),
+      ),
+    );
     allOk(rs);
     const digests = new Set(rs.map((r) => r.json.digest));
     assert.equal(digests.size, 1);

@@ -32,12 +32,22 @@ function skopeo(args: string[]): Buffer {
 /** skopeo's view: the bytes it is served hash to `digest`, and every blob can be fetched and verified. */
 function verifyWithSkopeo(host: string, repo: string, digest: string): void {
   const raw = skopeo(['inspect', '--tls-verify=false', '--raw', `docker://${host}/${repo}@${digest}`]);
-  assert.equal(`sha256:${createHash('sha256').update(raw).digest('hex')}`, digest, 'digest of the manifest bytes served');
+  assert.equal(
+    `sha256:${createHash('sha256').update(raw).digest('hex')}`,
+    digest,
+    'digest of the manifest bytes served',
+  );
   const out = mkdtempSync(join(tmp, 'skopeo-'));
-  skopeo(['copy', '--all', '--preserve-digests', '--src-tls-verify=false', `docker://${host}/${repo}@${digest}`, `oci:${out}:x`]);
+  skopeo([
+    'copy',
+    '--all',
+    '--preserve-digests',
+    '--src-tls-verify=false',
+    `docker://${host}/${repo}@${digest}`,
+    `oci:${out}:x`,
+  ]);
   rmSync(out, { recursive: true, force: true });
 }
-
 
 describe('push to a registry', gate, () => {
   let reg: RegistryServer;
@@ -49,7 +59,8 @@ describe('push to a registry', gate, () => {
   after(async () => {
     await reg.stop();
   });
-  const dest = (repository: string): RegistryDestination => new RegistryDestination(new RegistryClient({ registry: reg.host }), repository);
+  const dest = (repository: string): RegistryDestination =>
+    new RegistryDestination(new RegistryClient({ registry: reg.host }), repository);
   const push = async (input: string | NodeJS.ReadableStream, repository: string, opts: CopyOptions = {}) => {
     const d = dest(repository);
     try {
@@ -65,7 +76,12 @@ describe('push to a registry', gate, () => {
       for (const [i, img] of f.expected.images.entries()) {
         if (f.expected.images.length > 1 && img.names.length === 0) continue;
         const r = repo();
-        const opts: CopyOptions = { tags: [`t${i}`], platforms: pushablePlatforms(img), pushForeignLayers: true, ...(f.expected.images.length > 1 ? { image: img.names[0]! } : {}) };
+        const opts: CopyOptions = {
+          tags: [`t${i}`],
+          platforms: pushablePlatforms(img),
+          pushForeignLayers: true,
+          ...(f.expected.images.length > 1 ? { image: img.names[0]! } : {}),
+        };
         let res;
         try {
           res = await push(f.path, r, opts);
@@ -86,7 +102,14 @@ describe('push to a registry', gate, () => {
 
   it('archives written by skopeo, umoci and buildah', realToolsGate(), async () => {
     const a = await realToolArchives();
-    for (const path of [a.skopeoDockerArchive, a.skopeoOciArchive, a.skopeoOciLayout, a.buildahOciArchive, a.buildahDockerArchive, a.buildahIndexLayout]) {
+    for (const path of [
+      a.skopeoDockerArchive,
+      a.skopeoOciArchive,
+      a.skopeoOciLayout,
+      a.buildahOciArchive,
+      a.buildahDockerArchive,
+      a.buildahIndexLayout,
+    ]) {
       const r = repo();
       const res = await push(path, r, { tags: ['v1'] });
       verifyWithSkopeo(reg.host, r, res.digest!);
@@ -96,27 +119,33 @@ describe('push to a registry', gate, () => {
     verifyWithSkopeo(reg.host, r, res.digest!);
   });
 
-  it('multi-platform (buildah manifest list): all (digest preserved), one, several; re-push uploads nothing', realToolsGate(), async () => {
-    const a = await realToolArchives();
-    const layout = a.buildahIndexLayout;
-    const stored = `sha256:${createHash('sha256').update(skopeo(['inspect', '--raw', `oci:${layout}:list`])).digest('hex')}`;
-    const r = repo();
-    const all = await push(layout, r, { tags: ['all'], compress: 'none' });
-    assert.equal(all.digest, stored, 'the stored index is pushed byte for byte');
-    assert.equal(all.manifests.length, 2);
-    verifyWithSkopeo(reg.host, r, all.digest!);
-    const plats = all.manifests.map((m) => m.platform!);
-    const one = await push(layout, r, { tags: ['one'], platforms: [plats[1]!], compress: 'none' });
-    assert.equal(one.manifests.length, 1);
-    assert.match(one.mediaType, /manifest/);
-    assert.equal(one.blobs.uploaded, 0, 'blobs shared with the first push are skipped');
-    verifyWithSkopeo(reg.host, r, one.digest!);
-    const two = await push(layout, r, { tags: ['two'], platforms: plats, compress: 'none' });
-    assert.match(two.mediaType, /index/);
-    verifyWithSkopeo(reg.host, r, two.digest!);
-    const again = await push(layout, r, { tags: ['all'], compress: 'none' });
-    assert.equal(again.blobs.uploaded, 0);
-  });
+  it(
+    'multi-platform (buildah manifest list): all (digest preserved), one, several; re-push uploads nothing',
+    realToolsGate(),
+    async () => {
+      const a = await realToolArchives();
+      const layout = a.buildahIndexLayout;
+      const stored = `sha256:${createHash('sha256')
+        .update(skopeo(['inspect', '--raw', `oci:${layout}:list`]))
+        .digest('hex')}`;
+      const r = repo();
+      const all = await push(layout, r, { tags: ['all'], compress: 'none' });
+      assert.equal(all.digest, stored, 'the stored index is pushed byte for byte');
+      assert.equal(all.manifests.length, 2);
+      verifyWithSkopeo(reg.host, r, all.digest!);
+      const plats = all.manifests.map((m) => m.platform!);
+      const one = await push(layout, r, { tags: ['one'], platforms: [plats[1]!], compress: 'none' });
+      assert.equal(one.manifests.length, 1);
+      assert.match(one.mediaType, /manifest/);
+      assert.equal(one.blobs.uploaded, 0, 'blobs shared with the first push are skipped');
+      verifyWithSkopeo(reg.host, r, one.digest!);
+      const two = await push(layout, r, { tags: ['two'], platforms: plats, compress: 'none' });
+      assert.match(two.mediaType, /index/);
+      verifyWithSkopeo(reg.host, r, two.digest!);
+      const again = await push(layout, r, { tags: ['all'], compress: 'none' });
+      assert.equal(again.blobs.uploaded, 0);
+    },
+  );
 
   it('--compress none|gzip|zstd, several tags, re-push through the digest cache uploads nothing', async () => {
     const f = await legacyDockerSave();
@@ -126,7 +155,9 @@ describe('push to a registry', gate, () => {
       const r = repo();
       const res = await push(f.path, r, { image, tags: ['a', 'b'], compress, cache });
       verifyWithSkopeo(reg.host, r, res.digest!);
-      const raw = JSON.parse(skopeo(['inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/${r}:b`]).toString()) as { layers: { mediaType: string }[] };
+      const raw = JSON.parse(
+        skopeo(['inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/${r}:b`]).toString(),
+      ) as { layers: { mediaType: string }[] };
       const want = compress === 'none' ? /\.tar$/ : compress === 'gzip' ? /gzip$/ : /zstd$/;
       for (const l of raw.layers) assert.match(l.mediaType, want);
       const again = await push(f.path, r, { image, tags: ['a', 'b'], compress, cache: new DigestCache(cache.file) });
@@ -149,7 +180,10 @@ describe('push to a registry', gate, () => {
     const f = await digestMismatch();
     const r = repo();
     // Either the bytes' digest or their inconsistency with the diff_id is caught before anything is tagged.
-    await assert.rejects(push(f.path, r, { tags: ['bad'] }), (e) => isLadingError(e) && (e.code === 'DIGEST_MISMATCH' || e.code === 'DIFF_ID_MISMATCH'));
+    await assert.rejects(
+      push(f.path, r, { tags: ['bad'] }),
+      (e) => isLadingError(e) && (e.code === 'DIGEST_MISMATCH' || e.code === 'DIFF_ID_MISMATCH'),
+    );
     const client = new RegistryClient({ registry: reg.host });
     assert.equal(await client.headManifest(r, 'bad'), undefined);
     await client.close();
@@ -166,7 +200,10 @@ describe('push to a registry', gate, () => {
     });
     try {
       const f = await legacyDockerSave();
-      const d = new RegistryDestination(new RegistryClient({ registry: proxy.host, retryBaseDelayMs: 20 }), 'lading/faulty');
+      const d = new RegistryDestination(
+        new RegistryClient({ registry: proxy.host, retryBaseDelayMs: 20 }),
+        'lading/faulty',
+      );
       const res = await copyImage(f.path, d, { cache: null, image: f.expected.images[0]!.names[0]!, tags: ['v1'] });
       await d.close();
       assert.equal(faults, 2);
@@ -181,14 +218,21 @@ describe('push to a registry', gate, () => {
     const image = f.expected.images[0]!.names[0]!;
     const out: string[] = [];
     const err: string[] = [];
-    const io = { stdout: (s: string) => out.push(s), stderr: (s: string) => err.push(s), env: { ...process.env, XDG_CACHE_HOME: join(tmp, 'xdg'), DOCKER_CONFIG: join(tmp, 'nodocker') } };
+    const io = {
+      stdout: (s: string) => out.push(s),
+      stderr: (s: string) => err.push(s),
+      env: { ...process.env, XDG_CACHE_HOME: join(tmp, 'xdg'), DOCKER_CONFIG: join(tmp, 'nodocker') },
+    };
     const down = await freePort();
     assert.equal(await main(['push', f.path, `127.0.0.1:${down}/x/y:1`, '--image', image, '--json'], io), 1);
     assert.equal((JSON.parse(out.join('')) as { error: { code: string } }).error.code, 'NETWORK');
     out.length = 0;
     const secured = await startRegistry({ htpasswd: { alice: 's3cret' } });
     try {
-      assert.equal(await main(['push', f.path, `${secured.host}/x/y:1`, '--image', image, '--username', 'alice', '--json'], io), 1);
+      assert.equal(
+        await main(['push', f.path, `${secured.host}/x/y:1`, '--image', image, '--username', 'alice', '--json'], io),
+        1,
+      );
       const doc = JSON.parse(out.join('')) as { error: { code: string; message: string } };
       assert.equal(doc.error.code, 'AUTH');
       out.length = 0;

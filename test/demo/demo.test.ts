@@ -11,7 +11,13 @@ import { promisify } from 'node:util';
 
 test('npm run demo: serve, push through the ECR API, read back and verify, print the pinned URI', async () => {
   const script = join(__dirname, '..', '..', 'scripts', 'demo.js');
-  const { stdout } = await promisify(execFile)(process.execPath, [script], { timeout: 60_000, env: { ...process.env, XDG_CACHE_HOME: '/nonexistent-lading-demo' } });
+  const { stdout } = await promisify(execFile)(process.execPath, [script], {
+    timeout: 60_000,
+    env: { ...process.env, XDG_CACHE_HOME: '/nonexistent-lading-demo' },
+  });
   assert.match(stdout, /verified: 1 manifest\(s\), 3 blobs, \d+ bytes, all matching their digests/);
-  assert.match(stdout, /image URI: 000000000000\.dkr\.ecr\.us-east-1\.amazonaws\.com\/lading\/demo@sha256:[0-9a-f]{64}\n?$/);
+  assert.match(
+    stdout,
+    /image URI: 000000000000\.dkr\.ecr\.us-east-1\.amazonaws\.com\/lading\/demo@sha256:[0-9a-f]{64}\n?$/,
+  );
 });

@@ -5,7 +5,13 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { encodeBase64Into, PartBody, partBodyCapacity, PartBuffers, partRequestBody } from '../../src/ecr/part-body';
 
-const fields = { registryId: '000000000000', repositoryName: 'team/app', uploadId: 'a1b2c3d4-0000-4000-8000-000000000000', partFirstByte: 10485760, partLastByte: 20971519 };
+const fields = {
+  registryId: '000000000000',
+  repositoryName: 'team/app',
+  uploadId: 'a1b2c3d4-0000-4000-8000-000000000000',
+  partFirstByte: 10485760,
+  partLastByte: 20971519,
+};
 
 test('UploadLayerPart body: the fields plus the part in base64, for edge lengths', () => {
   for (const n of [0, 1, 2, 3, 4, 3 * 1024 * 1024 - 1, 3 * 1024 * 1024, 3 * 1024 * 1024 + 1, 10 * 1024 * 1024]) {
@@ -19,16 +25,23 @@ test('UploadLayerPart body: the fields plus the part in base64, for edge lengths
 
 test('UploadLayerPart body: property over arbitrary parts and names', () => {
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 4096 }), fc.stringMatching(/^[a-z0-9]+(\/[a-z0-9]+)*$/), (bytes, repositoryName) => {
-      const part = Buffer.from(bytes);
-      const doc = JSON.parse(partRequestBody({ ...fields, repositoryName }, part).toString('utf8')) as { layerPartBlob: string; repositoryName: string };
-      assert.equal(doc.repositoryName, repositoryName);
-      assert.ok(Buffer.from(doc.layerPartBlob, 'base64').equals(part));
-    }),
+    fc.property(
+      fc.uint8Array({ maxLength: 4096 }),
+      fc.stringMatching(/^[a-z0-9]+(\/[a-z0-9]+)*$/),
+      (bytes, repositoryName) => {
+        const part = Buffer.from(bytes);
+        const doc = JSON.parse(partRequestBody({ ...fields, repositoryName }, part).toString('utf8')) as {
+          layerPartBlob: string;
+          repositoryName: string;
+        };
+        assert.equal(doc.repositoryName, repositoryName);
+        assert.ok(Buffer.from(doc.layerPartBlob, 'base64').equals(part));
+      },
+    ),
   );
 });
 
-test('base64 encoder: Node\'s output, at even and odd offsets', () => {
+test("base64 encoder: Node's output, at even and odd offsets", () => {
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 3000 }), fc.nat({ max: 9 }), (bytes, at) => {
       const src = Buffer.from(bytes).subarray(0, bytes.length - (bytes.length % 3));
@@ -36,28 +49,39 @@ test('base64 encoder: Node\'s output, at even and odd offsets', () => {
       const end = encodeBase64Into(src, dst, at);
       assert.equal(end, at + (src.length / 3) * 4);
       assert.equal(dst.subarray(at, end).toString('latin1'), src.toString('base64'));
-      assert.ok(dst.subarray(0, at).every((c) => c === 0x21) && dst.subarray(end).every((c) => c === 0x21), 'nothing written outside');
+      assert.ok(
+        dst.subarray(0, at).every((c) => c === 0x21) && dst.subarray(end).every((c) => c === 0x21),
+        'nothing written outside',
+      );
     }),
   );
 });
 
 test('UploadLayerPart body: a part appended in arbitrary pieces encodes as one', () => {
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 20000 }), fc.array(fc.nat({ max: 7000 }), { maxLength: 12 }), (bytes, cuts) => {
-      const part = Buffer.from(bytes);
-      const body = new PartBody(Buffer.alloc(partBodyCapacity(part.length)));
-      let off = 0;
-      for (const c of cuts) {
-        const n = Math.min(c, part.length - off);
-        body.append(part.subarray(off, off + n));
-        off += n;
-      }
-      body.append(part.subarray(off));
-      assert.equal(body.bytes, part.length);
-      const out = body.finish(fields);
-      assert.ok(out.equals(partRequestBody(fields, part)));
-      assert.ok(Buffer.from((JSON.parse(out.toString('utf8')) as { layerPartBlob: string }).layerPartBlob, 'base64').equals(part));
-    }),
+    fc.property(
+      fc.uint8Array({ maxLength: 20000 }),
+      fc.array(fc.nat({ max: 7000 }), { maxLength: 12 }),
+      (bytes, cuts) => {
+        const part = Buffer.from(bytes);
+        const body = new PartBody(Buffer.alloc(partBodyCapacity(part.length)));
+        let off = 0;
+        for (const c of cuts) {
+          const n = Math.min(c, part.length - off);
+          body.append(part.subarray(off, off + n));
+          off += n;
+        }
+        body.append(part.subarray(off));
+        assert.equal(body.bytes, part.length);
+        const out = body.finish(fields);
+        assert.ok(out.equals(partRequestBody(fields, part)));
+        assert.ok(
+          Buffer.from((JSON.parse(out.toString('utf8')) as { layerPartBlob: string }).layerPartBlob, 'base64').equals(
+            part,
+          ),
+        );
+      },
+    ),
   );
 });
 
@@ -101,7 +125,11 @@ test('lading serve decodes a part straight from the raw body and refuses what is
     const send = (blob: string, first: number, last: number) =>
       http(srv.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'AmazonEC2ContainerRegistry_V20150921.UploadLayerPart', authorization: 'AWS4-HMAC-SHA256 Credential=AK/20261129/us-east-1/ecr/aws4_request' },
+        headers: {
+          'content-type': 'application/x-amz-json-1.1',
+          'x-amz-target': 'AmazonEC2ContainerRegistry_V20150921.UploadLayerPart',
+          authorization: 'AWS4-HMAC-SHA256 Credential=AK/20261129/us-east-1/ecr/aws4_request',
+        },
         body: `{"repositoryName":"team/app","uploadId":"${uploadId!}","partFirstByte":${first},"partLastByte":${last},"layerPartBlob":"${blob}"}`,
       });
     for (const bad of ['ab-d', 'ab_d', 'abc', 'a=bc', 'ab d']) {

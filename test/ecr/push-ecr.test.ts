@@ -21,7 +21,17 @@ import { openDestination, type DestinationOptions } from '../../src/cli/destinat
 import { copyImage, type CopyOptions } from '../../src/copy/engine';
 import { isLadingError } from '../../src/errors';
 import type { Digest } from '../../src/image/digest';
-import { dockerArchiveParts, availablePlatforms, FORMAT_BUILDERS, pushablePlatforms, freshPath, file, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
+import {
+  dockerArchiveParts,
+  availablePlatforms,
+  FORMAT_BUILDERS,
+  pushablePlatforms,
+  freshPath,
+  file,
+  makeLayer,
+  pseudoRandom,
+  tarBuffer,
+} from '../fixtures';
 import { realToolArchives, realToolsGate } from '../fixtures/real-tools';
 import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
 
@@ -40,11 +50,13 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 const execFileAsync = promisify(execFile);
 const gate = skopeoAvailable ? {} : { skip: 'skopeo is not installed (apt-get install skopeo)' };
 
-
 /** A legacy docker archive with one uncompressed layer holding `size` bytes of random data. */
 async function randomLayerArchive(size: number, seed: string): Promise<string> {
   const layer = await makeLayer([file('data/random.bin', pseudoRandom(seed, size))], 'none');
-  const parts = dockerArchiveParts([{ repoTags: [`big/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers: [layer] }], { order: 'sorted' });
+  const parts = dockerArchiveParts(
+    [{ repoTags: [`big/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers: [layer] }],
+    { order: 'sorted' },
+  );
   const p = freshPath(`${seed}.tar`);
   writeFileSync(p, await tarBuffer(parts.entries));
   return p;
@@ -74,14 +86,40 @@ describe('push to ECR (lading serve)', gate, () => {
 
   /** skopeo's view through /v2/: the bytes served hash to `digest`, and every blob is fetched and verified. */
   async function verify(repository: string, digest: string): Promise<void> {
-    const raw = await skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${host()}/${repository}@${digest}`]);
-    assert.equal(`sha256:${createHash('sha256').update(raw).digest('hex')}`, digest, 'digest of the manifest bytes served');
+    const raw = await skopeo([
+      'inspect',
+      '--tls-verify=false',
+      '--creds',
+      creds,
+      '--raw',
+      `docker://${host()}/${repository}@${digest}`,
+    ]);
+    assert.equal(
+      `sha256:${createHash('sha256').update(raw).digest('hex')}`,
+      digest,
+      'digest of the manifest bytes served',
+    );
     const out = mkdtempSync(join(tmp, 'skopeo-'));
-    await skopeo(['copy', '--all', '--preserve-digests', '--src-tls-verify=false', '--src-creds', creds, `docker://${host()}/${repository}@${digest}`, `oci:${out}:x`]);
+    await skopeo([
+      'copy',
+      '--all',
+      '--preserve-digests',
+      '--src-tls-verify=false',
+      '--src-creds',
+      creds,
+      `docker://${host()}/${repository}@${digest}`,
+      `oci:${out}:x`,
+    ]);
     rmSync(out, { recursive: true, force: true });
   }
 
-  async function push(input: string | NodeJS.ReadableStream, repository: string, transport: Transport, opts: CopyOptions = {}, dest: Partial<DestinationOptions> = {}) {
+  async function push(
+    input: string | NodeJS.ReadableStream,
+    repository: string,
+    transport: Transport,
+    opts: CopyOptions = {},
+    dest: Partial<DestinationOptions> = {},
+  ) {
     const { destination, tags } = await openDestination(`${HOST}/${repository}`, {
       endpointUrl: srv.url,
       transport,
@@ -99,7 +137,11 @@ describe('push to ECR (lading serve)', gate, () => {
   async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await main(args, { stdout: (s) => out.push(s), stderr: (s) => err.push(s), env: { ...process.env, XDG_CACHE_HOME: join(tmp, 'xdg') } });
+    const code = await main(args, {
+      stdout: (s) => out.push(s),
+      stderr: (s) => err.push(s),
+      env: { ...process.env, XDG_CACHE_HOME: join(tmp, 'xdg') },
+    });
     return { code, out: out.join('\n'), err: err.join('\n') };
   }
 
@@ -123,7 +165,10 @@ describe('push to ECR (lading serve)', gate, () => {
             } catch (e) {
               // ECR refuses an index that lists an artifact blob (not a manifest): lading
               // says so and how to push the images alone, and writes no tag.
-              assert.ok(isLadingError(e) && /refused: push the images alone with --platform/.test(e.message), String(e));
+              assert.ok(
+                isLadingError(e) && /refused: push the images alone with --platform/.test(e.message),
+                String(e),
+              );
               // No catch: a repository without images answers an empty list, any error is a failure.
               const d = await srv.ecr.send(new DescribeImagesCommand({ repositoryName: r }));
               assert.ok(!(d.imageDetails ?? []).some((x) => x.imageTags?.length), 'no tag written');
@@ -131,7 +176,9 @@ describe('push to ECR (lading serve)', gate, () => {
               res = await push(f.path, r, transport, { ...opts, platforms: plats });
             }
             await verify(r, res.digest!);
-            const got = await srv.ecr.send(new BatchGetImageCommand({ repositoryName: r, imageIds: [{ imageTag: `t${i}` }] }));
+            const got = await srv.ecr.send(
+              new BatchGetImageCommand({ repositoryName: r, imageIds: [{ imageTag: `t${i}` }] }),
+            );
             assert.equal(got.images?.[0]?.imageId?.imageDigest, res.digest, 'the tag points at the pushed digest');
           }
         });
@@ -155,22 +202,33 @@ describe('push to ECR (lading serve)', gate, () => {
       });
 
       if (transport === 'ecr-api') {
-        it('a part refused mid-blob, twice: the blob restarts, and the part bodies it held are not lost to later uploads', { timeout: 60_000 }, async () => {
-          // 33 MiB: 4 parts, the next one filling while the refused one is in flight. Two part
-          // bodies are shared by all blobs: a body dropped on each failure would stall the third try.
-          const archive = await randomLayerArchive(33 * 1024 * 1024, 'part-refused');
-          const r = repo();
-          srv.faults.clear();
-          srv.faults.add({ op: 'UploadLayerPart', kind: 'error', error: 'InvalidLayerPartException', status: 400, after: 2, times: 2 });
-          let res;
-          try {
-            res = await push(archive, r, transport, { tags: ['big'], compress: 'none' });
-          } finally {
+        it(
+          'a part refused mid-blob, twice: the blob restarts, and the part bodies it held are not lost to later uploads',
+          { timeout: 60_000 },
+          async () => {
+            // 33 MiB: 4 parts, the next one filling while the refused one is in flight. Two part
+            // bodies are shared by all blobs: a body dropped on each failure would stall the third try.
+            const archive = await randomLayerArchive(33 * 1024 * 1024, 'part-refused');
+            const r = repo();
             srv.faults.clear();
-          }
-          assert.equal(res.blobs.uploaded, 2);
-          await verify(r, res.digest!);
-        });
+            srv.faults.add({
+              op: 'UploadLayerPart',
+              kind: 'error',
+              error: 'InvalidLayerPartException',
+              status: 400,
+              after: 2,
+              times: 2,
+            });
+            let res;
+            try {
+              res = await push(archive, r, transport, { tags: ['big'], compress: 'none' });
+            } finally {
+              srv.faults.clear();
+            }
+            assert.equal(res.blobs.uploaded, 2);
+            await verify(r, res.digest!);
+          },
+        );
       }
 
       it('re-push: nothing uploaded, checked in one batch', async () => {
@@ -184,10 +242,22 @@ describe('push to ECR (lading serve)', gate, () => {
         assert.equal(again.blobs.uploaded, 0);
         assert.equal(again.blobs.bytesUploaded, 0);
         const calls = srv.calls;
-        for (const op of ['InitiateLayerUpload', 'UploadLayerPart', 'CompleteLayerUpload', 'POST upload', 'PATCH upload', 'PUT upload']) {
+        for (const op of [
+          'InitiateLayerUpload',
+          'UploadLayerPart',
+          'CompleteLayerUpload',
+          'POST upload',
+          'PATCH upload',
+          'PUT upload',
+        ]) {
           assert.equal(calls[op] ?? 0, 0, `${op}: ${JSON.stringify(calls)}`);
         }
-        if (transport === 'ecr-api') assert.equal(calls.BatchCheckLayerAvailability, 1, `one batched availability check: ${JSON.stringify(calls)}`);
+        if (transport === 'ecr-api')
+          assert.equal(
+            calls.BatchCheckLayerAvailability,
+            1,
+            `one batched availability check: ${JSON.stringify(calls)}`,
+          );
       });
 
       it('throttling, server errors and dropped connections are retried; the push completes', async () => {
@@ -235,13 +305,26 @@ describe('push to ECR (lading serve)', gate, () => {
       it('a missing repository without --create-repository: NOT_FOUND with the fix, nothing uploaded', async () => {
         const f = await FORMAT_BUILDERS[0]![1]();
         srv.resetCalls();
-        await assert.rejects(push(f.path, 'lading/absent', transport, { image: f.expected.images[0]!.names[0]!, tags: ['v1'] }, { createRepository: false }), (e) => {
-          assert.ok(isLadingError(e), String(e));
-          assert.equal(e.code, 'NOT_FOUND');
-          assert.match(e.message, /--create-repository/);
-          return true;
-        });
-        assert.equal((srv.calls.InitiateLayerUpload ?? 0) + (srv.calls['POST upload'] ?? 0), 0, JSON.stringify(srv.calls));
+        await assert.rejects(
+          push(
+            f.path,
+            'lading/absent',
+            transport,
+            { image: f.expected.images[0]!.names[0]!, tags: ['v1'] },
+            { createRepository: false },
+          ),
+          (e) => {
+            assert.ok(isLadingError(e), String(e));
+            assert.equal(e.code, 'NOT_FOUND');
+            assert.match(e.message, /--create-repository/);
+            return true;
+          },
+        );
+        assert.equal(
+          (srv.calls.InitiateLayerUpload ?? 0) + (srv.calls['POST upload'] ?? 0),
+          0,
+          JSON.stringify(srv.calls),
+        );
       });
 
       it('--compress none|gzip|zstd and several tags (one PutImage per tag)', async () => {
@@ -255,7 +338,11 @@ describe('push to ECR (lading serve)', gate, () => {
           await verify(r, res.digest!);
           const d = await srv.ecr.send(new DescribeImagesCommand({ repositoryName: r }));
           assert.deepEqual(d.imageDetails?.[0]?.imageTags?.slice().sort(), ['a', 'b', 'c']);
-          const raw = JSON.parse((await skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${host()}/${r}:a`])).toString()) as { layers: { mediaType: string }[] };
+          const raw = JSON.parse(
+            (
+              await skopeo(['inspect', '--tls-verify=false', '--creds', creds, '--raw', `docker://${host()}/${r}:a`])
+            ).toString(),
+          ) as { layers: { mediaType: string }[] };
           const want = compress === 'none' ? /\.tar$/ : compress === 'gzip' ? /gzip$/ : /zstd$/;
           for (const l of raw.layers) assert.match(l.mediaType, want);
         }
@@ -273,34 +360,47 @@ describe('push to ECR (lading serve)', gate, () => {
     });
   }
 
-  it('multi-platform: all (index digest preserved, children before the index), one, several', realToolsGate(), async () => {
-    const a = await realToolArchives();
-    const layout = a.buildahIndexLayout;
-    const stored = `sha256:${createHash('sha256').update(await skopeo(['inspect', '--raw', `oci:${layout}:list`])).digest('hex')}`;
-    for (const transport of TRANSPORTS) {
-      const r = repo();
-      const all = await push(layout, r, transport, { tags: ['all'], compress: 'none' });
-      assert.equal(all.digest, stored, 'the stored index is pushed byte for byte');
-      assert.equal(all.manifests.length, 2);
-      await verify(r, all.digest!);
-      const plats = all.manifests.map((m) => m.platform!);
-      const one = await push(layout, r, transport, { tags: ['one'], platforms: [plats[1]!], compress: 'none' });
-      assert.match(one.mediaType, /manifest/);
-      assert.equal(one.blobs.uploaded, 0, 'blobs shared with the first push are skipped');
-      await verify(r, one.digest!);
-      const two = await push(layout, r, transport, { tags: ['two'], platforms: plats, compress: 'none' });
-      assert.match(two.mediaType, /index/);
-      await verify(r, two.digest!);
-    }
-  });
+  it(
+    'multi-platform: all (index digest preserved, children before the index), one, several',
+    realToolsGate(),
+    async () => {
+      const a = await realToolArchives();
+      const layout = a.buildahIndexLayout;
+      const stored = `sha256:${createHash('sha256')
+        .update(await skopeo(['inspect', '--raw', `oci:${layout}:list`]))
+        .digest('hex')}`;
+      for (const transport of TRANSPORTS) {
+        const r = repo();
+        const all = await push(layout, r, transport, { tags: ['all'], compress: 'none' });
+        assert.equal(all.digest, stored, 'the stored index is pushed byte for byte');
+        assert.equal(all.manifests.length, 2);
+        await verify(r, all.digest!);
+        const plats = all.manifests.map((m) => m.platform!);
+        const one = await push(layout, r, transport, { tags: ['one'], platforms: [plats[1]!], compress: 'none' });
+        assert.match(one.mediaType, /manifest/);
+        assert.equal(one.blobs.uploaded, 0, 'blobs shared with the first push are skipped');
+        await verify(r, one.digest!);
+        const two = await push(layout, r, transport, { tags: ['two'], platforms: plats, compress: 'none' });
+        assert.match(two.mediaType, /index/);
+        await verify(r, two.digest!);
+      }
+    },
+  );
 
   it('a zero-byte blob takes the registry endpoint (the layer API refuses empty uploads)', async () => {
     const emptyDigest = `sha256:${createHash('sha256').update(Buffer.alloc(0)).digest('hex')}` as Digest;
     // The destination-level path: an empty blob handed to the native destination.
-    const { destination } = await openDestination(`${HOST}/lading/empty`, { endpointUrl: srv.url, createRepository: true, env: process.env });
+    const { destination } = await openDestination(`${HOST}/lading/empty`, {
+      endpointUrl: srv.url,
+      createRepository: true,
+      env: process.env,
+    });
     try {
       srv.resetCalls();
-      const got = await destination.putBlob({ digest: emptyDigest, size: 0, open: () => Promise.resolve(Readable.from([])) }, {});
+      const got = await destination.putBlob(
+        { digest: emptyDigest, size: 0, open: () => Promise.resolve(Readable.from([])) },
+        {},
+      );
       assert.equal(got.size, 0);
       assert.equal(srv.calls.InitiateLayerUpload ?? 0, 0, JSON.stringify(srv.calls));
       assert.equal(srv.calls.GetAuthorizationToken, 1);
@@ -314,21 +414,49 @@ describe('push to ECR (lading serve)', gate, () => {
     const archive = join(tmp, 'cli.tar');
     writeFileSync(archive, sampleDockerArchive('cli:1'));
     const base = ['push', archive, '--endpoint-url', srv.url, '--quiet'];
-    const missing = await cli([...base.slice(0, 2), `${HOST}/lading/cli-absent:v1`, ...base.slice(2), '--transport', 'registry', '--json']);
+    const missing = await cli([
+      ...base.slice(0, 2),
+      `${HOST}/lading/cli-absent:v1`,
+      ...base.slice(2),
+      '--transport',
+      'registry',
+      '--json',
+    ]);
     assert.equal(missing.code, 1, missing.err);
     assert.equal((JSON.parse(missing.out) as { error: { code: string } }).error.code, 'NOT_FOUND');
     assert.match(missing.err, /^lading: .*--create-repository/m);
     assert.doesNotMatch(missing.err, /\n\s+at /, 'no stack trace');
 
-    const made = await cli([...base.slice(0, 2), `${HOST}/lading/cli-made:v1`, ...base.slice(2), '--transport', 'registry', '--create-repository', '--image-tag-mutability', 'IMMUTABLE', '--json']);
+    const made = await cli([
+      ...base.slice(0, 2),
+      `${HOST}/lading/cli-made:v1`,
+      ...base.slice(2),
+      '--transport',
+      'registry',
+      '--create-repository',
+      '--image-tag-mutability',
+      'IMMUTABLE',
+      '--json',
+    ]);
     assert.equal(made.code, 0, made.err);
-    const doc = JSON.parse(made.out) as { digest: string; reference: string; tags: string[]; blobs: { uploaded: number } };
+    const doc = JSON.parse(made.out) as {
+      digest: string;
+      reference: string;
+      tags: string[];
+      blobs: { uploaded: number };
+    };
     assert.equal(doc.reference, `${HOST}/lading/cli-made@${doc.digest}`);
     assert.deepEqual(doc.tags, ['v1']);
     assert.ok(doc.blobs.uploaded >= 2);
     await verify('lading/cli-made', doc.digest);
 
-    const usage = await cli([...base.slice(0, 2), `${HOST}/lading/x:v1`, ...base.slice(2), '--transport', 'carrier-pigeon']);
+    const usage = await cli([
+      ...base.slice(0, 2),
+      `${HOST}/lading/x:v1`,
+      ...base.slice(2),
+      '--transport',
+      'carrier-pigeon',
+    ]);
     assert.equal(usage.code, 2, usage.err);
   });
 });

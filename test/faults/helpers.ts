@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { main } from '../../src/cli/main';
 import { dockerArchiveParts } from '../fixtures/docker';
-import { BlobStore, OCI_LAYOUT, indexJson, makeLayer, putImageManifest, putIndex, withAnnotations } from '../fixtures/image';
+import {
+  BlobStore,
+  OCI_LAYOUT,
+  indexJson,
+  makeLayer,
+  putImageManifest,
+  putIndex,
+  withAnnotations,
+} from '../fixtures/image';
 import { dir, file, pseudoRandom, tarBuffer } from '../fixtures/util';
 
 export const MiB = 1024 * 1024;
@@ -27,8 +35,15 @@ export function workDir(prefix = 'lading-faults-'): { dir: string; remove(): voi
  * bytes each (so lading gzips them on the way), unique to `tag`.
  */
 export async function legacyArchive(path: string, tag: string, layers = 2, layerBytes = 2 * MiB): Promise<string> {
-  const ls = await Promise.all(Array.from({ length: layers }, (_, i) => makeLayer([dir(`d${i}/`), file(`d${i}/data.bin`, pseudoRandom(`${tag}-${i}`, layerBytes))])));
-  const { entries } = dockerArchiveParts([{ repoTags: [`lading/${tag}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers: ls }], { order: 'sorted', repositories: true, dirEntries: true });
+  const ls = await Promise.all(
+    Array.from({ length: layers }, (_, i) =>
+      makeLayer([dir(`d${i}/`), file(`d${i}/data.bin`, pseudoRandom(`${tag}-${i}`, layerBytes))]),
+    ),
+  );
+  const { entries } = dockerArchiveParts(
+    [{ repoTags: [`lading/${tag}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers: ls }],
+    { order: 'sorted', repositories: true, dirEntries: true },
+  );
   writeFileSync(path, await tarBuffer(entries));
   return path;
 }
@@ -38,27 +53,49 @@ export async function multiPlatformArchive(path: string, tag: string, layerBytes
   const store = new BlobStore();
   const children = [];
   for (const arch of ['amd64', 'arm64']) {
-    const layers = await Promise.all([0, 1].map((i) => makeLayer([file(`${arch}-${i}.bin`, pseudoRandom(`${tag}-${arch}-${i}`, layerBytes))], 'gzip')));
+    const layers = await Promise.all(
+      [0, 1].map((i) => makeLayer([file(`${arch}-${i}.bin`, pseudoRandom(`${tag}-${arch}-${i}`, layerBytes))], 'gzip')),
+    );
     const m = putImageManifest(store, { os: 'linux', architecture: arch }, layers);
     children.push({ ...m.desc, platform: { os: 'linux', architecture: arch } });
   }
   const idx = putIndex(store, children);
-  writeFileSync(path, await tarBuffer([...store.entries(), file('index.json', indexJson([withAnnotations(idx, { 'org.opencontainers.image.ref.name': tag })])), file('oci-layout', OCI_LAYOUT)]));
+  writeFileSync(
+    path,
+    await tarBuffer([
+      ...store.entries(),
+      file('index.json', indexJson([withAnnotations(idx, { 'org.opencontainers.image.ref.name': tag })])),
+      file('oci-layout', OCI_LAYOUT),
+    ]),
+  );
   return path;
 }
 
 export interface PushResult {
   code: number;
-  json: { digest?: string; blobs?: { uploaded: number; skipped: number; bytesUploaded: number }; error?: { code: string; message: string } };
+  json: {
+    digest?: string;
+    blobs?: { uploaded: number; skipped: number; bytesUploaded: number };
+    error?: { code: string; message: string };
+  };
   stdout: string;
   stderr: string;
 }
 
 /** `lading push ARCHIVE DEST --json ...extra`, in-process. */
-export async function push(archive: string, dest: string, extra: string[], env: NodeJS.ProcessEnv): Promise<PushResult> {
+export async function push(
+  archive: string,
+  dest: string,
+  extra: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<PushResult> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await main(['push', archive, dest, '--json', ...extra], { stdout: (s) => out.push(s), stderr: (s) => err.push(s), env });
+  const code = await main(['push', archive, dest, '--json', ...extra], {
+    stdout: (s) => out.push(s),
+    stderr: (s) => err.push(s),
+    env,
+  });
   const stdout = out.join('\n');
   let json: PushResult['json'] = {};
   try {
@@ -87,10 +124,18 @@ interface Doc {
  * does not exist; otherwise the list of problems (missing children or blobs, digest mismatches),
  * empty when the image is whole.
  */
-export async function tagProblems(base: string, tag: string, headers: Record<string, string> = {}): Promise<{ digest: string; problems: string[] } | undefined> {
+export async function tagProblems(
+  base: string,
+  tag: string,
+  headers: Record<string, string> = {},
+): Promise<{ digest: string; problems: string[] } | undefined> {
   const get = async (ref: string): Promise<{ status: number; body: Buffer; digest: string | null }> => {
     const r = await fetch(`${base}/manifests/${ref}`, { headers: { accept: MANIFEST_ACCEPT, ...headers } });
-    return { status: r.status, body: Buffer.from(await r.arrayBuffer()), digest: r.headers.get('docker-content-digest') };
+    return {
+      status: r.status,
+      body: Buffer.from(await r.arrayBuffer()),
+      digest: r.headers.get('docker-content-digest'),
+    };
   };
   const top = await get(tag);
   if (top.status === 404) return undefined;
@@ -134,7 +179,15 @@ export async function skopeoVerify(ref: string, digest: string, creds?: string):
   if (got !== digest) throw new Error(`skopeo inspect --raw ${ref}: digest ${got}, expected ${digest}`);
   const w = workDir('lading-skopeo-');
   try {
-    await run('skopeo', ['copy', '--all', '--preserve-digests', '--src-tls-verify=false', ...(creds ? ['--src-creds', creds] : []), `docker://${ref}`, `oci:${join(w.dir, 'oci')}:x`]);
+    await run('skopeo', [
+      'copy',
+      '--all',
+      '--preserve-digests',
+      '--src-tls-verify=false',
+      ...(creds ? ['--src-creds', creds] : []),
+      `docker://${ref}`,
+      `oci:${join(w.dir, 'oci')}:x`,
+    ]);
   } finally {
     w.remove();
   }

@@ -13,12 +13,21 @@ import { after, before, describe, test } from 'node:test';
 import { registryAvailable, startRegistry, type RegistryServer } from '../helpers/registry-server';
 import { startFaultProxy, type Fault, type FaultProxy } from '../registry/fault-proxy';
 import { startTokenServer, type TokenServer } from '../registry/token-server';
-import { legacyArchive, multiPlatformArchive, push, skopeoVerify, tagProblems, workDir, type PushResult } from './helpers';
+import {
+  legacyArchive,
+  multiPlatformArchive,
+  push,
+  skopeoVerify,
+  tagProblems,
+  workDir,
+  type PushResult,
+} from './helpers';
 
 const skip = registryAvailable ? false : 'docker-registry is not installed';
 
 const isUpload = (r: IncomingMessage): boolean => (r.url ?? '').includes('/blobs/uploads/');
-const isBlobPut = (r: IncomingMessage): boolean => isUpload(r) && (r.method === 'PUT' || r.method === 'PATCH') && Number(r.headers['content-length'] ?? '1') > 0;
+const isBlobPut = (r: IncomingMessage): boolean =>
+  isUpload(r) && (r.method === 'PUT' || r.method === 'PATCH') && Number(r.headers['content-length'] ?? '1') > 0;
 const isManifestPut = (r: IncomingMessage): boolean => r.method === 'PUT' && (r.url ?? '').includes('/manifests/');
 const isTagPut = (r: IncomingMessage): boolean => isManifestPut(r) && !(r.url ?? '').includes('/manifests/sha256:');
 
@@ -43,25 +52,99 @@ interface Scenario {
 }
 
 const SCENARIOS: Scenario[] = [
-  { name: 'connection reset in the middle of a blob upload', archive: 'legacy', fault: () => first(1, isBlobPut, { resetAfterBytes: 256 * 1024 }), outcome: { ok: true } },
-  { name: 'connection reset in the middle of every blob, twice each', archive: 'legacy', fault: () => first(4, isBlobPut, { resetAfterBytes: 64 * 1024 }), outcome: { ok: true } },
-  { name: '500 on a blob upload', archive: 'legacy', fault: () => first(1, isBlobPut, { status: 500 }), outcome: { ok: true } },
-  { name: '502 on the manifest PUT', archive: 'legacy', fault: () => first(1, isManifestPut, { status: 502, body: 'Bad Gateway' }), outcome: { ok: true } },
-  { name: '503 twice on starting an upload', archive: 'legacy', fault: () => first(2, (r) => isUpload(r) && r.method === 'POST', { status: 503 }), outcome: { ok: true } },
+  {
+    name: 'connection reset in the middle of a blob upload',
+    archive: 'legacy',
+    fault: () => first(1, isBlobPut, { resetAfterBytes: 256 * 1024 }),
+    outcome: { ok: true },
+  },
+  {
+    name: 'connection reset in the middle of every blob, twice each',
+    archive: 'legacy',
+    fault: () => first(4, isBlobPut, { resetAfterBytes: 64 * 1024 }),
+    outcome: { ok: true },
+  },
+  {
+    name: '500 on a blob upload',
+    archive: 'legacy',
+    fault: () => first(1, isBlobPut, { status: 500 }),
+    outcome: { ok: true },
+  },
+  {
+    name: '502 on the manifest PUT',
+    archive: 'legacy',
+    fault: () => first(1, isManifestPut, { status: 502, body: 'Bad Gateway' }),
+    outcome: { ok: true },
+  },
+  {
+    name: '503 twice on starting an upload',
+    archive: 'legacy',
+    fault: () => first(2, (r) => isUpload(r) && r.method === 'POST', { status: 503 }),
+    outcome: { ok: true },
+  },
   {
     name: '429 with Retry-After: 2 on blob existence checks',
     archive: 'legacy',
-    fault: () => first(1, (r) => r.method === 'HEAD' && (r.url ?? '').includes('/blobs/'), { status: 429, headers: { 'retry-after': '2' }, body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}' }),
+    fault: () =>
+      first(1, (r) => r.method === 'HEAD' && (r.url ?? '').includes('/blobs/'), {
+        status: 429,
+        headers: { 'retry-after': '2' },
+        body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}',
+      }),
     outcome: { ok: true, minMs: 1900 },
   },
-  { name: 'slow responses: every upload request delayed 700 ms', archive: 'legacy', fault: () => (r) => (isUpload(r) ? { delayMs: 700 } : undefined), outcome: { ok: true } },
-  { name: 'truncated response: the /v2/ ping cut in half', archive: 'legacy', fault: () => first(1, (r) => r.url === '/v2/', 'truncate-response'), outcome: { ok: true } },
-  { name: 'truncated response: a blob existence answer lost', archive: 'legacy', fault: () => first(1, (r) => r.method === 'HEAD' && (r.url ?? '').includes('/blobs/'), 'truncate-response'), outcome: { ok: true } },
-  { name: 'every child and index manifest PUT reset once (multi-platform)', archive: 'multi', fault: () => first(3, isManifestPut, 'reset'), outcome: { ok: true } },
-  { name: 'persistent 503 on the top index PUT (children already pushed)', archive: 'multi', fault: () => afterN(2, isManifestPut, { status: 503 }), outcome: { ok: false, codes: ['REGISTRY'] } },
-  { name: 'persistent 503 on uploads after two blobs', archive: 'multi', fault: () => afterN(2, (r) => isUpload(r) && r.method === 'POST', { status: 503 }), outcome: { ok: false, codes: ['REGISTRY'] } },
-  { name: 'persistent reset of the tag PUT', archive: 'legacy', fault: () => (r) => (isTagPut(r) ? 'reset' : undefined), outcome: { ok: false, codes: ['NETWORK'] } },
-  { name: 'a 403 DENIED on a blob upload (not retryable)', archive: 'legacy', fault: () => first(1, isBlobPut, { status: 403, body: '{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}' }), outcome: { ok: false, codes: ['AUTH'] } },
+  {
+    name: 'slow responses: every upload request delayed 700 ms',
+    archive: 'legacy',
+    fault: () => (r) => (isUpload(r) ? { delayMs: 700 } : undefined),
+    outcome: { ok: true },
+  },
+  {
+    name: 'truncated response: the /v2/ ping cut in half',
+    archive: 'legacy',
+    fault: () => first(1, (r) => r.url === '/v2/', 'truncate-response'),
+    outcome: { ok: true },
+  },
+  {
+    name: 'truncated response: a blob existence answer lost',
+    archive: 'legacy',
+    fault: () => first(1, (r) => r.method === 'HEAD' && (r.url ?? '').includes('/blobs/'), 'truncate-response'),
+    outcome: { ok: true },
+  },
+  {
+    name: 'every child and index manifest PUT reset once (multi-platform)',
+    archive: 'multi',
+    fault: () => first(3, isManifestPut, 'reset'),
+    outcome: { ok: true },
+  },
+  {
+    name: 'persistent 503 on the top index PUT (children already pushed)',
+    archive: 'multi',
+    fault: () => afterN(2, isManifestPut, { status: 503 }),
+    outcome: { ok: false, codes: ['REGISTRY'] },
+  },
+  {
+    name: 'persistent 503 on uploads after two blobs',
+    archive: 'multi',
+    fault: () => afterN(2, (r) => isUpload(r) && r.method === 'POST', { status: 503 }),
+    outcome: { ok: false, codes: ['REGISTRY'] },
+  },
+  {
+    name: 'persistent reset of the tag PUT',
+    archive: 'legacy',
+    fault: () => (r) => (isTagPut(r) ? 'reset' : undefined),
+    outcome: { ok: false, codes: ['NETWORK'] },
+  },
+  {
+    name: 'a 403 DENIED on a blob upload (not retryable)',
+    archive: 'legacy',
+    fault: () =>
+      first(1, isBlobPut, {
+        status: 403,
+        body: '{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}',
+      }),
+    outcome: { ok: false, codes: ['AUTH'] },
+  },
 ];
 
 const BLOBS = { legacy: 3, multi: 6 };
@@ -90,7 +173,10 @@ describe('faults on the wire: lading push -> fault proxy -> docker-registry', { 
 
   async function archiveFor(kind: 'legacy' | 'multi', i: number): Promise<string> {
     const key = `${kind}-${i}`;
-    archives[key] ??= kind === 'legacy' ? await legacyArchive(join(w.dir, `${key}.tar`), key) : await multiPlatformArchive(join(w.dir, `${key}.tar`), key);
+    archives[key] ??=
+      kind === 'legacy'
+        ? await legacyArchive(join(w.dir, `${key}.tar`), key)
+        : await multiPlatformArchive(join(w.dir, `${key}.tar`), key);
     return archives[key]!;
   }
 
@@ -121,7 +207,10 @@ describe('faults on the wire: lading push -> fault proxy -> docker-registry', { 
           await skopeoVerify(`${reg.host}/${repo}@${r.json.digest}`, r.json.digest!);
         } else {
           assert.equal(r.code, 1, r.stdout);
-          assert.ok(s.outcome.codes.includes(r.json.error!.code), `code ${r.json.error!.code}: ${r.json.error!.message}`);
+          assert.ok(
+            s.outcome.codes.includes(r.json.error!.code),
+            `code ${r.json.error!.code}: ${r.json.error!.message}`,
+          );
           oneLine(r);
           assert.equal(state, undefined, 'no tag written');
         }
@@ -134,7 +223,8 @@ describe('faults on the wire: lading push -> fault proxy -> docker-registry', { 
         const b = again.json.blobs!;
         assert.equal(b.uploaded + b.skipped, BLOBS[s.archive]);
         if (s.outcome.ok) assert.equal(b.uploaded, 0, 'everything was already there');
-        else if (s.name.includes('index PUT')) assert.equal(b.uploaded, 0, 'every blob was pushed before the index failed');
+        else if (s.name.includes('index PUT'))
+          assert.equal(b.uploaded, 0, 'every blob was pushed before the index failed');
         else if (s.name.includes('after two blobs')) assert.ok(b.skipped >= 2 && b.uploaded >= 1, JSON.stringify(b));
         const final = await tagProblems(`${reg.url}/v2/${repo}`, 'v1');
         assert.ok(final && final.problems.length === 0 && final.digest === again.json.digest);
@@ -152,7 +242,9 @@ describe('faults on the wire: bearer token expiring mid-push', { skip, timeout: 
   let w: { dir: string; remove(): void };
   before(async () => {
     ts = await startTokenServer({ service: 'lading-faults', users: { carol: 'carols-password' } });
-    reg = await startRegistry({ token: { realm: ts.realm, service: ts.service, issuer: ts.issuer, rootCertBundle: ts.certPem } });
+    reg = await startRegistry({
+      token: { realm: ts.realm, service: ts.service, issuer: ts.issuer, rootCertBundle: ts.certPem },
+    });
     w = workDir();
   });
   after(async () => {
@@ -176,11 +268,19 @@ describe('faults on the wire: bearer token expiring mid-push', { skip, timeout: 
       return isUpload(r) ? { delayMs: 700 } : undefined;
     });
     try {
-      const env = { ...process.env, XDG_CACHE_HOME: join(w.dir, 'cache'), DOCKER_CONFIG: join(w.dir, 'docker'), LADING_USERNAME: 'carol', LADING_PASSWORD: 'carols-password' };
+      const env = {
+        ...process.env,
+        XDG_CACHE_HOME: join(w.dir, 'cache'),
+        DOCKER_CONFIG: join(w.dir, 'docker'),
+        LADING_USERNAME: 'carol',
+        LADING_PASSWORD: 'carols-password',
+      };
       const r = await push(archive, `${proxy.host}/tok/app:v1`, [], env);
       assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
       assert.ok(ts.requests.length >= 3, `tokens fetched: ${ts.requests.length}`);
-      const state = await tagProblems(`${reg.url}/v2/tok/app`, 'v1', { authorization: `Bearer ${await bearer(ts, 'tok/app')}` });
+      const state = await tagProblems(`${reg.url}/v2/tok/app`, 'v1', {
+        authorization: `Bearer ${await bearer(ts, 'tok/app')}`,
+      });
       assert.ok(state && state.problems.length === 0 && state.digest === r.json.digest, JSON.stringify(state));
       const again = await push(archive, `${reg.host}/tok/app:v1`, [], env);
       assert.equal(again.code, 0, again.stdout);
@@ -193,7 +293,9 @@ describe('faults on the wire: bearer token expiring mid-push', { skip, timeout: 
 
 /** A pull token for checks made by the test itself. */
 async function bearer(ts: TokenServer, repo: string): Promise<string> {
-  const r = await fetch(`${ts.realm}?service=${encodeURIComponent(ts.service)}&scope=repository:${repo}:pull`, { headers: { authorization: `Basic ${Buffer.from('carol:carols-password').toString('base64')}` } });
+  const r = await fetch(`${ts.realm}?service=${encodeURIComponent(ts.service)}&scope=repository:${repo}:pull`, {
+    headers: { authorization: `Basic ${Buffer.from('carol:carols-password').toString('base64')}` },
+  });
   const j = (await r.json()) as { token?: string; access_token?: string };
   return j.token ?? j.access_token ?? '';
 }

@@ -113,13 +113,36 @@ function configYaml(dir: string, port: number, options: RegistryServerOptions): 
     const key = join(dir, 'tls-key.pem');
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
       { stdio: 'ignore' },
     );
     lines.push('  tls:', `    certificate: ${JSON.stringify(cert)}`, `    key: ${JSON.stringify(key)}`);
   } else if (typeof options.tls === 'object') {
-    lines.push('  tls:', `    certificate: ${JSON.stringify(options.tls.certPath)}`, `    key: ${JSON.stringify(options.tls.keyPath)}`);
-    if (options.tls.clientCAPath !== undefined) lines.push('    clientcas:', `      - ${JSON.stringify(options.tls.clientCAPath)}`);
+    lines.push(
+      '  tls:',
+      `    certificate: ${JSON.stringify(options.tls.certPath)}`,
+      `    key: ${JSON.stringify(options.tls.keyPath)}`,
+    );
+    if (options.tls.clientCAPath !== undefined)
+      lines.push('    clientcas:', `      - ${JSON.stringify(options.tls.clientCAPath)}`);
   }
   if (options.htpasswd !== undefined) {
     const file = join(dir, 'htpasswd');
@@ -155,7 +178,13 @@ function probe(url: string): Promise<number> {
   });
 }
 
-async function waitReady(url: string, child: ChildProcess, stderr: () => string, timeoutMs: number, mutualTls: boolean): Promise<void> {
+async function waitReady(
+  url: string,
+  child: ChildProcess,
+  stderr: () => string,
+  timeoutMs: number,
+  mutualTls: boolean,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
@@ -168,7 +197,8 @@ async function waitReady(url: string, child: ChildProcess, stderr: () => string,
       // Not listening yet; with mutual TLS, a refused handshake means it is up.
       if (mutualTls && (e as { code?: string }).code !== 'ECONNREFUSED') return;
     }
-    if (Date.now() > deadline) throw new Error(`docker-registry did not answer ${url}/v2/ within ${timeoutMs} ms: ${stderr().slice(-2000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`docker-registry did not answer ${url}/v2/ within ${timeoutMs} ms: ${stderr().slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -202,7 +232,13 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
   };
   const url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   try {
-    await waitReady(url, child, () => err, options.startTimeoutMs ?? 15_000, typeof options.tls === 'object' && options.tls.clientCAPath !== undefined);
+    await waitReady(
+      url,
+      child,
+      () => err,
+      options.startTimeoutMs ?? 15_000,
+      typeof options.tls === 'object' && options.tls.clientCAPath !== undefined,
+    );
   } catch (e) {
     await stop();
     throw e;

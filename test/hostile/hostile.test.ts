@@ -47,8 +47,12 @@ function checkFailure(what: string, h: Hostile, r: CliResult): void {
   assert.ok(doc.error && typeof doc.error.message === 'string' && doc.error.message.length > 0, ctx);
   // A layer whose bytes are not what the manifest says: which of the two digests (stored,
   // uncompressed) is compared first depends on the format and the command; both refuse it.
-  const same = (c: string): string[] => (c === 'DIGEST_MISMATCH' || c === 'DIFF_ID_MISMATCH' ? ['DIGEST_MISMATCH', 'DIFF_ID_MISMATCH'] : [c]);
-  assert.ok(h.codes.flatMap(same).includes(doc.error.code ?? ''), `code ${doc.error.code}, expected one of ${h.codes.join(', ')}: ${ctx}`);
+  const same = (c: string): string[] =>
+    c === 'DIGEST_MISMATCH' || c === 'DIFF_ID_MISMATCH' ? ['DIGEST_MISMATCH', 'DIFF_ID_MISMATCH'] : [c];
+  assert.ok(
+    h.codes.flatMap(same).includes(doc.error.code ?? ''),
+    `code ${doc.error.code}, expected one of ${h.codes.join(', ')}: ${ctx}`,
+  );
   assert.ok(!doc.error.message.includes('\n'), `message on one line: ${ctx}`);
   const shape = oneLineError(r.stderr);
   assert.equal(shape, undefined, `${shape}: ${ctx}`);
@@ -56,7 +60,10 @@ function checkFailure(what: string, h: Hostile, r: CliResult): void {
   assert.ok(r.ms < limit, `took ${r.ms} ms (bound ${limit}): ${ctx}`);
   if (r.maxRssKiB !== undefined) {
     const bound = (h.rssMiB ?? DEFAULT_RSS_MIB) * 1024;
-    assert.ok(r.maxRssKiB < bound, `peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB (bound ${bound / 1024} MiB): ${ctx}`);
+    assert.ok(
+      r.maxRssKiB < bound,
+      `peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB (bound ${bound / 1024} MiB): ${ctx}`,
+    );
   }
 }
 
@@ -65,7 +72,11 @@ function checkOciOut(out: string, h: Hostile): void {
   const index = join(out, 'index.json');
   if (!existsSync(index)) return;
   const doc = JSON.parse(readFileSync(index, 'utf8')) as { manifests?: unknown[] };
-  assert.deepEqual(doc.manifests ?? [], [], `${h.name}: oci: output index.json references ${JSON.stringify(doc.manifests)}`);
+  assert.deepEqual(
+    doc.manifests ?? [],
+    [],
+    `${h.name}: oci: output index.json references ${JSON.stringify(doc.manifests)}`,
+  );
 }
 
 describe('hostile archives: lading inspect and push (child process)', { timeout: 30 * 60_000 }, () => {
@@ -73,7 +84,8 @@ describe('hostile archives: lading inspect and push (child process)', { timeout:
   after(() => {
     for (const b of boxes) b.remove();
   });
-  if (!timeAvailable) test('peak RSS is not measured: /usr/bin/time is not installed', { skip: 'apt-get install time' }, () => undefined);
+  if (!timeAvailable)
+    test('peak RSS is not measured: /usr/bin/time is not installed', { skip: 'apt-get install time' }, () => undefined);
 
   for (const [i, build] of all.entries()) {
     test(`hostile #${i + 1}`, async (t) => {
@@ -83,11 +95,19 @@ describe('hostile archives: lading inspect and push (child process)', { timeout:
       boxes.push(box);
       const before = box.tree();
 
-      const inspect = await runCli(['inspect', h.path, '--json'], { env: box.env, cwd: box.cwd, timeoutMs: (h.timeMs ?? DEFAULT_TIME_MS) * 2 });
+      const inspect = await runCli(['inspect', h.path, '--json'], {
+        env: box.env,
+        cwd: box.cwd,
+        timeoutMs: (h.timeMs ?? DEFAULT_TIME_MS) * 2,
+      });
       checkFailure('inspect', h, inspect);
 
       const out = join(box.root, 'out');
-      const push = await runCli(['push', h.path, `oci:${out}`, '--json', ...(h.pushArgs ?? [])], { env: box.env, cwd: box.cwd, timeoutMs: (h.timeMs ?? DEFAULT_TIME_MS) * 2 });
+      const push = await runCli(['push', h.path, `oci:${out}`, '--json', ...(h.pushArgs ?? [])], {
+        env: box.env,
+        cwd: box.cwd,
+        timeoutMs: (h.timeMs ?? DEFAULT_TIME_MS) * 2,
+      });
       checkFailure('push', h, push);
       checkOciOut(out, h);
 
@@ -97,7 +117,12 @@ describe('hostile archives: lading inspect and push (child process)', { timeout:
         // found in the cache and skipped unread (see the report on cached layers).
         const out2 = join(box.root, 'out-stdin');
         const env = { ...box.env, XDG_CACHE_HOME: join(box.root, 'cache-stdin') };
-        const piped = await runCli(['push', '-', `oci:${out2}`, '--json', ...(h.pushArgs ?? [])], { env, cwd: box.cwd, stdin: readFileSync(h.path), timeoutMs: (h.timeMs ?? DEFAULT_TIME_MS) * 2 });
+        const piped = await runCli(['push', '-', `oci:${out2}`, '--json', ...(h.pushArgs ?? [])], {
+          env,
+          cwd: box.cwd,
+          stdin: readFileSync(h.path),
+          timeoutMs: (h.timeMs ?? DEFAULT_TIME_MS) * 2,
+        });
         checkFailure('push -', h, piped);
         checkOciOut(out2, h);
       }
@@ -105,7 +130,9 @@ describe('hostile archives: lading inspect and push (child process)', { timeout:
       // Nothing but the oci: output (and the digest cache, if written) may appear.
       const added = box.tree().filter((p) => !before.includes(p) && !/^(out|out-stdin|cache|cache-stdin)\//.test(p));
       assert.deepEqual(added, [], `${h.name}: files left behind`);
-      t.diagnostic(`inspect ${inspect.ms} ms ${((inspect.maxRssKiB ?? 0) / 1024).toFixed(0)} MiB, push ${push.ms} ms ${((push.maxRssKiB ?? 0) / 1024).toFixed(0)} MiB: ${JSON.parse(push.stdout).error.code}`);
+      t.diagnostic(
+        `inspect ${inspect.ms} ms ${((inspect.maxRssKiB ?? 0) / 1024).toFixed(0)} MiB, push ${push.ms} ms ${((push.maxRssKiB ?? 0) / 1024).toFixed(0)} MiB: ${JSON.parse(push.stdout).error.code}`,
+      );
       box.remove();
     });
   }
@@ -148,16 +175,29 @@ describe('standard input that keeps sending after the end of the archive', { tim
       const archive = readFileSync((await legacyDockerSave()).path);
       const box = sandbox();
       boxes.push(box);
-      const inspect = await runCli(['inspect', '-', '--json'], { env: box.env, cwd: box.cwd, stdinStream: endless(archive, more, gzip), timeoutMs: 120_000 });
-      t.diagnostic(`inspect: exit ${inspect.code} in ${inspect.ms} ms, ${((inspect.maxRssKiB ?? 0) / 1024).toFixed(0)} MiB`);
+      const inspect = await runCli(['inspect', '-', '--json'], {
+        env: box.env,
+        cwd: box.cwd,
+        stdinStream: endless(archive, more, gzip),
+        timeoutMs: 120_000,
+      });
+      t.diagnostic(
+        `inspect: exit ${inspect.code} in ${inspect.ms} ms, ${((inspect.maxRssKiB ?? 0) / 1024).toFixed(0)} MiB`,
+      );
       assert.equal(inspect.code, 0, inspect.stderr);
       assert.equal((JSON.parse(inspect.stdout) as { images: unknown[] }).images.length, 1);
-      const push = await runCli(['push', '-', `oci:${join(box.root, 'out')}`, '--json'], { env: box.env, cwd: box.cwd, stdinStream: endless(archive, more, gzip), timeoutMs: 120_000 });
+      const push = await runCli(['push', '-', `oci:${join(box.root, 'out')}`, '--json'], {
+        env: box.env,
+        cwd: box.cwd,
+        stdinStream: endless(archive, more, gzip),
+        timeoutMs: 120_000,
+      });
       t.diagnostic(`push: exit ${push.code} in ${push.ms} ms, ${((push.maxRssKiB ?? 0) / 1024).toFixed(0)} MiB`);
       assert.equal(push.code, 0, push.stderr);
       for (const r of [inspect, push]) {
         assert.ok(r.ms < 60_000, `took ${r.ms} ms`);
-        if (r.maxRssKiB !== undefined) assert.ok(r.maxRssKiB < DEFAULT_RSS_MIB * 1024, `peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB`);
+        if (r.maxRssKiB !== undefined)
+          assert.ok(r.maxRssKiB < DEFAULT_RSS_MIB * 1024, `peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB`);
       }
     });
   }
@@ -172,7 +212,11 @@ describe('a signal while a slow hostile input is being read', { timeout: 10 * 60
   after(() => {
     for (const b of boxes) b.remove();
   });
-  const slow = ['gzip bomb: one 8 GiB entry, 1 GiB of it present', 'gzip bomb layer: 2 GiB in 2 MiB', '60 configs of 3.5 MiB each (gzip)'];
+  const slow = [
+    'gzip bomb: one 8 GiB entry, 1 GiB of it present',
+    'gzip bomb layer: 2 GiB in 2 MiB',
+    '60 configs of 3.5 MiB each (gzip)',
+  ];
   for (const name of slow) {
     for (const [sig, code] of [
       ['SIGTERM', 143],

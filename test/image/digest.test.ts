@@ -6,7 +6,15 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { LadingError } from '../../src/errors';
-import { createDigester, digestAlgorithm, digestHex, digestOf, finishDigest, isDigest, parseDigest } from '../../src/image';
+import {
+  createDigester,
+  digestAlgorithm,
+  digestHex,
+  digestOf,
+  finishDigest,
+  isDigest,
+  parseDigest,
+} from '../../src/image';
 
 const HEX64 = 'a'.repeat(64);
 const HEX128 = '0123456789abcdef'.repeat(8);
@@ -56,23 +64,37 @@ describe('parseDigest / isDigest', () => {
   ];
   for (const [what, d] of invalid) {
     it(`refuses ${what} with BAD_DIGEST`, () => {
-      assert.equal(code(() => parseDigest(d)), 'BAD_DIGEST');
+      assert.equal(
+        code(() => parseDigest(d)),
+        'BAD_DIGEST',
+      );
       assert.equal(isDigest(d), false);
     });
   }
 
-  const unsupported = ['md5:d41d8cd98f00b204e9800998ecf8427e', `sha384:${'a'.repeat(96)}`, `blake3:${HEX64}`, `sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564`, `multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8`];
+  const unsupported = [
+    'md5:d41d8cd98f00b204e9800998ecf8427e',
+    `sha384:${'a'.repeat(96)}`,
+    `blake3:${HEX64}`,
+    `sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564`,
+    `multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8`,
+  ];
   for (const d of unsupported) {
     it(`refuses the well-formed but unsupported ${d.slice(0, d.indexOf(':'))} with a message naming the algorithm`, () => {
       assert.equal(isDigest(d), false);
-      assert.throws(() => parseDigest(d), (e: unknown) => e instanceof LadingError && e.code === 'BAD_DIGEST' && /unsupported digest algorithm/.test(e.message));
+      assert.throws(
+        () => parseDigest(d),
+        (e: unknown) =>
+          e instanceof LadingError && e.code === 'BAD_DIGEST' && /unsupported digest algorithm/.test(e.message),
+      );
     });
   }
 
   it('names where the digest came from and shortens long values in the message', () => {
     assert.throws(
       () => parseDigest(`sha256:${'z'.repeat(200)}`, 'manifest.layers[3].digest'),
-      (e: unknown) => e instanceof LadingError && e.message.startsWith('manifest.layers[3].digest:') && e.message.length < 200,
+      (e: unknown) =>
+        e instanceof LadingError && e.message.startsWith('manifest.layers[3].digest:') && e.message.length < 200,
     );
   });
 });
@@ -81,8 +103,16 @@ describe('digestOf and friends', () => {
   it('computes sha256 of bytes and of strings (utf-8)', () => {
     assert.equal(digestOf(Buffer.alloc(0)), EMPTY_SHA256);
     assert.equal(digestOf(''), EMPTY_SHA256);
-    assert.equal(digestOf('héllo'), `sha256:${createHash('sha256').update(Buffer.from('héllo', 'utf8')).digest('hex')}`);
-    assert.equal(digestOf(new Uint8Array([1, 2, 3])), `sha256:${createHash('sha256').update(Buffer.from([1, 2, 3])).digest('hex')}`);
+    assert.equal(
+      digestOf('héllo'),
+      `sha256:${createHash('sha256').update(Buffer.from('héllo', 'utf8')).digest('hex')}`,
+    );
+    assert.equal(
+      digestOf(new Uint8Array([1, 2, 3])),
+      `sha256:${createHash('sha256')
+        .update(Buffer.from([1, 2, 3]))
+        .digest('hex')}`,
+    );
   });
 
   it('computes sha512 when asked, and its result parses', () => {

@@ -56,7 +56,10 @@ function dockerManifest(): Record<string, unknown> {
     schemaVersion: 2,
     mediaType: MediaType.DockerManifest,
     config: desc(MediaType.DockerConfig, CONFIG_BYTES),
-    layers: [desc(MediaType.DockerLayerGzip, LAYER_BYTES), desc(MediaType.DockerForeignLayerGzip, Buffer.from('w'), { urls: ['https://example.com/w'] })],
+    layers: [
+      desc(MediaType.DockerLayerGzip, LAYER_BYTES),
+      desc(MediaType.DockerForeignLayerGzip, Buffer.from('w'), { urls: ['https://example.com/w'] }),
+    ],
   };
 }
 
@@ -69,7 +72,10 @@ function ociIndex(extra: Record<string, unknown> = {}): Record<string, unknown> 
       desc(MediaType.OciManifest, m, { platform: { os: 'linux', architecture: 'amd64' } }),
       desc(MediaType.OciManifest, Buffer.from('{}'), {
         platform: { os: 'unknown', architecture: 'unknown' },
-        annotations: { 'vnd.docker.reference.type': 'attestation-manifest', 'vnd.docker.reference.digest': digestOf(m) },
+        annotations: {
+          'vnd.docker.reference.type': 'attestation-manifest',
+          'vnd.docker.reference.digest': digestOf(m),
+        },
       }),
     ],
     ...extra,
@@ -119,7 +125,10 @@ describe('parseDescriptor', () => {
 
   it('accepts embedded data checked against a sha512 digest', () => {
     const data = Buffer.from('abc');
-    const d = parseDescriptor({ mediaType: MediaType.OciConfig, digest: digestOf(data, 'sha512'), size: 3, data: data.toString('base64') }, 'd');
+    const d = parseDescriptor(
+      { mediaType: MediaType.OciConfig, digest: digestOf(data, 'sha512'), size: 3, data: data.toString('base64') },
+      'd',
+    );
     assert.equal(d.data, 'YWJj');
   });
 
@@ -130,7 +139,10 @@ describe('parseDescriptor', () => {
   it('uses the default media type only when the descriptor has none', () => {
     const raw = { digest: digestOf(LAYER_BYTES), size: LAYER_BYTES.length };
     assert.equal(parseDescriptor(raw, 'd', MediaType.DockerLayer).mediaType, MediaType.DockerLayer);
-    assert.equal(parseDescriptor({ ...raw, mediaType: MediaType.OciLayer }, 'd', MediaType.DockerLayer).mediaType, MediaType.OciLayer);
+    assert.equal(
+      parseDescriptor({ ...raw, mediaType: MediaType.OciLayer }, 'd', MediaType.DockerLayer).mediaType,
+      MediaType.OciLayer,
+    );
   });
 
   const base = desc(MediaType.OciLayer, LAYER_BYTES);
@@ -158,21 +170,41 @@ describe('parseDescriptor', () => {
     ['numeric artifactType', { ...base, artifactType: 1 }, 'BAD_DESCRIPTOR'],
     ['data not base64', { ...base, data: 'not base64!' }, 'BAD_DESCRIPTOR'],
     ['data not a string', { ...base, data: 12 }, 'BAD_DESCRIPTOR'],
-    ['data that does not match the digest', { ...base, data: Buffer.from('layer bytez').toString('base64') }, 'BAD_DESCRIPTOR'],
-    ['data that does not match the size', { ...desc(MediaType.OciLayer, LAYER_BYTES), size: 12, data: LAYER_BYTES.toString('base64') }, 'BAD_DESCRIPTOR'],
+    [
+      'data that does not match the digest',
+      { ...base, data: Buffer.from('layer bytez').toString('base64') },
+      'BAD_DESCRIPTOR',
+    ],
+    [
+      'data that does not match the size',
+      { ...desc(MediaType.OciLayer, LAYER_BYTES), size: 12, data: LAYER_BYTES.toString('base64') },
+      'BAD_DESCRIPTOR',
+    ],
   ];
   for (const [what, value, code] of bad) {
     it(`refuses ${what} with ${code}`, () => {
-      assert.equal(codeOf(() => parseDescriptor(value, 'manifest.layers[0]')), code);
+      assert.equal(
+        codeOf(() => parseDescriptor(value, 'manifest.layers[0]')),
+        code,
+      );
     });
   }
 
   it('messages name where the descriptor was', () => {
-    assert.throws(() => parseDescriptor({ ...base, size: -1 }, 'manifest.layers[4]'), /^LadingError: manifest\.layers\[4\]: "size"/);
+    assert.throws(
+      () => parseDescriptor({ ...base, size: -1 }, 'manifest.layers[4]'),
+      /^LadingError: manifest\.layers\[4\]: "size"/,
+    );
   });
 
   it('descriptorJson writes the spec key order and the optional fields', () => {
-    const d: Descriptor = { size: 3, digest: digestOf('abc'), mediaType: MediaType.OciLayer, annotations: { a: 'b' }, platform: { os: 'linux', architecture: 'amd64' } };
+    const d: Descriptor = {
+      size: 3,
+      digest: digestOf('abc'),
+      mediaType: MediaType.OciLayer,
+      annotations: { a: 'b' },
+      platform: { os: 'linux', architecture: 'amd64' },
+    };
     assert.deepEqual(Object.keys(descriptorJson(d)), ['mediaType', 'digest', 'size', 'annotations', 'platform']);
   });
 });
@@ -180,7 +212,8 @@ describe('parseDescriptor', () => {
 describe('isValidMediaType', () => {
   it('follows RFC 6838 names', () => {
     for (const mt of Object.values(MediaType)) assert.equal(isValidMediaType(mt), true, mt);
-    for (const mt of ['', 'a', 'a/', '/b', 'a/b/c', 'a b/c', 'application/json; charset=utf-8', `a/${'b'.repeat(128)}`]) assert.equal(isValidMediaType(mt), false, mt);
+    for (const mt of ['', 'a', 'a/', '/b', 'a/b/c', 'a b/c', 'application/json; charset=utf-8', `a/${'b'.repeat(128)}`])
+      assert.equal(isValidMediaType(mt), false, mt);
   });
 });
 
@@ -262,7 +295,9 @@ describe('parseManifestDocument: accepted documents', () => {
   });
 
   it('an artifact manifest with the empty config and zero layers', () => {
-    const m = parse(ociManifest({ config: desc(MediaType.OciEmpty, Buffer.from('{}'), { data: 'e30=' }), layers: [] })) as ImageManifest;
+    const m = parse(
+      ociManifest({ config: desc(MediaType.OciEmpty, Buffer.from('{}'), { data: 'e30=' }), layers: [] }),
+    ) as ImageManifest;
     assert.equal(m.layers.length, 0);
     assert.equal(m.config.data, 'e30=');
   });
@@ -289,9 +324,17 @@ describe('parseManifestDocument: accepted documents', () => {
 describe('parseManifestDocument: refused documents', () => {
   const m = ociManifest();
   const cases: [string, unknown, ErrorCode, string?][] = [
-    ['schemaVersion 1', { schemaVersion: 1, name: 'x', tag: 'latest', fsLayers: [], history: [] }, 'UNSUPPORTED_SCHEMA'],
+    [
+      'schemaVersion 1',
+      { schemaVersion: 1, name: 'x', tag: 'latest', fsLayers: [], history: [] },
+      'UNSUPPORTED_SCHEMA',
+    ],
     ['schema 1 media type', { ...m, mediaType: MediaType.DockerSchema1 }, 'UNSUPPORTED_SCHEMA'],
-    ['signed schema 1 media type', { ...m, schemaVersion: 1, mediaType: MediaType.DockerSchema1Signed }, 'UNSUPPORTED_SCHEMA'],
+    [
+      'signed schema 1 media type',
+      { ...m, schemaVersion: 1, mediaType: MediaType.DockerSchema1Signed },
+      'UNSUPPORTED_SCHEMA',
+    ],
     ['declared as schema 1', m, 'UNSUPPORTED_SCHEMA', MediaType.DockerSchema1Signed],
     ['schemaVersion 3', { ...m, schemaVersion: 3 }, 'UNSUPPORTED_SCHEMA'],
     ['schemaVersion "2"', { ...m, schemaVersion: '2' }, 'UNSUPPORTED_SCHEMA'],
@@ -306,20 +349,40 @@ describe('parseManifestDocument: refused documents', () => {
     ['a Docker manifest declared as OCI', dockerManifest(), 'BAD_MANIFEST', MediaType.OciManifest],
     ['no config', { ...m, config: undefined }, 'BAD_DESCRIPTOR'],
     ['config as a string', { ...m, config: 'sha256:x' }, 'BAD_DESCRIPTOR'],
-    ['config with a bad digest', { ...m, config: { ...desc(MediaType.OciConfig, CONFIG_BYTES), digest: 'sha256:XYZ' } }, 'BAD_DIGEST'],
+    [
+      'config with a bad digest',
+      { ...m, config: { ...desc(MediaType.OciConfig, CONFIG_BYTES), digest: 'sha256:XYZ' } },
+      'BAD_DIGEST',
+    ],
     ['no layers', { ...m, layers: undefined }, 'BAD_MANIFEST'],
     ['layers: null', { ...m, layers: null }, 'BAD_MANIFEST'],
     ['layers as an object', { ...m, layers: {} }, 'BAD_MANIFEST'],
     ['a layer that is a string', { ...m, layers: ['sha256:abc'] }, 'BAD_DESCRIPTOR'],
-    ['a layer with a string size', { ...m, layers: [{ ...desc(MediaType.OciLayer, LAYER_BYTES), size: '11' }] }, 'BAD_DESCRIPTOR'],
-    ['10001 layers', { ...m, layers: Array.from({ length: 10001 }, () => desc(MediaType.OciLayer, LAYER_BYTES)) }, 'LIMIT_EXCEEDED'],
+    [
+      'a layer with a string size',
+      { ...m, layers: [{ ...desc(MediaType.OciLayer, LAYER_BYTES), size: '11' }] },
+      'BAD_DESCRIPTOR',
+    ],
+    [
+      '10001 layers',
+      { ...m, layers: Array.from({ length: 10001 }, () => desc(MediaType.OciLayer, LAYER_BYTES)) },
+      'LIMIT_EXCEEDED',
+    ],
     ['numeric artifactType', { ...m, artifactType: 5 }, 'BAD_MANIFEST'],
     ['annotations with non-strings', { ...m, annotations: { a: true } }, 'BAD_MANIFEST'],
     ['a bad subject', { ...m, subject: { mediaType: MediaType.OciManifest } }, 'BAD_DIGEST'],
     ['index manifests as an object', { ...ociIndex(), manifests: {} }, 'BAD_MANIFEST'],
     ['index manifests as a string', { ...ociIndex(), manifests: 'none' }, 'BAD_MANIFEST'],
-    ['an index entry without digest', { ...ociIndex(), manifests: [{ mediaType: MediaType.OciManifest, size: 2 }] }, 'BAD_DIGEST'],
-    ['an index entry with a bad platform', { ...ociIndex(), manifests: [desc(MediaType.OciManifest, Buffer.from('{}'), { platform: { os: 'linux' } })] }, 'BAD_PLATFORM'],
+    [
+      'an index entry without digest',
+      { ...ociIndex(), manifests: [{ mediaType: MediaType.OciManifest, size: 2 }] },
+      'BAD_DIGEST',
+    ],
+    [
+      'an index entry with a bad platform',
+      { ...ociIndex(), manifests: [desc(MediaType.OciManifest, Buffer.from('{}'), { platform: { os: 'linux' } })] },
+      'BAD_PLATFORM',
+    ],
     [
       'an index of 10001 manifests',
       { ...ociIndex(), manifests: Array.from({ length: 10001 }, () => desc(MediaType.OciManifest, Buffer.from('{}'))) },
@@ -328,16 +391,25 @@ describe('parseManifestDocument: refused documents', () => {
   ];
   for (const [what, doc, code, declared] of cases) {
     it(`${what} -> ${code}`, () => {
-      assert.equal(codeOf(() => parse(doc, declared)), code);
+      assert.equal(
+        codeOf(() => parse(doc, declared)),
+        code,
+      );
     });
   }
 
   it('4 MiB + 1 byte -> JSON_TOO_LARGE, before any decoding', () => {
     // Invalid UTF-8 and invalid JSON: only the size check may answer.
-    assert.equal(codeOf(() => parseManifestDocument(Buffer.alloc(MAX_JSON_BYTES + 1, 0xff), 'm')), 'JSON_TOO_LARGE');
+    assert.equal(
+      codeOf(() => parseManifestDocument(Buffer.alloc(MAX_JSON_BYTES + 1, 0xff), 'm')),
+      'JSON_TOO_LARGE',
+    );
     const padded = Buffer.alloc(MAX_JSON_BYTES + 1, 0x20);
     bytesOf(ociManifest()).copy(padded);
-    assert.equal(codeOf(() => parseManifestDocument(padded, 'm')), 'JSON_TOO_LARGE');
+    assert.equal(
+      codeOf(() => parseManifestDocument(padded, 'm')),
+      'JSON_TOO_LARGE',
+    );
   });
 
   it('invalid UTF-8 -> BAD_JSON', () => {
@@ -345,15 +417,33 @@ describe('parseManifestDocument: refused documents', () => {
     const i = good.indexOf(Buffer.from('é'));
     const bad = Buffer.from(good);
     bad[i + 1] = 0x28; // a lone lead byte
-    assert.equal(codeOf(() => parseManifestDocument(bad, 'm')), 'BAD_JSON');
-    assert.equal(codeOf(() => parseManifestDocument(Buffer.from([0x7b, 0xc0, 0x80, 0x7d]), 'm')), 'BAD_JSON'); // overlong NUL
+    assert.equal(
+      codeOf(() => parseManifestDocument(bad, 'm')),
+      'BAD_JSON',
+    );
+    assert.equal(
+      codeOf(() => parseManifestDocument(Buffer.from([0x7b, 0xc0, 0x80, 0x7d]), 'm')),
+      'BAD_JSON',
+    ); // overlong NUL
     // An encoded UTF-16 surrogate (CESU-8) is not UTF-8 either.
-    assert.equal(codeOf(() => parseManifestDocument(Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')]), 'm')), 'BAD_JSON');
+    assert.equal(
+      codeOf(() =>
+        parseManifestDocument(
+          Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')]),
+          'm',
+        ),
+      ),
+      'BAD_JSON',
+    );
   });
 
   it('syntactically invalid JSON -> BAD_JSON', () => {
     for (const text of ['', '{', '{"schemaVersion":2,}', "{'a':1}", 'NaN', '{"a":1}{"b":2}']) {
-      assert.equal(codeOf(() => parseManifestDocument(Buffer.from(text), 'm')), 'BAD_JSON', text);
+      assert.equal(
+        codeOf(() => parseManifestDocument(Buffer.from(text), 'm')),
+        'BAD_JSON',
+        text,
+      );
     }
   });
 });
@@ -361,7 +451,13 @@ describe('parseManifestDocument: refused documents', () => {
 describe('parseImageConfig', () => {
   it('reads platform fields and diff_ids', () => {
     const d1 = digestOf('l1');
-    const bytes = bytesOf({ architecture: 'arm', os: 'linux', variant: 'v7', 'os.version': '', rootfs: { type: 'layers', diff_ids: [d1] } });
+    const bytes = bytesOf({
+      architecture: 'arm',
+      os: 'linux',
+      variant: 'v7',
+      'os.version': '',
+      rootfs: { type: 'layers', diff_ids: [d1] },
+    });
     const cfg = parseImageConfig(bytes, 'c');
     assert.equal(cfg.digest, digestOf(bytes));
     assert.deepEqual(cfg.diffIds, [d1]);
@@ -387,29 +483,52 @@ describe('parseImageConfig', () => {
   ];
   for (const [what, doc, code] of bad) {
     it(`refuses ${what} with ${code}`, () => {
-      assert.equal(codeOf(() => parseImageConfig(bytesOf(doc), 'c')), code);
+      assert.equal(
+        codeOf(() => parseImageConfig(bytesOf(doc), 'c')),
+        code,
+      );
     });
   }
   it('refuses large and invalid configs like manifests', () => {
-    assert.equal(codeOf(() => parseImageConfig(Buffer.alloc(MAX_JSON_BYTES + 1, 0x20), 'c')), 'JSON_TOO_LARGE');
-    assert.equal(codeOf(() => parseImageConfig(Buffer.from([0xff]), 'c')), 'BAD_JSON');
+    assert.equal(
+      codeOf(() => parseImageConfig(Buffer.alloc(MAX_JSON_BYTES + 1, 0x20), 'c')),
+      'JSON_TOO_LARGE',
+    );
+    assert.equal(
+      codeOf(() => parseImageConfig(Buffer.from([0xff]), 'c')),
+      'BAD_JSON',
+    );
   });
 });
 
 describe('parseJsonBytes', () => {
   it('parses, and honours a smaller limit', () => {
     assert.deepEqual(parseJsonBytes(Buffer.from('{"a":[1,2]}'), 'x'), { a: [1, 2] });
-    assert.equal(codeOf(() => parseJsonBytes(Buffer.from('[1, 2, 3]'), 'x', 8)), 'JSON_TOO_LARGE');
+    assert.equal(
+      codeOf(() => parseJsonBytes(Buffer.from('[1, 2, 3]'), 'x', 8)),
+      'JSON_TOO_LARGE',
+    );
     assert.deepEqual(parseJsonBytes(Buffer.from('[1,2,3]'), 'x', 7), [1, 2, 3]);
   });
   it('messages name where the document came from', () => {
-    assert.throws(() => parseJsonBytes(Buffer.from('{'), 'blobs/sha256/abc'), /^LadingError: blobs\/sha256\/abc: invalid JSON/);
+    assert.throws(
+      () => parseJsonBytes(Buffer.from('{'), 'blobs/sha256/abc'),
+      /^LadingError: blobs\/sha256\/abc: invalid JSON/,
+    );
   });
 });
 
 describe('buildManifest', () => {
-  const config: Descriptor = { mediaType: MediaType.DockerConfig, digest: digestOf(CONFIG_BYTES), size: CONFIG_BYTES.length };
-  const layer: Descriptor = { mediaType: MediaType.DockerLayer, digest: digestOf(LAYER_BYTES), size: LAYER_BYTES.length };
+  const config: Descriptor = {
+    mediaType: MediaType.DockerConfig,
+    digest: digestOf(CONFIG_BYTES),
+    size: CONFIG_BYTES.length,
+  };
+  const layer: Descriptor = {
+    mediaType: MediaType.DockerLayer,
+    digest: digestOf(LAYER_BYTES),
+    size: LAYER_BYTES.length,
+  };
 
   it('writes a deterministic Docker manifest that parses back to the same thing', () => {
     const a = buildManifest(MediaType.DockerManifest, config, [layer]);
@@ -422,11 +541,16 @@ describe('buildManifest', () => {
     assert.deepEqual(back.config, config);
     assert.deepEqual(back.layers, [layer]);
     // Docker's key order: mediaType, size, digest.
-    assert.match(a.bytes.toString(), /^\{"schemaVersion":2,"mediaType":"[^"]+","config":\{"mediaType":"[^"]+","size":\d+,"digest"/);
+    assert.match(
+      a.bytes.toString(),
+      /^\{"schemaVersion":2,"mediaType":"[^"]+","config":\{"mediaType":"[^"]+","size":\d+,"digest"/,
+    );
   });
 
   it('writes OCI key order for OCI manifests', () => {
-    const m = buildManifest(MediaType.OciManifest, { ...config, mediaType: MediaType.OciConfig }, [{ ...layer, mediaType: MediaType.OciLayer }]);
+    const m = buildManifest(MediaType.OciManifest, { ...config, mediaType: MediaType.OciConfig }, [
+      { ...layer, mediaType: MediaType.OciLayer },
+    ]);
     assert.match(m.bytes.toString(), /"config":\{"mediaType":"[^"]+","digest":"sha256:[0-9a-f]{64}","size":\d+\}/);
     assert.equal(parseManifestDocument(m.bytes, 'm').kind, 'manifest');
   });

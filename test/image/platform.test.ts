@@ -66,7 +66,24 @@ describe('parsePlatform normalisation table', () => {
 });
 
 describe('parsePlatform refuses bad strings with BAD_PLATFORM', () => {
-  const bad = ['', 'linux', 'linux/', '/amd64', 'linux//amd64', 'linux/amd64/', 'linux/arm/v7/x', 'a/b/c/d', 'linux amd64', 'linux/amd 64', 'linux/amd64:v2', 'linux\\amd64', `${'x'.repeat(65)}/amd64`, 'linux/ämd64', '/', '//'];
+  const bad = [
+    '',
+    'linux',
+    'linux/',
+    '/amd64',
+    'linux//amd64',
+    'linux/amd64/',
+    'linux/arm/v7/x',
+    'a/b/c/d',
+    'linux amd64',
+    'linux/amd 64',
+    'linux/amd64:v2',
+    'linux\\amd64',
+    `${'x'.repeat(65)}/amd64`,
+    'linux/ämd64',
+    '/',
+    '//',
+  ];
   for (const text of bad) {
     it(JSON.stringify(text), () => {
       badPlatform(() => parsePlatform(text));
@@ -82,11 +99,22 @@ describe('formatPlatform', () => {
     assert.equal(formatPlatform(p('linux', 'arm', 'v7')), 'linux/arm/v7');
     assert.equal(formatPlatform(p('linux', 'amd64')), 'linux/amd64');
     assert.equal(formatPlatform({ os: 'linux', architecture: 'amd64', variant: '' }), 'linux/amd64');
-    assert.equal(formatPlatform({ os: 'windows', architecture: 'amd64', 'os.version': '10.0.17763.1' }), 'windows/amd64');
+    assert.equal(
+      formatPlatform({ os: 'windows', architecture: 'amd64', 'os.version': '10.0.17763.1' }),
+      'windows/amd64',
+    );
   });
 
   it('parse(format(parse(s))) equals parse(s) for every table entry', () => {
-    for (const s of ['linux/amd64', 'linux/arm', 'linux/arm/6', 'linux/aarch64/v8', 'linux/armhf', 'linux/amd64/v3', 'Linux/X86_64']) {
+    for (const s of [
+      'linux/amd64',
+      'linux/arm',
+      'linux/arm/6',
+      'linux/aarch64/v8',
+      'linux/armhf',
+      'linux/amd64/v3',
+      'Linux/X86_64',
+    ]) {
       const once = parsePlatform(s);
       assert.deepEqual(parsePlatform(formatPlatform(once)), once, s);
     }
@@ -96,8 +124,18 @@ describe('formatPlatform', () => {
 describe('normalizePlatform', () => {
   it('keeps os.version and copies os.features', () => {
     const features = ['win32k'];
-    const n = normalizePlatform({ os: 'windows', architecture: 'x86_64', 'os.version': '10.0.20348.1', 'os.features': features });
-    assert.deepEqual(n, { os: 'windows', architecture: 'amd64', 'os.version': '10.0.20348.1', 'os.features': ['win32k'] });
+    const n = normalizePlatform({
+      os: 'windows',
+      architecture: 'x86_64',
+      'os.version': '10.0.20348.1',
+      'os.features': features,
+    });
+    assert.deepEqual(n, {
+      os: 'windows',
+      architecture: 'amd64',
+      'os.version': '10.0.20348.1',
+      'os.features': ['win32k'],
+    });
     assert.notEqual(n['os.features'], features);
   });
   it('drops an empty variant', () => {
@@ -145,9 +183,18 @@ describe('platformMatches (want, have)', () => {
   it('os.version in the request must match exactly; left out it matches any', () => {
     const have: Platform = { os: 'windows', architecture: 'amd64', 'os.version': '10.0.17763.5458' };
     assert.equal(platformMatches({ os: 'windows', architecture: 'amd64' }, have), true);
-    assert.equal(platformMatches({ os: 'windows', architecture: 'amd64', 'os.version': '10.0.17763.5458' }, have), true);
+    assert.equal(
+      platformMatches({ os: 'windows', architecture: 'amd64', 'os.version': '10.0.17763.5458' }, have),
+      true,
+    );
     assert.equal(platformMatches({ os: 'windows', architecture: 'amd64', 'os.version': '10.0.20348.1' }, have), false);
-    assert.equal(platformMatches({ os: 'windows', architecture: 'amd64', 'os.version': '10.0.20348.1' }, { os: 'windows', architecture: 'amd64' }), false);
+    assert.equal(
+      platformMatches(
+        { os: 'windows', architecture: 'amd64', 'os.version': '10.0.20348.1' },
+        { os: 'windows', architecture: 'amd64' },
+      ),
+      false,
+    );
   });
 });
 
@@ -156,7 +203,13 @@ describe('platformEquals', () => {
     assert.equal(platformEquals(p('linux', 'aarch64'), p('linux', 'arm64', 'v8')), true);
     assert.equal(platformEquals(p('linux', 'arm'), p('linux', 'arm', 'v7')), true);
     assert.equal(platformEquals(p('linux', 'amd64'), p('linux', 'amd64', 'v3')), false);
-    assert.equal(platformEquals({ os: 'windows', architecture: 'amd64', 'os.version': '1' }, { os: 'windows', architecture: 'amd64' }), false);
+    assert.equal(
+      platformEquals(
+        { os: 'windows', architecture: 'amd64', 'os.version': '1' },
+        { os: 'windows', architecture: 'amd64' },
+      ),
+      false,
+    );
   });
 });
 
@@ -170,16 +223,28 @@ describe('isUnknownPlatform', () => {
 
 describe('parsePlatformObject', () => {
   it('accepts the OCI fields and keeps them as written', () => {
-    assert.deepEqual(parsePlatformObject({ os: 'linux', architecture: 'arm64', variant: 'v8' }, 'x'), p('linux', 'arm64', 'v8'));
-    assert.deepEqual(parsePlatformObject({ os: 'windows', architecture: 'amd64', 'os.version': '10.0', 'os.features': ['win32k'], extra: 1 }, 'x'), {
-      os: 'windows',
-      architecture: 'amd64',
-      'os.version': '10.0',
-      'os.features': ['win32k'],
-    });
+    assert.deepEqual(
+      parsePlatformObject({ os: 'linux', architecture: 'arm64', variant: 'v8' }, 'x'),
+      p('linux', 'arm64', 'v8'),
+    );
+    assert.deepEqual(
+      parsePlatformObject(
+        { os: 'windows', architecture: 'amd64', 'os.version': '10.0', 'os.features': ['win32k'], extra: 1 },
+        'x',
+      ),
+      {
+        os: 'windows',
+        architecture: 'amd64',
+        'os.version': '10.0',
+        'os.features': ['win32k'],
+      },
+    );
   });
   it('drops an empty variant', () => {
-    assert.deepEqual(parsePlatformObject({ os: 'linux', architecture: 'amd64', variant: '' }, 'x'), p('linux', 'amd64'));
+    assert.deepEqual(
+      parsePlatformObject({ os: 'linux', architecture: 'amd64', variant: '' }, 'x'),
+      p('linux', 'amd64'),
+    );
   });
   const bad: [string, unknown][] = [
     ['null', null],
@@ -195,7 +260,11 @@ describe('parsePlatformObject', () => {
   ];
   for (const [what, v] of bad) {
     it(`refuses ${what} with BAD_PLATFORM naming where`, () => {
-      assert.throws(() => parsePlatformObject(v, 'index.manifests[2].platform'), (e: unknown) => e instanceof LadingError && e.code === 'BAD_PLATFORM' && e.message.startsWith('index.manifests[2].platform'));
+      assert.throws(
+        () => parsePlatformObject(v, 'index.manifests[2].platform'),
+        (e: unknown) =>
+          e instanceof LadingError && e.code === 'BAD_PLATFORM' && e.message.startsWith('index.manifests[2].platform'),
+      );
     });
   }
 });

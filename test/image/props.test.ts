@@ -34,7 +34,10 @@ const envRuns = process.env.FC_NUM_RUNS === undefined ? undefined : Number(proce
 /** Runs for one property: FC_NUM_RUNS when set, else this property's default. */
 const runs = (byDefault: number): number => envRuns ?? byDefault;
 /** FC_SEED and FC_PATH (printed by fast-check on a failure) replay one counterexample. */
-const replay = process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), ...(process.env.FC_PATH ? { path: process.env.FC_PATH } : {}) };
+const replay =
+  process.env.FC_SEED === undefined
+    ? {}
+    : { seed: Number(process.env.FC_SEED), ...(process.env.FC_PATH ? { path: process.env.FC_PATH } : {}) };
 const timeout = (byDefault: number): number => 120_000 + (runs(byDefault) / byDefault) * 20_000;
 
 /** Calls fn; a LadingError with one of `codes` is fine, anything else thrown fails the property. */
@@ -60,7 +63,10 @@ class Tally {
   /** Both outcomes seen at least `min` times (skipped for tiny budgets). */
   check(what: string, min = 5): void {
     if (this.ok + this.refused < 500 || process.env.FC_SEED !== undefined) return;
-    assert.ok(this.ok >= min && this.refused >= min, `${what}: generators too narrow (${this.ok} accepted, ${this.refused} refused)`);
+    assert.ok(
+      this.ok >= min && this.refused >= min,
+      `${what}: generators too narrow (${this.ok} accepted, ${this.refused} refused)`,
+    );
   }
 }
 
@@ -73,19 +79,65 @@ const anyString = fc.oneof(
 const digestLike = fc.oneof(
   anyString,
   fc.stringMatching(/^[a-z0-9+._-]{0,12}:[a-zA-Z0-9=_-]{0,140}$/),
-  fc.tuple(fc.constantFrom('sha256', 'sha512', 'SHA256', 'sha384', 'sha256+b64'), fc.stringMatching(/^[0-9a-fA-F]{60,130}$/)).map(([a, h]) => `${a}:${h}`),
-  fc.constantFrom(64, 128).chain((n) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)).map((h) => `${n === 64 ? 'sha256' : 'sha512'}:${h}`)),
+  fc
+    .tuple(
+      fc.constantFrom('sha256', 'sha512', 'SHA256', 'sha384', 'sha256+b64'),
+      fc.stringMatching(/^[0-9a-fA-F]{60,130}$/),
+    )
+    .map(([a, h]) => `${a}:${h}`),
+  fc
+    .constantFrom(64, 128)
+    .chain((n) =>
+      fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)).map((h) => `${n === 64 ? 'sha256' : 'sha512'}:${h}`),
+    ),
 );
 
 const platformLike = fc.oneof(
   anyString,
-  fc.array(fc.oneof(fc.constantFrom('linux', 'windows', 'arm', 'arm64', 'aarch64', 'x86_64', 'amd64', 'armhf', 'armel', 'armv7l', 'v5', 'v6', 'v7', 'v8', '7', '8', 'V8', 'unknown', '', ' '), fc.stringMatching(/^[A-Za-z0-9_.+-]{1,8}$/)), { maxLength: 4 }).map((parts) => parts.join('/')),
+  fc
+    .array(
+      fc.oneof(
+        fc.constantFrom(
+          'linux',
+          'windows',
+          'arm',
+          'arm64',
+          'aarch64',
+          'x86_64',
+          'amd64',
+          'armhf',
+          'armel',
+          'armv7l',
+          'v5',
+          'v6',
+          'v7',
+          'v8',
+          '7',
+          '8',
+          'V8',
+          'unknown',
+          '',
+          ' ',
+        ),
+        fc.stringMatching(/^[A-Za-z0-9_.+-]{1,8}$/),
+      ),
+      { maxLength: 4 },
+    )
+    .map((parts) => parts.join('/')),
 );
 
 const referenceLike = fc.oneof(
   anyString,
   fc
-    .tuple(fc.constantFrom('', 'localhost:5000/', 'docker.io/', 'Registry.example/', '[::1]:5000/', '127.0.0.1/'), fc.stringMatching(/^[a-z0-9._/-]{1,30}$/), fc.option(fc.stringMatching(/^:[\w.-]{0,10}$/), { nil: '' }), fc.option(digestLike.map((d) => `@${d}`), { nil: '' }))
+    .tuple(
+      fc.constantFrom('', 'localhost:5000/', 'docker.io/', 'Registry.example/', '[::1]:5000/', '127.0.0.1/'),
+      fc.stringMatching(/^[a-z0-9._/-]{1,30}$/),
+      fc.option(fc.stringMatching(/^:[\w.-]{0,10}$/), { nil: '' }),
+      fc.option(
+        digestLike.map((d) => `@${d}`),
+        { nil: '' },
+      ),
+    )
     .map((p) => p.join('')),
 );
 
@@ -108,32 +160,41 @@ describe('string parsers never throw anything but LadingError', () => {
 
   it('digestOf output always parses', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 200 }), fc.constantFrom('sha256' as const, 'sha512' as const), (b, alg) => {
-        const d = digestOf(b, alg);
-        assert.equal(parseDigest(d), d);
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 200 }),
+        fc.constantFrom('sha256' as const, 'sha512' as const),
+        (b, alg) => {
+          const d = digestOf(b, alg);
+          assert.equal(parseDigest(d), d);
+        },
+      ),
       { numRuns: runs(300), ...replay },
     );
   });
 
-  it('parsePlatform: round trips through formatPlatform, normalisation is idempotent, matching is reflexive', { timeout: timeout(3000) }, () => {
-    const tally = new Tally();
-    fc.assert(
-      fc.property(platformLike, (s) => {
-        const p = onlyLadingErrors(() => parsePlatform(s), ['BAD_PLATFORM']);
-        tally.note(p !== undefined);
-        if (p === undefined) return;
-        assert.deepEqual(parsePlatform(formatPlatform(p)), p);
-        assert.deepEqual(normalizePlatform(p), p);
-        assert.equal(platformMatches(p, p), true);
-        assert.equal(platformEquals(p, p), true);
-        assert.equal(p.os, p.os.toLowerCase());
-        if (p.architecture === 'arm') assert.ok(p.variant !== undefined, 'arm always has a variant after normalisation');
-      }),
-      { numRuns: runs(3000), ...replay },
-    );
-    tally.check('platforms');
-  });
+  it(
+    'parsePlatform: round trips through formatPlatform, normalisation is idempotent, matching is reflexive',
+    { timeout: timeout(3000) },
+    () => {
+      const tally = new Tally();
+      fc.assert(
+        fc.property(platformLike, (s) => {
+          const p = onlyLadingErrors(() => parsePlatform(s), ['BAD_PLATFORM']);
+          tally.note(p !== undefined);
+          if (p === undefined) return;
+          assert.deepEqual(parsePlatform(formatPlatform(p)), p);
+          assert.deepEqual(normalizePlatform(p), p);
+          assert.equal(platformMatches(p, p), true);
+          assert.equal(platformEquals(p, p), true);
+          assert.equal(p.os, p.os.toLowerCase());
+          if (p.architecture === 'arm')
+            assert.ok(p.variant !== undefined, 'arm always has a variant after normalisation');
+        }),
+        { numRuns: runs(3000), ...replay },
+      );
+      tally.check('platforms');
+    },
+  );
 
   it('platformMatches: an exact request implies a match, equality is symmetric', () => {
     fc.assert(
@@ -152,7 +213,13 @@ describe('string parsers never throw anything but LadingError', () => {
     const objects = fc.oneof(
       fc.anything(),
       fc.record(
-        { os: fc.oneof(fc.string(), fc.anything()), architecture: fc.oneof(fc.string(), fc.anything()), variant: fc.anything(), 'os.version': fc.anything(), 'os.features': fc.anything() },
+        {
+          os: fc.oneof(fc.string(), fc.anything()),
+          architecture: fc.oneof(fc.string(), fc.anything()),
+          variant: fc.anything(),
+          'os.version': fc.anything(),
+          'os.features': fc.anything(),
+        },
         { requiredKeys: [] },
       ),
     );
@@ -183,7 +250,10 @@ describe('string parsers never throw anything but LadingError', () => {
   });
 
   it('normalizeEntryName: results are clean and normalising is idempotent', () => {
-    const nameLike = fc.oneof(anyString, fc.array(fc.constantFrom('a', 'b', '.', '..', '', '...', 'c d', 'é'), { maxLength: 6 }).map((p) => p.join('/')));
+    const nameLike = fc.oneof(
+      anyString,
+      fc.array(fc.constantFrom('a', 'b', '.', '..', '', '...', 'c d', 'é'), { maxLength: 6 }).map((p) => p.join('/')),
+    );
     fc.assert(
       fc.property(nameLike, (s) => {
         const n = onlyLadingErrors(() => normalizeEntryName(s, 'x'), ['UNSAFE_PATH']);
@@ -202,21 +272,53 @@ describe('string parsers never throw anything but LadingError', () => {
 
 // ------------------------------------------------------------------------------------------
 
-const MANIFEST_CODES: ErrorCode[] = ['BAD_JSON', 'JSON_TOO_LARGE', 'BAD_MANIFEST', 'BAD_DESCRIPTOR', 'BAD_DIGEST', 'BAD_PLATFORM', 'UNSUPPORTED_SCHEMA', 'LIMIT_EXCEEDED'];
+const MANIFEST_CODES: ErrorCode[] = [
+  'BAD_JSON',
+  'JSON_TOO_LARGE',
+  'BAD_MANIFEST',
+  'BAD_DESCRIPTOR',
+  'BAD_DIGEST',
+  'BAD_PLATFORM',
+  'UNSUPPORTED_SCHEMA',
+  'LIMIT_EXCEEDED',
+];
 
 const layer = { mediaType: MediaType.OciLayerGzip, digest: digestOf('l'), size: 1 };
 const VALID: Record<string, unknown>[] = [
-  { schemaVersion: 2, mediaType: MediaType.OciManifest, config: { mediaType: MediaType.OciConfig, digest: digestOf('c'), size: 1 }, layers: [layer], annotations: { a: 'b' } },
-  { schemaVersion: 2, mediaType: MediaType.DockerManifest, config: { mediaType: MediaType.DockerConfig, digest: digestOf('c'), size: 1 }, layers: [layer, layer] },
+  {
+    schemaVersion: 2,
+    mediaType: MediaType.OciManifest,
+    config: { mediaType: MediaType.OciConfig, digest: digestOf('c'), size: 1 },
+    layers: [layer],
+    annotations: { a: 'b' },
+  },
+  {
+    schemaVersion: 2,
+    mediaType: MediaType.DockerManifest,
+    config: { mediaType: MediaType.DockerConfig, digest: digestOf('c'), size: 1 },
+    layers: [layer, layer],
+  },
   {
     schemaVersion: 2,
     mediaType: MediaType.OciIndex,
-    manifests: [{ mediaType: MediaType.OciManifest, digest: digestOf('m'), size: 1, platform: { os: 'linux', architecture: 'arm', variant: 'v7' }, annotations: { x: 'y' } }],
+    manifests: [
+      {
+        mediaType: MediaType.OciManifest,
+        digest: digestOf('m'),
+        size: 1,
+        platform: { os: 'linux', architecture: 'arm', variant: 'v7' },
+        annotations: { x: 'y' },
+      },
+    ],
     subject: { mediaType: MediaType.OciManifest, digest: digestOf('s'), size: 1 },
   },
   { schemaVersion: 2, mediaType: MediaType.DockerManifestList, manifests: [] },
   { schemaVersion: 2, manifests: null },
-  { schemaVersion: 2, config: { mediaType: MediaType.OciEmpty, digest: digestOf('{}'), size: 2, data: 'e30=' }, layers: [] },
+  {
+    schemaVersion: 2,
+    config: { mediaType: MediaType.OciEmpty, digest: digestOf('{}'), size: 2, data: 'e30=' },
+    layers: [],
+  },
 ];
 
 /** Replaces the value at a random path of a JSON value (objects and arrays) with another value. */
@@ -245,7 +347,20 @@ const jsonDoc = fc.oneof(
   {
     weight: 5,
     arbitrary: fc
-      .tuple(fc.constantFrom(...VALID), fc.array(fc.tuple(fc.array(fc.nat(), { maxLength: 4 }), fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constantFrom(...Object.values(MediaType), 1, 2, null, '', 'sha256:x', digestOf('z'))), fc.boolean()), { minLength: 1, maxLength: 3 }))
+      .tuple(
+        fc.constantFrom(...VALID),
+        fc.array(
+          fc.tuple(
+            fc.array(fc.nat(), { maxLength: 4 }),
+            fc.oneof(
+              fc.jsonValue({ maxDepth: 2 }),
+              fc.constantFrom(...Object.values(MediaType), 1, 2, null, '', 'sha256:x', digestOf('z')),
+            ),
+            fc.boolean(),
+          ),
+          { minLength: 1, maxLength: 3 },
+        ),
+      )
       .map(([doc, muts]) => muts.reduce<unknown>((d, [path, v, rm]) => mutateAt(d, path, v, rm), doc)),
   },
 );
@@ -254,19 +369,23 @@ describe('parseManifestDocument and parseImageConfig throw only LadingErrors', (
   it('on arbitrary JSON values and on mutations of valid documents', { timeout: timeout(2000) }, () => {
     const manifests = new Tally();
     fc.assert(
-      fc.property(jsonDoc, fc.option(fc.constantFrom(...Object.values(MediaType), 'application/json', 'text/plain'), { nil: undefined }), (doc, declared) => {
-        const bytes = Buffer.from(JSON.stringify(doc) ?? 'null', 'utf8');
-        const m = onlyLadingErrors(() => parseManifestDocument(bytes, 'doc', declared), MANIFEST_CODES);
-        manifests.note(m !== undefined);
-        if (m !== undefined) {
-          assert.equal(m.digest, digestOf(bytes));
-          assert.equal(m.bytes, bytes);
-          assert.equal(m.kind === 'index', isIndexMediaType(m.mediaType));
-          assert.equal(m.kind === 'manifest', isManifestMediaType(m.mediaType));
-        }
-        const c = onlyLadingErrors(() => parseImageConfig(bytes, 'config'), MANIFEST_CODES);
-        if (c !== undefined) assert.equal(c.digest, digestOf(bytes));
-      }),
+      fc.property(
+        jsonDoc,
+        fc.option(fc.constantFrom(...Object.values(MediaType), 'application/json', 'text/plain'), { nil: undefined }),
+        (doc, declared) => {
+          const bytes = Buffer.from(JSON.stringify(doc) ?? 'null', 'utf8');
+          const m = onlyLadingErrors(() => parseManifestDocument(bytes, 'doc', declared), MANIFEST_CODES);
+          manifests.note(m !== undefined);
+          if (m !== undefined) {
+            assert.equal(m.digest, digestOf(bytes));
+            assert.equal(m.bytes, bytes);
+            assert.equal(m.kind === 'index', isIndexMediaType(m.mediaType));
+            assert.equal(m.kind === 'manifest', isManifestMediaType(m.mediaType));
+          }
+          const c = onlyLadingErrors(() => parseImageConfig(bytes, 'config'), MANIFEST_CODES);
+          if (c !== undefined) assert.equal(c.digest, digestOf(bytes));
+        },
+      ),
       { numRuns: runs(2000), ...replay },
     );
     manifests.check('manifest documents');
@@ -274,10 +393,16 @@ describe('parseManifestDocument and parseImageConfig throw only LadingErrors', (
 
   it('on arbitrary bytes', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.jsonValue().map((v) => Buffer.from(JSON.stringify(v) ?? '', 'utf16le'))), (b) => {
-        onlyLadingErrors(() => parseManifestDocument(Buffer.from(b), 'doc'), MANIFEST_CODES);
-        onlyLadingErrors(() => parseImageConfig(Buffer.from(b), 'config'), MANIFEST_CODES);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 300 }),
+          fc.jsonValue().map((v) => Buffer.from(JSON.stringify(v) ?? '', 'utf16le')),
+        ),
+        (b) => {
+          onlyLadingErrors(() => parseManifestDocument(Buffer.from(b), 'doc'), MANIFEST_CODES);
+          onlyLadingErrors(() => parseImageConfig(Buffer.from(b), 'config'), MANIFEST_CODES);
+        },
+      ),
       { numRuns: runs(1000), ...replay },
     );
   });

@@ -15,7 +15,11 @@ import {
   type RequestListener,
   type Server,
 } from 'node:http';
-import { createServer as createHttpsServer, request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
+import {
+  createServer as createHttpsServer,
+  request as httpsRequest,
+  type RequestOptions as HttpsRequestOptions,
+} from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import { Readable, type Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
@@ -65,7 +69,11 @@ async function startOrigin(tls?: { cert: IssuedCert; ca?: string; requestCert?: 
     tls === undefined
       ? createHttpServer(handler)
       : createHttpsServer(
-          { cert: tls.cert.cert, key: tls.cert.key, ...(tls.requestCert === true ? { requestCert: true, rejectUnauthorized: true, ca: tls.ca } : {}) },
+          {
+            cert: tls.cert.cert,
+            key: tls.cert.key,
+            ...(tls.requestCert === true ? { requestCert: true, rejectUnauthorized: true, ca: tls.ca } : {}),
+          },
           handler,
         );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
@@ -94,7 +102,9 @@ function fetchText(opts: HttpsRequestOptions, body?: string | Readable, secure =
     const req = (secure ? httpsRequest : httpRequest)(opts, (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+      );
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -104,10 +114,23 @@ function fetchText(opts: HttpsRequestOptions, body?: string | Readable, secure =
 }
 
 /** A manual CONNECT to the proxy on 127.0.0.1; resolves with the answer and the raw socket. */
-function connectVia(proxyPort: number, target: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: IncomingHttpHeaders; socket: Socket }> {
+function connectVia(
+  proxyPort: number,
+  target: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: IncomingHttpHeaders; socket: Socket }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ method: 'CONNECT', host: '127.0.0.1', port: proxyPort, path: target, headers: { host: target, ...headers }, agent: false });
-    req.once('connect', (res: IncomingMessage, socket: Socket) => resolve({ status: res.statusCode ?? 0, headers: res.headers, socket }));
+    const req = httpRequest({
+      method: 'CONNECT',
+      host: '127.0.0.1',
+      port: proxyPort,
+      path: target,
+      headers: { host: target, ...headers },
+      agent: false,
+    });
+    req.once('connect', (res: IncomingMessage, socket: Socket) =>
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, socket }),
+    );
     req.once('error', reject);
     req.end();
   });
@@ -130,7 +153,10 @@ class TunnelAgent extends HttpAgent {
   ) {
     super({ keepAlive: true });
   }
-  override createConnection(options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): undefined {
+  override createConnection(
+    options: ClientRequestArgs,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): undefined {
     const host = String(options.host);
     const done = callback ?? (() => undefined);
     connectVia(this.proxyPort, `${host}:${String(options.port)}`, this.proxyHeaders).then(
@@ -200,12 +226,21 @@ describe('test/net/proxies helpers', { timeout: 60_000 }, () => {
       const origin = await startOrigin({ cert: await ca.issue([HOST, '127.0.0.1']) });
       try {
         const base = { host: '127.0.0.1', port: origin.port, path: '/ok', agent: false } as const;
-        const byName = await fetchText({ ...base, servername: HOST, headers: { host: HOST }, ca: ca.certPem }, undefined, true);
+        const byName = await fetchText(
+          { ...base, servername: HOST, headers: { host: HOST }, ca: ca.certPem },
+          undefined,
+          true,
+        );
         assert.equal(byName.status, 200);
         const byIp = await fetchText({ ...base, ca: ca.certPem }, undefined, true);
         assert.equal(byIp.status, 200);
-        await assert.rejects(fetchText({ ...base, servername: HOST }, undefined, true), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
-        await assert.rejects(fetchText({ ...base, servername: 'other.corp.example', ca: ca.certPem }, undefined, true), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+        await assert.rejects(fetchText({ ...base, servername: HOST }, undefined, true), {
+          code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+        });
+        await assert.rejects(
+          fetchText({ ...base, servername: 'other.corp.example', ca: ca.certPem }, undefined, true),
+          { code: 'ERR_TLS_CERT_ALTNAME_INVALID' },
+        );
       } finally {
         await origin.stop();
       }
@@ -271,7 +306,11 @@ describe('test/net/proxies helpers', { timeout: 60_000 }, () => {
         const wrong = await connectVia(proxy.port, target, { 'proxy-authorization': basic('alice', 'nope') });
         wrong.socket.destroy();
         assert.equal(wrong.status, 407);
-        const agent = new TunnelAgent(proxy.port, { ca: ca.certPem }, { 'proxy-authorization': basic('alice', 'p@ss:w0rd/é') });
+        const agent = new TunnelAgent(
+          proxy.port,
+          { ca: ca.certPem },
+          { 'proxy-authorization': basic('alice', 'p@ss:w0rd/é') },
+        );
         const ok = await fetchText({ host: HOST, port: origin.port, path: '/', agent });
         agent.destroy();
         assert.equal(ok.status, 200);
@@ -285,7 +324,13 @@ describe('test/net/proxies helpers', { timeout: 60_000 }, () => {
         );
 
         const url = `http://${HOST}:${plain.port}/p`;
-        const denied = await fetchText({ host: '127.0.0.1', port: proxy.port, path: url, headers: { host: `${HOST}:${plain.port}` }, agent: false });
+        const denied = await fetchText({
+          host: '127.0.0.1',
+          port: proxy.port,
+          path: url,
+          headers: { host: `${HOST}:${plain.port}` },
+          agent: false,
+        });
         assert.equal(denied.status, 407);
         assert.equal(denied.headers['proxy-authenticate'], 'Basic realm="test"');
         const allowed = await fetchText({
@@ -353,13 +398,25 @@ describe('test/net/proxies helpers', { timeout: 60_000 }, () => {
         });
         assert.equal(get.status, 200);
         assert.equal(get.headers['x-origin'], 'yes');
-        assert.deepEqual(JSON.parse(get.body), { method: 'GET', url: '/v2/a/../b?n=1&m=%2F', host: hostHeader, length: 0 });
+        assert.deepEqual(JSON.parse(get.body), {
+          method: 'GET',
+          url: '/v2/a/../b?n=1&m=%2F',
+          host: hostHeader,
+          length: 0,
+        });
         assert.equal(origin.seen[0].headers['proxy-connection'], undefined);
         assert.equal(origin.seen[0].headers['x-kept'], 'yes');
 
         const parts = Array.from({ length: 4 }, (_, i) => Buffer.alloc(64 * 1024, 65 + i));
         const post = await fetchText(
-          { host: '127.0.0.1', port: proxy.port, method: 'POST', path: `http://${hostHeader}/upload`, headers: { host: hostHeader }, agent: false },
+          {
+            host: '127.0.0.1',
+            port: proxy.port,
+            method: 'POST',
+            path: `http://${hostHeader}/upload`,
+            headers: { host: hostHeader },
+            agent: false,
+          },
           slowBody(parts),
         );
         assert.equal(post.status, 200);
@@ -367,13 +424,26 @@ describe('test/net/proxies helpers', { timeout: 60_000 }, () => {
         assert.equal(sha(origin.seen[1].body), sha(Buffer.concat(parts)));
 
         const put = await fetchText(
-          { host: '127.0.0.1', port: proxy.port, method: 'PUT', path: `http://${hostHeader}/put`, headers: { host: hostHeader, 'content-length': '5' }, agent: false },
+          {
+            host: '127.0.0.1',
+            port: proxy.port,
+            method: 'PUT',
+            path: `http://${hostHeader}/put`,
+            headers: { host: hostHeader, 'content-length': '5' },
+            agent: false,
+          },
           'hello',
         );
         assert.equal(put.status, 200);
         assert.equal(origin.seen[2].body.toString(), 'hello');
 
-        const nobody = await fetchText({ host: '127.0.0.1', port: proxy.port, path: `http://${HOST}:1/`, headers: { host: `${HOST}:1` }, agent: false });
+        const nobody = await fetchText({
+          host: '127.0.0.1',
+          port: proxy.port,
+          path: `http://${HOST}:1/`,
+          headers: { host: `${HOST}:1` },
+          agent: false,
+        });
         assert.equal(nobody.status, 502);
         const notAProxyRequest = await fetchText({ host: '127.0.0.1', port: proxy.port, path: '/v2/', agent: false });
         assert.equal(notAProxyRequest.status, 400);
@@ -401,7 +471,10 @@ describe('test/net/proxies helpers', { timeout: 60_000 }, () => {
       try {
         const a = await fetchText({ host: HOST, port: origin.port, path: '/a', agent });
         const parts = [Buffer.alloc(100_000, 1), Buffer.alloc(50_000, 2)];
-        const b = await fetchText({ host: HOST, port: origin.port, path: '/b', method: 'POST', agent }, slowBody(parts));
+        const b = await fetchText(
+          { host: HOST, port: origin.port, path: '/b', method: 'POST', agent },
+          slowBody(parts),
+        );
         assert.equal(a.status, 200);
         assert.equal(b.status, 200);
         assert.equal(JSON.parse(b.body).length, 150_000);
@@ -424,7 +497,9 @@ describe('test/net/proxies helpers', { timeout: 60_000 }, () => {
 
         // A client that does not trust the inspecting CA sees the interception.
         const untrusting = new TunnelAgent(proxy.port, {});
-        await assert.rejects(fetchText({ host: HOST, port: origin.port, path: '/c', agent: untrusting }), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
+        await assert.rejects(fetchText({ host: HOST, port: origin.port, path: '/c', agent: untrusting }), {
+          code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+        });
         untrusting.destroy();
         assert.equal(origin.seen.length, 2);
       } finally {
@@ -482,7 +557,13 @@ describe('test/net/proxies helpers', { timeout: 60_000 }, () => {
         const viaTunnel = await fetchText({ host: '127.0.0.1', port: tls.port, path: '/tunnelled', agent });
         assert.equal(viaTunnel.status, 200);
         const url = `http://127.0.0.1:${plain.port}/plain?x=1`;
-        const forwarded = await fetchText({ host: '127.0.0.1', port: tp.port, path: url, headers: { host: `127.0.0.1:${plain.port}` }, agent: false });
+        const forwarded = await fetchText({
+          host: '127.0.0.1',
+          port: tp.port,
+          path: url,
+          headers: { host: `127.0.0.1:${plain.port}` },
+          agent: false,
+        });
         assert.equal(forwarded.status, 200);
         assert.equal(plain.seen[0].url, '/plain?x=1');
         assert.deepEqual(tp.connects(), [`127.0.0.1:${tls.port}`]);
@@ -518,7 +599,13 @@ describe('test/net/proxies helpers', { timeout: 60_000 }, () => {
         const url = `http://127.0.0.1:${plain.port}/p`;
         const denied = await fetchText({ host: '127.0.0.1', port: tp.port, path: url, agent: false });
         assert.equal(denied.status, 407);
-        const allowed = await fetchText({ host: '127.0.0.1', port: tp.port, path: url, headers: { 'proxy-authorization': basic('bob', 's3cret') }, agent: false });
+        const allowed = await fetchText({
+          host: '127.0.0.1',
+          port: tp.port,
+          path: url,
+          headers: { 'proxy-authorization': basic('bob', 's3cret') },
+          agent: false,
+        });
         assert.equal(allowed.status, 200);
         assert.equal(plain.seen.length, 1);
         assert.equal(plain.seen[0].headers['proxy-authorization'], undefined);
@@ -543,7 +630,10 @@ describe('test/net/proxies helpers', { timeout: 60_000 }, () => {
         await tp.stop();
         await origin.stop();
       }
-      await assert.rejects(startTinyproxy({ extraConfig: ['NoSuchDirective 1'] }), /exited early.*Syntax error on line/s);
+      await assert.rejects(
+        startTinyproxy({ extraConfig: ['NoSuchDirective 1'] }),
+        /exited early.*Syntax error on line/s,
+      );
     });
   });
 });

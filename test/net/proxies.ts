@@ -110,8 +110,23 @@ export async function makeTestCA(dir?: string): Promise<TestCA> {
   const keyPath = join(caDir, 'ca.key');
   await writeFile(reqConfig, REQ_CONFIG);
   await run('openssl', [
-    'req', '-x509', ...EC_KEY, '-keyout', keyPath, '-out', certPath, '-days', '30',
-    '-subj', '/O=lading tests/CN=lading test root CA', '-config', reqConfig, '-extensions', 'ca_ext', '-set_serial', serial(),
+    'req',
+    '-x509',
+    ...EC_KEY,
+    '-keyout',
+    keyPath,
+    '-out',
+    certPath,
+    '-days',
+    '30',
+    '-subj',
+    '/O=lading tests/CN=lading test root CA',
+    '-config',
+    reqConfig,
+    '-extensions',
+    'ca_ext',
+    '-set_serial',
+    serial(),
   ]);
   const certPem = await readFile(certPath, 'utf8');
   let n = 0;
@@ -124,13 +139,47 @@ export async function makeTestCA(dir?: string): Promise<TestCA> {
     const csr = `${base}.csr`;
     const extFile = `${base}.ext`;
     await writeFile(extFile, `[ext]\n${ext.join('\n')}\n`);
-    await run('openssl', ['req', '-new', ...EC_KEY, '-keyout', leafKey, '-out', csr, '-subj', `/CN=${cn.slice(0, 64)}`, '-config', reqConfig]);
     await run('openssl', [
-      'x509', '-req', '-in', csr, '-CA', certPath, '-CAkey', keyPath, '-set_serial', serial(),
-      '-days', '30', '-sha256', '-extfile', extFile, '-extensions', 'ext', '-out', leafCert,
+      'req',
+      '-new',
+      ...EC_KEY,
+      '-keyout',
+      leafKey,
+      '-out',
+      csr,
+      '-subj',
+      `/CN=${cn.slice(0, 64)}`,
+      '-config',
+      reqConfig,
+    ]);
+    await run('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      certPath,
+      '-CAkey',
+      keyPath,
+      '-set_serial',
+      serial(),
+      '-days',
+      '30',
+      '-sha256',
+      '-extfile',
+      extFile,
+      '-extensions',
+      'ext',
+      '-out',
+      leafCert,
     ]);
     await rm(csr, { force: true });
-    return { cert: await readFile(leafCert, 'utf8'), key: await readFile(leafKey, 'utf8'), certPath: leafCert, keyPath: leafKey };
+    return {
+      cert: await readFile(leafCert, 'utf8'),
+      key: await readFile(leafKey, 'utf8'),
+      certPath: leafCert,
+      keyPath: leafKey,
+    };
   };
 
   let cleaned = false;
@@ -357,7 +406,9 @@ export async function startTinyproxy(opts: TinyproxyOptions = {}): Promise<Tinyp
       // Exit status 71 + "Could not create listening sockets": the port was taken meanwhile.
       if (/listening socket/i.test(output) && attempt < 5 && Date.now() < deadline) continue;
       await rm(dir, { recursive: true, force: true });
-      const what = timedOut ? `did not accept connections on port ${port} in time` : `exited early (${child.exitCode ?? child.signalCode})`;
+      const what = timedOut
+        ? `did not accept connections on port ${port} in time`
+        : `exited early (${child.exitCode ?? child.signalCode})`;
       throw new Error(`tinyproxy ${what}: ${output.trim().slice(-2000)}`);
     }
 
@@ -389,8 +440,14 @@ export async function startTinyproxy(opts: TinyproxyOptions = {}): Promise<Tinyp
       port,
       ...(auth ? { authUrl: `http://${userinfo(auth.user, auth.password)}@127.0.0.1:${port}` } : {}),
       log,
-      connects: () => requestLines(log()).filter((r) => r.method === 'CONNECT').map((r) => r.target),
-      requests: () => requestLines(log()).filter((r) => r.method !== 'CONNECT').map((r) => r.target),
+      connects: () =>
+        requestLines(log())
+          .filter((r) => r.method === 'CONNECT')
+          .map((r) => r.target),
+      requests: () =>
+        requestLines(log())
+          .filter((r) => r.method !== 'CONNECT')
+          .map((r) => r.target),
       stop,
     };
   }
@@ -454,7 +511,15 @@ export interface TestProxy {
 }
 
 const HOP_BY_HOP = new Set([
-  'connection', 'proxy-connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'connection',
+  'proxy-connection',
+  'keep-alive',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
 ]);
 
 /** The headers minus hop-by-hop ones (and those the Connection header names). */
@@ -520,12 +585,20 @@ export async function startTestProxy(opts: TestProxyOptions = {}): Promise<TestP
     const record: RequestRecord = {
       method: req.method ?? 'GET',
       url,
-      ...(req.headers['proxy-authorization'] !== undefined ? { auth: decodeAuth(req.headers['proxy-authorization']) } : {}),
+      ...(req.headers['proxy-authorization'] !== undefined
+        ? { auth: decodeAuth(req.headers['proxy-authorization']) }
+        : {}),
       status: 0,
       headers: req.headers,
     };
     requests.push(record);
-    const common = { host: '127.0.0.1', port: origin.port, method: record.method, path, headers: endToEnd(req.headers) };
+    const common = {
+      host: '127.0.0.1',
+      port: origin.port,
+      method: record.method,
+      path,
+      headers: endToEnd(req.headers),
+    };
     const upstream = origin.tls
       ? httpsRequest({
           ...common,
@@ -561,18 +634,34 @@ export async function startTestProxy(opts: TestProxyOptions = {}): Promise<TestP
     const url = req.url ?? '';
     const auth = decodeAuth(req.headers['proxy-authorization']);
     if (!authorized(req.headers['proxy-authorization'])) {
-      requests.push({ method: req.method ?? 'GET', url, ...(auth !== undefined ? { auth } : {}), status: 407, headers: req.headers });
+      requests.push({
+        method: req.method ?? 'GET',
+        url,
+        ...(auth !== undefined ? { auth } : {}),
+        status: 407,
+        headers: req.headers,
+      });
       req.resume();
-      res.writeHead(407, { 'proxy-authenticate': 'Basic realm="test"', 'content-length': '0', connection: 'close' }).end();
+      res
+        .writeHead(407, { 'proxy-authenticate': 'Basic realm="test"', 'content-length': '0', connection: 'close' })
+        .end();
       return;
     }
     // Absolute form: http://HOST[:PORT][PATH]; the path is forwarded exactly as written.
     const m = /^http:\/\/([^/?#\s]+)(.*)$/i.exec(url);
     const hostPort = m ? /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]/@]+))(?::(\d{1,5}))?$/.exec(m[1]) : null;
     if (m === null || hostPort === null) {
-      requests.push({ method: req.method ?? 'GET', url, ...(auth !== undefined ? { auth } : {}), status: 400, headers: req.headers });
+      requests.push({
+        method: req.method ?? 'GET',
+        url,
+        ...(auth !== undefined ? { auth } : {}),
+        status: 400,
+        headers: req.headers,
+      });
       req.resume();
-      res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('test proxy: expected an absolute http:// URL\n');
+      res
+        .writeHead(400, { 'content-type': 'text/plain', connection: 'close' })
+        .end('test proxy: expected an absolute http:// URL\n');
       return;
     }
     const path = m[2] === '' ? '/' : m[2].startsWith('/') ? m[2] : `/${m[2]}`;
@@ -590,7 +679,13 @@ export async function startTestProxy(opts: TestProxyOptions = {}): Promise<TestP
       return;
     }
     const path = req.url ?? '/';
-    forward(req, res, { tls: opts.mitm?.originTls === true, host: t.host, port: t.port }, `https://${t.target}${path}`, path);
+    forward(
+      req,
+      res,
+      { tls: opts.mitm?.originTls === true, host: t.host, port: t.port },
+      `https://${t.target}${path}`,
+      path,
+    );
   });
   inner.on('clientError', (_err, s) => s.destroy());
   const contexts = new Map<string, Promise<SecureContext>>();
@@ -637,7 +732,11 @@ export async function startTestProxy(opts: TestProxyOptions = {}): Promise<TestP
           record.status = 200;
           socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
           if (head.length > 0) socket.unshift(head);
-          const tlsSocket = new TLSSocket(socket as Socket, { isServer: true, secureContext, ALPNProtocols: ['http/1.1'] });
+          const tlsSocket = new TLSSocket(socket as Socket, {
+            isServer: true,
+            secureContext,
+            ALPNProtocols: ['http/1.1'],
+          });
           track(tlsSocket);
           tlsSocket.once('secure', () => {
             sessions++;
@@ -696,7 +795,9 @@ export async function startTestProxy(opts: TestProxyOptions = {}): Promise<TestP
   return {
     url: `http://127.0.0.1:${port}`,
     port,
-    ...(opts.user !== undefined ? { authUrl: `http://${userinfo(opts.user, opts.password ?? '')}@127.0.0.1:${port}` } : {}),
+    ...(opts.user !== undefined
+      ? { authUrl: `http://${userinfo(opts.user, opts.password ?? '')}@127.0.0.1:${port}` }
+      : {}),
     connects,
     requests,
     tlsSessions: () => sessions,

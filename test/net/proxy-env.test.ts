@@ -15,26 +15,48 @@ describe('proxy variables', () => {
     const env = { HTTPS_PROXY: 'http://s:1', HTTP_PROXY: 'http://p:2' };
     assert.equal(via(env, 'https://r.example/v2/'), 's:1 HTTPS_PROXY');
     assert.equal(via(env, 'http://r.example/v2/'), 'p:2 HTTP_PROXY');
-    assert.equal(via({ HTTPS_PROXY: 'http://s:1' }, 'http://r.example/'), undefined, 'HTTPS_PROXY is not for http targets');
+    assert.equal(
+      via({ HTTPS_PROXY: 'http://s:1' }, 'http://r.example/'),
+      undefined,
+      'HTTPS_PROXY is not for http targets',
+    );
     assert.equal(via({ ALL_PROXY: 'http://a:3' }, 'http://r.example/'), 'a:3 ALL_PROXY');
     assert.equal(via({ ALL_PROXY: 'http://a:3', https_proxy: 'http://s:1' }, 'https://r.example/'), 's:1 https_proxy');
     assert.equal(via({}, 'https://r.example/'), undefined);
   });
 
   test('the lower-case form wins where both are set; an empty value is unset', () => {
-    assert.equal(via({ HTTPS_PROXY: 'http://upper:1', https_proxy: 'http://lower:2' }, 'https://r.example/'), 'lower:2 https_proxy');
+    assert.equal(
+      via({ HTTPS_PROXY: 'http://upper:1', https_proxy: 'http://lower:2' }, 'https://r.example/'),
+      'lower:2 https_proxy',
+    );
     assert.equal(via({ HTTPS_PROXY: 'http://upper:1', https_proxy: '' }, 'https://r.example/'), 'upper:1 HTTPS_PROXY');
-    assert.equal(via({ HTTPS_PROXY: 'http://p:1', NO_PROXY: 'a.example', no_proxy: 'b.example' }, 'https://a.example/'), 'p:1 HTTPS_PROXY', 'no_proxy replaces NO_PROXY');
-    assert.equal(via({ HTTPS_PROXY: 'http://p:1', NO_PROXY: 'a.example', no_proxy: 'b.example' }, 'https://b.example/'), undefined);
+    assert.equal(
+      via({ HTTPS_PROXY: 'http://p:1', NO_PROXY: 'a.example', no_proxy: 'b.example' }, 'https://a.example/'),
+      'p:1 HTTPS_PROXY',
+      'no_proxy replaces NO_PROXY',
+    );
+    assert.equal(
+      via({ HTTPS_PROXY: 'http://p:1', NO_PROXY: 'a.example', no_proxy: 'b.example' }, 'https://b.example/'),
+      undefined,
+    );
   });
 
   test('proxy URLs: scheme optional (http), http and https only, credentials hidden in messages', () => {
     assert.equal(parseProxyUrl('proxy.corp:3128', 'HTTPS_PROXY').href, 'http://proxy.corp:3128/');
     assert.equal(parseProxyUrl('https://proxy.corp', 'HTTPS_PROXY').protocol, 'https:');
-    assert.throws(() => parseProxyUrl('socks5://p:1080', 'ALL_PROXY'), (e: unknown) => e instanceof LadingError && e.code === 'USAGE' && /socks5 proxies are not supported/.test(e.message));
+    assert.throws(
+      () => parseProxyUrl('socks5://p:1080', 'ALL_PROXY'),
+      (e: unknown) =>
+        e instanceof LadingError && e.code === 'USAGE' && /socks5 proxies are not supported/.test(e.message),
+    );
     assert.throws(
       () => parseProxyUrl('http://us%er:se cret@[bad', 'HTTPS_PROXY'),
-      (e: unknown) => e instanceof LadingError && e.code === 'USAGE' && !e.message.includes('se cret') && e.message.includes('HTTPS_PROXY'),
+      (e: unknown) =>
+        e instanceof LadingError &&
+        e.code === 'USAGE' &&
+        !e.message.includes('se cret') &&
+        e.message.includes('HTTPS_PROXY'),
     );
     assert.equal(displayProxy(new URL('http://user:s3cret@proxy:3128')), 'http://***@proxy:3128');
     assert.equal(displayProxy(new URL('http://proxy:3128')), 'http://proxy:3128');
@@ -97,10 +119,14 @@ describe('NO_PROXY', () => {
 
   test('property: the parser never throws, whatever the variable holds', () => {
     fc.assert(
-      fc.property(fc.string({ maxLength: 200 }), fc.constantFrom('https://a.example/', 'http://10.0.0.1:80/', 'https://[::1]:5000/'), (value, url) => {
-        noProxyMatcher(value)(new URL(url));
-        return true;
-      }),
+      fc.property(
+        fc.string({ maxLength: 200 }),
+        fc.constantFrom('https://a.example/', 'http://10.0.0.1:80/', 'https://[::1]:5000/'),
+        (value, url) => {
+          noProxyMatcher(value)(new URL(url));
+          return true;
+        },
+      ),
     );
   });
 });

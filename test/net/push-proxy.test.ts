@@ -20,10 +20,22 @@ import { freePort, registryAvailable, startRegistry, type RegistryServer } from 
 import { oneLineError, runCli, sandbox, type CliResult, type Sandbox } from '../hostile/run-cli';
 import { randomBlob, source } from '../registry/fixtures';
 import { createRepo, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
-import { makeTestCA, startTestProxy, startTinyproxy, tinyproxyGate, type IssuedCert, type TestCA, type TestProxy, type Tinyproxy } from './proxies';
+import {
+  makeTestCA,
+  startTestProxy,
+  startTinyproxy,
+  tinyproxyGate,
+  type IssuedCert,
+  type TestCA,
+  type TestProxy,
+  type Tinyproxy,
+} from './proxies';
 
 const ci = process.env.CI !== undefined;
-const gate = registryAvailable && skopeoAvailable ? tinyproxyGate() : { skip: ci ? undefined : 'docker-registry or skopeo is not installed' };
+const gate =
+  registryAvailable && skopeoAvailable
+    ? tinyproxyGate()
+    : { skip: ci ? undefined : 'docker-registry or skopeo is not installed' };
 const PROXY_PASSWORD = 'Pr0xy-Pa55-lading-4e1d';
 const AWS = { AWS_ACCESS_KEY_ID: 'AKIDLADINGTEST', AWS_SECRET_ACCESS_KEY: 'not-a-secret', AWS_REGION: 'us-east-1' };
 
@@ -39,7 +51,11 @@ function failure(r: CliResult): { code: string; message: string } {
 }
 
 function noSecret(r: CliResult): void {
-  for (const s of [PROXY_PASSWORD, encodeURIComponent(PROXY_PASSWORD), Buffer.from(`ci:${PROXY_PASSWORD}`).toString('base64')]) {
+  for (const s of [
+    PROXY_PASSWORD,
+    encodeURIComponent(PROXY_PASSWORD),
+    Buffer.from(`ci:${PROXY_PASSWORD}`).toString('base64'),
+  ]) {
     assert.ok(!r.stdout.includes(s) && !r.stderr.includes(s), `the proxy password leaked:\n${r.stderr.slice(0, 3000)}`);
   }
 }
@@ -81,7 +97,11 @@ describe('lading push through proxies and corporate CAs', gate, () => {
     [plain, tiny, proxy, tlsReg, mtlsReg] = await Promise.all([
       startRegistry(),
       startTinyproxy({ user: 'ci', password: PROXY_PASSWORD }),
-      startTestProxy({ user: 'ci', password: PROXY_PASSWORD, refuseConnect: (t) => t.startsWith('forbidden.corp.example') }),
+      startTestProxy({
+        user: 'ci',
+        password: PROXY_PASSWORD,
+        refuseConnect: (t) => t.startsWith('forbidden.corp.example'),
+      }),
       startRegistry({ tls: { certPath: serverCert.certPath, keyPath: serverCert.keyPath } }),
       startRegistry({ tls: { certPath: serverCert.certPath, keyPath: serverCert.keyPath, clientCAPath: ca.certPath } }),
     ]);
@@ -92,14 +112,18 @@ describe('lading push through proxies and corporate CAs', gate, () => {
     box?.remove();
   });
 
-  const push = (args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> => runCli(['push', archive, ...args], { env: { ...box.env, ...env }, measure: false });
+  const push = (args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> =>
+    runCli(['push', archive, ...args], { env: { ...box.env, ...env }, measure: false });
 
   test('HTTP_PROXY with credentials (tinyproxy): every registry request is forwarded by the proxy; the password never shows', async () => {
     const before = tiny.requests().length;
     const r = await push([`${plain.host}/via-tinyproxy:1`, '--debug', '--no-cache'], { HTTP_PROXY: tiny.authUrl! });
     ok(r);
     noSecret(r);
-    assert.match(r.stderr, /debug: network: https proxy none, http proxy http:\/\/\*\*\*@127\.0\.0\.1:\d+ \(HTTP_PROXY\)/);
+    assert.match(
+      r.stderr,
+      /debug: network: https proxy none, http proxy http:\/\/\*\*\*@127\.0\.0\.1:\d+ \(HTTP_PROXY\)/,
+    );
     const made = registryRequests(r.stderr);
     const forwarded = tiny.requests().slice(before);
     assert.ok(made.length >= 5, made.join('\n'));
@@ -112,7 +136,11 @@ describe('lading push through proxies and corporate CAs', gate, () => {
       );
     }
     assert.match(tiny.log(), /Established connection to host "127\.0\.0\.1"/);
-    const { stdout } = await promisify(execFile)('skopeo', ['inspect', '--tls-verify=false', `docker://${plain.host}/via-tinyproxy:1`]);
+    const { stdout } = await promisify(execFile)('skopeo', [
+      'inspect',
+      '--tls-verify=false',
+      `docker://${plain.host}/via-tinyproxy:1`,
+    ]);
     assert.equal((JSON.parse(stdout) as { Digest: string }).Digest, r.stdout.trim().split('@')[1]);
   });
 
@@ -124,7 +152,10 @@ describe('lading push through proxies and corporate CAs', gate, () => {
       assert.equal(tiny.requests().length, before, `NO_PROXY=${noProxy}: nothing through the proxy`);
     }
     const before = tiny.requests().length;
-    const r = await push([`${plain.host}/bypass:2`, '--no-cache'], { http_proxy: tiny.authUrl!, NO_PROXY: '10.0.0.0/8,127.0.0.1:1' });
+    const r = await push([`${plain.host}/bypass:2`, '--no-cache'], {
+      http_proxy: tiny.authUrl!,
+      NO_PROXY: '10.0.0.0/8,127.0.0.1:1',
+    });
     ok(r);
     assert.ok(tiny.requests().length > before, 'a non-matching NO_PROXY leaves the proxy in use');
   });
@@ -143,8 +174,16 @@ describe('lading push through proxies and corporate CAs', gate, () => {
       assert.equal(c.status, 200);
     }
     // Keep-alive through the tunnel: far fewer tunnels than requests.
-    assert.ok(connects.length < registryRequests(r.stderr).length, `${connects.length} tunnels for ${registryRequests(r.stderr).length} requests`);
-    const { stdout } = await promisify(execFile)('skopeo', ['inspect', '--cert-dir', caDir, `docker://127.0.0.1:${tlsReg.port}/tunnelled:1`]).catch(() => ({ stdout: '{}' }));
+    assert.ok(
+      connects.length < registryRequests(r.stderr).length,
+      `${connects.length} tunnels for ${registryRequests(r.stderr).length} requests`,
+    );
+    const { stdout } = await promisify(execFile)('skopeo', [
+      'inspect',
+      '--cert-dir',
+      caDir,
+      `docker://127.0.0.1:${tlsReg.port}/tunnelled:1`,
+    ]).catch(() => ({ stdout: '{}' }));
     // skopeo checks the name 127.0.0.1 (in the certificate too) with the same CA.
     assert.equal((JSON.parse(stdout) as { Digest?: string }).Digest, r.stdout.trim().split('@')[1]);
   });
@@ -153,12 +192,17 @@ describe('lading push through proxies and corporate CAs', gate, () => {
     const target = `registry.corp.example:${tlsReg.port}`;
     const untrusted = failure(await push([`${target}/x:1`, '--json'], { HTTPS_PROXY: proxy.authUrl! }));
     assert.equal(untrusted.code, 'TLS');
-    assert.match(untrusted.message, /registry\.corp\.example:\d+ is signed by an unknown authority .*NODE_EXTRA_CA_CERTS or AWS_CA_BUNDLE.*\/etc\/docker\/certs\.d\/registry\.corp\.example:\d+\/ca\.crt.*--cert-dir.*--insecure/);
+    assert.match(
+      untrusted.message,
+      /registry\.corp\.example:\d+ is signed by an unknown authority .*NODE_EXTRA_CA_CERTS or AWS_CA_BUNDLE.*\/etc\/docker\/certs\.d\/registry\.corp\.example:\d+\/ca\.crt.*--cert-dir.*--insecure/,
+    );
     // NODE_EXTRA_CA_CERTS, Node's own convention, is enough too.
     ok(await push([`${target}/extra-ca:1`], { HTTPS_PROXY: proxy.authUrl!, NODE_EXTRA_CA_CERTS: ca.certPath }));
 
     const mtarget = `registry.corp.example:${mtlsReg.port}`;
-    const noClient = failure(await push([`${mtarget}/m:1`, '--json', '--cert-dir', caDir], { HTTPS_PROXY: proxy.authUrl! }));
+    const noClient = failure(
+      await push([`${mtarget}/m:1`, '--json', '--cert-dir', caDir], { HTTPS_PROXY: proxy.authUrl! }),
+    );
     assert.equal(noClient.code, 'TLS');
     assert.match(noClient.message, /requires a client certificate .*client\.cert and client\.key/);
     const r = await push([`${mtarget}/m:1`, '--cert-dir', mtlsDir], { HTTPS_PROXY: proxy.authUrl! });
@@ -168,7 +212,10 @@ describe('lading push through proxies and corporate CAs', gate, () => {
   test('a loopback registry with certificates configured (--cert-dir) is reached over TLS, not plain HTTP', async () => {
     const r = await push([`${tlsReg.host}/loopback-tls:1`, '--cert-dir', caDir, '--debug'], {});
     ok(r);
-    assert.ok(registryRequests(r.stderr).every((q) => q.includes(` https://${tlsReg.host}/`)), r.stderr);
+    assert.ok(
+      registryRequests(r.stderr).every((q) => q.includes(` https://${tlsReg.host}/`)),
+      r.stderr,
+    );
   });
 
   test('certs.d: the directory named HOST:PORT is found and used for the CA and the client certificate (library)', async () => {
@@ -179,7 +226,10 @@ describe('lading push through proxies and corporate CAs', gate, () => {
       copyFileSync(ca.certPath, join(hostDir, 'ca.crt'));
       copyFileSync(client.certPath, join(hostDir, 'ci.cert'));
       copyFileSync(client.keyPath, join(hostDir, 'ci.key'));
-      const network = new Network({ env: { HTTPS_PROXY: proxy.authUrl! }, certsDirectories: [join(certsD, 'none'), certsD] });
+      const network = new Network({
+        env: { HTTPS_PROXY: proxy.authUrl! },
+        certsDirectories: [join(certsD, 'none'), certsD],
+      });
       const c = new RegistryClient({ registry: `registry.corp.example:${mtlsReg.port}`, network });
       try {
         assert.deepEqual(await c.ping(), { auth: 'anonymous' });
@@ -190,9 +240,18 @@ describe('lading push through proxies and corporate CAs', gate, () => {
       }
       // A key without its certificate is refused, naming the file.
       copyFileSync(client.keyPath, join(hostDir, 'orphan.key'));
-      const broken = new RegistryClient({ registry: `registry.corp.example:${mtlsReg.port}`, network: new Network({ env: { HTTPS_PROXY: proxy.authUrl! }, certsDirectories: [certsD] }) });
+      const broken = new RegistryClient({
+        registry: `registry.corp.example:${mtlsReg.port}`,
+        network: new Network({ env: { HTTPS_PROXY: proxy.authUrl! }, certsDirectories: [certsD] }),
+      });
       try {
-        await assert.rejects(broken.ping(), (e: unknown) => e instanceof LadingError && e.code === 'TLS' && /orphan\.key: client key without its certificate orphan\.cert/.test(e.message));
+        await assert.rejects(
+          broken.ping(),
+          (e: unknown) =>
+            e instanceof LadingError &&
+            e.code === 'TLS' &&
+            /orphan\.key: client key without its certificate orphan\.cert/.test(e.message),
+        );
       } finally {
         await broken.close();
       }
@@ -218,16 +277,30 @@ describe('lading push through proxies and corporate CAs', gate, () => {
   test('proxy failures: unreachable, 407 without or with wrong credentials, a refused CONNECT: one line naming the proxy', async () => {
     const closed = await freePort();
     const target = `registry.corp.example:${tlsReg.port}`;
-    const unreachable = failure(await push([`${target}/f:1`, '--json', '--cert-dir', caDir], { HTTPS_PROXY: `http://ci:${PROXY_PASSWORD}@127.0.0.1:${closed}` }));
+    const unreachable = failure(
+      await push([`${target}/f:1`, '--json', '--cert-dir', caDir], {
+        HTTPS_PROXY: `http://ci:${PROXY_PASSWORD}@127.0.0.1:${closed}`,
+      }),
+    );
     assert.equal(unreachable.code, 'PROXY');
-    assert.match(unreachable.message, new RegExp(`cannot reach the proxy http://\\*\\*\\*@127\\.0\\.0\\.1:${closed} \\(from HTTPS_PROXY\\) for ${target}: connection refused`));
+    assert.match(
+      unreachable.message,
+      new RegExp(
+        `cannot reach the proxy http://\\*\\*\\*@127\\.0\\.0\\.1:${closed} \\(from HTTPS_PROXY\\) for ${target}: connection refused`,
+      ),
+    );
     assert.ok(!unreachable.message.includes(PROXY_PASSWORD));
 
     const before = proxy.connects.length;
     const noAuth = failure(await push([`${target}/f:1`, '--json', '--cert-dir', caDir], { HTTPS_PROXY: proxy.url }));
     assert.equal(noAuth.code, 'PROXY');
-    assert.match(noAuth.message, /requires authentication \(407.*put them in HTTPS_PROXY as http:\/\/USER:PASSWORD@127\.0\.0\.1:\d+/);
-    const badAuth = await push([`${target}/f:1`, '--json', '--cert-dir', caDir], { HTTPS_PROXY: `http://ci:wrong-${PROXY_PASSWORD}@127.0.0.1:${proxy.port}` });
+    assert.match(
+      noAuth.message,
+      /requires authentication \(407.*put them in HTTPS_PROXY as http:\/\/USER:PASSWORD@127\.0\.0\.1:\d+/,
+    );
+    const badAuth = await push([`${target}/f:1`, '--json', '--cert-dir', caDir], {
+      HTTPS_PROXY: `http://ci:wrong-${PROXY_PASSWORD}@127.0.0.1:${proxy.port}`,
+    });
     noSecret(badAuth);
     assert.match(failure(badAuth).message, /refused the credentials in HTTPS_PROXY/);
     assert.deepEqual(
@@ -236,7 +309,11 @@ describe('lading push through proxies and corporate CAs', gate, () => {
       'the proxy answered each CONNECT with 407 (and lading did not retry a refusal)',
     );
 
-    const forbidden = failure(await push([`forbidden.corp.example:${tlsReg.port}/f:1`, '--json', '--cert-dir', caDir], { HTTPS_PROXY: proxy.authUrl! }));
+    const forbidden = failure(
+      await push([`forbidden.corp.example:${tlsReg.port}/f:1`, '--json', '--cert-dir', caDir], {
+        HTTPS_PROXY: proxy.authUrl!,
+      }),
+    );
     assert.equal(forbidden.code, 'PROXY');
     assert.match(forbidden.message, /refused to connect to forbidden\.corp\.example:\d+ \(403.*NO_PROXY/);
     assert.equal(proxy.connects.at(-1)?.status, 403);
@@ -265,7 +342,18 @@ describe('the ECR paths through a TLS-inspecting proxy (lading serve behind it)'
 
   const endpoint = (): string => `https://ecr.corp.example:${srv.port}`;
   const push = (args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> =>
-    runCli(['push', archive, `ecr.corp.example:${srv.port}/corp/app:${args[0]}`, '--ecr', '--endpoint-url', endpoint(), ...args.slice(1)], { env: { ...box.env, ...AWS, ...env }, measure: false });
+    runCli(
+      [
+        'push',
+        archive,
+        `ecr.corp.example:${srv.port}/corp/app:${args[0]}`,
+        '--ecr',
+        '--endpoint-url',
+        endpoint(),
+        ...args.slice(1),
+      ],
+      { env: { ...box.env, ...AWS, ...env }, measure: false },
+    );
 
   test('ecr-api: every ECR call through the proxy, the inspecting CA trusted only through AWS_CA_BUNDLE', async () => {
     const before = mitm.requests.length;
@@ -273,10 +361,20 @@ describe('the ECR paths through a TLS-inspecting proxy (lading serve behind it)'
     ok(r);
     const seen = mitm.requests.slice(before);
     const targets = seen.map((q) => String(q.headers['x-amz-target'] ?? '').replace(/^.*\./, ''));
-    for (const op of ['DescribeRepositories', 'BatchCheckLayerAvailability', 'InitiateLayerUpload', 'UploadLayerPart', 'CompleteLayerUpload', 'PutImage']) {
+    for (const op of [
+      'DescribeRepositories',
+      'BatchCheckLayerAvailability',
+      'InitiateLayerUpload',
+      'UploadLayerPart',
+      'CompleteLayerUpload',
+      'PutImage',
+    ]) {
       assert.ok(targets.includes(op), `${op} went through the proxy (saw ${targets.join(', ')})`);
     }
-    assert.ok(seen.every((q) => q.status === 200), 'each answered');
+    assert.ok(
+      seen.every((q) => q.status === 200),
+      'each answered',
+    );
     assert.equal(srv.calls.PutImage !== undefined, true);
   });
 
@@ -285,16 +383,29 @@ describe('the ECR paths through a TLS-inspecting proxy (lading serve behind it)'
     const r = await push(['none', '--json'], { HTTPS_PROXY: mitm.url });
     const e = failure(r);
     assert.equal(e.code, 'TLS');
-    assert.match(e.message, /the ECR API endpoint is signed by an unknown authority .*NODE_EXTRA_CA_CERTS or AWS_CA_BUNDLE/);
+    assert.match(
+      e.message,
+      /the ECR API endpoint is signed by an unknown authority .*NODE_EXTRA_CA_CERTS or AWS_CA_BUNDLE/,
+    );
     assert.doesNotMatch(e.message, /certs\.d/, 'certs.d is for registries, not AWS endpoints');
   });
 
   test('registry transport: the API call tunnelled, the registry endpoint (http) forwarded', async () => {
     const before = mitm.requests.length;
-    const r = await push(['registry', '--transport', 'registry'], { HTTPS_PROXY: mitm.url, HTTP_PROXY: mitm.url, AWS_CA_BUNDLE: ca.certPath });
+    const r = await push(['registry', '--transport', 'registry'], {
+      HTTPS_PROXY: mitm.url,
+      HTTP_PROXY: mitm.url,
+      AWS_CA_BUNDLE: ca.certPath,
+    });
     ok(r);
     const seen = mitm.requests.slice(before);
-    assert.ok(seen.some((q) => String(q.headers['x-amz-target'] ?? '').endsWith('GetAuthorizationToken')), 'the token through the tunnel');
-    assert.ok(seen.some((q) => q.method === 'PUT' && q.url.includes('/v2/corp/app/manifests/registry')), `the tag through the proxy: ${seen.map((q) => `${q.method} ${q.url}`).join('\n')}`);
+    assert.ok(
+      seen.some((q) => String(q.headers['x-amz-target'] ?? '').endsWith('GetAuthorizationToken')),
+      'the token through the tunnel',
+    );
+    assert.ok(
+      seen.some((q) => q.method === 'PUT' && q.url.includes('/v2/corp/app/manifests/registry')),
+      `the tag through the proxy: ${seen.map((q) => `${q.method} ${q.url}`).join('\n')}`,
+    );
   });
 });

@@ -11,14 +11,30 @@ import { promisify } from 'node:util';
 
 const root = join(__dirname, '..', '..', '..');
 const run = (args: string[]) => promisify(execFile)(process.execPath, args, { cwd: root, timeout: 30_000 });
-const NAMES = ['inspectArchive', 'openArchive', 'copyImage', 'EcrDestination', 'RegistryDestination', 'OciLayoutDestination', 'startServer', 'LadingError'];
+const NAMES = [
+  'inspectArchive',
+  'openArchive',
+  'copyImage',
+  'EcrDestination',
+  'RegistryDestination',
+  'OciLayoutDestination',
+  'startServer',
+  'LadingError',
+];
 
 test('ESM: named imports of lading', async () => {
-  const { stdout } = await run(['--input-type=module', '-e', `import { ${NAMES.join(', ')} } from 'lading'; console.log([${NAMES.join(', ')}].map((x) => typeof x).join(' '))`]);
+  const { stdout } = await run([
+    '--input-type=module',
+    '-e',
+    `import { ${NAMES.join(', ')} } from 'lading'; console.log([${NAMES.join(', ')}].map((x) => typeof x).join(' '))`,
+  ]);
   assert.equal(stdout.trim(), NAMES.map(() => 'function').join(' '));
 });
 
 test('CommonJS: require of lading', async () => {
-  const { stdout } = await run(['-e', `const l = require('lading'); console.log(${JSON.stringify(NAMES)}.map((n) => typeof l[n]).join(' '))`]);
+  const { stdout } = await run([
+    '-e',
+    `const l = require('lading'); console.log(${JSON.stringify(NAMES)}.map((n) => typeof l[n]).join(' '))`,
+  ]);
   assert.equal(stdout.trim(), NAMES.map(() => 'function').join(' '));
 });

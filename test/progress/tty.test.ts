@@ -45,7 +45,10 @@ test('plain and quiet modes', () => {
   p.onEvent({ type: 'plan', blobs: 1, bytes: 10, manifests: 1 });
   p.onEvent({ type: 'blob-skip', id: 'x', label: 'config of linux/amd64', digest: D, size: 10, reason: 'exists' });
   p.stop();
-  assert.deepEqual(plain, ['copying 1 blobs (10 B stored) and 1 manifest\n', 'skipped config of linux/amd64: already there (sha256:aaaaaaaaaaaa)\n']);
+  assert.deepEqual(plain, [
+    'copying 1 blobs (10 B stored) and 1 manifest\n',
+    'skipped config of linux/amd64: already there (sha256:aaaaaaaaaaaa)\n',
+  ]);
   assert.ok(!plain.join('').includes('\x1b'));
   const quiet: string[] = [];
   const q = new ProgressRenderer((s) => quiet.push(s), 'quiet');
@@ -54,17 +57,25 @@ test('plain and quiet modes', () => {
   assert.deepEqual(quiet, []);
 });
 
-test('the CLI on a terminal draws the live display; piped, it prints plain lines', { skip: existsSync('/usr/bin/script') ? false : 'util-linux script is not installed' }, async () => {
-  const archive = join(tmp, 'sample.tar');
-  writeFileSync(archive, sampleDockerArchive('tty:1'));
-  const cli = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
-  const env = { ...process.env, XDG_CACHE_HOME: join(tmp, 'xdg') };
-  const cmd = `${process.execPath} ${cli} push ${archive} oci:${join(tmp, 'out-tty')} --tag v1`;
-  const tty = await promisify(execFile)('script', ['-qec', cmd, '/dev/null'], { env, timeout: 30_000 });
-  assert.ok(tty.stdout.includes('\x1b['), 'control sequences on a terminal');
-  assert.match(tty.stdout, /tagged +v1 -> sha256:[0-9a-f]{64}/);
-  assert.match(tty.stdout, /oci:.*@sha256:[0-9a-f]{64}\s*$/);
-  const piped = await promisify(execFile)(process.execPath, [cli, 'push', archive, `oci:${join(tmp, 'out-pipe')}`, '--tag', 'v1'], { env, timeout: 30_000 });
-  assert.ok(!piped.stderr.includes('\x1b'), 'no control sequences in a pipe');
-  assert.match(piped.stderr, /^copying 3 blobs/m);
-});
+test(
+  'the CLI on a terminal draws the live display; piped, it prints plain lines',
+  { skip: existsSync('/usr/bin/script') ? false : 'util-linux script is not installed' },
+  async () => {
+    const archive = join(tmp, 'sample.tar');
+    writeFileSync(archive, sampleDockerArchive('tty:1'));
+    const cli = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
+    const env = { ...process.env, XDG_CACHE_HOME: join(tmp, 'xdg') };
+    const cmd = `${process.execPath} ${cli} push ${archive} oci:${join(tmp, 'out-tty')} --tag v1`;
+    const tty = await promisify(execFile)('script', ['-qec', cmd, '/dev/null'], { env, timeout: 30_000 });
+    assert.ok(tty.stdout.includes('\x1b['), 'control sequences on a terminal');
+    assert.match(tty.stdout, /tagged +v1 -> sha256:[0-9a-f]{64}/);
+    assert.match(tty.stdout, /oci:.*@sha256:[0-9a-f]{64}\s*$/);
+    const piped = await promisify(execFile)(
+      process.execPath,
+      [cli, 'push', archive, `oci:${join(tmp, 'out-pipe')}`, '--tag', 'v1'],
+      { env, timeout: 30_000 },
+    );
+    assert.ok(!piped.stderr.includes('\x1b'), 'no control sequences in a pipe');
+    assert.match(piped.stderr, /^copying 3 blobs/m);
+  },
+);

@@ -40,7 +40,10 @@ describe('Basic auth (htpasswd registry)', { skip }, () => {
     await c.uploadBlob('basic/app', source(cfg));
     const m = ociManifest(cfg, []);
     const d = await c.putManifest('basic/app', 'v1', m, MediaType.OciManifest);
-    assert.equal(digestOf(await skopeoInspectRaw(reg.host, 'basic/app', 'v1', { username: 'alice', password: PASSWORD })), d);
+    assert.equal(
+      digestOf(await skopeoInspectRaw(reg.host, 'basic/app', 'v1', { username: 'alice', password: PASSWORD })),
+      d,
+    );
   });
 
   test('wrong password -> AUTH naming the credential source, never the secret', async () => {
@@ -61,7 +64,10 @@ describe('Basic auth (htpasswd registry)', { skip }, () => {
     const c = make({ credentials: environmentCredentials({}) });
     await assert.rejects(c.blobExists('basic/app', digestOf('x')), (e: unknown) => {
       assert.ok(e instanceof LadingError && e.code === 'AUTH');
-      assert.match(e.message, /requires credentials and none were found \(looked in LADING_USERNAME\/LADING_PASSWORD\)/);
+      assert.match(
+        e.message,
+        /requires credentials and none were found \(looked in LADING_USERNAME\/LADING_PASSWORD\)/,
+      );
       return true;
     });
   });
@@ -73,7 +79,12 @@ describe('Basic auth (htpasswd registry)', { skip }, () => {
 
   test('docker config.json "auths" entry (base64 auth)', async () => {
     const file = join(dir, 'auths.json');
-    writeFileSync(file, JSON.stringify({ auths: { [`http://${reg.host}/v2/`]: { auth: Buffer.from(`alice:${PASSWORD}`).toString('base64') } } }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        auths: { [`http://${reg.host}/v2/`]: { auth: Buffer.from(`alice:${PASSWORD}`).toString('base64') } },
+      }),
+    );
     const c = make({ credentials: dockerConfigCredentials({ files: [file] }) });
     const b = randomBlob(100);
     assert.equal((await c.uploadBlob('basic/cfg', source(b))).digest, b.digest);

@@ -15,14 +15,25 @@ describe('Bearer token auth (registry behind a token server)', { skip }, () => {
   let reg: RegistryServer;
   const clients: RegistryClient[] = [];
   const make = (opts: Partial<ConstructorParameters<typeof RegistryClient>[0]> = {}): RegistryClient => {
-    const c = new RegistryClient({ registry: reg.host, credentials: { username: 'bob', password: 'bobs-password' }, retryBaseDelayMs: 10, ...opts });
+    const c = new RegistryClient({
+      registry: reg.host,
+      credentials: { username: 'bob', password: 'bobs-password' },
+      retryBaseDelayMs: 10,
+      ...opts,
+    });
     clients.push(c);
     return c;
   };
 
   before(async () => {
-    ts = await startTokenServer({ service: 'lading-test-registry', users: { bob: 'bobs-password' }, refreshTokens: { 'refresh-me': 'bob' } });
-    reg = await startRegistry({ token: { realm: ts.realm, service: ts.service, issuer: ts.issuer, rootCertBundle: ts.certPem } });
+    ts = await startTokenServer({
+      service: 'lading-test-registry',
+      users: { bob: 'bobs-password' },
+      refreshTokens: { 'refresh-me': 'bob' },
+    });
+    reg = await startRegistry({
+      token: { realm: ts.realm, service: ts.service, issuer: ts.issuer, rootCertBundle: ts.certPem },
+    });
   });
   beforeEach(() => {
     ts.requests.length = 0;
@@ -44,7 +55,15 @@ describe('Bearer token auth (registry behind a token server)', { skip }, () => {
     await c.putManifest('tok/app', 'v1', ociManifest(cfg, [layer]), MediaType.OciManifest);
     assert.ok(await c.blobExists('tok/app', layer.digest));
     assert.ok(await c.headManifest('tok/app', 'v1'));
-    assert.deepEqual(ts.requests, [{ method: 'GET', scopes: ['repository:tok/app:pull,push'], service: 'lading-test-registry', account: 'bob', auth: 'basic' }]);
+    assert.deepEqual(ts.requests, [
+      {
+        method: 'GET',
+        scopes: ['repository:tok/app:pull,push'],
+        service: 'lading-test-registry',
+        account: 'bob',
+        auth: 'basic',
+      },
+    ]);
   });
 
   test('reads ask for pull only; a mount adds pull on the source repository', async () => {
@@ -53,17 +72,28 @@ describe('Bearer token auth (registry behind a token server)', { skip }, () => {
     await c.uploadBlob('tok/src', source(b));
     ts.requests.length = 0;
     assert.equal(await c.blobExists('tok/other', b.digest), undefined);
-    assert.deepEqual(ts.requests.map((r) => r.scopes), [['repository:tok/other:pull']]);
+    assert.deepEqual(
+      ts.requests.map((r) => r.scopes),
+      [['repository:tok/other:pull']],
+    );
     ts.requests.length = 0;
     assert.equal(await c.mountBlob('tok/dst', b.digest, 'tok/src'), true);
-    assert.deepEqual(ts.requests.map((r) => r.scopes), [['repository:tok/dst:pull,push', 'repository:tok/src:pull']]);
+    assert.deepEqual(
+      ts.requests.map((r) => r.scopes),
+      [['repository:tok/dst:pull,push', 'repository:tok/src:pull']],
+    );
   });
 
   test('parallel uploads share one token request', async () => {
     const c = make();
     const blobs = [1, 2, 3, 4, 5, 6].map(() => randomBlob(50_000));
-    const results = await Promise.all(blobs.map((b, i) => c.uploadBlob('tok/par', source(b, i % 2 === 0 ? { digest: true, size: true } : {}))));
-    assert.deepEqual(results.map((r) => r.digest), blobs.map((b) => b.digest));
+    const results = await Promise.all(
+      blobs.map((b, i) => c.uploadBlob('tok/par', source(b, i % 2 === 0 ? { digest: true, size: true } : {}))),
+    );
+    assert.deepEqual(
+      results.map((r) => r.digest),
+      blobs.map((b) => b.digest),
+    );
     assert.equal(ts.requests.length, 1);
   });
 
@@ -97,7 +127,11 @@ describe('Bearer token auth (registry behind a token server)', { skip }, () => {
     const proxy = await startFaultProxy(reg, (req) => {
       if (!injected && req.method === 'PUT' && req.url?.includes('/blobs/uploads/')) {
         injected = true;
-        return { status: 401, headers: { 'www-authenticate': `Bearer realm="${ts.realm}",service="${ts.service}"` }, body: JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'token expired' }] }) };
+        return {
+          status: 401,
+          headers: { 'www-authenticate': `Bearer realm="${ts.realm}",service="${ts.service}"` },
+          body: JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'token expired' }] }),
+        };
       }
       return undefined;
     });
@@ -108,7 +142,10 @@ describe('Bearer token auth (registry behind a token server)', { skip }, () => {
       assert.equal((await c.uploadBlob('tok/mid', src)).digest, b.digest);
       assert.equal(src.opens, 2, 'the source was re-opened');
       assert.equal(ts.requests.length, 2, 'the rejected token was replaced');
-      assert.deepEqual(proxy.seen.filter((s) => !s.startsWith('GET /v2/')).map((s) => s.split(' ')[0]), ['POST', 'PUT', 'POST', 'PUT']);
+      assert.deepEqual(
+        proxy.seen.filter((s) => !s.startsWith('GET /v2/')).map((s) => s.split(' ')[0]),
+        ['POST', 'PUT', 'POST', 'PUT'],
+      );
     } finally {
       await proxy.stop();
     }
@@ -117,14 +154,20 @@ describe('Bearer token auth (registry behind a token server)', { skip }, () => {
   test('identity token (refresh token) uses the OAuth2 POST form', async () => {
     const c = make({ credentials: { identityToken: 'refresh-me' } });
     await c.blobExists('tok/oauth', randomBlob(1).digest);
-    assert.deepEqual(ts.requests.map((r) => [r.method, r.auth, r.scopes]), [['POST', 'refresh_token', ['repository:tok/oauth:pull']]]);
+    assert.deepEqual(
+      ts.requests.map((r) => [r.method, r.auth, r.scopes]),
+      [['POST', 'refresh_token', ['repository:tok/oauth:pull']]],
+    );
   });
 
   test('wrong password -> AUTH from the token server, secret not shown', async () => {
     const c = make({ credentials: { username: 'bob', password: 'wrong-password-123' } });
     await assert.rejects(c.uploadBlob('tok/app', source(randomBlob(10))), (e: unknown) => {
       assert.ok(e instanceof RegistryError && e.code === 'AUTH');
-      assert.match(e.message, /get a token for repository:tok\/app:pull,push from http:\/\/127\.0\.0\.1:\d+\/token .*HTTP 401.*explicit credentials/);
+      assert.match(
+        e.message,
+        /get a token for repository:tok\/app:pull,push from http:\/\/127\.0\.0\.1:\d+\/token .*HTTP 401.*explicit credentials/,
+      );
       assert.ok(!e.message.includes('wrong-password-123'));
       return true;
     });
@@ -134,6 +177,9 @@ describe('Bearer token auth (registry behind a token server)', { skip }, () => {
   test('anonymous token works for this token server (it allows anonymous)', async () => {
     const c = make({ credentials: undefined });
     assert.deepEqual(await c.ping(), { auth: 'bearer' });
-    await assert.rejects(c.getManifest('tok/none', 'latest'), (e: unknown) => e instanceof LadingError && e.code === 'NOT_FOUND');
+    await assert.rejects(
+      c.getManifest('tok/none', 'latest'),
+      (e: unknown) => e instanceof LadingError && e.code === 'NOT_FOUND',
+    );
   });
 });

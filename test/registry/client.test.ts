@@ -7,7 +7,17 @@ import { LadingError } from '../../src/errors';
 import { digestOf, MediaType, type Digest } from '../../src/image';
 import { RegistryClient, RegistryError } from '../../src/registry';
 import { registryAvailable, startRegistry, type RegistryServer } from '../helpers/registry-server';
-import { blob, configBlob, dockerManifest, ociIndex, ociManifest, randomBlob, readAll, skopeoInspectRaw, source } from './fixtures';
+import {
+  blob,
+  configBlob,
+  dockerManifest,
+  ociIndex,
+  ociManifest,
+  randomBlob,
+  readAll,
+  skopeoInspectRaw,
+  source,
+} from './fixtures';
 
 const skip = registryAvailable ? false : 'docker-registry is not installed (apt-get install docker-registry)';
 
@@ -56,7 +66,10 @@ describe('RegistryClient against a real registry (anonymous)', { skip }, () => {
     const before = logs.length;
     const r = await client.uploadBlob('stream/app', source(b, {}));
     assert.deepEqual(r, { digest: b.digest, size: b.size, mounted: false });
-    assert.deepEqual(logs.slice(before).map((l) => l.split(' ')[0]), ['POST', 'PATCH', 'PUT']);
+    assert.deepEqual(
+      logs.slice(before).map((l) => l.split(' ')[0]),
+      ['POST', 'PATCH', 'PUT'],
+    );
     assert.ok((await fetchBack('stream/app', b.digest)).equals(b.bytes));
   });
 
@@ -64,9 +77,15 @@ describe('RegistryClient against a real registry (anonymous)', { skip }, () => {
     const b = randomBlob(100_000);
     const before = logs.length;
     const progress: number[] = [];
-    const r = await client.uploadBlob('chunked/app', source(b, { size: true }), { chunkSize: 30_000, onProgress: (p) => progress.push(p.bytes) });
+    const r = await client.uploadBlob('chunked/app', source(b, { size: true }), {
+      chunkSize: 30_000,
+      onProgress: (p) => progress.push(p.bytes),
+    });
     assert.deepEqual(r, { digest: b.digest, size: b.size, mounted: false });
-    assert.deepEqual(logs.slice(before).map((l) => l.split(' ')[0]), ['POST', 'PATCH', 'PATCH', 'PATCH', 'PATCH', 'PUT']);
+    assert.deepEqual(
+      logs.slice(before).map((l) => l.split(' ')[0]),
+      ['POST', 'PATCH', 'PATCH', 'PATCH', 'PATCH', 'PUT'],
+    );
     assert.deepEqual(progress, [30_000, 60_000, 90_000, 100_000]);
     assert.ok((await fetchBack('chunked/app', b.digest)).equals(b.bytes));
   });
@@ -88,9 +107,15 @@ describe('RegistryClient against a real registry (anonymous)', { skip }, () => {
     const ociArm = ociManifest(cfgB, [layer]);
     const docker = dockerManifest(cfgA, [layer]);
     assert.equal(await client.putManifest('img/app', 'oci', oci, MediaType.OciManifest), digestOf(oci));
-    assert.equal(await client.putManifest('img/app', digestOf(ociArm), ociArm, MediaType.OciManifest), digestOf(ociArm));
+    assert.equal(
+      await client.putManifest('img/app', digestOf(ociArm), ociArm, MediaType.OciManifest),
+      digestOf(ociArm),
+    );
     assert.equal(await client.putManifest('img/app', 'docker', docker, MediaType.DockerManifest), digestOf(docker));
-    const index = ociIndex([{ bytes: oci, architecture: 'amd64' }, { bytes: ociArm, architecture: 'arm64' }]);
+    const index = ociIndex([
+      { bytes: oci, architecture: 'amd64' },
+      { bytes: ociArm, architecture: 'arm64' },
+    ]);
     const indexDigest = await client.putManifest('img/app', 'multi', index, MediaType.OciIndex);
 
     for (const [ref, bytes, mt] of [
@@ -103,7 +128,11 @@ describe('RegistryClient against a real registry (anonymous)', { skip }, () => {
       assert.ok(got.bytes.equals(bytes), ref);
       assert.equal(got.mediaType, mt);
       assert.equal(got.digest, digestOf(bytes));
-      assert.deepEqual(await client.headManifest('img/app', ref), { digest: digestOf(bytes), mediaType: mt, size: bytes.length });
+      assert.deepEqual(await client.headManifest('img/app', ref), {
+        digest: digestOf(bytes),
+        mediaType: mt,
+        size: bytes.length,
+      });
     }
     // An independent client reads exactly the bytes we pushed.
     const raw = await skopeoInspectRaw(reg.host, 'img/app', indexDigest);
@@ -113,7 +142,9 @@ describe('RegistryClient against a real registry (anonymous)', { skip }, () => {
 
   test('manifest pushed by a digest that is not its own is refused before sending', async () => {
     const m = ociManifest(configBlob(), []);
-    await assert.rejects(client.putManifest('img/app', `sha256:${'0'.repeat(64)}`, m, MediaType.OciManifest), { code: 'DIGEST_MISMATCH' });
+    await assert.rejects(client.putManifest('img/app', `sha256:${'0'.repeat(64)}`, m, MediaType.OciManifest), {
+      code: 'DIGEST_MISMATCH',
+    });
   });
 
   test('manifest referencing missing blobs -> BLOB_MISSING with the protocol code', async () => {
@@ -144,7 +175,11 @@ describe('RegistryClient against a real registry (anonymous)', { skip }, () => {
     const third = randomBlob(100);
     await client.uploadBlob('mount/src', source(third));
     const src3 = source(third);
-    assert.deepEqual(await client.uploadBlob('mount/dst2', src3, { mountFrom: 'mount/src' }), { digest: third.digest, size: third.size, mounted: true });
+    assert.deepEqual(await client.uploadBlob('mount/dst2', src3, { mountFrom: 'mount/src' }), {
+      digest: third.digest,
+      size: third.size,
+      mounted: true,
+    });
     assert.equal(src3.opens, 0, 'a mounted blob is never read');
   });
 
@@ -166,7 +201,10 @@ describe('RegistryClient against a real registry (anonymous)', { skip }, () => {
     await assert.rejects(client.uploadBlob('bad/app', short), { code: 'SIZE_MISMATCH' });
     assert.equal(short.opens, 1);
     await assert.rejects(client.uploadBlob('bad/app', source({ ...b, size: 999 })), { code: 'SIZE_MISMATCH' });
-    await assert.rejects(client.uploadBlob('bad/app', { open: () => Readable.from([b.bytes]), digest: digestOf('x') }), { code: 'DIGEST_MISMATCH' });
+    await assert.rejects(
+      client.uploadBlob('bad/app', { open: () => Readable.from([b.bytes]), digest: digestOf('x') }),
+      { code: 'DIGEST_MISMATCH' },
+    );
   });
 
   test('not found: blob and manifest HEAD give undefined, GET gives NOT_FOUND naming the repository', async () => {
@@ -175,7 +213,10 @@ describe('RegistryClient against a real registry (anonymous)', { skip }, () => {
     assert.equal(await client.headManifest('none/app', 'latest'), undefined);
     await assert.rejects(client.getManifest('none/app', 'latest'), (e: unknown) => {
       assert.ok(e instanceof LadingError && e.code === 'NOT_FOUND');
-      assert.match(e.message, /get manifest latest 127\.0\.0\.1:\d+\/none\/app failed: HTTP 404 (NAME|MANIFEST)_UNKNOWN/);
+      assert.match(
+        e.message,
+        /get manifest latest 127\.0\.0\.1:\d+\/none\/app failed: HTTP 404 (NAME|MANIFEST)_UNKNOWN/,
+      );
       return true;
     });
     await assert.rejects(client.getBlob('none/app', d), { code: 'NOT_FOUND' });
@@ -189,10 +230,16 @@ describe('RegistryClient against a real registry (anonymous)', { skip }, () => {
   test('an aborted signal rejects with ABORTED', async () => {
     const ac = new AbortController();
     ac.abort();
-    await assert.rejects(client.uploadBlob('abort/app', source(randomBlob(10)), { signal: ac.signal }), { code: 'ABORTED' });
+    await assert.rejects(client.uploadBlob('abort/app', source(randomBlob(10)), { signal: ac.signal }), {
+      code: 'ABORTED',
+    });
     const ac2 = new AbortController();
     const slow = new Readable({ read() {} });
-    const p = client.uploadBlob('abort/app', { open: () => slow, size: 10, digest: digestOf('0123456789') }, { signal: ac2.signal });
+    const p = client.uploadBlob(
+      'abort/app',
+      { open: () => slow, size: 10, digest: digestOf('0123456789') },
+      { signal: ac2.signal },
+    );
     setTimeout(() => ac2.abort(), 100);
     await assert.rejects(p, { code: 'ABORTED' });
     assert.ok(slow.destroyed, 'the source is closed');
@@ -205,7 +252,10 @@ describe('RegistryClient against a real registry (anonymous)', { skip }, () => {
     assert.equal(ok.size, 100);
     assert.ok((await readAll(ok.stream)).equals(b.bytes));
     const hex = b.digest.slice('sha256:'.length);
-    writeFileSync(join(reg.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data'), randomBlob(100).bytes);
+    writeFileSync(
+      join(reg.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data'),
+      randomBlob(100).bytes,
+    );
     const bad = await client.getBlob('verify/app', b.digest);
     await assert.rejects(readAll(bad.stream), { code: 'DIGEST_MISMATCH' });
   });

@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LadingError } from '../../src/errors';
-import { chainCredentials, defaultAuthFiles, defaultCredentials, dockerConfigCredentials, environmentCredentials, staticCredentials } from '../../src/registry';
+import {
+  chainCredentials,
+  defaultAuthFiles,
+  defaultCredentials,
+  dockerConfigCredentials,
+  environmentCredentials,
+  staticCredentials,
+} from '../../src/registry';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
@@ -67,39 +74,78 @@ esac
       auths: { 'only-auths.example.com': { auth: b64('o:p') } },
     });
     const p = dockerConfigCredentials({ files: [f], env });
-    assert.deepEqual(await p.resolve('registry-1.docker.io'), { username: 'hubuser', password: 'hubsecret', source: `${f} (credsStore: fake)` });
-    assert.deepEqual(await p.resolve('token.example.com'), { identityToken: 'refresh-123', source: `${f} (credHelpers: fake)` });
+    assert.deepEqual(await p.resolve('registry-1.docker.io'), {
+      username: 'hubuser',
+      password: 'hubsecret',
+      source: `${f} (credsStore: fake)`,
+    });
+    assert.deepEqual(await p.resolve('token.example.com'), {
+      identityToken: 'refresh-123',
+      source: `${f} (credHelpers: fake)`,
+    });
     assert.equal((await p.resolve('only-auths.example.com'))?.username, 'o', 'store says not found: auths still used');
   });
 
   test('helper failures are AUTH errors; a missing helper is named', async () => {
-    const f = write('c3.json', { credHelpers: { 'broken.example.com': 'fake', 'missing.example.com': 'nosuchhelper' } });
+    const f = write('c3.json', {
+      credHelpers: { 'broken.example.com': 'fake', 'missing.example.com': 'nosuchhelper' },
+    });
     const p = dockerConfigCredentials({ files: [f], env });
-    await assert.rejects(p.resolve('broken.example.com'), (e: unknown) => e instanceof LadingError && e.code === 'AUTH' && /exit 3\): keychain locked/.test(e.message));
-    await assert.rejects(p.resolve('missing.example.com'), (e: unknown) => e instanceof LadingError && /docker-credential-nosuchhelper not found on PATH/.test(e.message));
+    await assert.rejects(
+      p.resolve('broken.example.com'),
+      (e: unknown) => e instanceof LadingError && e.code === 'AUTH' && /exit 3\): keychain locked/.test(e.message),
+    );
+    await assert.rejects(
+      p.resolve('missing.example.com'),
+      (e: unknown) => e instanceof LadingError && /docker-credential-nosuchhelper not found on PATH/.test(e.message),
+    );
   });
 
-  test('file order: REGISTRY_AUTH_FILE, podman\'s auth.json (XDG_RUNTIME_DIR, then ~/.config), then DOCKER_CONFIG/config.json; missing files are skipped', async () => {
+  test("file order: REGISTRY_AUTH_FILE, podman's auth.json (XDG_RUNTIME_DIR, then ~/.config), then DOCKER_CONFIG/config.json; missing files are skipped", async () => {
     const first = write('auth.json', { auths: { 'x.example.com': { auth: b64('first:1') } } });
     mkdirSync(join(dir, 'dc'), { recursive: true });
-    write('dc/config.json', { auths: { 'x.example.com': { auth: b64('second:2') }, 'y.example.com': { auth: b64('second:3') } } });
+    write('dc/config.json', {
+      auths: { 'x.example.com': { auth: b64('second:2') }, 'y.example.com': { auth: b64('second:3') } },
+    });
     mkdirSync(join(dir, 'run', 'containers'), { recursive: true });
-    write('run/containers/auth.json', { auths: { 'y.example.com': { auth: b64('podman:4') }, 'z.example.com': { auth: b64('podman:5') } } });
-    const e = { ...env, REGISTRY_AUTH_FILE: first, DOCKER_CONFIG: join(dir, 'dc'), XDG_RUNTIME_DIR: join(dir, 'run'), XDG_CONFIG_HOME: join(dir, 'cfg') };
-    assert.deepEqual(defaultAuthFiles(e), [first, join(dir, 'run', 'containers', 'auth.json'), join(dir, 'cfg', 'containers', 'auth.json'), join(dir, 'dc', 'config.json')]);
-    assert.deepEqual(defaultAuthFiles({ HOME: '/home/u' }), ['/home/u/.config/containers/auth.json', '/home/u/.docker/config.json']);
+    write('run/containers/auth.json', {
+      auths: { 'y.example.com': { auth: b64('podman:4') }, 'z.example.com': { auth: b64('podman:5') } },
+    });
+    const e = {
+      ...env,
+      REGISTRY_AUTH_FILE: first,
+      DOCKER_CONFIG: join(dir, 'dc'),
+      XDG_RUNTIME_DIR: join(dir, 'run'),
+      XDG_CONFIG_HOME: join(dir, 'cfg'),
+    };
+    assert.deepEqual(defaultAuthFiles(e), [
+      first,
+      join(dir, 'run', 'containers', 'auth.json'),
+      join(dir, 'cfg', 'containers', 'auth.json'),
+      join(dir, 'dc', 'config.json'),
+    ]);
+    assert.deepEqual(defaultAuthFiles({ HOME: '/home/u' }), [
+      '/home/u/.config/containers/auth.json',
+      '/home/u/.docker/config.json',
+    ]);
     const p = dockerConfigCredentials({ env: e });
     assert.equal((await p.resolve('x.example.com'))?.username, 'first');
-    assert.equal((await p.resolve('y.example.com'))?.username, 'podman', 'podman login\'s file before docker\'s');
+    assert.equal((await p.resolve('y.example.com'))?.username, 'podman', "podman login's file before docker's");
     assert.equal((await p.resolve('z.example.com'))?.username, 'podman');
     const noPodman = dockerConfigCredentials({ env: { ...e, XDG_RUNTIME_DIR: join(dir, 'elsewhere') } });
     assert.equal((await noPodman.resolve('y.example.com'))?.username, 'second');
-    assert.equal(await dockerConfigCredentials({ files: [join(dir, 'nope.json')] }).resolve('x.example.com'), undefined);
+    assert.equal(
+      await dockerConfigCredentials({ files: [join(dir, 'nope.json')] }).resolve('x.example.com'),
+      undefined,
+    );
   });
 
   test('a corrupt config file is an AUTH error that does not print its content', async () => {
     const f = write('bad.json', '{"auths": {"x": {"auth": "c2VjcmV0"}');
-    await assert.rejects(dockerConfigCredentials({ files: [f] }).resolve('x'), (e: unknown) => e instanceof LadingError && e.code === 'AUTH' && !e.message.includes('c2VjcmV0'));
+    await assert.rejects(
+      dockerConfigCredentials({ files: [f] }).resolve('x'),
+      (e: unknown) => e instanceof LadingError && e.code === 'AUTH' && !e.message.includes('c2VjcmV0'),
+    );
   });
 
   test('environment and chain order: LADING_* first, then files', async () => {
@@ -107,9 +153,24 @@ esac
     const fromEnv = environmentCredentials({ LADING_USERNAME: 'envuser', LADING_PASSWORD: 'envpw' });
     const chain = chainCredentials(fromEnv, dockerConfigCredentials({ files: [f] }));
     assert.equal((await chain.resolve('z.example.com'))?.username, 'envuser');
-    assert.equal((await chainCredentials(environmentCredentials({}), dockerConfigCredentials({ files: [f] })).resolve('z.example.com'))?.username, 'file');
+    assert.equal(
+      (
+        await chainCredentials(environmentCredentials({}), dockerConfigCredentials({ files: [f] })).resolve(
+          'z.example.com',
+        )
+      )?.username,
+      'file',
+    );
     assert.equal(chain.description, `LADING_USERNAME/LADING_PASSWORD, ${f}`);
-    assert.equal((await defaultCredentials({ ...env, LADING_USERNAME: 'u', LADING_PASSWORD: 'p' }).resolve('any.example.com'))?.source, 'LADING_USERNAME/LADING_PASSWORD');
-    assert.deepEqual(await staticCredentials({ username: 'a', password: 'b' }).resolve('h'), { username: 'a', password: 'b', source: 'explicit credentials' });
+    assert.equal(
+      (await defaultCredentials({ ...env, LADING_USERNAME: 'u', LADING_PASSWORD: 'p' }).resolve('any.example.com'))
+        ?.source,
+      'LADING_USERNAME/LADING_PASSWORD',
+    );
+    assert.deepEqual(await staticCredentials({ username: 'a', password: 'b' }).resolve('h'), {
+      username: 'a',
+      password: 'b',
+      source: 'explicit credentials',
+    });
   });
 });

@@ -27,7 +27,10 @@ export interface FaultProxy {
   stop(): Promise<void>;
 }
 
-export async function startFaultProxy(target: { port: number }, fault: (req: IncomingMessage, index: number) => Fault): Promise<FaultProxy> {
+export async function startFaultProxy(
+  target: { port: number },
+  fault: (req: IncomingMessage, index: number) => Fault,
+): Promise<FaultProxy> {
   const seen: string[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((req, res) => {
@@ -61,24 +64,27 @@ export async function startFaultProxy(target: { port: number }, fault: (req: Inc
     forward(req, res);
   });
   function forward(req: IncomingMessage, res: ServerResponse, resetAfterBytes?: number, truncate = false): void {
-    const up = request({ host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      if (!truncate) {
-        upRes.pipe(res);
-        return;
-      }
-      const chunks: Buffer[] = [];
-      upRes.on('data', (c: Buffer) => chunks.push(c));
-      upRes.on('end', () => {
-        const body = Buffer.concat(chunks);
-        if (body.length === 0) {
-          // Nothing to cut: lose the whole response instead.
-          req.socket.resetAndDestroy();
+    const up = request(
+      { host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers },
+      (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        if (!truncate) {
+          upRes.pipe(res);
           return;
         }
-        res.write(body.subarray(0, Math.floor(body.length / 2)), () => req.socket.destroy());
-      });
-    });
+        const chunks: Buffer[] = [];
+        upRes.on('data', (c: Buffer) => chunks.push(c));
+        upRes.on('end', () => {
+          const body = Buffer.concat(chunks);
+          if (body.length === 0) {
+            // Nothing to cut: lose the whole response instead.
+            req.socket.resetAndDestroy();
+            return;
+          }
+          res.write(body.subarray(0, Math.floor(body.length / 2)), () => req.socket.destroy());
+        });
+      },
+    );
     up.on('error', () => res.destroy());
     if (resetAfterBytes === undefined) {
       req.pipe(up);

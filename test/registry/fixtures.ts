@@ -32,7 +32,10 @@ export function pieces(bytes: Buffer, piece = 64 * 1024): Buffer[] {
 }
 
 /** A BlobSource over a buffer that counts how often it was opened. */
-export function source(b: Blob, known: { digest?: boolean; size?: boolean } = { digest: true, size: true }): BlobSource & { opens: number } {
+export function source(
+  b: Blob,
+  known: { digest?: boolean; size?: boolean } = { digest: true, size: true },
+): BlobSource & { opens: number } {
   const s: BlobSource & { opens: number } = {
     opens: 0,
     open: () => {
@@ -76,7 +79,12 @@ export function ociIndex(manifests: { bytes: Buffer; architecture: string }[]): 
     JSON.stringify({
       schemaVersion: 2,
       mediaType: MediaType.OciIndex,
-      manifests: manifests.map((m) => ({ mediaType: MediaType.OciManifest, digest: digestOf(m.bytes), size: m.bytes.length, platform: { os: 'linux', architecture: m.architecture } })),
+      manifests: manifests.map((m) => ({
+        mediaType: MediaType.OciManifest,
+        digest: digestOf(m.bytes),
+        size: m.bytes.length,
+        platform: { os: 'linux', architecture: m.architecture },
+      })),
     }),
   );
 }
@@ -92,14 +100,26 @@ export async function readAll(stream: Readable): Promise<Buffer> {
 }
 
 /** `skopeo inspect --raw` of a pushed manifest: the exact bytes as another client reads them. */
-export function skopeoInspectRaw(host: string, repository: string, reference: string, creds?: { username: string; password: string }): Promise<Buffer> {
+export function skopeoInspectRaw(
+  host: string,
+  repository: string,
+  reference: string,
+  creds?: { username: string; password: string },
+): Promise<Buffer> {
   const sep = reference.includes(':') && reference.startsWith('sha') ? '@' : ':';
   return new Promise((resolve, reject) => {
     execFile(
       'skopeo',
-      ['inspect', '--tls-verify=false', '--raw', ...(creds ? ['--creds', `${creds.username}:${creds.password}`] : ['--no-creds']), `docker://${host}/${repository}${sep}${reference}`],
+      [
+        'inspect',
+        '--tls-verify=false',
+        '--raw',
+        ...(creds ? ['--creds', `${creds.username}:${creds.password}`] : ['--no-creds']),
+        `docker://${host}/${repository}${sep}${reference}`,
+      ],
       { encoding: 'buffer', timeout: 20_000 },
-      (err, stdout, stderr) => (err ? reject(new Error(`skopeo failed: ${err.message} ${stderr.toString()}`)) : resolve(stdout)),
+      (err, stdout, stderr) =>
+        err ? reject(new Error(`skopeo failed: ${err.message} ${stderr.toString()}`)) : resolve(stdout),
     );
   });
 }

@@ -7,7 +7,9 @@ import { createAgents, discard, Http, readBody } from '../../src/registry/http';
 import { NetworkError, transportError } from '../../src/registry/errors';
 
 /** A server on 127.0.0.1 whose handler the test decides; it tracks sockets to close them all. */
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: URL; server: Server; connections: () => number; stop: () => Promise<void> }> {
+async function serve(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ url: URL; server: Server; connections: () => number; stop: () => Promise<void> }> {
   const sockets = new Set<Socket>();
   let connections = 0;
   const server = createServer(handler);
@@ -55,7 +57,12 @@ describe('registry HTTP layer (node:http)', () => {
     stops.push(s.stop);
     const http = new Http();
     for (let i = 0; i < 3; i++) {
-      const res = await http.send({ method: 'PUT', url: new URL('/x', s.url), headers: { 'content-length': '5' }, body: Buffer.from('hello') });
+      const res = await http.send({
+        method: 'PUT',
+        url: new URL('/x', s.url),
+        headers: { 'content-length': '5' },
+        body: Buffer.from('hello'),
+      });
       assert.equal(res.status, 200);
       assert.deepEqual(res.headers['www-authenticate'], ['Bearer realm="a"', 'Basic realm="b"']);
       assert.equal((await readBody(res, 100, 'x')).toString(), 'got 5');
@@ -96,7 +103,12 @@ describe('registry HTTP layer (node:http)', () => {
         this.push(pulled > 4096 ? null : Buffer.alloc(64 * 1024));
       },
     });
-    const res = await http.send({ method: 'PUT', url: new URL('/blob', s.url), headers: { 'content-length': String(4096 * 64 * 1024) }, body });
+    const res = await http.send({
+      method: 'PUT',
+      url: new URL('/blob', s.url),
+      headers: { 'content-length': String(4096 * 64 * 1024) },
+      body,
+    });
     assert.equal(res.status, 400);
     assert.match((await readBody(res, 1000, 'x')).toString(), /BLOB_UPLOAD_INVALID/);
     assert.ok(pulled < 4096, `pulled ${pulled} chunks`);
@@ -128,7 +140,10 @@ describe('registry HTTP layer (node:http)', () => {
     stops.push(s.stop);
     const http = new Http({ idleTimeoutMs: 200 });
     const res = await http.send({ method: 'GET', url: new URL('/blob', s.url) });
-    await assert.rejects(readBody(res, 1000, 'x'), (e: NodeJS.ErrnoException) => e.code === 'IDLE_TIMEOUT' || e.code === 'ECONNRESET');
+    await assert.rejects(
+      readBody(res, 1000, 'x'),
+      (e: NodeJS.ErrnoException) => e.code === 'IDLE_TIMEOUT' || e.code === 'ECONNRESET',
+    );
     await http.close();
   });
 
@@ -141,7 +156,10 @@ describe('registry HTTP layer (node:http)', () => {
         this.destroy(Object.assign(new Error('source broke'), { code: 'SOURCE' }));
       },
     });
-    await assert.rejects(http.send({ method: 'PUT', url: new URL('/blob', s.url), headers: { 'content-length': '10' }, body }), /source broke/);
+    await assert.rejects(
+      http.send({ method: 'PUT', url: new URL('/blob', s.url), headers: { 'content-length': '10' }, body }),
+      /source broke/,
+    );
     await http.close();
   });
 
@@ -151,7 +169,10 @@ describe('registry HTTP layer (node:http)', () => {
     const http = new Http();
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 50);
-    await assert.rejects(http.send({ method: 'GET', url: new URL('/v2/', s.url), signal: ac.signal }), (e: Error) => e.name === 'AbortError');
+    await assert.rejects(
+      http.send({ method: 'GET', url: new URL('/v2/', s.url), signal: ac.signal }),
+      (e: Error) => e.name === 'AbortError',
+    );
     await http.close();
   });
 

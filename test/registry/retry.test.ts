@@ -21,7 +21,10 @@ describe('retry', () => {
 
   test('stops at once on a non-retryable error', async () => {
     let calls = 0;
-    await assert.rejects(retry(() => Promise.reject(new Error(`x${++calls}`)), { classify: () => ({ retry: false }) }), /x1/);
+    await assert.rejects(
+      retry(() => Promise.reject(new Error(`x${++calls}`)), { classify: () => ({ retry: false }) }),
+      /x1/,
+    );
     assert.equal(calls, 1);
   });
 
@@ -41,7 +44,10 @@ describe('retry', () => {
   test('a Retry-After longer than allowed fails instead of hanging', async () => {
     let calls = 0;
     await assert.rejects(
-      retry(() => Promise.reject(new Error(`busy ${++calls}`)), { classify: () => ({ retry: true, afterMs: 3_600_000 }), maxRetryAfterMs: 1000 }),
+      retry(() => Promise.reject(new Error(`busy ${++calls}`)), {
+        classify: () => ({ retry: true, afterMs: 3_600_000 }),
+        maxRetryAfterMs: 1000,
+      }),
       /busy 1/,
     );
   });
@@ -51,7 +57,12 @@ describe('retry', () => {
     const t0 = Date.now();
     setTimeout(() => ac.abort(), 20);
     await assert.rejects(
-      retry(() => Promise.reject(new Error('x')), { baseDelayMs: 10_000, random: () => 1, signal: ac.signal, classify: () => ({ retry: true }) }),
+      retry(() => Promise.reject(new Error('x')), {
+        baseDelayMs: 10_000,
+        random: () => 1,
+        signal: ac.signal,
+        classify: () => ({ retry: true }),
+      }),
       (e: unknown) => e instanceof LadingError && e.code === 'ABORTED',
     );
     assert.ok(Date.now() - t0 < 1000);

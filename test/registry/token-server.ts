@@ -59,7 +59,21 @@ function makeKeyAndCert(): { keyPem: string; certPem: string } {
   try {
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=lading-test-token-issuer'],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '2',
+        '-subj',
+        '/CN=lading-test-token-issuer',
+      ],
       { stdio: 'ignore' },
     );
     return { keyPem: readFileSync(join(dir, 'key.pem'), 'utf8'), certPem: readFileSync(join(dir, 'cert.pem'), 'utf8') };
@@ -69,12 +83,15 @@ function makeKeyAndCert(): { keyPem: string; certPem: string } {
 }
 
 function accessOf(scopes: string[]): { type: string; name: string; actions: string[] }[] {
-  return scopes.flatMap((s) => s.split(' ')).filter((s) => s !== '').map((s) => {
-    // repository:name:actions, where the name itself has no ':' (ports are not in names)
-    const first = s.indexOf(':');
-    const last = s.lastIndexOf(':');
-    return { type: s.slice(0, first), name: s.slice(first + 1, last), actions: s.slice(last + 1).split(',') };
-  });
+  return scopes
+    .flatMap((s) => s.split(' '))
+    .filter((s) => s !== '')
+    .map((s) => {
+      // repository:name:actions, where the name itself has no ':' (ports are not in names)
+      const first = s.indexOf(':');
+      const last = s.lastIndexOf(':');
+      return { type: s.slice(0, first), name: s.slice(first + 1, last), actions: s.slice(last + 1).split(',') };
+    });
 }
 
 export async function startTokenServer(options: TokenServerOptions): Promise<TokenServer> {
@@ -123,7 +140,10 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       for await (const c of req) chunks.push(c as Buffer);
       const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
       auth = 'refresh_token';
-      const user = form.get('grant_type') === 'refresh_token' ? options.refreshTokens?.[form.get('refresh_token') ?? ''] : undefined;
+      const user =
+        form.get('grant_type') === 'refresh_token'
+          ? options.refreshTokens?.[form.get('refresh_token') ?? '']
+          : undefined;
       service = form.get('service') ?? undefined;
       scopes = (form.get('scope') ?? '').split(' ').filter((s) => s !== '');
       requests.push({ method: 'POST', scopes, service, account: user, auth });

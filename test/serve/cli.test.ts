@@ -17,7 +17,14 @@ function context(): { ctx: CommandContext; out: string[]; err: string[]; abort: 
   const debug: string[] = [];
   const ac = new AbortController();
   return {
-    ctx: { stdout: (s) => out.push(s), stderr: (s) => err.push(s), debug: (l) => debug.push(l), signal: ac.signal, isTTY: false, env: {} },
+    ctx: {
+      stdout: (s) => out.push(s),
+      stderr: (s) => err.push(s),
+      debug: (l) => debug.push(l),
+      signal: ac.signal,
+      isTTY: false,
+      env: {},
+    },
     out,
     err,
     debug,
@@ -38,7 +45,13 @@ async function until<T>(fn: () => T | undefined, ms = 5000): Promise<T> {
 describe('lading serve (command)', () => {
   test('prints "listening on URL", serves until aborted, applies --fault, removes its temp data dir', async () => {
     const c = context();
-    const running = runServe(c.ctx, ['--port', '0', '--fault', 'op=DescribeRepositories,kind=error,error=AccessDeniedException,status=400', '--debug']);
+    const running = runServe(c.ctx, [
+      '--port',
+      '0',
+      '--fault',
+      'op=DescribeRepositories,kind=error,error=AccessDeniedException,status=400',
+      '--debug',
+    ]);
     const url = await until(() => /^listening on (http:\/\/127\.0\.0\.1:\d+)$/.exec(c.out[0] ?? '')?.[1]);
     const dataDir = /data in (\S+)/.exec(c.err.join('\n'))?.[1];
     assert.ok(dataDir && existsSync(dataDir), c.err.join('\n'));
@@ -47,11 +60,17 @@ describe('lading serve (command)', () => {
       await rejectsWith(ecr.send(new DescribeRepositoriesCommand({})), 'AccessDeniedException');
       await ecr.send(new CreateRepositoryCommand({ repositoryName: 'from-cli' }));
       const out = await ecr.send(new DescribeRepositoriesCommand({}));
-      assert.deepEqual(out.repositories?.map((r) => r.repositoryName), ['from-cli']);
+      assert.deepEqual(
+        out.repositories?.map((r) => r.repositoryName),
+        ['from-cli'],
+      );
     } finally {
       ecr.destroy();
     }
-    assert.ok(c.debug.some((l) => /CreateRepository -> 200/.test(l)), c.debug.join('\n'));
+    assert.ok(
+      c.debug.some((l) => /CreateRepository -> 200/.test(l)),
+      c.debug.join('\n'),
+    );
     c.abort();
     assert.equal(await running, 0);
     assert.equal(existsSync(dataDir), false);
@@ -79,7 +98,15 @@ describe('lading serve (command)', () => {
     const c = context();
     assert.equal(await runServe(c.ctx, ['--help']), 0);
     assert.equal(c.out[0], serveHelp);
-    for (const args of [['--port', 'x'], ['--port', '70000'], ['--fault', 'nonsense'], ['--fault', 'op=X,kind=boom'], ['extra'], ['--registry-id', '12'], ['--nope']]) {
+    for (const args of [
+      ['--port', 'x'],
+      ['--port', '70000'],
+      ['--fault', 'nonsense'],
+      ['--fault', 'op=X,kind=boom'],
+      ['extra'],
+      ['--registry-id', '12'],
+      ['--nope'],
+    ]) {
       await assert.rejects(runServe(context().ctx, args), { code: 'USAGE' }, args.join(' '));
     }
   });

@@ -15,7 +15,21 @@ import {
 } from '@aws-sdk/client-ecr';
 import { digestOf } from '../../src/image/digest';
 import { FaultInjector, parseFaultSpec } from '../../src/serve';
-import { blob, createRepo, ecrClient, http, MiB, randomBytesSeeded, registryCreds, rejectsWith, smallImage, startTestServer, uploadBlob, pushImage, type TestServer } from './helpers';
+import {
+  blob,
+  createRepo,
+  ecrClient,
+  http,
+  MiB,
+  randomBytesSeeded,
+  registryCreds,
+  rejectsWith,
+  smallImage,
+  startTestServer,
+  uploadBlob,
+  pushImage,
+  type TestServer,
+} from './helpers';
 
 describe('lading serve: fault injection and counters', () => {
   let srv: TestServer;
@@ -58,7 +72,10 @@ describe('lading serve: fault injection and counters', () => {
     srv.faults.add({ op: 'InitiateLayerUpload', kind: 'server-error', times: 1 });
     const once = ecrClient(srv.url, 1);
     try {
-      const e = await rejectsWith(once.send(new InitiateLayerUploadCommand({ repositoryName: 'faults' })), 'ServerException');
+      const e = await rejectsWith(
+        once.send(new InitiateLayerUploadCommand({ repositoryName: 'faults' })),
+        'ServerException',
+      );
       assert.equal(e.$metadata?.httpStatusCode, 500);
       assert.equal(e.$fault, 'server');
     } finally {
@@ -80,7 +97,9 @@ describe('lading serve: fault injection and counters', () => {
     const once = ecrClient(srv.url, 1);
     try {
       srv.faults.add({ op: 'DescribeRepositories', kind: 'drop-connection' });
-      await assert.rejects(once.send(new DescribeRepositoriesCommand({})), (e: Error) => /socket hang up|ECONNRESET|EPIPE/i.test(`${e.message} ${(e as { code?: string }).code ?? ''}`));
+      await assert.rejects(once.send(new DescribeRepositoriesCommand({})), (e: Error) =>
+        /socket hang up|ECONNRESET|EPIPE/i.test(`${e.message} ${(e as { code?: string }).code ?? ''}`),
+      );
     } finally {
       once.destroy();
     }
@@ -92,12 +111,22 @@ describe('lading serve: fault injection and counters', () => {
     srv.faults.add({ op: 'UploadLayerPart', kind: 'drop-response' });
     const part = Buffer.from('part that arrives twice');
     const e = await rejectsWith(
-      srv.ecr.send(new UploadLayerPartCommand({ repositoryName: 'faults', uploadId: uploadId!, partFirstByte: 0, partLastByte: part.length - 1, layerPartBlob: part })),
+      srv.ecr.send(
+        new UploadLayerPartCommand({
+          repositoryName: 'faults',
+          uploadId: uploadId!,
+          partFirstByte: 0,
+          partLastByte: part.length - 1,
+          layerPartBlob: part,
+        }),
+      ),
       'InvalidLayerPartException',
     );
     assert.equal(e.lastValidByteReceived, part.length - 1);
     // A client that reads lastValidByteReceived can complete the upload.
-    const done = await srv.ecr.send(new CompleteLayerUploadCommand({ repositoryName: 'faults', uploadId: uploadId!, layerDigests: [digestOf(part)] }));
+    const done = await srv.ecr.send(
+      new CompleteLayerUploadCommand({ repositoryName: 'faults', uploadId: uploadId!, layerDigests: [digestOf(part)] }),
+    );
     assert.equal(done.layerDigest, digestOf(part));
   });
 
@@ -109,14 +138,27 @@ describe('lading serve: fault injection and counters', () => {
     // A lower bound only: a delay is guaranteed, a busy machine only adds to it.
     assert.ok(Date.now() - t0 >= 290, `took ${Date.now() - t0} ms`);
     await srv.ecr.send(new DescribeRepositoriesCommand({}));
-    assert.deepEqual(srv.faults.fired.map((f) => [f.op, f.kind, f.call]), [['DescribeRepositories', 'slow', 1]], 'once: the second call was not delayed');
+    assert.deepEqual(
+      srv.faults.fired.map((f) => [f.op, f.kind, f.call]),
+      [['DescribeRepositories', 'slow', 1]],
+      'once: the second call was not delayed',
+    );
   });
 
   test('error: any ECR error shape, e.g. LimitExceededException on PutImage (which the SDK retries as throttling)', async () => {
     srv.faults.clear();
     srv.resetCalls();
-    srv.faults.add({ op: 'PutImage', kind: 'error', error: 'LimitExceededException', message: 'too many images', times: Infinity });
-    const e = await rejectsWith(srv.ecr.send(new PutImageCommand({ repositoryName: 'faults', imageManifest: '{}' })), 'LimitExceededException');
+    srv.faults.add({
+      op: 'PutImage',
+      kind: 'error',
+      error: 'LimitExceededException',
+      message: 'too many images',
+      times: Infinity,
+    });
+    const e = await rejectsWith(
+      srv.ecr.send(new PutImageCommand({ repositoryName: 'faults', imageManifest: '{}' })),
+      'LimitExceededException',
+    );
     assert.equal(e.message, 'too many images');
     assert.equal(srv.calls.PutImage, 3);
     srv.faults.clear();
@@ -137,11 +179,19 @@ describe('lading serve: fault injection and counters', () => {
     const throttled = await http(loc, { method: 'PATCH', headers: h, body: 'abc' });
     assert.equal(throttled.status, 429);
     assert.equal(throttled.headers['retry-after'], '1');
-    assert.equal((JSON.parse(throttled.body.toString()) as { errors: { code: string }[] }).errors[0]!.code, 'TOOMANYREQUESTS');
+    assert.equal(
+      (JSON.parse(throttled.body.toString()) as { errors: { code: string }[] }).errors[0]!.code,
+      'TOOMANYREQUESTS',
+    );
     assert.equal((await http(loc, { method: 'PATCH', headers: h, body: 'abc' })).status, 202);
     await assert.rejects(http(`${srv.url}/v2/faults/blobs/${blob('x').digest}`, { method: 'HEAD', headers: h }));
     assert.deepEqual(
-      { base: srv.calls['GET /v2/'], post: srv.calls['POST upload'], patch: srv.calls['PATCH upload'], head: srv.calls['HEAD blob'] },
+      {
+        base: srv.calls['GET /v2/'],
+        post: srv.calls['POST upload'],
+        patch: srv.calls['PATCH upload'],
+        head: srv.calls['HEAD blob'],
+      },
       { base: 2, post: 1, patch: 2, head: 1 },
     );
     await http(loc, { method: 'DELETE', headers: h });
@@ -152,12 +202,25 @@ describe('lading serve: fault injection and counters', () => {
     await createRepo(srv.ecr, 'repush');
     const img = smallImage('repush');
     const push = async () => {
-      const check = await srv.ecr.send(new BatchCheckLayerAvailabilityCommand({ repositoryName: 'repush', layerDigests: [...img.layers, img.config].map((b) => b.digest) }));
+      const check = await srv.ecr.send(
+        new BatchCheckLayerAvailabilityCommand({
+          repositoryName: 'repush',
+          layerDigests: [...img.layers, img.config].map((b) => b.digest),
+        }),
+      );
       const have = new Set(check.layers?.map((l) => l.layerDigest));
       for (const b of [...img.layers, img.config]) if (!have.has(b.digest)) await uploadBlob(srv.ecr, 'repush', b);
-      await srv.ecr.send(new PutImageCommand({ repositoryName: 'repush', imageManifest: img.manifest.bytes.toString(), imageTag: 'v1' })).catch((e: Error) => {
-        if (e.name !== 'ImageAlreadyExistsException') throw e;
-      });
+      await srv.ecr
+        .send(
+          new PutImageCommand({
+            repositoryName: 'repush',
+            imageManifest: img.manifest.bytes.toString(),
+            imageTag: 'v1',
+          }),
+        )
+        .catch((e: Error) => {
+          if (e.name !== 'ImageAlreadyExistsException') throw e;
+        });
     };
     srv.resetCalls();
     await push();
@@ -170,10 +233,32 @@ describe('lading serve: fault injection and counters', () => {
 
 describe('fault rules', () => {
   test('parseFaultSpec: the CLI form', () => {
-    assert.deepEqual(parseFaultSpec('op=UploadLayerPart,kind=throttle,after=2,times=1'), { op: 'UploadLayerPart', kind: 'throttle', after: 2, times: 1 });
-    assert.deepEqual(parseFaultSpec('op=PATCH upload,kind=slow,delay=500,times=inf'), { op: 'PATCH upload', kind: 'slow', delayMs: 500, times: Infinity });
-    assert.deepEqual(parseFaultSpec('op=*,kind=error,error=DENIED,status=403'), { op: '*', kind: 'error', error: 'DENIED', status: 403 });
-    for (const bad of ['UploadLayerPart', 'op=X,kind=explode', 'op=X,kind=throttle,after=-1', 'kind=throttle', 'op=X,kind=error', 'op=X,kind=slow,colour=red']) {
+    assert.deepEqual(parseFaultSpec('op=UploadLayerPart,kind=throttle,after=2,times=1'), {
+      op: 'UploadLayerPart',
+      kind: 'throttle',
+      after: 2,
+      times: 1,
+    });
+    assert.deepEqual(parseFaultSpec('op=PATCH upload,kind=slow,delay=500,times=inf'), {
+      op: 'PATCH upload',
+      kind: 'slow',
+      delayMs: 500,
+      times: Infinity,
+    });
+    assert.deepEqual(parseFaultSpec('op=*,kind=error,error=DENIED,status=403'), {
+      op: '*',
+      kind: 'error',
+      error: 'DENIED',
+      status: 403,
+    });
+    for (const bad of [
+      'UploadLayerPart',
+      'op=X,kind=explode',
+      'op=X,kind=throttle,after=-1',
+      'kind=throttle',
+      'op=X,kind=error',
+      'op=X,kind=slow,colour=red',
+    ]) {
       assert.throws(() => parseFaultSpec(bad), { code: 'USAGE' }, bad);
     }
   });

@@ -45,7 +45,9 @@ export function ecrClient(url: string, maxAttempts = 3): ECRClient {
   });
 }
 
-export async function startTestServer(opts: Partial<ServeOptions> & { maxAttempts?: number } = {}): Promise<TestServer> {
+export async function startTestServer(
+  opts: Partial<ServeOptions> & { maxAttempts?: number } = {},
+): Promise<TestServer> {
   const dataDir = opts.dataDir ?? (await tempDir());
   const srv = await startServer({ ...opts, dataDir });
   const ecr = ecrClient(srv.url, opts.maxAttempts ?? 3);
@@ -105,7 +107,12 @@ export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 export const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
 export const OCI_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
-export function manifestOf(config: Blob, layers: Blob[], extra: Record<string, unknown> = {}, withMediaType = true): Blob {
+export function manifestOf(
+  config: Blob,
+  layers: Blob[],
+  extra: Record<string, unknown> = {},
+  withMediaType = true,
+): Blob {
   return blob(
     JSON.stringify({
       schemaVersion: 2,
@@ -122,50 +129,92 @@ export function indexOf(children: { manifest: Blob; architecture: string }[]): B
     JSON.stringify({
       schemaVersion: 2,
       mediaType: OCI_INDEX,
-      manifests: children.map((c) => ({ mediaType: OCI_MANIFEST, digest: c.manifest.digest, size: c.manifest.size, platform: { os: 'linux', architecture: c.architecture } })),
+      manifests: children.map((c) => ({
+        mediaType: OCI_MANIFEST,
+        digest: c.manifest.digest,
+        size: c.manifest.size,
+        platform: { os: 'linux', architecture: c.architecture },
+      })),
     }),
   );
 }
 
 /** A small single-platform image: two gzip layers, config, manifest. */
 export function smallImage(tag = 'x', architecture = 'amd64'): { layers: Blob[]; config: Blob; manifest: Blob } {
-  const layers = [gzipLayer({ [`etc/${tag}-${architecture}`]: `hello ${tag} ${architecture}\n` }), gzipLayer({ 'bin/app': `#!/bin/sh\necho ${tag}\n` })];
+  const layers = [
+    gzipLayer({ [`etc/${tag}-${architecture}`]: `hello ${tag} ${architecture}\n` }),
+    gzipLayer({ 'bin/app': `#!/bin/sh\necho ${tag}\n` }),
+  ];
   const config = configFor(layers, architecture);
   return { layers, config, manifest: manifestOf(config, layers) };
 }
 
-export async function createRepo(ecr: ECRClient, name: string, imageTagMutability: 'MUTABLE' | 'IMMUTABLE' = 'MUTABLE'): Promise<void> {
+export async function createRepo(
+  ecr: ECRClient,
+  name: string,
+  imageTagMutability: 'MUTABLE' | 'IMMUTABLE' = 'MUTABLE',
+): Promise<void> {
   await ecr.send(new CreateRepositoryCommand({ repositoryName: name, imageTagMutability }));
 }
 
 /** The native upload dance: InitiateLayerUpload, parts of `partSize` in order, CompleteLayerUpload. */
-export async function uploadBlob(ecr: ECRClient, repositoryName: string, b: Blob, partSize?: number): Promise<{ uploadId: string; parts: number }> {
+export async function uploadBlob(
+  ecr: ECRClient,
+  repositoryName: string,
+  b: Blob,
+  partSize?: number,
+): Promise<{ uploadId: string; parts: number }> {
   const init = await ecr.send(new InitiateLayerUploadCommand({ repositoryName }));
   const size = partSize ?? init.partSize!;
   let parts = 0;
   for (let off = 0; off < b.size; off += size) {
     const part = b.bytes.subarray(off, Math.min(b.size, off + size));
-    const out = await ecr.send(new UploadLayerPartCommand({ repositoryName, uploadId: init.uploadId!, partFirstByte: off, partLastByte: off + part.length - 1, layerPartBlob: part }));
-    if (out.lastByteReceived !== off + part.length - 1) throw new Error(`lastByteReceived ${out.lastByteReceived} after part ${off}`);
+    const out = await ecr.send(
+      new UploadLayerPartCommand({
+        repositoryName,
+        uploadId: init.uploadId!,
+        partFirstByte: off,
+        partLastByte: off + part.length - 1,
+        layerPartBlob: part,
+      }),
+    );
+    if (out.lastByteReceived !== off + part.length - 1)
+      throw new Error(`lastByteReceived ${out.lastByteReceived} after part ${off}`);
     parts++;
   }
-  const done = await ecr.send(new CompleteLayerUploadCommand({ repositoryName, uploadId: init.uploadId!, layerDigests: [b.digest] }));
+  const done = await ecr.send(
+    new CompleteLayerUploadCommand({ repositoryName, uploadId: init.uploadId!, layerDigests: [b.digest] }),
+  );
   if (done.layerDigest !== b.digest) throw new Error(`CompleteLayerUpload returned ${done.layerDigest}`);
   return { uploadId: init.uploadId!, parts };
 }
 
 /** Uploads the blobs (LayerAlreadyExists = done) and puts the manifest of an image through the native API. */
-export async function pushImage(ecr: ECRClient, repositoryName: string, img: { layers: Blob[]; config: Blob; manifest: Blob }, tag?: string): Promise<void> {
+export async function pushImage(
+  ecr: ECRClient,
+  repositoryName: string,
+  img: { layers: Blob[]; config: Blob; manifest: Blob },
+  tag?: string,
+): Promise<void> {
   for (const b of [...img.layers, img.config]) {
     await uploadBlob(ecr, repositoryName, b).catch((e: Error) => {
       if (e.name !== 'LayerAlreadyExistsException') throw e;
     });
   }
-  await ecr.send(new PutImageCommand({ repositoryName, imageManifest: img.manifest.bytes.toString('utf8'), ...(tag ? { imageTag: tag } : {}) }));
+  await ecr.send(
+    new PutImageCommand({
+      repositoryName,
+      imageManifest: img.manifest.bytes.toString('utf8'),
+      ...(tag ? { imageTag: tag } : {}),
+    }),
+  );
 }
 
 /** Expects `p` to reject with an SDK error of that name; returns it. */
-export async function rejectsWith(p: Promise<unknown>, name: string): Promise<Error & { $metadata?: { httpStatusCode?: number }; [k: string]: unknown }> {
+export async function rejectsWith(
+  p: Promise<unknown>,
+  name: string,
+): Promise<Error & { $metadata?: { httpStatusCode?: number }; [k: string]: unknown }> {
   try {
     await p;
   } catch (e) {
@@ -176,12 +225,19 @@ export async function rejectsWith(p: Promise<unknown>, name: string): Promise<Er
   throw new Error(`expected ${name}, but the call succeeded`);
 }
 
-export async function registryCreds(ecr: ECRClient): Promise<{ username: string; password: string; header: string; proxyEndpoint: string }> {
+export async function registryCreds(
+  ecr: ECRClient,
+): Promise<{ username: string; password: string; header: string; proxyEndpoint: string }> {
   const out = await ecr.send(new GetAuthorizationTokenCommand({}));
   const data = out.authorizationData![0]!;
   const decoded = Buffer.from(data.authorizationToken!, 'base64').toString('utf8');
   const i = decoded.indexOf(':');
-  return { username: decoded.slice(0, i), password: decoded.slice(i + 1), header: `Basic ${data.authorizationToken!}`, proxyEndpoint: data.proxyEndpoint! };
+  return {
+    username: decoded.slice(0, i),
+    password: decoded.slice(i + 1),
+    header: `Basic ${data.authorizationToken!}`,
+    proxyEndpoint: data.proxyEndpoint!,
+  };
 }
 
 export interface RawResponse {
@@ -191,7 +247,10 @@ export interface RawResponse {
 }
 
 /** One plain HTTP request (node:http, no retries, no redirects). */
-export function http(url: string, opts: { method?: string; headers?: Record<string, string>; body?: Buffer | string } = {}): Promise<RawResponse> {
+export function http(
+  url: string,
+  opts: { method?: string; headers?: Record<string, string>; body?: Buffer | string } = {},
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers ?? {}, agent: false }, (res) => {
       const chunks: Buffer[] = [];

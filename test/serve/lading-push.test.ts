@@ -55,7 +55,9 @@ describe('lading push to lading serve', () => {
     assert.ok((srv.calls.UploadLayerPart ?? 0) >= 3, JSON.stringify(srv.calls));
     const pinned = /@(sha256:[0-9a-f]{64})/.exec(first.out)?.[1];
     assert.ok(pinned, first.out);
-    const got = await srv.ecr.send(new BatchGetImageCommand({ repositoryName: 'demo/app', imageIds: [{ imageTag: 'v1' }] }));
+    const got = await srv.ecr.send(
+      new BatchGetImageCommand({ repositoryName: 'demo/app', imageIds: [{ imageTag: 'v1' }] }),
+    );
     assert.equal(got.images?.[0]?.imageId?.imageDigest, pinned);
 
     srv.resetCalls();

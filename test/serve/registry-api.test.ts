@@ -8,7 +8,14 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BatchCheckLayerAvailabilityCommand, BatchGetImageCommand, DescribeImagesCommand, GetAuthorizationTokenCommand, PutImageCommand, type ECRClient } from '@aws-sdk/client-ecr';
+import {
+  BatchCheckLayerAvailabilityCommand,
+  BatchGetImageCommand,
+  DescribeImagesCommand,
+  GetAuthorizationTokenCommand,
+  PutImageCommand,
+  type ECRClient,
+} from '@aws-sdk/client-ecr';
 import { digestOf } from '../../src/image/digest';
 import {
   blob,
@@ -47,7 +54,8 @@ describe('lading serve: registry API (/v2/)', () => {
 
   const v2 = (path: string, opts: { method?: string; headers?: Record<string, string>; body?: Buffer | string } = {}) =>
     http(`${srv.url}/v2/${path}`, { ...opts, headers: { ...auth, ...opts.headers } });
-  const ociCode = (body: Buffer): string => (JSON.parse(body.toString()) as { errors: { code: string }[] }).errors[0]!.code;
+  const ociCode = (body: Buffer): string =>
+    (JSON.parse(body.toString()) as { errors: { code: string }[] }).errors[0]!.code;
 
   test('GET /v2/: 401 with a Basic challenge without or with wrong credentials, 200 with the issued token', async () => {
     const anon = await http(`${srv.url}/v2/`);
@@ -55,9 +63,13 @@ describe('lading serve: registry API (/v2/)', () => {
     assert.match(String(anon.headers['www-authenticate']), /^Basic realm="/);
     assert.equal(anon.headers['docker-distribution-api-version'], 'registry/2.0');
     assert.equal(ociCode(anon.body), 'UNAUTHORIZED');
-    const wrong = await http(`${srv.url}/v2/`, { headers: { authorization: `Basic ${Buffer.from('AWS:guess').toString('base64')}` } });
+    const wrong = await http(`${srv.url}/v2/`, {
+      headers: { authorization: `Basic ${Buffer.from('AWS:guess').toString('base64')}` },
+    });
     assert.equal(wrong.status, 401);
-    const wrongUser = await http(`${srv.url}/v2/`, { headers: { authorization: `Basic ${Buffer.from(`root:${creds.password}`).toString('base64')}` } });
+    const wrongUser = await http(`${srv.url}/v2/`, {
+      headers: { authorization: `Basic ${Buffer.from(`root:${creds.password}`).toString('base64')}` },
+    });
     assert.equal(wrongUser.status, 401);
     const ok = await v2('');
     assert.equal(ok.status, 200);
@@ -112,7 +124,10 @@ describe('lading serve: registry API (/v2/)', () => {
     assert.equal(part.status, 206);
     assert.deepEqual(part.body, layer.bytes.subarray(10, 20));
     assert.equal(part.headers['content-range'], `bytes 10-19/${layer.size}`);
-    assert.equal((await v2(`pull/app/blobs/${layer.digest}`, { headers: { range: `bytes=${layer.size}-` } })).status, 416);
+    assert.equal(
+      (await v2(`pull/app/blobs/${layer.digest}`, { headers: { range: `bytes=${layer.size}-` } })).status,
+      416,
+    );
     assert.equal(ociCode((await v2(`pull/app/blobs/${digestOf('nope')}`)).body), 'BLOB_UNKNOWN');
     assert.equal(ociCode((await v2(`missing/repo/blobs/${layer.digest}`)).body), 'NAME_UNKNOWN');
     const tags = await v2('pull/app/tags/list');
@@ -130,7 +145,12 @@ describe('lading serve: registry API (/v2/)', () => {
       const chunk = b.bytes.subarray(off, off + n);
       const r = await http(new URL(location, srv.url).href, {
         method: 'PATCH',
-        headers: { ...auth, 'content-type': 'application/octet-stream', 'content-range': `${off}-${off + chunk.length - 1}`, 'content-length': String(chunk.length) },
+        headers: {
+          ...auth,
+          'content-type': 'application/octet-stream',
+          'content-range': `${off}-${off + chunk.length - 1}`,
+          'content-length': String(chunk.length),
+        },
         body: chunk,
       });
       assert.equal(r.status, 202, r.body.toString());
@@ -140,13 +160,21 @@ describe('lading serve: registry API (/v2/)', () => {
     }
     const rest = b.bytes.subarray(off);
     const sep = location.includes('?') ? '&' : '?';
-    return http(new URL(`${location}${sep}digest=${b.digest}`, srv.url).href, { method: 'PUT', headers: { ...auth, 'content-length': String(rest.length) }, body: rest });
+    return http(new URL(`${location}${sep}digest=${b.digest}`, srv.url).href, {
+      method: 'PUT',
+      headers: { ...auth, 'content-length': String(rest.length) },
+      body: rest,
+    });
   }
 
   test('push blobs: monolithic POST ?digest=, POST+PUT, streamed PATCH chunks; digests verified; ECR sees them', async () => {
     await createRepo(ecr, 'push');
     const mono = blob('monolithic blob');
-    const r1 = await v2(`push/blobs/uploads/?digest=${mono.digest}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: mono.bytes });
+    const r1 = await v2(`push/blobs/uploads/?digest=${mono.digest}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: mono.bytes,
+    });
     assert.equal(r1.status, 201);
     assert.equal(r1.headers['docker-content-digest'], mono.digest);
     assert.equal(r1.headers.location, `/v2/push/blobs/${mono.digest}`);
@@ -168,7 +196,11 @@ describe('lading serve: registry API (/v2/)', () => {
 
     // A wrong digest is refused and nothing is stored.
     const start = await v2('push/blobs/uploads/', { method: 'POST' });
-    const wrong = await http(new URL(`${String(start.headers.location)}?digest=${digestOf('else')}`, srv.url).href, { method: 'PUT', headers: auth, body: 'content' });
+    const wrong = await http(new URL(`${String(start.headers.location)}?digest=${digestOf('else')}`, srv.url).href, {
+      method: 'PUT',
+      headers: auth,
+      body: 'content',
+    });
     assert.equal(wrong.status, 400);
     assert.equal(ociCode(wrong.body), 'DIGEST_INVALID');
     assert.equal((await v2(`push/blobs/${digestOf('else')}`, { method: 'HEAD' })).status, 404);
@@ -188,8 +220,16 @@ describe('lading serve: registry API (/v2/)', () => {
     const empty = blob('');
     assert.equal((await v2(`push/blobs/uploads/?digest=${empty.digest}`, { method: 'POST', body: '' })).status, 201);
 
-    const check = await ecr.send(new BatchCheckLayerAvailabilityCommand({ repositoryName: 'push', layerDigests: [mono.digest, one.digest, big.digest, small.digest] }));
-    assert.deepEqual(check.layers?.map((l) => l.layerDigest), [mono.digest, one.digest, big.digest]);
+    const check = await ecr.send(
+      new BatchCheckLayerAvailabilityCommand({
+        repositoryName: 'push',
+        layerDigests: [mono.digest, one.digest, big.digest, small.digest],
+      }),
+    );
+    assert.deepEqual(
+      check.layers?.map((l) => l.layerDigest),
+      [mono.digest, one.digest, big.digest],
+    );
     assert.equal(srv.openUploads, 0);
   });
 
@@ -197,7 +237,8 @@ describe('lading serve: registry API (/v2/)', () => {
     await createRepo(ecr, 'rules-v2', 'IMMUTABLE');
     const amd = smallImage('r2', 'amd64');
     const arm = smallImage('r2', 'arm64');
-    const putManifest = (ref: string, m: Blob, type = OCI_MANIFEST) => v2(`rules-v2/manifests/${ref}`, { method: 'PUT', headers: { 'content-type': type }, body: m.bytes });
+    const putManifest = (ref: string, m: Blob, type = OCI_MANIFEST) =>
+      v2(`rules-v2/manifests/${ref}`, { method: 'PUT', headers: { 'content-type': type }, body: m.bytes });
     let r = await putManifest('v1', amd.manifest);
     assert.equal(r.status, 400);
     assert.equal(ociCode(r.body), 'MANIFEST_BLOB_UNKNOWN');
@@ -229,7 +270,9 @@ describe('lading serve: registry API (/v2/)', () => {
     assert.equal((await putManifest('bare', bare)).status, 201);
     assert.equal((await v2('rules-v2/manifests/bare')).headers['content-type'], OCI_MANIFEST);
     // The ECR API sees what /v2/ stored.
-    const got = await ecr.send(new BatchGetImageCommand({ repositoryName: 'rules-v2', imageIds: [{ imageTag: 'multi' }] }));
+    const got = await ecr.send(
+      new BatchGetImageCommand({ repositoryName: 'rules-v2', imageIds: [{ imageTag: 'multi' }] }),
+    );
     assert.equal(got.images?.[0]?.imageManifest, index.bytes.toString());
     const details = await ecr.send(new DescribeImagesCommand({ repositoryName: 'rules-v2' }));
     assert.equal(details.imageDetails?.length, 4);
@@ -243,7 +286,9 @@ describe('lading serve: registry API (/v2/)', () => {
     const closing = await startTestServer({ missingRepository: 'close' });
     try {
       const c = await registryCreds(closing.ecr);
-      await assert.rejects(http(`${closing.url}/v2/absent/blobs/uploads/`, { method: 'POST', headers: { authorization: c.header } }));
+      await assert.rejects(
+        http(`${closing.url}/v2/absent/blobs/uploads/`, { method: 'POST', headers: { authorization: c.header } }),
+      );
       const pull = await http(`${closing.url}/v2/absent/manifests/latest`, { headers: { authorization: c.header } });
       assert.equal(pull.status, 404);
       assert.equal(ociCode(pull.body), 'NAME_UNKNOWN');
@@ -261,7 +306,8 @@ describe('lading serve: registry API (/v2/)', () => {
     await pushImage(ecr, 'refs', img, 'v1');
     const sbom = blob('{"sbom":true}');
     const empty = blob('{}');
-    for (const b of [sbom, empty]) await v2(`refs/blobs/uploads/?digest=${b.digest}`, { method: 'POST', body: b.bytes });
+    for (const b of [sbom, empty])
+      await v2(`refs/blobs/uploads/?digest=${b.digest}`, { method: 'POST', body: b.bytes });
     const referrer = blob(
       JSON.stringify({
         schemaVersion: 2,
@@ -272,11 +318,20 @@ describe('lading serve: registry API (/v2/)', () => {
         subject: { mediaType: OCI_MANIFEST, digest: img.manifest.digest, size: img.manifest.size },
       }),
     );
-    const put = await v2(`refs/manifests/${referrer.digest}`, { method: 'PUT', headers: { 'content-type': OCI_MANIFEST }, body: referrer.bytes });
+    const put = await v2(`refs/manifests/${referrer.digest}`, {
+      method: 'PUT',
+      headers: { 'content-type': OCI_MANIFEST },
+      body: referrer.bytes,
+    });
     assert.equal(put.status, 201);
     assert.equal(put.headers['oci-subject'], img.manifest.digest);
-    const list = JSON.parse((await v2(`refs/referrers/${img.manifest.digest}`)).body.toString()) as { manifests: { digest: string; artifactType: string }[] };
-    assert.deepEqual(list.manifests.map((m) => [m.digest, m.artifactType]), [[referrer.digest, 'application/spdx+json']]);
+    const list = JSON.parse((await v2(`refs/referrers/${img.manifest.digest}`)).body.toString()) as {
+      manifests: { digest: string; artifactType: string }[];
+    };
+    assert.deepEqual(
+      list.manifests.map((m) => [m.digest, m.artifactType]),
+      [[referrer.digest, 'application/spdx+json']],
+    );
     const filtered = await v2(`refs/referrers/${img.manifest.digest}?artifactType=application/other`);
     assert.equal(filtered.headers['oci-filters-applied'], 'artifactType');
     assert.deepEqual((JSON.parse(filtered.body.toString()) as { manifests: unknown[] }).manifests, []);
@@ -296,12 +351,25 @@ describe('lading serve: registry API (/v2/)', () => {
       await createRepo(m.ecr, 'mount-dst');
       const c = await registryCreds(m.ecr);
       const h = { authorization: c.header };
-      await http(`${m.url}/v2/mount-src/blobs/uploads/?digest=${b.digest}`, { method: 'POST', headers: h, body: b.bytes });
-      const ok = await http(`${m.url}/v2/mount-dst/blobs/uploads/?mount=${b.digest}&from=mount-src`, { method: 'POST', headers: h });
+      await http(`${m.url}/v2/mount-src/blobs/uploads/?digest=${b.digest}`, {
+        method: 'POST',
+        headers: h,
+        body: b.bytes,
+      });
+      const ok = await http(`${m.url}/v2/mount-dst/blobs/uploads/?mount=${b.digest}&from=mount-src`, {
+        method: 'POST',
+        headers: h,
+      });
       assert.equal(ok.status, 201);
-      assert.equal((await http(`${m.url}/v2/mount-dst/blobs/${b.digest}`, { headers: h })).body.toString(), 'mountable');
+      assert.equal(
+        (await http(`${m.url}/v2/mount-dst/blobs/${b.digest}`, { headers: h })).body.toString(),
+        'mountable',
+      );
       // Not mountable (absent from the source): a normal upload session.
-      const miss = await http(`${m.url}/v2/mount-dst/blobs/uploads/?mount=${digestOf('absent')}&from=mount-src`, { method: 'POST', headers: h });
+      const miss = await http(`${m.url}/v2/mount-dst/blobs/uploads/?mount=${digestOf('absent')}&from=mount-src`, {
+        method: 'POST',
+        headers: h,
+      });
       assert.equal(miss.status, 202);
     } finally {
       await m.stop();
@@ -309,77 +377,144 @@ describe('lading serve: registry API (/v2/)', () => {
   });
 });
 
-describe('lading serve: skopeo reads and writes it', { skip: skopeoAvailable ? false : 'skopeo is not installed' }, () => {
-  let srv: TestServer;
-  let creds: { username: string; password: string };
-  let work: string;
-  before(async () => {
-    srv = await startTestServer();
-    creds = await registryCreds(srv.ecr);
-    work = await tempDir('lading-serve-skopeo-');
-  });
-  after(async () => {
-    await srv.stop();
-    await rm(work, { recursive: true, force: true });
-  });
+describe(
+  'lading serve: skopeo reads and writes it',
+  { skip: skopeoAvailable ? false : 'skopeo is not installed' },
+  () => {
+    let srv: TestServer;
+    let creds: { username: string; password: string };
+    let work: string;
+    before(async () => {
+      srv = await startTestServer();
+      creds = await registryCreds(srv.ecr);
+      work = await tempDir('lading-serve-skopeo-');
+    });
+    after(async () => {
+      await srv.stop();
+      await rm(work, { recursive: true, force: true });
+    });
 
-  test('an image and an index pushed with the ECR API: skopeo inspects oci:DATA/repo:tag and docker://, copies --all', async () => {
-    await createRepo(srv.ecr, 'sk/app');
-    const amd = smallImage('sk', 'amd64');
-    const arm = smallImage('sk', 'arm64');
-    await pushImage(srv.ecr, 'sk/app', amd, 'amd');
-    await pushImage(srv.ecr, 'sk/app', arm);
-    const index = indexOf([
-      { manifest: amd.manifest, architecture: 'amd64' },
-      { manifest: arm.manifest, architecture: 'arm64' },
-    ]);
-    await srv.ecr.send(new PutImageCommand({ repositoryName: 'sk/app', imageManifest: index.bytes.toString(), imageTag: 'multi' }));
+    test('an image and an index pushed with the ECR API: skopeo inspects oci:DATA/repo:tag and docker://, copies --all', async () => {
+      await createRepo(srv.ecr, 'sk/app');
+      const amd = smallImage('sk', 'amd64');
+      const arm = smallImage('sk', 'arm64');
+      await pushImage(srv.ecr, 'sk/app', amd, 'amd');
+      await pushImage(srv.ecr, 'sk/app', arm);
+      const index = indexOf([
+        { manifest: amd.manifest, architecture: 'amd64' },
+        { manifest: arm.manifest, architecture: 'arm64' },
+      ]);
+      await srv.ecr.send(
+        new PutImageCommand({ repositoryName: 'sk/app', imageManifest: index.bytes.toString(), imageTag: 'multi' }),
+      );
 
-    const local = JSON.parse((await run('skopeo', ['inspect', `oci:${join(srv.dataDir, 'sk', 'app')}:amd`])).stdout) as { Digest: string; Architecture: string };
-    assert.equal(local.Digest, amd.manifest.digest);
-    assert.equal(local.Architecture, 'amd64');
-    const rawLocal = (await run('skopeo', ['inspect', '--raw', `oci:${join(srv.dataDir, 'sk', 'app')}:multi`])).stdout;
-    assert.equal(digestOf(rawLocal), index.digest);
+      const local = JSON.parse(
+        (await run('skopeo', ['inspect', `oci:${join(srv.dataDir, 'sk', 'app')}:amd`])).stdout,
+      ) as { Digest: string; Architecture: string };
+      assert.equal(local.Digest, amd.manifest.digest);
+      assert.equal(local.Architecture, 'amd64');
+      const rawLocal = (await run('skopeo', ['inspect', '--raw', `oci:${join(srv.dataDir, 'sk', 'app')}:multi`]))
+        .stdout;
+      assert.equal(digestOf(rawLocal), index.digest);
 
-    const credsArg = `${creds.username}:${creds.password}`;
-    const remote = JSON.parse((await run('skopeo', ['inspect', '--tls-verify=false', '--creds', credsArg, `docker://${srv.host}/sk/app:amd`])).stdout) as { Digest: string; Layers: string[] };
-    assert.equal(remote.Digest, amd.manifest.digest);
-    assert.deepEqual(remote.Layers, amd.layers.map((l) => l.digest));
-    const raw = (await run('skopeo', ['inspect', '--tls-verify=false', '--raw', '--creds', credsArg, `docker://${srv.host}/sk/app@${index.digest}`])).stdout;
-    assert.equal(digestOf(raw), index.digest);
+      const credsArg = `${creds.username}:${creds.password}`;
+      const remote = JSON.parse(
+        (await run('skopeo', ['inspect', '--tls-verify=false', '--creds', credsArg, `docker://${srv.host}/sk/app:amd`]))
+          .stdout,
+      ) as { Digest: string; Layers: string[] };
+      assert.equal(remote.Digest, amd.manifest.digest);
+      assert.deepEqual(
+        remote.Layers,
+        amd.layers.map((l) => l.digest),
+      );
+      const raw = (
+        await run('skopeo', [
+          'inspect',
+          '--tls-verify=false',
+          '--raw',
+          '--creds',
+          credsArg,
+          `docker://${srv.host}/sk/app@${index.digest}`,
+        ])
+      ).stdout;
+      assert.equal(digestOf(raw), index.digest);
 
-    const out = join(work, 'copy');
-    await run('skopeo', ['copy', '--all', '--preserve-digests', '--src-tls-verify=false', '--src-creds', credsArg, `docker://${srv.host}/sk/app:multi`, `oci:${out}:copied`]);
-    const copiedIndex = JSON.parse(await readFile(join(out, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
-    assert.equal(copiedIndex.manifests[0]!.digest, index.digest);
-    for (const b of [...amd.layers, ...arm.layers, amd.config, arm.config]) assert.deepEqual(await readFile(join(out, 'blobs', 'sha256', b.digest.slice(7))), b.bytes);
-  });
+      const out = join(work, 'copy');
+      await run('skopeo', [
+        'copy',
+        '--all',
+        '--preserve-digests',
+        '--src-tls-verify=false',
+        '--src-creds',
+        credsArg,
+        `docker://${srv.host}/sk/app:multi`,
+        `oci:${out}:copied`,
+      ]);
+      const copiedIndex = JSON.parse(await readFile(join(out, 'index.json'), 'utf8')) as {
+        manifests: { digest: string }[];
+      };
+      assert.equal(copiedIndex.manifests[0]!.digest, index.digest);
+      for (const b of [...amd.layers, ...arm.layers, amd.config, arm.config])
+        assert.deepEqual(await readFile(join(out, 'blobs', 'sha256', b.digest.slice(7))), b.bytes);
+    });
 
-  test('skopeo pushes through /v2/ (oci: -> docker://); the ECR API and a pull see the same image', async () => {
-    await createRepo(srv.ecr, 'sk/pushed');
-    // An OCI layout to push, made by hand.
-    const src = join(work, 'src');
-    const img = smallImage('pushed');
-    await mkdir(join(src, 'blobs', 'sha256'), { recursive: true });
-    for (const b of [...img.layers, img.config, img.manifest]) await writeFile(join(src, 'blobs', 'sha256', b.digest.slice(7)), b.bytes);
-    await writeFile(join(src, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-    await writeFile(
-      join(src, 'index.json'),
-      JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: OCI_MANIFEST, digest: img.manifest.digest, size: img.manifest.size, annotations: { 'org.opencontainers.image.ref.name': 'v1' } }] }),
-    );
-    const credsArg = `${creds.username}:${creds.password}`;
-    srv.resetCalls();
-    await run('skopeo', ['copy', '--preserve-digests', '--dest-tls-verify=false', '--dest-creds', credsArg, `oci:${src}:v1`, `docker://${srv.host}/sk/pushed:v1`]);
-    assert.ok((srv.calls['PUT manifest'] ?? 0) >= 1);
-    assert.ok((srv.calls['PUT upload'] ?? 0) >= 3, JSON.stringify(srv.calls));
-    const got = await srv.ecr.send(new BatchGetImageCommand({ repositoryName: 'sk/pushed', imageIds: [{ imageTag: 'v1' }] }));
-    assert.equal(got.images?.[0]?.imageId?.imageDigest, img.manifest.digest);
-    const local = JSON.parse((await run('skopeo', ['inspect', `oci:${join(srv.dataDir, 'sk', 'pushed')}:v1`])).stdout) as { Digest: string };
-    assert.equal(local.Digest, img.manifest.digest);
-    // Pushing the same again uploads nothing: skopeo finds every blob with HEAD.
-    srv.resetCalls();
-    await run('skopeo', ['copy', '--preserve-digests', '--dest-tls-verify=false', '--dest-creds', credsArg, `oci:${src}:v1`, `docker://${srv.host}/sk/pushed:v1`]);
-    assert.equal(srv.calls['PUT upload'] ?? 0, 0);
-    assert.equal(srv.calls['PATCH upload'] ?? 0, 0);
-  });
-});
+    test('skopeo pushes through /v2/ (oci: -> docker://); the ECR API and a pull see the same image', async () => {
+      await createRepo(srv.ecr, 'sk/pushed');
+      // An OCI layout to push, made by hand.
+      const src = join(work, 'src');
+      const img = smallImage('pushed');
+      await mkdir(join(src, 'blobs', 'sha256'), { recursive: true });
+      for (const b of [...img.layers, img.config, img.manifest])
+        await writeFile(join(src, 'blobs', 'sha256', b.digest.slice(7)), b.bytes);
+      await writeFile(join(src, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+      await writeFile(
+        join(src, 'index.json'),
+        JSON.stringify({
+          schemaVersion: 2,
+          manifests: [
+            {
+              mediaType: OCI_MANIFEST,
+              digest: img.manifest.digest,
+              size: img.manifest.size,
+              annotations: { 'org.opencontainers.image.ref.name': 'v1' },
+            },
+          ],
+        }),
+      );
+      const credsArg = `${creds.username}:${creds.password}`;
+      srv.resetCalls();
+      await run('skopeo', [
+        'copy',
+        '--preserve-digests',
+        '--dest-tls-verify=false',
+        '--dest-creds',
+        credsArg,
+        `oci:${src}:v1`,
+        `docker://${srv.host}/sk/pushed:v1`,
+      ]);
+      assert.ok((srv.calls['PUT manifest'] ?? 0) >= 1);
+      assert.ok((srv.calls['PUT upload'] ?? 0) >= 3, JSON.stringify(srv.calls));
+      const got = await srv.ecr.send(
+        new BatchGetImageCommand({ repositoryName: 'sk/pushed', imageIds: [{ imageTag: 'v1' }] }),
+      );
+      assert.equal(got.images?.[0]?.imageId?.imageDigest, img.manifest.digest);
+      const local = JSON.parse(
+        (await run('skopeo', ['inspect', `oci:${join(srv.dataDir, 'sk', 'pushed')}:v1`])).stdout,
+      ) as { Digest: string };
+      assert.equal(local.Digest, img.manifest.digest);
+      // Pushing the same again uploads nothing: skopeo finds every blob with HEAD.
+      srv.resetCalls();
+      await run('skopeo', [
+        'copy',
+        '--preserve-digests',
+        '--dest-tls-verify=false',
+        '--dest-creds',
+        credsArg,
+        `oci:${src}:v1`,
+        `docker://${srv.host}/sk/pushed:v1`,
+      ]);
+      assert.equal(srv.calls['PUT upload'] ?? 0, 0);
+      assert.equal(srv.calls['PATCH upload'] ?? 0, 0);
+    });
+  },
+);

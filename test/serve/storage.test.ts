@@ -6,9 +6,27 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { BatchGetImageCommand, CompleteLayerUploadCommand, DescribeImagesCommand, DescribeRepositoriesCommand, InitiateLayerUploadCommand, PutImageCommand, UploadLayerPartCommand } from '@aws-sdk/client-ecr';
+import {
+  BatchGetImageCommand,
+  CompleteLayerUploadCommand,
+  DescribeImagesCommand,
+  DescribeRepositoriesCommand,
+  InitiateLayerUploadCommand,
+  PutImageCommand,
+  UploadLayerPartCommand,
+} from '@aws-sdk/client-ecr';
 import { startServer } from '../../src/serve';
-import { createRepo, http, OCI_MANIFEST, pushImage, registryCreds, rejectsWith, smallImage, startTestServer, tempDir } from './helpers';
+import {
+  createRepo,
+  http,
+  OCI_MANIFEST,
+  pushImage,
+  registryCreds,
+  rejectsWith,
+  smallImage,
+  startTestServer,
+  tempDir,
+} from './helpers';
 
 async function walk(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -37,26 +55,59 @@ describe('lading serve: storage', () => {
       await a.stop();
       // Nothing temporary is left: only the layout, the settings, and an empty scratch dir.
       const files = (await walk(dataDir)).map((f) => f.slice(dataDir.length + 1));
-      assert.ok(files.every((f) => !/\.tmp-/.test(f)), files.join('\n'));
-      assert.deepEqual(
-        files.filter((f) => !f.includes('blobs/')).sort(),
-        ['keep/.repository.json', 'keep/index.json', 'keep/me/.repository.json', 'keep/me/index.json', 'keep/me/oci-layout', 'keep/oci-layout'],
+      assert.ok(
+        files.every((f) => !/\.tmp-/.test(f)),
+        files.join('\n'),
       );
+      assert.deepEqual(files.filter((f) => !f.includes('blobs/')).sort(), [
+        'keep/.repository.json',
+        'keep/index.json',
+        'keep/me/.repository.json',
+        'keep/me/index.json',
+        'keep/me/oci-layout',
+        'keep/oci-layout',
+      ]);
 
       const b = await startTestServer({ dataDir });
       try {
         const repo = await b.ecr.send(new DescribeRepositoriesCommand({ repositoryNames: ['keep/me', 'keep'] }));
-        assert.deepEqual(repo.repositories?.map((r) => r.imageTagMutability), ['IMMUTABLE', 'MUTABLE']);
-        const outer = await b.ecr.send(new BatchGetImageCommand({ repositoryName: 'keep', imageIds: [{ imageTag: 'outer' }] }));
+        assert.deepEqual(
+          repo.repositories?.map((r) => r.imageTagMutability),
+          ['IMMUTABLE', 'MUTABLE'],
+        );
+        const outer = await b.ecr.send(
+          new BatchGetImageCommand({ repositoryName: 'keep', imageIds: [{ imageTag: 'outer' }] }),
+        );
         assert.equal(outer.images?.[0]?.imageId?.imageDigest, other.manifest.digest);
         const after = await b.ecr.send(new DescribeImagesCommand({ repositoryName: 'keep/me' }));
         assert.deepEqual(
-          after.imageDetails?.map((d) => [d.imageDigest, d.imageTags, d.imageSizeInBytes, Math.round(d.imagePushedAt!.getTime() / 1000)]),
-          before.imageDetails?.map((d) => [d.imageDigest, d.imageTags, d.imageSizeInBytes, Math.round(d.imagePushedAt!.getTime() / 1000)]),
+          after.imageDetails?.map((d) => [
+            d.imageDigest,
+            d.imageTags,
+            d.imageSizeInBytes,
+            Math.round(d.imagePushedAt!.getTime() / 1000),
+          ]),
+          before.imageDetails?.map((d) => [
+            d.imageDigest,
+            d.imageTags,
+            d.imageSizeInBytes,
+            Math.round(d.imagePushedAt!.getTime() / 1000),
+          ]),
         );
-        const got = await b.ecr.send(new BatchGetImageCommand({ repositoryName: 'keep/me', imageIds: [{ imageTag: 'v1' }] }));
+        const got = await b.ecr.send(
+          new BatchGetImageCommand({ repositoryName: 'keep/me', imageIds: [{ imageTag: 'v1' }] }),
+        );
         assert.equal(got.images?.[0]?.imageManifest, img.manifest.bytes.toString());
-        await rejectsWith(b.ecr.send(new PutImageCommand({ repositoryName: 'keep/me', imageManifest: other.manifest.bytes.toString(), imageTag: 'v1' })), 'ImageTagAlreadyExistsException');
+        await rejectsWith(
+          b.ecr.send(
+            new PutImageCommand({
+              repositoryName: 'keep/me',
+              imageManifest: other.manifest.bytes.toString(),
+              imageTag: 'v1',
+            }),
+          ),
+          'ImageTagAlreadyExistsException',
+        );
       } finally {
         await b.stop();
       }
@@ -71,13 +122,21 @@ describe('lading serve: storage', () => {
       const img = smallImage('imported');
       const dir = join(dataDir, 'imported', 'app');
       await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-      for (const b of [...img.layers, img.config, img.manifest]) await writeFile(join(dir, 'blobs', 'sha256', b.digest.slice(7)), b.bytes);
+      for (const b of [...img.layers, img.config, img.manifest])
+        await writeFile(join(dir, 'blobs', 'sha256', b.digest.slice(7)), b.bytes);
       await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
       await writeFile(
         join(dir, 'index.json'),
         JSON.stringify({
           schemaVersion: 2,
-          manifests: [{ mediaType: OCI_MANIFEST, digest: img.manifest.digest, size: img.manifest.size, annotations: { 'org.opencontainers.image.ref.name': 'old', 'org.example.note': 'kept' } }],
+          manifests: [
+            {
+              mediaType: OCI_MANIFEST,
+              digest: img.manifest.digest,
+              size: img.manifest.size,
+              annotations: { 'org.opencontainers.image.ref.name': 'old', 'org.example.note': 'kept' },
+            },
+          ],
         }),
       );
       const srv = await startTestServer({ dataDir });
@@ -86,8 +145,16 @@ describe('lading serve: storage', () => {
         const m = await http(`${srv.url}/v2/imported/app/manifests/old`, { headers: { authorization: c.header } });
         assert.equal(m.status, 200);
         assert.equal(m.headers['docker-content-digest'], img.manifest.digest);
-        await srv.ecr.send(new PutImageCommand({ repositoryName: 'imported/app', imageManifest: img.manifest.bytes.toString(), imageTag: 'new' }));
-        const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: { annotations: Record<string, string> }[] };
+        await srv.ecr.send(
+          new PutImageCommand({
+            repositoryName: 'imported/app',
+            imageManifest: img.manifest.bytes.toString(),
+            imageTag: 'new',
+          }),
+        );
+        const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as {
+          manifests: { annotations: Record<string, string> }[];
+        };
         assert.deepEqual(
           index.manifests.map((e) => e.annotations),
           [
@@ -123,12 +190,29 @@ describe('lading serve: storage', () => {
     try {
       await createRepo(srv.ecr, 'idle');
       const { uploadId } = await srv.ecr.send(new InitiateLayerUploadCommand({ repositoryName: 'idle' }));
-      await srv.ecr.send(new UploadLayerPartCommand({ repositoryName: 'idle', uploadId: uploadId!, partFirstByte: 0, partLastByte: 2, layerPartBlob: Buffer.from('abc') }));
+      await srv.ecr.send(
+        new UploadLayerPartCommand({
+          repositoryName: 'idle',
+          uploadId: uploadId!,
+          partFirstByte: 0,
+          partLastByte: 2,
+          layerPartBlob: Buffer.from('abc'),
+        }),
+      );
       assert.equal((await readdir(join(srv.dataDir, '.uploads'))).length, 1);
       await new Promise((r) => setTimeout(r, 1300));
       assert.equal(srv.openUploads, 0);
       assert.deepEqual(await readdir(join(srv.dataDir, '.uploads')), []);
-      await rejectsWith(srv.ecr.send(new CompleteLayerUploadCommand({ repositoryName: 'idle', uploadId: uploadId!, layerDigests: ['sha256:' + '0'.repeat(64)] })), 'UploadNotFoundException');
+      await rejectsWith(
+        srv.ecr.send(
+          new CompleteLayerUploadCommand({
+            repositoryName: 'idle',
+            uploadId: uploadId!,
+            layerDigests: ['sha256:' + '0'.repeat(64)],
+          }),
+        ),
+        'UploadNotFoundException',
+      );
       await srv.ecr.send(new InitiateLayerUploadCommand({ repositoryName: 'idle' }));
       assert.equal(srv.openUploads, 1);
     } finally {

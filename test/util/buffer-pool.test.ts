@@ -28,7 +28,12 @@ const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 /** Random and text stretches, so the adaptive gzip takes both of its paths. */
 function mixed(mib: number): Buffer {
   const parts: Buffer[] = [];
-  for (let i = 0; i < mib; i++) parts.push(i % 3 === 1 ? Buffer.from(`line ${i} of text that deflate shrinks well\n`.repeat(26_000)).subarray(0, 1024 * 1024) : randomBytes(1024 * 1024));
+  for (let i = 0; i < mib; i++)
+    parts.push(
+      i % 3 === 1
+        ? Buffer.from(`line ${i} of text that deflate shrinks well\n`.repeat(26_000)).subarray(0, 1024 * 1024)
+        : randomBytes(1024 * 1024),
+    );
   parts.push(randomBytes(12_345));
   return Buffer.concat(parts);
 }
@@ -71,11 +76,14 @@ function slowSink(out: Buffer[]): Writable {
       queue = queue.then(
         () =>
           new Promise<void>((resolve) =>
-            setTimeout(() => {
-              out[i] = Buffer.from(chunk);
-              release(chunk);
-              resolve();
-            }, Math.random() < 0.9 ? 0 : 2),
+            setTimeout(
+              () => {
+                out[i] = Buffer.from(chunk);
+                release(chunk);
+                resolve();
+              },
+              Math.random() < 0.9 ? 0 : 2,
+            ),
           ),
       );
       cb();
@@ -138,7 +146,12 @@ describe('buffer pool', () => {
         [0, 1].map(async () => {
           const out: Buffer[] = [];
           const gz = new AdaptiveGzip(1);
-          await pipeline(src.stream(0, data.length - 1, { pooled: true }), new VerifyingStream({ what: 'x', digest: `sha256:${sha(data)}` as Digest, size: data.length }), gz, slowSink(out));
+          await pipeline(
+            src.stream(0, data.length - 1, { pooled: true }),
+            new VerifyingStream({ what: 'x', digest: `sha256:${sha(data)}` as Digest, size: data.length }),
+            gz,
+            slowSink(out),
+          );
           assert.ok(gz.storedBytes > 0, 'stored blocks were written');
           const back: Buffer[] = [];
           await pipeline(
@@ -168,11 +181,7 @@ describe('buffer pool', () => {
     await withFile('layer.gz', blob, async (src) => {
       const check = new DiffIdCheck('gzip', { diffId: `sha256:${sha(tar)}` as Digest, what: 'layer' });
       const seen: Buffer[] = [];
-      await pipeline(
-        src.stream(0, blob.length - 1, { pooled: true }),
-        check,
-        copyingSink(seen, { release: true }),
-      );
+      await pipeline(src.stream(0, blob.length - 1, { pooled: true }), check, copyingSink(seen, { release: true }));
       assert.equal(check.diffId, `sha256:${sha(tar)}`);
       assert.equal(sha(Buffer.concat(seen)), sha(blob));
     });
@@ -189,11 +198,18 @@ describe('buffer pool', () => {
 
   test('a range past the end of the file fails as truncated, and the handle stays open', async () => {
     await withFile('short.bin', Buffer.alloc(1000), async (src) => {
-      await assert.rejects(pipeline(src.stream(0, 1999, { pooled: true }), slowSink([])), (e: Error & { code?: string }) => e.code === 'TRUNCATED' && /short\.bin/.test(e.message));
+      await assert.rejects(
+        pipeline(src.stream(0, 1999, { pooled: true }), slowSink([])),
+        (e: Error & { code?: string }) => e.code === 'TRUNCATED' && /short\.bin/.test(e.message),
+      );
       const stream = src.stream(0, 9);
       stream.destroy();
       const b = Buffer.alloc(10);
-      assert.equal((await src.read(b, 0, 10, 0)).bytesRead, 10, 'destroying a range stream does not close the shared handle');
+      assert.equal(
+        (await src.read(b, 0, 10, 0)).bytesRead,
+        10,
+        'destroying a range stream does not close the shared handle',
+      );
     });
   });
 });

@@ -27,20 +27,26 @@ export const MAX_DOCKER_LAYERS = 100_000;
 export function parseDockerManifestJson(bytes: Buffer, where: string): DockerManifestEntry[] {
   const doc = parseJsonBytes(bytes, where);
   if (!Array.isArray(doc)) {
-    throw new LadingError('BAD_MANIFEST', `${where}: expected an array of images, got ${doc === null ? 'null' : typeof doc}`);
+    throw new LadingError(
+      'BAD_MANIFEST',
+      `${where}: expected an array of images, got ${doc === null ? 'null' : typeof doc}`,
+    );
   }
   if (doc.length === 0) throw new LadingError('BAD_MANIFEST', `${where}: lists no images`);
-  if (doc.length > MAX_DOCKER_IMAGES) throw new LadingError('LIMIT_EXCEEDED', `${where}: lists ${doc.length} images (limit ${MAX_DOCKER_IMAGES})`);
+  if (doc.length > MAX_DOCKER_IMAGES)
+    throw new LadingError('LIMIT_EXCEEDED', `${where}: lists ${doc.length} images (limit ${MAX_DOCKER_IMAGES})`);
   let layers = 0;
   return doc.map((raw, i) => {
     const w = `${where}[${i}]`;
     const o = expectObject(raw, w);
-    if (typeof o.Config !== 'string' || o.Config === '') throw new LadingError('BAD_MANIFEST', `${w}: "Config" must be a file name`);
+    if (typeof o.Config !== 'string' || o.Config === '')
+      throw new LadingError('BAD_MANIFEST', `${w}: "Config" must be a file name`);
     if (!Array.isArray(o.Layers) || !o.Layers.every((l) => typeof l === 'string' && l !== '')) {
       throw new LadingError('BAD_MANIFEST', `${w}: "Layers" must be an array of file names`);
     }
     layers += o.Layers.length;
-    if (layers > MAX_DOCKER_LAYERS) throw new LadingError('LIMIT_EXCEEDED', `${where}: lists more than ${MAX_DOCKER_LAYERS} layers in all`);
+    if (layers > MAX_DOCKER_LAYERS)
+      throw new LadingError('LIMIT_EXCEEDED', `${where}: lists more than ${MAX_DOCKER_LAYERS} layers in all`);
     const tags = o.RepoTags ?? [];
     if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) {
       throw new LadingError('BAD_MANIFEST', `${w}: "RepoTags" must be an array of strings`);
@@ -77,7 +83,11 @@ export interface DockerImages {
  * their own, with a stored manifest when the archive holds one that matches (Docker >= 25
  * stores it under blobs/), else a manifest lading will synthesize once the layers are read.
  */
-export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, ociImages: ArchiveImage[]): Promise<ArchiveImage[]> {
+export async function readDockerImages(
+  store: ArchiveStore,
+  blobs: OciBlobs,
+  ociImages: ArchiveImage[],
+): Promise<ArchiveImage[]> {
   const mj = store.table.lookup('manifest.json')!;
   const mjBytes = await store.readSmall(mj);
   blobs.account(mjBytes.length, 'manifest.json');
@@ -89,7 +99,9 @@ export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, oci
   const configs = new Map<string, { cbytes: Buffer; cdigest: Digest; config: ReturnType<typeof parseImageConfig> }>();
   // Docker >= 25: images already known from index.json, by config digest; their names once.
   const byConfig = new Map<Digest, ArchiveImage>();
-  for (const img of ociImages) for (const m of img.manifests) if (m.config && !byConfig.has(m.config.descriptor.digest)) byConfig.set(m.config.descriptor.digest, img);
+  for (const img of ociImages)
+    for (const m of img.manifests)
+      if (m.config && !byConfig.has(m.config.descriptor.digest)) byConfig.set(m.config.descriptor.digest, img);
   const names = new Map<ArchiveImage, Set<string>>();
 
   for (const [i, e] of entries.entries()) {
@@ -107,14 +119,20 @@ export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, oci
       const cdigest = digestOf(cbytes);
       const claimed = claimedDigest(centry.path) ?? claimedDigest(e.config);
       if (claimed !== undefined && claimed.startsWith('sha256:') && claimed !== cdigest) {
-        throw new LadingError('DIGEST_MISMATCH', `${store.where}: config ${shown(e.config)} has digest ${cdigest}, its name says ${claimed}`);
+        throw new LadingError(
+          'DIGEST_MISMATCH',
+          `${store.where}: config ${shown(e.config)} has digest ${cdigest}, its name says ${claimed}`,
+        );
       }
       c = { cbytes, cdigest, config: parseImageConfig(cbytes, `${store.where}: ${shown(e.config)}`) };
       configs.set(centry.path, c);
     }
     const { cbytes, cdigest, config } = c;
     if (config.diffIds.length !== e.layers.length) {
-      throw new LadingError('BAD_MANIFEST', `${store.where}: ${what} lists ${e.layers.length} layers but config ${shown(e.config)} has ${config.diffIds.length} diff_ids`);
+      throw new LadingError(
+        'BAD_MANIFEST',
+        `${store.where}: ${what} lists ${e.layers.length} layers but config ${shown(e.config)} has ${config.diffIds.length} diff_ids`,
+      );
     }
 
     // Docker >= 25: the same image is already known from index.json.
@@ -130,11 +148,21 @@ export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, oci
     // A stored manifest for exactly this config and these layer blobs keeps its digest.
     storedManifests ??= await findStoredManifests(store, blobs);
     const stored = storedManifests.find(
-      (m) => m.config.digest === cdigest && m.layers.length === layerPaths.length && m.layers.every((l, j) => claimedDigest(layerPaths[j]!.path) === l.digest),
+      (m) =>
+        m.config.digest === cdigest &&
+        m.layers.length === layerPaths.length &&
+        m.layers.every((l, j) => claimedDigest(layerPaths[j]!.path) === l.digest),
     );
     if (stored) {
       const d: Descriptor = { mediaType: stored.mediaType, digest: stored.digest, size: stored.bytes.length };
-      const image: ArchiveImage = { names: [...e.repoTags], mediaType: stored.mediaType, digest: stored.digest, indexes: [], manifests: [], others: [] };
+      const image: ArchiveImage = {
+        names: [...e.repoTags],
+        mediaType: stored.mediaType,
+        digest: stored.digest,
+        indexes: [],
+        manifests: [],
+        others: [],
+      };
       const info = await blobs.manifestInfo(d, stored);
       if (!info.platform) {
         const p = configPlatform(config);
@@ -162,7 +190,11 @@ export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, oci
     });
     const info: ManifestInfo = {
       descriptor: undefined as unknown as Descriptor,
-      config: { descriptor: { mediaType: MediaType.DockerConfig, digest: cdigest, size: cbytes.length }, blob: configRef, parsed: config },
+      config: {
+        descriptor: { mediaType: MediaType.DockerConfig, digest: cdigest, size: cbytes.length },
+        blob: configRef,
+        parsed: config,
+      },
       layers,
       attestation: false,
       available: true,
@@ -170,7 +202,13 @@ export async function readDockerImages(store: ArchiveStore, blobs: OciBlobs, oci
     };
     const p = configPlatform(config);
     if (p) info.platform = p;
-    out.push({ names: [...e.repoTags], mediaType: MediaType.DockerManifest, indexes: [], manifests: [info], others: [] });
+    out.push({
+      names: [...e.repoTags],
+      mediaType: MediaType.DockerManifest,
+      indexes: [],
+      manifests: [info],
+      others: [],
+    });
   }
   for (const [img, tags] of names) img.names = [...new Set([...tags, ...img.names])];
   return out;

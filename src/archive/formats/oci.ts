@@ -1,8 +1,22 @@
 import { LadingError } from '../../errors';
 import type { Descriptor } from '../../image/descriptor';
 import { digestAlgorithm, digestHex, digestOf, type Digest } from '../../image/digest';
-import { configPlatform, isAttestation, parseImageConfig, parseManifestDocument, type ImageManifest, type ManifestDocument } from '../../image/manifest';
-import { isForeignLayerMediaType, isIndexMediaType, layerCompressionOf, isManifestMediaType, isSchema1MediaType, MediaType } from '../../image/media-types';
+import {
+  configPlatform,
+  isAttestation,
+  parseImageConfig,
+  parseManifestDocument,
+  type ImageManifest,
+  type ManifestDocument,
+} from '../../image/manifest';
+import {
+  isForeignLayerMediaType,
+  isIndexMediaType,
+  layerCompressionOf,
+  isManifestMediaType,
+  isSchema1MediaType,
+  MediaType,
+} from '../../image/media-types';
 import type { Entry } from '../entries';
 import type { ArchiveImage, BlobRef, ConfigInfo, LayerInfo, ManifestInfo } from '../model';
 import type { ArchiveStore } from '../store';
@@ -47,14 +61,20 @@ export class OciBlobs {
   account(bytes: number, what: string): void {
     this.documentBytes += bytes;
     if (this.documentBytes > MAX_DOCUMENT_BYTES) {
-      throw new LadingError('LIMIT_EXCEEDED', `${this.store.where}: ${what}: the archive's JSON documents add up to more than ${MAX_DOCUMENT_BYTES} bytes`);
+      throw new LadingError(
+        'LIMIT_EXCEEDED',
+        `${this.store.where}: ${what}: the archive's JSON documents add up to more than ${MAX_DOCUMENT_BYTES} bytes`,
+      );
     }
   }
 
   /** One more manifest or index descriptor visited; lets signals in now and then. */
   private async visit(): Promise<void> {
     if (++this.visited > MAX_MANIFESTS_VISITED) {
-      throw new LadingError('LIMIT_EXCEEDED', `${this.store.where}: indexes list more than ${MAX_MANIFESTS_VISITED} manifests in all (counting repeats)`);
+      throw new LadingError(
+        'LIMIT_EXCEEDED',
+        `${this.store.where}: indexes list more than ${MAX_MANIFESTS_VISITED} manifests in all (counting repeats)`,
+      );
     }
     if (this.visited % 1000 === 0) {
       // Documents of a one-pass read come from memory: without this the walk never yields.
@@ -73,7 +93,10 @@ export class OciBlobs {
   async readVerified(d: Descriptor, entry: Entry, what: string): Promise<Buffer> {
     const where = `${this.store.where}: ${what} ${d.digest}`;
     if (entry.size !== d.size) {
-      throw new LadingError('SIZE_MISMATCH', `${where}: the archive holds ${entry.size} bytes (${entry.path}), the descriptor says ${d.size}`);
+      throw new LadingError(
+        'SIZE_MISMATCH',
+        `${where}: the archive holds ${entry.size} bytes (${entry.path}), the descriptor says ${d.size}`,
+      );
     }
     const bytes = await this.store.readSmall(entry);
     this.account(bytes.length, `${what} ${d.digest}`);
@@ -129,7 +152,10 @@ export class OciBlobs {
     const listed = config.parsed?.diffIds;
     const diffIds = isImage || listed?.length === manifest.layers.length ? listed : undefined;
     if (diffIds !== undefined && diffIds.length !== manifest.layers.length) {
-      throw new LadingError('BAD_MANIFEST', `${this.store.where}: manifest ${d.digest} has ${manifest.layers.length} layers but its config lists ${diffIds.length} diff_ids`);
+      throw new LadingError(
+        'BAD_MANIFEST',
+        `${this.store.where}: manifest ${d.digest} has ${manifest.layers.length} layers but its config lists ${diffIds.length} diff_ids`,
+      );
     }
     let complete = cref !== undefined;
     manifest.layers.forEach((ld, i) => {
@@ -154,13 +180,25 @@ export class OciBlobs {
    * `image.manifests`, each document once (`seen`: digests already walked for this image).
    * Unknown media types in an index are skipped, as the spec asks.
    */
-  async walk(d: Descriptor, image: ArchiveImage, stack: Digest[], what: string, seen = new Set<Digest>()): Promise<void> {
+  async walk(
+    d: Descriptor,
+    image: ArchiveImage,
+    stack: Digest[],
+    what: string,
+    seen = new Set<Digest>(),
+  ): Promise<void> {
     await this.visit();
     if (stack.includes(d.digest)) {
-      throw new LadingError('INDEX_CYCLE', `${this.store.where}: index ${stack[stack.length - 1]} refers back to ${d.digest}: the indexes form a cycle`);
+      throw new LadingError(
+        'INDEX_CYCLE',
+        `${this.store.where}: index ${stack[stack.length - 1]} refers back to ${d.digest}: the indexes form a cycle`,
+      );
     }
     if (stack.length >= MAX_INDEX_DEPTH) {
-      throw new LadingError('LIMIT_EXCEEDED', `${this.store.where}: indexes nest deeper than ${MAX_INDEX_DEPTH} levels`);
+      throw new LadingError(
+        'LIMIT_EXCEEDED',
+        `${this.store.where}: indexes nest deeper than ${MAX_INDEX_DEPTH} levels`,
+      );
     }
     // An index listing the same digest again (or a child listed by two indexes): already in
     // the model, with everything below it.
@@ -169,7 +207,10 @@ export class OciBlobs {
     const doc = await this.document(d, what);
     if (doc === undefined) {
       if (stack.length === 0) {
-        throw new LadingError('BLOB_MISSING', `${this.store.where}: ${what} ${d.digest} is not in the archive (expected at ${blobPath(d.digest)})`);
+        throw new LadingError(
+          'BLOB_MISSING',
+          `${this.store.where}: ${what} ${d.digest} is not in the archive (expected at ${blobPath(d.digest)})`,
+        );
       }
       // A child the archive does not carry (Docker's containerd store saves only the
       // platforms it pulled): listed, marked unavailable.
@@ -180,7 +221,10 @@ export class OciBlobs {
       image.indexes.push(doc);
       for (const [i, child] of doc.manifests.entries()) {
         if (isSchema1MediaType(child.mediaType)) {
-          throw new LadingError('UNSUPPORTED_SCHEMA', `${this.store.where}: index ${d.digest} lists a Docker schema 1 manifest; schema 1 is unsupported`);
+          throw new LadingError(
+            'UNSUPPORTED_SCHEMA',
+            `${this.store.where}: index ${d.digest} lists a Docker schema 1 manifest; schema 1 is unsupported`,
+          );
         }
         if (!isIndexMediaType(child.mediaType) && !isManifestMediaType(child.mediaType)) {
           await this.visit();
@@ -202,7 +246,10 @@ function missingBlob(store: ArchiveStore, m: ManifestInfo): LadingError {
   const config = m.config && !m.config.blob ? [m.config.descriptor.digest] : [];
   const layers = m.layers.filter((l) => !l.blob && !l.foreign).map((l) => l.descriptor!.digest);
   const missing = [...config, ...layers];
-  return new LadingError('BLOB_MISSING', `${store.where}: manifest ${m.descriptor.digest} needs ${missing.length === 1 ? 'blob' : 'blobs'} ${missing.join(', ')}, not in the archive`);
+  return new LadingError(
+    'BLOB_MISSING',
+    `${store.where}: manifest ${m.descriptor.digest} needs ${missing.length === 1 ? 'blob' : 'blobs'} ${missing.join(', ')}, not in the archive`,
+  );
 }
 
 function annotationNames(d: Descriptor): string[] {
@@ -233,13 +280,19 @@ export async function readOciImages(store: ArchiveStore, blobs: OciBlobs): Promi
       throw new LadingError('BAD_JSON', `${store.where}: oci-layout is not valid JSON`);
     }
     if (typeof version !== 'string' || !version.startsWith('1.')) {
-      throw new LadingError('UNSUPPORTED_SCHEMA', `${store.where}: unsupported OCI layout version ${typeof version === 'string' ? shown(version) : JSON.stringify(version)?.slice(0, 200)}`);
+      throw new LadingError(
+        'UNSUPPORTED_SCHEMA',
+        `${store.where}: unsupported OCI layout version ${typeof version === 'string' ? shown(version) : JSON.stringify(version)?.slice(0, 200)}`,
+      );
     }
   }
   const byDigest = new Map<Digest, { d: Descriptor; names: string[] }>();
   index.manifests.forEach((d, i) => {
     if (isSchema1MediaType(d.mediaType)) {
-      throw new LadingError('UNSUPPORTED_SCHEMA', `${store.where}: index.json entry ${i} is a Docker schema 1 manifest; schema 1 is unsupported`);
+      throw new LadingError(
+        'UNSUPPORTED_SCHEMA',
+        `${store.where}: index.json entry ${i} is a Docker schema 1 manifest; schema 1 is unsupported`,
+      );
     }
     if (!isIndexMediaType(d.mediaType) && !isManifestMediaType(d.mediaType)) return;
     const g = byDigest.get(d.digest);
@@ -248,7 +301,14 @@ export async function readOciImages(store: ArchiveStore, blobs: OciBlobs): Promi
   });
   const images: ArchiveImage[] = [];
   for (const { d, names } of byDigest.values()) {
-    const image: ArchiveImage = { names: [...new Set(names)], mediaType: d.mediaType, digest: d.digest, indexes: [], manifests: [], others: [] };
+    const image: ArchiveImage = {
+      names: [...new Set(names)],
+      mediaType: d.mediaType,
+      digest: d.digest,
+      indexes: [],
+      manifests: [],
+      others: [],
+    };
     await blobs.walk(d, image, [], isIndexMediaType(d.mediaType) ? 'index' : 'manifest');
     // A lone manifest must be whole; only an index may list children the archive lacks.
     const lone = image.indexes.length === 0 ? image.manifests[0] : undefined;
@@ -257,4 +317,3 @@ export async function readOciImages(store: ArchiveStore, blobs: OciBlobs): Promi
   }
   return images;
 }
-
