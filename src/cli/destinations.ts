@@ -5,7 +5,7 @@ import { ECR_REPOSITORY, parseEcrHost } from '../ecr/host';
 import { OciLayoutDestination } from '../layout/destination';
 import { Network } from '../net/network';
 import type { CredentialProvider } from '../registry/credentials';
-import { DOCKER_HUB_REGISTRY, parseReference } from '../registry/reference';
+import { DOCKER_HUB_REGISTRY, parseReference } from '../reference/reference';
 
 export interface DestinationOptions {
   plainHttp?: boolean;

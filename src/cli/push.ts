@@ -11,7 +11,7 @@ import { writeFile } from 'node:fs/promises';
 import { openArchive } from '../archive';
 import type { Destination } from '../copy/destination';
 import { archiveTags } from '../copy/select';
-import { parseReference } from '../registry/reference';
+import { parseReference } from '../reference/reference';
 
 export const pushHelp = `Usage: lading push ARCHIVE DESTINATION [options]
 

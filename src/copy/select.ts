@@ -1,7 +1,7 @@
 import type { ArchiveImage, ManifestInfo } from '../archive/model';
 import { LadingError } from '../errors';
 import { formatPlatform, platformMatches, type Platform } from '../image/platform';
-import { isValidTag, parseReference } from '../registry/reference';
+import { isValidTag, parseReference } from '../reference/reference';
 
 /**
  * The tags an image carries in its archive, in order: the tag of each `RepoTags` entry and

@@ -10,7 +10,13 @@ import { registryRetryDecision, type OperationContext } from './errors';
 import { discard, header, Http, readBody, type HttpAgents } from './http';
 import { Redactor } from './redact';
 import { defaultNetwork, type Network } from '../net/network';
-import { isLoopbackRegistry, isValidRegistryHost, isValidTag, normalizeRegistry, parseRepository } from './reference';
+import {
+  isLoopbackRegistry,
+  isValidRegistryHost,
+  isValidTag,
+  normalizeRegistry,
+  parseRepository,
+} from '../reference/reference';
 import { RegistryTransport } from './transport';
 import { shortDigest, uploadOnce, type BlobSource, type UploadOptions, type UploadResult } from './upload';
 

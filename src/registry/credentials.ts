@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { LadingError } from '../errors';
 import { abortError } from '../util/retry';
-import { DOCKER_HUB_REGISTRY } from './reference';
+import { DOCKER_HUB_REGISTRY } from '../reference/reference';
 
 /**
  * Credentials for one registry. `identityToken` is an OAuth2 refresh token (docker's

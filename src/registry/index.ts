@@ -17,8 +17,8 @@ export {
   isValidRepository,
   isValidTag,
   DOCKER_HUB_REGISTRY,
-} from './reference';
-export type { Reference } from './reference';
+} from '../reference/reference';
+export type { Reference } from '../reference/reference';
 export { parseChallenges } from './challenge';
 export type { Challenge } from './challenge';
 export {

@@ -28,7 +28,7 @@ import {
   platformEquals,
   platformMatches,
 } from '../../src/image';
-import { formatReference, parseReference } from '../../src/registry/reference';
+import { formatReference, parseReference } from '../../src/reference/reference';
 
 const envRuns = process.env.FC_NUM_RUNS === undefined ? undefined : Number(process.env.FC_NUM_RUNS);
 /** Runs for one property: FC_NUM_RUNS when set, else this property's default. */

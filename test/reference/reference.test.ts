@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { LadingError } from '../../src/errors';
-import { formatReference, isLoopbackRegistry, parseReference, type Reference } from '../../src/registry';
+import { formatReference, isLoopbackRegistry, parseReference, type Reference } from '../../src/reference/reference';
 
 const D = `sha256:${'a'.repeat(64)}`;
 
