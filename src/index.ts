@@ -16,7 +16,7 @@ export { RegistryClient, type RegistryClientOptions } from './registry';
 export { EcrDestination, type EcrDestinationOptions } from './ecr/destination';
 export { ecrRegistryDestination, type EcrRegistryOptions } from './ecr/registry-transport';
 export { parseEcrHost, type EcrHost } from './ecr/host';
-export { openDestination, type DestinationOptions } from './cli/destinations';
+export { openDestination, type DestinationOptions } from './destinations/open';
 export { DigestCache } from './compress/cache';
 export { hold, release } from './util/buffer-pool';
 export { startServer, type LadingServer, type ServeOptions } from './serve';

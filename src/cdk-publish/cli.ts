@@ -1,5 +1,5 @@
 import { DigestCache } from '../compress/cache';
-import { parseCommandArgs, strings, usageError, type CommandContext } from '../cli/context';
+import { parseCommandArgs, strings, usageError, type CommandContext } from '../command/context';
 import type { AssetResult, PublishReport } from './publish';
 
 export const cdkHelp = `Usage: lading cdk publish [ASSEMBLY_DIR] [options]

@@ -7,7 +7,7 @@ import { copyImage, type CopyOptions, type CopyResult } from '../copy/engine';
 import { EcrDestination } from '../ecr/destination';
 import { ecrError } from '../ecr/errors';
 import { LadingError, type ErrorCode } from '../errors';
-import { ProgressRenderer } from '../cli/progress';
+import { ProgressRenderer } from '../terminal/progress';
 import { readAssembly, stackSelected, type ImageAssetEntry } from './assembly';
 import { AwsEnvironment, ecrHost, type AwsOptions, type ResolvedDestination, type Session } from './aws';
 

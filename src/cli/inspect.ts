@@ -1,6 +1,6 @@
 import { inspectArchive, type InspectResult } from '../archive';
-import { formatBytes, shortDigest, terminalSafe } from './format';
-import { parseCommandArgs, usageError, type CommandContext } from './context';
+import { formatBytes, shortDigest, terminalSafe } from '../terminal/format';
+import { parseCommandArgs, usageError, type CommandContext } from '../command/context';
 import { parseArchiveArg } from './transports';
 
 export const inspectHelp = `Usage: lading inspect ARCHIVE [options]

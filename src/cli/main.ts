@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { setMaxListeners } from 'node:events';
 import { LadingError } from '../errors';
-import type { CommandContext } from './context';
-import { terminalSafe } from './format';
+import type { CommandContext } from '../command/context';
+import { terminalSafe } from '../terminal/format';
 
 // package.json sits outside the compiled tree; reading it at run time keeps one source of truth.
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseCommandArgs, strings, usageError, type CommandContext } from '../cli/context';
+import { parseCommandArgs, strings, usageError, type CommandContext } from '../command/context';
 import { parseFaultSpec, type FaultRule } from './faults';
 import { startServer } from './server';
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { terminalSafe } from '../../src/cli/format';
+import { terminalSafe } from '../../src/terminal/format';
 import { dockerArchiveParts, freshPath, sampleLayers, tarBuffer } from '../fixtures';
 import { runCli } from '../hostile/run-cli';
 

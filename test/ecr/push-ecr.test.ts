@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { BatchGetImageCommand, CreateRepositoryCommand, DescribeImagesCommand } from '@aws-sdk/client-ecr';
 import { main } from '../../src/cli/main';
 import { sampleDockerArchive } from '../../src/sample';
-import { openDestination, type DestinationOptions } from '../../src/cli/destinations';
+import { openDestination, type DestinationOptions } from '../../src/destinations/open';
 import { copyImage, type CopyOptions } from '../../src/copy/engine';
 import { isLadingError } from '../../src/errors';
 import type { Digest } from '../../src/image/digest';

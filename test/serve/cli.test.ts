@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import { CreateRepositoryCommand, DescribeRepositoriesCommand } from '@aws-sdk/client-ecr';
-import type { CommandContext } from '../../src/cli/context';
+import type { CommandContext } from '../../src/command/context';
 import { runServe, serveHelp } from '../../src/serve/cli';
 import { ecrClient, rejectsWith, tempDir } from './helpers';
 

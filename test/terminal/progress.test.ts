@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { ProgressRenderer } from '../../src/cli/progress';
+import { ProgressRenderer } from '../../src/terminal/progress';
 import type { Digest } from '../../src/image/digest';
 import { sampleDockerArchive } from '../../src/sample';
 
