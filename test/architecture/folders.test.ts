@@ -72,14 +72,18 @@ function folderGraph(): Graph {
       if (to === undefined || to === from) continue;
       const targets = graph.get(from) ?? new Map<string, string[]>();
       graph.set(from, targets);
-      targets.set(to, [...(targets.get(to) ?? []), `src/${relative(SRC, file)} imports '${spec}'`]);
+      const why = `src/${relative(SRC, file)} imports '${spec}'`;
+      targets.set(to, [...new Set([...(targets.get(to) ?? []), why])]);
     }
   }
   return graph;
 }
 
-/** One cycle through each strongly connected component of more than one node (Tarjan), as node lists a -> ... -> a. */
-function findCycles(edges: Map<string, Iterable<string>>): string[][] {
+/**
+ * The strongly connected components of more than one node (Tarjan): the folders of each, and
+ * one cycle through them as a node list a -> ... -> a.
+ */
+function findCycles(edges: Map<string, Iterable<string>>): { folders: string[]; cycle: string[] }[] {
   const index = new Map<string, number>();
   const low = new Map<string, number>();
   const stack: string[] = [];
@@ -123,7 +127,7 @@ function findCycles(edges: Map<string, Iterable<string>>): string[][] {
         if (w === start) {
           const path = [start];
           for (let n = queue[i]!; n !== start; n = previous.get(n)!) path.splice(1, 0, n);
-          return [...path, start];
+          return { folders: component, cycle: [...path, start] };
         }
         if (!previous.has(w)) {
           previous.set(w, queue[i]!);
@@ -154,9 +158,9 @@ describe('src/ folder layers', () => {
         [...targets.keys()].filter((to) => !ALLOWED_EDGES.has(`${from} -> ${to}`)),
       );
     const cycles = findCycles(kept);
-    const shown = cycles.map((cycle) =>
+    const shown = cycles.map(({ folders, cycle }) =>
       [
-        cycle.join(' -> '),
+        `${cycle.join(' -> ')}${folders.length > cycle.length - 1 ? ` (the knot holds ${folders.join(', ')})` : ''}`,
         ...cycle.slice(0, -1).map(
           (from, i) =>
             `  ${from} -> ${cycle[i + 1]}: ${graph
@@ -178,11 +182,17 @@ describe('src/ folder layers', () => {
 describe('the cycle finder', () => {
   test('reports a cycle as a path that returns to its start, and none in a layered graph', () => {
     const g = (o: Record<string, string[]>): Map<string, string[]> => new Map(Object.entries(o));
-    assert.deepEqual(findCycles(g({ 'a/': ['b/'], 'b/': ['c/'], 'c/': ['a/', 'd.ts'] })), [['a/', 'b/', 'c/', 'a/']]);
+    assert.deepEqual(findCycles(g({ 'a/': ['b/'], 'b/': ['c/'], 'c/': ['a/', 'd.ts'] })), [
+      { folders: ['a/', 'b/', 'c/'], cycle: ['a/', 'b/', 'c/', 'a/'] },
+    ]);
     assert.deepEqual(findCycles(g({ 'a/': ['b/', 'c/'], 'b/': ['c/'], 'c/': ['d.ts'] })), []);
     assert.deepEqual(findCycles(g({ 'a/': ['b/'], 'b/': ['a/'], 'c/': ['d/'], 'd/': ['c/'] })), [
-      ['a/', 'b/', 'a/'],
-      ['c/', 'd/', 'c/'],
+      { folders: ['a/', 'b/'], cycle: ['a/', 'b/', 'a/'] },
+      { folders: ['c/', 'd/'], cycle: ['c/', 'd/', 'c/'] },
+    ]);
+    // Two cycles through a/ in one knot: the shortest is shown, every folder of the knot named.
+    assert.deepEqual(findCycles(g({ 'a/': ['b/', 'c/'], 'b/': ['a/'], 'c/': ['a/'] })), [
+      { folders: ['a/', 'b/', 'c/'], cycle: ['a/', 'b/', 'a/'] },
     ]);
   });
 
