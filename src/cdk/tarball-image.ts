@@ -20,7 +20,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import * as cr from 'aws-cdk-lib/custom-resources';
-import { Construct } from 'constructs';
+import { Construct, type IConstruct } from 'constructs';
 import type { SynthCheckRequest, SynthCheckResponse } from './synth-check';
 import { assetSidePrefix, digestCacheKey } from './digest-cache-key';
 
@@ -223,6 +223,34 @@ export interface TarballImageFacts {
   readonly manifests: { platform: string | null; attestation: boolean; mediaType: string; layers: string[] }[];
 }
 
+/**
+ * A synth-time failure of a TarballImage: a prop, the archive, the stack's synthesizer, or a
+ * consumer that cannot run the image. The message is one line and starts with the construct
+ * path (`Stack/Img: ...`), which `constructPath` also holds.
+ *
+ * Not aws-cdk-lib's `ValidationError`: that class is `@internal` in aws-cdk-lib (exported from
+ * the module, but outside its public API: its constructor went from `(message, scope)` to
+ * `(name, message, scope)` between 2.232 and 2.276), and the older aws-cdk-lib versions this
+ * package's peer range allows (from 2.100) have no such class at all: it came in December 2024
+ * (aws/aws-cdk#32569). Its public
+ * `Errors.isValidationError` recognises it by a private symbol, which is not forged here.
+ * `Annotations.of(this).addError` was the other candidate: it only fails `app.synth()`, later,
+ * whereas these failures stop the construct (or the consumer) where it is created, with the
+ * bad prop in the stack trace.
+ */
+export class TarballImageValidationError extends Error {
+  /** The path of the TarballImage that failed (`Stack/Img`). */
+  readonly constructPath: string;
+  /** As aws-cdk-lib's own validation errors. */
+  readonly type = 'validation';
+
+  constructor(message: string, scope: IConstruct) {
+    super(`${scope.node.path}: ${message}`);
+    this.name = 'TarballImageValidationError';
+    this.constructPath = scope.node.path;
+  }
+}
+
 /** Archives above this size default to pushing across invocations (see `totalTimeout`). */
 const LARGE_ARCHIVE_BYTES = 2 * 1024 ** 3;
 
@@ -264,7 +292,7 @@ export class TarballImage extends Construct {
   constructor(scope: Construct, id: string, props: TarballImageProps) {
     super(scope, id);
     const fail = (msg: string): never => {
-      throw new Error(`${this.node.path}: ${msg}`);
+      throw new TarballImageValidationError(msg, this);
     };
     const tarball = resolve(props.tarball);
     if (!existsSync(tarball)) fail(`tarball ${props.tarball} does not exist`);
@@ -446,8 +474,9 @@ export class TarballImage extends Construct {
   private forLambda(architecture?: lambda.Architecture): void {
     const arch = this.lambdaArchitecture();
     if (architecture !== undefined && architecture.name !== arch) {
-      throw new Error(
-        `${this.node.path}: the image is ${this.facts.manifests[0]!.platform} but the function's architecture is ${architecture.name}; set architecture: lambda.Architecture.${arch === 'arm64' ? 'ARM_64' : 'X86_64'}`,
+      throw new TarballImageValidationError(
+        `the image is ${this.facts.manifests[0]!.platform} but the function's architecture is ${architecture.name}; set architecture: lambda.Architecture.${arch === 'arm64' ? 'ARM_64' : 'X86_64'}`,
+        this,
       );
     }
     if (this.lambdaChecked) return;
@@ -458,34 +487,41 @@ export class TarballImage extends Construct {
   /** The Lambda architecture of the image, or a synth error saying why Lambda cannot run it. */
   private lambdaArchitecture(): string {
     const f = this.facts;
-    const where = this.node.path;
     const runnable = f.manifests.filter((m) => !m.attestation);
     if (f.manifests.length !== 1 || runnable.length !== 1) {
       const platforms = runnable.map((m) => m.platform ?? 'unknown').join(', ');
       const att = f.manifests.length - runnable.length;
-      throw new Error(
-        `${where}: Lambda runs a single-platform image, and this image is an index of ${runnable.length} platform(s) (${platforms})${att > 0 ? ` and ${att} attestation manifest(s)` : ''}; set platform (one of ${platforms})`,
+      throw new TarballImageValidationError(
+        `Lambda runs a single-platform image, and this image is an index of ${runnable.length} platform(s) (${platforms})${att > 0 ? ` and ${att} attestation manifest(s)` : ''}; set platform (one of ${platforms})`,
+        this,
       );
     }
     const m = runnable[0]!;
     const arch = m.platform ? LAMBDA_ARCHITECTURES[m.platform] : undefined;
     if (arch === undefined)
-      throw new Error(
-        `${where}: Lambda runs linux/amd64 or linux/arm64 images; this one is ${m.platform ?? 'of unknown platform'}`,
+      throw new TarballImageValidationError(
+        `Lambda runs linux/amd64 or linux/arm64 images; this one is ${m.platform ?? 'of unknown platform'}`,
+        this,
       );
     const zstd = m.layers.includes('zstd') || (m.layers.includes('none') && this.compress === 'zstd');
     if (zstd) {
-      throw new Error(
-        `${where}: Lambda cannot run images with zstd layers; ${m.layers.includes('zstd') ? 'rebuild the archive with gzip layers' : "use compress: 'gzip'"}`,
+      throw new TarballImageValidationError(
+        `Lambda cannot run images with zstd layers; ${m.layers.includes('zstd') ? 'rebuild the archive with gzip layers' : "use compress: 'gzip'"}`,
+        this,
       );
     }
     return arch;
   }
 
-  /** The image as Lambda function code (`DockerImageFunction`); checks that Lambda can run it. */
+  /**
+   * The image as Lambda function code (`DockerImageFunction`); checks that Lambda can run it,
+   * and, when the function is created, that its architecture is the image's.
+   */
   toLambdaCode(): lambda.DockerImageCode {
     this.lambdaArchitecture();
-    return new TarballLambdaCode(this, (arch) => this.forLambda(arch ?? lambda.Architecture.X86_64));
+    return new TarballLambdaCode(new ImageUriCode(this.imageUri), (arch) =>
+      this.forLambda(arch ?? lambda.Architecture.X86_64),
+    );
   }
 
   /** The image for an ECS container; the task's execution role gets pull rights. */
@@ -495,6 +531,10 @@ export class TarballImage extends Construct {
     const { ContainerImage } = require('aws-cdk-lib/aws-ecs') as typeof ecs;
     const repository = this.repository;
     const imageName = this.imageUri;
+    // ContainerImage.bind is public API (the documented way to supply an image). Not
+    // ContainerImage.fromEcrRepository(repository, digest): it names the image with
+    // repositoryUriForTagOrDigest, which takes the `@` form only for a literal `sha256:` string
+    // and gives `<repository>:<token>` for the digest attribute, an invalid reference.
     class TarballEcsImage extends ContainerImage {
       bind(_scope: Construct, containerDefinition: ecs.ContainerDefinition): ecs.ContainerImageConfig {
         repository.grantPull(containerDefinition.taskDefinition.obtainExecutionRole());
@@ -510,24 +550,49 @@ export class TarballImage extends Construct {
   }
 }
 
+/**
+ * Lambda code naming the pushed image by the custom resource's `ImageUri` attribute: a
+ * `Fn::GetAtt` of the resource, so CloudFormation creates the function after the push. Public
+ * API (`lambda.Code.bind`, `CodeConfig.image`). Not `lambda.Code.fromEcrImage(repository,
+ * { tagOrDigest })`: it builds the URI with repositoryUriForTagOrDigest, which takes the `@` form
+ * only for a literal `sha256:` string and gives `<repository>:<token>` for the digest attribute.
+ */
+class ImageUriCode extends lambda.Code {
+  readonly isInline = false;
+
+  constructor(private readonly imageUri: string) {
+    super();
+  }
+
+  bind(_scope: Construct): lambda.CodeConfig {
+    return { image: { imageUri: this.imageUri } };
+  }
+}
+
+/**
+ * The one internal aws-cdk-lib member TarballImage relies on. `DockerImageFunction` takes a
+ * `DockerImageCode`, whose only member is the `@internal` `_bind(architecture)`: aws-cdk-lib's
+ * own `DockerImageCode.fromEcr` returns a bare `{ _bind }` object. The function's architecture
+ * reaches its code through that call alone, before the function exists, and the check must run
+ * there for a wrong architecture to fail where the function is created: the public
+ * `lambda.Code.bind(scope)` runs inside `lambda.Function`'s constructor before it sets
+ * `architecture`, and `DockerImageCode.fromEcr(...)` gives no hook at all (it also cannot name
+ * the image by its digest attribute, see ImageUriCode). So this class overrides `_bind` to run
+ * the check and returns the public ImageUriCode; if aws-cdk-lib stops calling `_bind` with the
+ * architecture, the arm64 test in test/cdk/construct.test.ts fails.
+ */
 class TarballLambdaCode extends lambda.DockerImageCode {
   constructor(
-    private readonly image: TarballImage,
+    private readonly code: lambda.Code,
     private readonly check: (arch: lambda.Architecture | undefined) => void,
   ) {
     super();
   }
 
-  /** Called by DockerImageFunction with the function's architecture (internal CDK contract). */
+  /** Called by DockerImageFunction's constructor with the function's architecture. */
   _bind(architecture?: lambda.Architecture): lambda.Code {
     this.check(architecture);
-    const imageUri = this.image.imageUri;
-    return new (class extends lambda.Code {
-      readonly isInline = false;
-      bind(): lambda.CodeConfig {
-        return { image: { imageUri } };
-      }
-    })();
+    return this.code;
   }
 }
 
@@ -616,15 +681,27 @@ function bootstrapRepository(scope: Construct, fail: (m: string) => never): ecr.
       `the stack's synthesizer (${synth.constructor.name}) has no bootstrap container-assets repository; pass repository`,
     );
   }
-  // The synthesizer keeps the name it was given (imageAssetsRepositoryName) privately.
-  const configured = (synth as unknown as { repositoryName?: unknown }).repositoryName;
-  const template =
-    typeof configured === 'string' ? configured : DefaultStackSynthesizer.DEFAULT_IMAGE_ASSETS_REPOSITORY_NAME;
+  // A private field, read on purpose: no public API gives the repository name these
+  // synthesizers were configured with. `imageAssetsRepositoryName` is a constructor prop that
+  // neither class exposes again (no getter, unlike bootstrapQualifier); the one public method
+  // that returns it, addDockerImageAsset, registers a docker image asset in the stack's asset
+  // manifest, which is what TarballImage exists to avoid; and the documented default pattern
+  // (DEFAULT_IMAGE_ASSETS_REPOSITORY_NAME with the qualifier) would silently push to the wrong
+  // repository for a synthesizer given another name. Both classes set `repositoryName` in
+  // bind() (the Stack constructor binds a copy of the one it is given: stack.synthesizer), from
+  // imageAssetsRepositoryName or that default, with the qualifier filled in. Should aws-cdk-lib rename it, synth fails here, loudly, rather
+  // than guessing; test/cdk/construct.test.ts checks the field on the installed aws-cdk-lib.
+  const configured: unknown = Reflect.get(synth, 'repositoryName');
+  if (typeof configured !== 'string') {
+    return fail(
+      `cannot read the image assets repository name of the stack's ${synth.constructor.name} (its private field repositoryName, which this aws-cdk-lib does not have); pass repository`,
+    );
+  }
   const qualifier =
     synth.bootstrapQualifier ??
     (stack.node.tryGetContext('@aws-cdk/core:bootstrapQualifier') as string | undefined) ??
     DefaultStackSynthesizer.DEFAULT_QUALIFIER;
-  const name = template
+  const name = configured
     .replace(/\$\{Qualifier\}/g, qualifier)
     .replace(/\$\{AWS::AccountId\}/g, stack.account)
     .replace(/\$\{AWS::Region\}/g, stack.region)

@@ -23,6 +23,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { TarballImage, type TarballImageProps } from '../../src/cdk';
+import { TarballImageValidationError } from '../../src/cdk/tarball-image';
 import { freshPath, jibTar, notATar, rulesOciLoad, truncatedTar } from '../fixtures';
 import { actionsOf, ensureHandlerBundle, multiPlatformArchive, sampleArchive, throwsAt } from './helpers';
 
@@ -535,6 +536,214 @@ describe('TarballImage synth failures name the construct path', () => {
       'Stack/Img',
       /LegacyStackSynthesizer.*pass repository/,
     );
+  });
+});
+
+describe('TarballImage synth failures are TarballImageValidationError', () => {
+  /** What `fn` throws. */
+  function thrown(fn: () => unknown): unknown {
+    try {
+      fn();
+    } catch (e) {
+      return e;
+    }
+    assert.fail('expected a throw');
+  }
+
+  it('a bad prop: an Error of the construct, typed, with its path', () => {
+    const e = thrown(() => stackWith({ tarball: sample, memorySize: 128 }));
+    assert.ok(e instanceof TarballImageValidationError);
+    assert.ok(e instanceof Error);
+    assert.equal(e.name, 'TarballImageValidationError');
+    assert.equal(e.type, 'validation');
+    assert.equal(e.constructPath, 'Stack/Img');
+    assert.equal(e.message, 'Stack/Img: memorySize 128 is outside 512..10240 MiB');
+    assert.match(String(e), /^TarballImageValidationError: Stack\/Img: memorySize/);
+  });
+
+  it("a consumer's failure (DockerImageFunction of the wrong architecture) names the image, not the function", () => {
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV });
+    const image = new TarballImage(stack, 'Img', { tarball: gzipAmd });
+    const code = image.toLambdaCode();
+    const e = thrown(
+      () => new lambda.DockerImageFunction(stack, 'Fn', { code, architecture: lambda.Architecture.ARM_64 }),
+    );
+    assert.ok(e instanceof TarballImageValidationError);
+    assert.equal(e.constructPath, 'Stack/Img');
+    // toLambdaCode() and forLambda fail the same way.
+    const multiImage = new TarballImage(stack, 'Multi', { tarball: multi, imageName: 'app:multi' });
+    assert.ok(thrown(() => multiImage.toLambdaCode()) instanceof TarballImageValidationError);
+    assert.ok(thrown(() => stackWith({ tarball: zstdArm, forLambda: true })) instanceof TarballImageValidationError);
+  });
+});
+
+describe('TarballImage synth: consumers are deployed after the push', () => {
+  type Resources = Record<string, { Type: string; Properties?: unknown; DependsOn?: string | string[] }>;
+
+  /** The logical ids a value refers to: Ref, Fn::GetAtt, and ${Id} / ${Id.Attr} in Fn::Sub. */
+  function refsOf(v: unknown, via: { getAtt: Set<string>; ref: Set<string> }): void {
+    if (Array.isArray(v)) for (const x of v) refsOf(x, via);
+    else if (v !== null && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'Ref' && typeof x === 'string') via.ref.add(x);
+        else if (k === 'Fn::GetAtt' && Array.isArray(x)) via.getAtt.add(String(x[0]));
+        else if (k === 'Fn::Sub') {
+          const text = Array.isArray(x) ? String(x[0]) : String(x);
+          for (const m of text.matchAll(/\$\{([^}.!]+)(\.[^}]+)?\}/g)) (m[2] ? via.getAtt : via.ref).add(m[1]!);
+          if (Array.isArray(x)) refsOf(x[1], via);
+        } else refsOf(x, via);
+      }
+    }
+  }
+
+  /** The resources `id` waits for in CloudFormation: DependsOn, Ref and Fn::GetAtt, transitively. */
+  function waitsFor(resources: Resources, id: string): Set<string> {
+    const seen = new Set<string>();
+    const todo = [id];
+    while (todo.length > 0) {
+      const r = resources[todo.pop()!];
+      if (r === undefined) continue;
+      const via = { getAtt: new Set<string>(), ref: new Set<string>() };
+      refsOf(r.Properties, via);
+      const deps = [...via.getAtt, ...via.ref, ...[r.DependsOn ?? []].flat()];
+      for (const d of deps) {
+        if (d in resources && !seen.has(d)) {
+          seen.add(d);
+          todo.push(d);
+        }
+      }
+    }
+    return seen;
+  }
+
+  /**
+   * The one resource of `type` DependsOn the custom resource or reads one of its attributes
+   * with Fn::GetAtt (what CloudFormation orders deployment by), and the custom resource waits
+   * for nothing of the consumer's.
+   */
+  function deployedAfterPush(stack: Stack, image: TarballImage, type: string): void {
+    const resources = Template.fromStack(stack).toJSON().Resources as Resources;
+    const crId = stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never);
+    const ids = Object.keys(resources).filter((k) => resources[k]!.Type === type && !k.startsWith('ImgHandler'));
+    assert.equal(ids.length, 1, `one ${type} consumer`);
+    const consumer = resources[ids[0]!]!;
+    const via = { getAtt: new Set<string>(), ref: new Set<string>() };
+    refsOf(consumer.Properties, via);
+    assert.ok(
+      via.getAtt.has(crId) || [consumer.DependsOn ?? []].flat().includes(crId),
+      `${ids[0]} references ${crId} with Fn::GetAtt or DependsOn it`,
+    );
+    assert.ok(waitsFor(resources, ids[0]!).has(crId));
+    assert.ok(!waitsFor(resources, crId).has(ids[0]!), 'no cycle: the push does not wait for its consumer');
+  }
+
+  function fresh(props: Partial<TarballImageProps> = {}): { stack: Stack; image: TarballImage } {
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV });
+    const image = new TarballImage(stack, 'Img', { tarball: gzipAmd, ...props });
+    return { stack, image };
+  }
+
+  it('L1 CfnFunction with code.imageUri', () => {
+    const { stack, image } = fresh({ forLambda: true });
+    const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
+    new lambda.CfnFunction(stack, 'F', {
+      packageType: 'Image',
+      code: { imageUri: image.imageUri },
+      role: role.roleArn,
+    });
+    deployedAfterPush(stack, image, 'AWS::Lambda::Function');
+  });
+
+  it('L2 DockerImageFunction with toLambdaCode()', () => {
+    const { stack, image } = fresh();
+    new lambda.DockerImageFunction(stack, 'Fn', { code: image.toLambdaCode() });
+    deployedAfterPush(stack, image, 'AWS::Lambda::Function');
+  });
+
+  it('L2 DockerImageFunction with toLambdaCode(), handler on the Provider framework (totalTimeout)', () => {
+    const { stack, image } = fresh({ totalTimeout: Duration.minutes(30) });
+    new lambda.DockerImageFunction(stack, 'Fn', { code: image.toLambdaCode() });
+    const resources = Template.fromStack(stack).toJSON().Resources as Resources;
+    const ours = Object.keys(resources).filter(
+      (k) => resources[k]!.Type === 'AWS::Lambda::Function' && k.startsWith('Fn'),
+    );
+    assert.equal(ours.length, 1);
+    const crId = stack.getLogicalId(image.node.findChild('Resource').node.defaultChild as never);
+    assert.ok(waitsFor(resources, ours[0]!).has(crId));
+  });
+
+  it('L2 ECS FargateTaskDefinition with toEcsImage()', () => {
+    const { stack, image } = fresh();
+    const td = new ecs.FargateTaskDefinition(stack, 'Task', { cpu: 256, memoryLimitMiB: 512 });
+    td.addContainer('app', { image: image.toEcsImage() });
+    deployedAfterPush(stack, image, 'AWS::ECS::TaskDefinition');
+  });
+
+  it('L1 CfnTaskDefinition with image: imageUri', () => {
+    const { stack, image } = fresh();
+    new ecs.CfnTaskDefinition(stack, 'TD', {
+      containerDefinitions: [{ name: 'app', image: image.imageUri, essential: true }],
+    });
+    deployedAfterPush(stack, image, 'AWS::ECS::TaskDefinition');
+  });
+});
+
+describe('TarballImage synth: what it relies on in aws-cdk-lib beyond the public API', () => {
+  it("DockerImageFunction hands the function's architecture to DockerImageCode._bind, before the function exists", () => {
+    // TarballLambdaCode's architecture check depends on this internal call (see its comment).
+    const seen: (string | undefined)[] = [];
+    const inner = lambda.DockerImageCode.fromEcr(ecr.Repository.fromRepositoryName(new Stack(), 'R', 'r'));
+    class Spy extends lambda.DockerImageCode {
+      _bind(architecture?: lambda.Architecture): lambda.Code {
+        seen.push(architecture?.name);
+        return (inner as unknown as { _bind(a?: lambda.Architecture): lambda.Code })._bind(architecture);
+      }
+    }
+    const stack = new Stack(new App(), 'Stack', { env: ENV });
+    new lambda.DockerImageFunction(stack, 'Arm', { code: new Spy(), architecture: lambda.Architecture.ARM_64 });
+    new lambda.DockerImageFunction(stack, 'Default', { code: new Spy() });
+    assert.deepEqual(seen, ['arm64', undefined]);
+  });
+
+  it('DefaultStackSynthesizer and CliCredentialsStackSynthesizer keep the image assets repository name in the private field repositoryName', () => {
+    // bootstrapRepository reads it (no public API gives it): a rename in aws-cdk-lib fails here.
+    // The stack binds a copy of the synthesizer it is given (reusableBind): the field is on that.
+    const bound = (synthesizer: DefaultStackSynthesizer | CliCredentialsStackSynthesizer): unknown =>
+      Reflect.get(new Stack(new App(), 'Stack', { env: ENV, synthesizer }).synthesizer, 'repositoryName');
+    const msg =
+      'aws-cdk-lib renamed the private repositoryName: update bootstrapRepository in src/cdk/tarball-image.ts';
+    assert.equal(bound(new DefaultStackSynthesizer()), BOOTSTRAP_REPO, msg);
+    assert.equal(
+      bound(new DefaultStackSynthesizer({ qualifier: 'q1' })),
+      BOOTSTRAP_REPO.replace('hnb659fds', 'q1'),
+      msg,
+    );
+    assert.equal(
+      bound(new DefaultStackSynthesizer({ imageAssetsRepositoryName: 'images-${Qualifier}-${AWS::Region}' })),
+      'images-hnb659fds-eu-west-1',
+      msg,
+    );
+    assert.equal(bound(new CliCredentialsStackSynthesizer({ imageAssetsRepositoryName: 'cli-repo' })), 'cli-repo', msg);
+  });
+
+  it('should the field go, synth fails, naming it, instead of guessing the repository', () => {
+    class Renamed extends DefaultStackSynthesizer {
+      override bind(stack: Stack): void {
+        super.bind(stack);
+        Reflect.deleteProperty(this, 'repositoryName');
+      }
+    }
+    throwsAt(
+      () => stackWith({ tarball: sample }, { env: ENV, synthesizer: new Renamed() }),
+      'Stack/Img',
+      /Renamed \(its private field repositoryName, which this aws-cdk-lib does not have\); pass repository/,
+    );
+    // With a repository given, the synthesizer is not consulted.
+    const app = new App();
+    const stack = new Stack(app, 'Stack', { env: ENV, synthesizer: new Renamed() });
+    new TarballImage(stack, 'Img', { tarball: sample, repository: new ecr.Repository(stack, 'Repo') });
   });
 });
 

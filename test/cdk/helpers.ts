@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { sampleDockerArchive } from '../../src/sample';
+import { TarballImageValidationError } from '../../src/cdk/tarball-image';
 import {
   BlobStore,
   digestOf,
@@ -94,10 +95,16 @@ export function actionsOf(s: { Action: string | string[] }): string[] {
   return Array.isArray(s.Action) ? s.Action : [s.Action];
 }
 
-/** Expects `fn` to throw a one-line Error that starts with the construct path and matches `re`. */
+/**
+ * Expects `fn` to throw a one-line Error that starts with the construct path and matches `re`:
+ * a TarballImageValidationError of that construct.
+ */
 export function throwsAt(fn: () => unknown, path: string, re: RegExp): void {
   assert.throws(fn, (e: unknown) => {
     assert.ok(e instanceof Error);
+    assert.ok(e instanceof TarballImageValidationError, `a TarballImageValidationError: ${String(e)}`);
+    assert.equal(e.name, 'TarballImageValidationError');
+    assert.equal(e.constructPath, path);
     assert.ok(e.message.startsWith(`${path}: `), `message names the path: ${e.message}`);
     assert.ok(!e.message.includes('\n'), `one line: ${e.message}`);
     assert.match(e.message, re);
