@@ -45,16 +45,35 @@ export type ErrorCode =
   | 'ABORTED'
   | 'INTERNAL';
 
+/**
+ * What the user can do about an error, named rather than worded: the library's messages are
+ * about the image, and each front end says the remedy in its own terms (the CLI names its
+ * flags, the CDK handler the construct's props). See `remedyText` in each.
+ */
+export type Remedy =
+  /** The input holds several images: choose one. */
+  | 'choose-image'
+  /** Some platforms (or an index's artifacts) cannot be pushed: push the platforms that can be. */
+  | 'choose-platforms'
+  /** The copy stopped part way; what is in place is kept, and running it again resumes. */
+  | 'run-again';
+
 export class LadingError extends Error {
   readonly code: ErrorCode;
   /** Extra facts for `--json` and `--debug` output (never secrets). */
   readonly details: Record<string, unknown> | undefined;
+  readonly remedy: Remedy | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; details?: Record<string, unknown>; remedy?: Remedy },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'LadingError';
     this.code = code;
     this.details = options?.details;
+    this.remedy = options?.remedy;
   }
 
   /** Usage errors exit 2, like every well-behaved CLI; everything else exits 1. */

@@ -6,16 +6,9 @@ import { asLadingError, LadingError } from '../errors';
 import { release, writeHeld } from '../util/buffer-pool';
 import { createDigester, finishDigest, type Digest, type DigestAlgorithm } from '../image/digest';
 import type { Compression } from '../image/media-types';
+import type { BlobFacts } from '../image/model';
 
-/** What reading a blob once tells: its digest and size, its real compression, its diff_id. */
-export interface BlobFacts {
-  digest: Digest;
-  size: number;
-  compression: Compression;
-  /** sha256 of the uncompressed bytes; undefined when not computed (compressed, diffId not asked). */
-  diffId?: Digest;
-  uncompressedSize?: number;
-}
+export type { BlobFacts } from '../image/model';
 
 export interface AnalyzeOptions {
   where: string;

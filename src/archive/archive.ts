@@ -5,7 +5,7 @@ import { createDecompressor } from '../compress/codecs';
 import { MAGIC_BYTES, supportedCompression } from '../compress/detect';
 import { asLadingError, LadingError } from '../errors';
 import type { Descriptor } from '../image/descriptor';
-import { digestAlgorithm, type Digest } from '../image/digest';
+import { digestAlgorithm, digestOf, type Digest } from '../image/digest';
 import { buildManifest } from '../image/manifest';
 import { layerCompressionOf, layerMediaType, MediaType, type Compression } from '../image/media-types';
 import { mapLimit } from '../util/concurrency';
@@ -13,7 +13,18 @@ import { analyzeBlob, decompressionError, type BlobFacts } from './analyze';
 import type { Entry } from './entries';
 import { readDockerImages } from './formats/docker';
 import { OciBlobs, readOciImages } from './formats/oci';
-import type { ArchiveFormat, ArchiveImage, ArchiveModel, BlobRef, LayerInfo, ManifestInfo } from './model';
+import type { BlobExpectation, ImageSource, OfferTaker, PlacedBlob, StreamedBlob } from '../image/source';
+import type {
+  ArchiveBlobRef,
+  ArchiveFormat,
+  ArchiveImage,
+  ArchiveModel,
+  BlobRef,
+  LayerInfo,
+  ManifestInfo,
+} from './model';
+import { offerEntry } from './offer';
+import { compressedStream, verifiedStream } from './verify';
 import { FileSource, isRandomAccessSource, type RandomAccessSource } from './source';
 import { DirectoryStore, StreamStore, TarFileStore, type ArchiveStore, type StreamedEntryHandler } from './store';
 
@@ -22,10 +33,16 @@ export interface OpenArchiveOptions {
   /** Debug lines (temp files, access mode); never secrets. */
   logger?: (line: string) => void;
   /**
-   * One-pass sources (compressed archives, stdin) hand each large entry to this handler
-   * as it streams by, in archive order. Default: analyse it (digest, compression, diff_id).
+   * One-pass sources (compressed archives, stdin) offer each large blob to this taker as it
+   * streams by, in archive order, before the documents that explain it are read (the copy
+   * engine uploads it then). Without one, each is only analysed (digest, compression, diff_id).
    */
-  onStreamedEntry?: StreamedEntryHandler;
+  onOffer?: OfferTaker;
+  /**
+   * With `onOffer`: compute the diff_id of every compressed offered blob, not only of those
+   * whose name states no digest. @default false
+   */
+  verifyDiffIds?: boolean;
 }
 
 /**
@@ -90,18 +107,33 @@ function decompressed(
   })();
 }
 
-async function openStore(input: ArchiveInput, opts: OpenArchiveOptions): Promise<ArchiveStore> {
+async function openStore(
+  input: ArchiveInput,
+  opts: OpenArchiveOptions,
+  placedWhileStreaming: Map<string, PlacedBlob>,
+): Promise<ArchiveStore> {
   const log = opts.logger;
   const sig = opts.signal ? { signal: opts.signal } : {};
-  const onLarge: StreamedEntryHandler =
-    opts.onStreamedEntry ??
-    ((entry, body) =>
-      analyzeBlob(body, {
-        where: `${where}: ${entry.path}`,
-        diffId: true,
-        algorithm: algorithmFor(entry),
-        ...(opts.signal ? { signal: opts.signal } : {}),
-      }));
+  const take = opts.onOffer;
+  const onLarge: StreamedEntryHandler = take
+    ? async (entry, body) => {
+        const { facts, placed } = await offerEntry(
+          where,
+          entry,
+          body,
+          take,
+          opts.verifyDiffIds ? 'always' : 'unclaimed',
+        );
+        if (placed) placedWhileStreaming.set(entry.path, placed);
+        return facts;
+      }
+    : (entry, body) =>
+        analyzeBlob(body, {
+          where: `${where}: ${entry.path}`,
+          diffId: true,
+          algorithm: algorithmFor(entry),
+          signal: opts.signal,
+        });
   let where: string;
   let source: AsyncIterable<Buffer>;
   if (typeof input === 'string' && input !== '-') {
@@ -198,13 +230,14 @@ function algorithmFor(e: Entry): 'sha256' | 'sha512' {
  * An image archive: its model (images, manifests, configs, layers) and access to its blobs.
  * Create with `openArchive`; always `close()` it.
  */
-export class ImageArchive implements ArchiveModel {
+export class ImageArchive implements ArchiveModel, ImageSource {
   private readonly facts = new Map<string, Promise<BlobFacts>>();
 
   private constructor(
     readonly store: ArchiveStore,
     readonly format: ArchiveFormat,
     readonly images: ArchiveImage[],
+    private readonly placedWhileStreaming: ReadonlyMap<string, PlacedBlob>,
   ) {}
 
   get compression(): Compression {
@@ -215,7 +248,10 @@ export class ImageArchive implements ArchiveModel {
     return this.store.where;
   }
 
-  static async fromStore(store: ArchiveStore): Promise<ImageArchive> {
+  static async fromStore(
+    store: ArchiveStore,
+    placedWhileStreaming: ReadonlyMap<string, PlacedBlob> = new Map(),
+  ): Promise<ImageArchive> {
     try {
       const t = store.table;
       const hasManifestJson = t.lookup('manifest.json') !== undefined;
@@ -239,7 +275,7 @@ export class ImageArchive implements ArchiveModel {
         : store.kind === 'directory'
           ? 'oci-layout'
           : 'oci-archive';
-      return new ImageArchive(store, format, images);
+      return new ImageArchive(store, format, images, placedWhileStreaming);
     } catch (e) {
       await store.close();
       throw e;
@@ -253,22 +289,72 @@ export class ImageArchive implements ArchiveModel {
    * `release` it after (exported by the package; see util/buffer-pool).
    */
   openBlob(ref: BlobRef): Readable {
-    return this.store.open(ref.entry);
+    return this.store.open(this.entryOf(ref));
+  }
+
+  /** The entry that stores a blob: refs made by this archive carry it; others are looked up by key. */
+  private entryOf(ref: BlobRef): Entry {
+    const own = (ref as Partial<ArchiveBlobRef>).entry;
+    if (own !== undefined) return own;
+    const found = this.store.table.lookup(ref.key);
+    if (found === undefined) throw new LadingError('BLOB_MISSING', `${this.where}: ${ref.name} is not in the archive`);
+    return found;
+  }
+
+  async storedCompression(ref: BlobRef): Promise<Compression> {
+    const entry = this.entryOf(ref);
+    const streamed = this.store.streamed(entry);
+    if (streamed) return streamed.compression;
+    return supportedCompression(await this.store.head(entry, MAGIC_BYTES), `${this.where}: ${entry.path}`);
+  }
+
+  streamed(ref: BlobRef): StreamedBlob | undefined {
+    const entry = this.entryOf(ref);
+    const facts = this.store.streamed(entry);
+    if (facts === undefined) return undefined;
+    const placed = this.placedWhileStreaming.get(entry.path);
+    return placed ? { facts, placed } : { facts };
+  }
+
+  open(ref: BlobRef, expect: BlobExpectation): Readable {
+    return verifiedStream(this.openBlob(ref), expect);
+  }
+
+  openCompressed(
+    ref: BlobRef,
+    codec: Exclude<Compression, 'none'>,
+    level: number | undefined,
+    expect: BlobExpectation,
+  ): Readable {
+    return compressedStream(this.openBlob(ref), codec, level, expect);
+  }
+
+  async readSmall(ref: BlobRef, expect: { digest: Digest; size: number }): Promise<Buffer> {
+    const entry = this.entryOf(ref);
+    const bytes = await this.store.readSmall(entry);
+    if (bytes.length !== expect.size || digestOf(bytes, digestAlgorithm(expect.digest)) !== expect.digest) {
+      throw new LadingError(
+        'DIGEST_MISMATCH',
+        `${this.where}: ${entry.path} does not match the descriptor ${expect.digest}`,
+      );
+    }
+    return bytes;
   }
 
   /** Reads a blob once (or recalls what the one-pass read learnt) and caches what it found. */
   blobFacts(ref: BlobRef, opts: { diffId?: boolean; signal?: AbortSignal } = {}): Promise<BlobFacts> {
-    const key = ref.entry.path;
+    const entry = this.entryOf(ref);
+    const key = entry.path;
     let p = this.facts.get(key);
     if (p === undefined) {
-      const streamed = this.store.streamed(ref.entry);
-      const where = `${this.where}: ${ref.entry.path}`;
+      const streamed = this.store.streamed(entry);
+      const where = `${this.where}: ${entry.path}`;
       p = streamed
         ? Promise.resolve(streamed)
         : analyzeBlob(this.openBlob(ref) as AsyncIterable<Buffer>, {
             where,
             diffId: opts.diffId ?? true,
-            algorithm: ref.claimed ? digestAlgorithm(ref.claimed) : algorithmFor(ref.entry),
+            algorithm: ref.claimed ? digestAlgorithm(ref.claimed) : algorithmFor(entry),
             ...(opts.signal ? { signal: opts.signal } : {}),
           });
       this.facts.set(key, p);
@@ -282,10 +368,10 @@ export class ImageArchive implements ArchiveModel {
     const seen = new Map<string, BlobRef>();
     for (const img of this.images) {
       for (const m of img.manifests) {
-        for (const l of m.layers) if (l.blob && !seen.has(l.blob.entry.path)) seen.set(l.blob.entry.path, l.blob);
+        for (const l of m.layers) if (l.blob && !seen.has(l.blob.key)) seen.set(l.blob.key, l.blob);
       }
     }
-    return [...seen.values()].sort((a, b) => a.entry.dataOffset - b.entry.dataOffset);
+    return [...seen.values()].sort((a, b) => a.offset - b.offset);
   }
 
   /**
@@ -311,7 +397,7 @@ export class ImageArchive implements ArchiveModel {
   }
 
   private checkLayer(m: ManifestInfo, i: number, l: LayerInfo, f: BlobFacts): void {
-    const where = `${this.where}: layer ${i}${m.descriptor ? ` of manifest ${m.descriptor.digest}` : ''} (${l.blob!.entry.path})`;
+    const where = `${this.where}: layer ${i}${m.descriptor ? ` of manifest ${m.descriptor.digest}` : ''} (${l.blob!.key})`;
     const d = l.descriptor;
     // A foreign layer's descriptor names the remote blob; docker save stores the layer
     // uncompressed beside it, so only its diff_id can be checked.
@@ -378,8 +464,9 @@ export class ImageArchive implements ArchiveModel {
 
 /** Opens an archive file, OCI layout directory, `-` (stdin) or a stream, and reads its model. */
 export async function openArchive(input: ArchiveInput, opts: OpenArchiveOptions = {}): Promise<ImageArchive> {
-  const store = await openStore(input, opts);
-  return ImageArchive.fromStore(store);
+  const placed = new Map<string, PlacedBlob>();
+  const store = await openStore(input, opts, placed);
+  return ImageArchive.fromStore(store, placed);
 }
 
 export type { Digest };

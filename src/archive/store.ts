@@ -22,8 +22,6 @@ export interface ArchiveStore {
   readonly where: string;
   readonly table: EntryTable;
   readonly compression: Compression;
-  /** Whether `open` works for every entry (false for a one-pass stream's large entries). */
-  readonly seekable: boolean;
   readSmall(entry: Entry, limit?: number): Promise<Buffer>;
   /** The first bytes of an entry (magic-byte sniffing), without reading the rest. */
   head(entry: Entry, n: number): Promise<Buffer>;
@@ -55,7 +53,6 @@ async function collect(stream: AsyncIterable<Buffer>, size: number): Promise<Buf
 export class TarFileStore implements ArchiveStore {
   readonly kind = 'tar' as const;
   readonly compression = 'none' as const;
-  readonly seekable = true;
 
   private constructor(
     readonly where: string,
@@ -155,7 +152,6 @@ export class TarFileStore implements ArchiveStore {
 export class DirectoryStore implements ArchiveStore {
   readonly kind = 'directory' as const;
   readonly compression = 'none' as const;
-  readonly seekable = true;
 
   private constructor(
     readonly where: string,
@@ -246,7 +242,6 @@ export interface StreamStoreOptions {
  */
 export class StreamStore implements ArchiveStore {
   readonly kind = 'stream' as const;
-  readonly seekable = false;
   readonly table: EntryTable;
   readonly where: string;
   readonly compression: Compression;

@@ -17,7 +17,7 @@ import { DigestCache } from '../compress/cache';
 import { CopyEngine } from '../copy/engine';
 import type { CopyEvent } from '../copy/events';
 import { EcrDestination } from '../ecr/destination';
-import { LadingError } from '../errors';
+import { LadingError, type Remedy } from '../errors';
 import { defaultNetwork, type Network } from '../net/network';
 import { parsePlatform } from '../image/platform';
 import { S3Source } from './s3-source';
@@ -147,7 +147,7 @@ export async function isComplete(event: IsCompleteEvent, context: HandlerContext
 
 /** A failure the framework reports to CloudFormation: one line, bounded (its answer has the same 4 KiB limit). */
 function providerError(e: unknown, log: (line: string) => void): Error {
-  const msg = e instanceof Error ? e.message : String(e);
+  const msg = failureMessage(e);
   log(`FAILED: ${msg}`);
   const code = e instanceof LadingError ? e.code : 'error';
   return new Error(`${Array.from(msg).slice(0, 1500).join('')} (lading ${code})`);
@@ -260,6 +260,20 @@ function physicalId(p: TarballImageResourceProperties, data: ResourceData): stri
   return `${p.RepositoryName}:${data.ImageTag}@${data.ImageDigest}`;
 }
 
+/** The remedies the library names, in the construct's terms (the CLI's name its flags). */
+const REMEDIES: Partial<Record<Remedy, string>> = {
+  'choose-image': "set the TarballImage's imageName to choose one",
+  'choose-platforms': "set the TarballImage's platform to push one platform",
+  'run-again': 'deploy again: what is in place is kept',
+};
+
+/** What a failure says to CloudFormation: the library's message and, when it names one, the remedy. */
+function failureMessage(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  const remedy = e instanceof LadingError && e.remedy ? REMEDIES[e.remedy] : undefined;
+  return remedy ? `${msg}; ${remedy}` : msg;
+}
+
 /** The physical id of a Create still running across invocations (nothing to delete yet). */
 const PENDING_CREATE = 'lading-create-pending';
 
@@ -270,7 +284,7 @@ function failedResponse(
   e: unknown,
   log: (line: string) => void,
 ): CustomResourceResponse {
-  const msg = e instanceof Error ? e.message : String(e);
+  const msg = failureMessage(e);
   log(`FAILED: ${msg}`);
   const base = { StackId: event.StackId, RequestId: event.RequestId, LogicalResourceId: event.LogicalResourceId };
   return fitReason(
@@ -447,9 +461,6 @@ function progressLogger(log: (line: string) => void): (e: CopyEvent) => void {
       case 'blob-done':
         log(`done ${labels.get(e.id)?.label ?? e.id} ${e.digest} (${e.size} bytes)`);
         labels.delete(e.id);
-        break;
-      case 'blob-retry':
-        log(`retry ${labels.get(e.id)?.label ?? e.id} (attempt ${e.attempt}): ${e.error}`);
         break;
       case 'manifest':
         log(`manifest ${e.digest} ${e.mediaType}${e.tag ? ` tag ${e.tag}` : ''}`);

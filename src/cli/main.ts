@@ -3,6 +3,7 @@ import { setMaxListeners } from 'node:events';
 import { LadingError } from '../errors';
 import type { CommandContext } from '../command/context';
 import { terminalSafe } from '../terminal/format';
+import { withRemedy } from './remedies';
 
 // package.json sits outside the compiled tree; reading it at run time keeps one source of truth.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -118,9 +119,10 @@ export async function main(
         : e instanceof LadingError
           ? e
           : new LadingError('INTERNAL', `unexpected error: ${(e as Error)?.message ?? String(e)}`, { cause: e });
-    if (json) out(JSON.stringify({ error: { code: le.code, message: le.message } }, null, 2));
+    const message = withRemedy(le);
+    if (json) out(JSON.stringify({ error: { code: le.code, message } }, null, 2));
     // One line whatever the message holds: names from a hostile archive cannot forge output.
-    err(`lading: ${terminalSafe(le.message)}`);
+    err(`lading: ${terminalSafe(message)}`);
     if (debugOn) err((le.cause as Error | undefined)?.stack ?? le.stack ?? '');
     return le.exitCode;
   }

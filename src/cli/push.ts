@@ -322,8 +322,6 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     dryRun: values['dry-run'] === true,
     verifyDiffIds: values['verify-diff-ids'] === true,
     pushForeignLayers: values['push-foreign-layers'] === true,
-    // An OCI layout holds OCI documents: docker media types are converted on the way.
-    oci: dest.destination.name.startsWith('oci:'),
     ...(image !== undefined ? { image } : {}),
     // No tag given: the image's own tags from the archive (latest when it names none).
     ...(dest.destination.name.startsWith('oci:') ? {} : { tagsFromArchive: true }),

@@ -1,7 +1,14 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../image/digest';
+import type { ManifestDoc } from '../image/rewrite';
 
-/** Bytes to upload. `open` may be called again when an upload is retried. */
+/**
+ * Bytes to upload. `open` may be called again when an upload is retried (a one-pass source
+ * refuses, with a typed error). The stream is verified as it is read and fails at its end when
+ * the bytes are not what was promised: a destination commits a blob only once it has read the
+ * stream to its end without error. Chunks may come from a buffer pool: the destination, which
+ * ends their journey (a socket, a file), releases each once written (util/buffer-pool).
+ */
 export interface BlobSource {
   open(): Readable | Promise<Readable>;
   /** Known before reading for stored blobs; unknown for a layer compressed on the fly. */
@@ -16,10 +23,29 @@ export interface PutBlobOptions {
   onProgress?: (bytes: number) => void;
 }
 
-export interface ManifestToPut {
-  bytes: Buffer;
-  mediaType: string;
-  digest: Digest;
+/** A manifest or index to store: its exact bytes, media type and their digest. */
+export type ManifestToPut = ManifestDoc;
+
+/**
+ * What a destination takes, declared once, so the engine needs no knowledge of its kind
+ * (as containers/image's SupportedManifestMIMETypes / DesiredLayerCompression and regclient's
+ * Info do).
+ */
+export interface DestinationCapabilities {
+  /**
+   * Manifest and index media types it stores. When the Docker schema 2 types are missing,
+   * Docker documents are converted to their OCI twins (an OCI image layout).
+   */
+  manifestMediaTypes: readonly string[];
+  /** Whether layers stored uncompressed are compressed on the way (with the copy's codec). */
+  compressesLayers: boolean;
+  /** Whether it keeps foreign (non-distributable) layers as references, by URL. */
+  foreignLayerUrls: boolean;
+  /**
+   * Whether it answers existence checks in batches (ECR: 100 digests per call): then the engine
+   * asks about every blob whose digest it knows at once, before uploading, instead of one by one.
+   */
+  batchesExistenceChecks: boolean;
 }
 
 /**
@@ -31,6 +57,7 @@ export interface ManifestToPut {
 export interface Destination {
   /** For messages: `host/repository` or `oci:PATH`. */
   readonly name: string;
+  readonly capabilities: DestinationCapabilities;
   hasBlob(digest: Digest, signal?: AbortSignal): Promise<boolean>;
   /** `mounted`: the destination linked the blob from elsewhere (a cross-repository mount): nothing was sent. */
   putBlob(src: BlobSource, opts?: PutBlobOptions): Promise<{ digest: Digest; size: number; mounted?: boolean }>;

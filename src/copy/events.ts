@@ -11,10 +11,9 @@ export type CopyEvent =
       label: string;
       digest: Digest;
       size: number;
-      reason: 'exists' | 'cached' | 'foreign' | 'mounted';
+      reason: 'exists' | 'cached' | 'mounted';
     }
   | { type: 'blob-done'; id: string; digest: Digest; size: number }
-  | { type: 'blob-retry'; id: string; attempt: number; error: string }
   | { type: 'manifest'; digest: Digest; mediaType: string; tag: string | undefined };
 
 export type CopyEventListener = (e: CopyEvent) => void;

@@ -47,7 +47,8 @@ export function selectImage(images: ArchiveImage[], name: string | undefined, wh
     if (images.length === 1) return images[0]!;
     throw new LadingError(
       'AMBIGUOUS_IMAGE',
-      `${where} holds ${images.length} images; choose one with --image: ${images.map(describe).join(', ')}`,
+      `${where} holds ${images.length} images: ${images.map(describe).join(', ')}`,
+      { remedy: 'choose-image' },
     );
   }
   // skopeo's docker-archive:PATH:@N, the Nth image of the archive (from 0).
@@ -99,7 +100,8 @@ export function selectPlatforms(image: ArchiveImage, wanted: Platform[], where: 
       const have = runnable.filter((m) => m.available).map(platformOf);
       throw new LadingError(
         'BLOB_MISSING',
-        `${where}: the image lists ${image.manifests.length} manifests but the archive lacks the content of ${missing.length} (${[...new Set(missing.map(platformOf))].join(', ')}); push the platforms it holds with --platform (${have.join(', ') || 'none'})`,
+        `${where}: the image lists ${image.manifests.length} manifests but the archive lacks the content of ${missing.length} (${[...new Set(missing.map(platformOf))].join(', ')}); it holds ${have.join(', ') || 'none'}`,
+        { remedy: 'choose-platforms' },
       );
     }
     return { manifests: image.manifests, all: true };

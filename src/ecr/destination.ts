@@ -8,7 +8,14 @@ import {
   UploadLayerPartCommand,
   type ECRClientConfig,
 } from '@aws-sdk/client-ecr';
-import type { BlobSource, Destination, ManifestToPut, PutBlobOptions } from '../copy/destination';
+import type {
+  BlobSource,
+  Destination,
+  DestinationCapabilities,
+  ManifestToPut,
+  PutBlobOptions,
+} from '../copy/destination';
+import { MediaType } from '../image/media-types';
 import { LadingError } from '../errors';
 import { createDigester, finishDigest, type Digest } from '../image/digest';
 import { ecrError } from './errors';
@@ -93,6 +100,18 @@ const CHECK_WINDOW_MS = 15;
  */
 export class EcrDestination implements Destination {
   readonly name: string;
+  // BatchCheckLayerAvailability answers 100 digests per call.
+  readonly capabilities: DestinationCapabilities = {
+    manifestMediaTypes: [
+      MediaType.DockerManifest,
+      MediaType.DockerManifestList,
+      MediaType.OciManifest,
+      MediaType.OciIndex,
+    ],
+    compressesLayers: true,
+    foreignLayerUrls: true,
+    batchesExistenceChecks: true,
+  };
   readonly client: ECRClient;
   private pending: { digest: Digest; resolve: (v: boolean) => void; reject: (e: unknown) => void }[] = [];
   private flushScheduled = false;

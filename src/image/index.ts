@@ -4,3 +4,4 @@ export * from './media-types';
 export * from './platform';
 export * from './manifest';
 export { MAX_JSON_BYTES, parseJsonBytes } from './json';
+export * from './rewrite';

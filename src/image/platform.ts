@@ -65,6 +65,14 @@ export function parsePlatform(text: string): Platform {
   return normalizePlatform(p);
 }
 
+/** The fields that name a platform (os, architecture, variant, os.version), without os.features. */
+export function platformFields(p: Platform): Platform {
+  const out: Platform = { os: p.os, architecture: p.architecture };
+  if (p.variant) out.variant = p.variant;
+  if (p['os.version']) out['os.version'] = p['os.version'];
+  return out;
+}
+
 export function formatPlatform(p: Platform): string {
   return [p.os, p.architecture, p.variant].filter((s) => s !== undefined && s !== '').join('/');
 }

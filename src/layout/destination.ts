@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { FileSink } from './file-sink';
 import { Readable, Transform } from 'node:stream';
-import type { BlobSource, Destination, ManifestToPut, PutBlobOptions } from '../copy/destination';
+import type {
+  BlobSource,
+  Destination,
+  DestinationCapabilities,
+  ManifestToPut,
+  PutBlobOptions,
+} from '../copy/destination';
 import { LadingError, asLadingError } from '../errors';
 import { createDigester, digestAlgorithm, digestHex, finishDigest, type Digest } from '../image/digest';
 import { parseManifestDocument } from '../image/manifest';
@@ -17,6 +23,13 @@ import { MediaType } from '../image/media-types';
  */
 export class OciLayoutDestination implements Destination {
   readonly name: string;
+  // An OCI image layout holds OCI documents (as skopeo's oci: transport writes them).
+  readonly capabilities: DestinationCapabilities = {
+    manifestMediaTypes: [MediaType.OciManifest, MediaType.OciIndex],
+    compressesLayers: true,
+    foreignLayerUrls: true,
+    batchesExistenceChecks: false,
+  };
 
   constructor(readonly root: string) {
     this.name = `oci:${root}`;

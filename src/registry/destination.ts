@@ -1,4 +1,11 @@
-import type { BlobSource, Destination, ManifestToPut, PutBlobOptions } from '../copy/destination';
+import type {
+  BlobSource,
+  Destination,
+  DestinationCapabilities,
+  ManifestToPut,
+  PutBlobOptions,
+} from '../copy/destination';
+import { MediaType } from '../image/media-types';
 import { LadingError } from '../errors';
 import type { Digest } from '../image/digest';
 import type { RegistryClient } from './client';
@@ -17,6 +24,17 @@ export interface RegistryDestinationOptions {
 /** Any registry speaking the OCI distribution API, through a RegistryClient. */
 export class RegistryDestination implements Destination {
   readonly name: string;
+  readonly capabilities: DestinationCapabilities = {
+    manifestMediaTypes: [
+      MediaType.DockerManifest,
+      MediaType.DockerManifestList,
+      MediaType.OciManifest,
+      MediaType.OciIndex,
+    ],
+    compressesLayers: true,
+    foreignLayerUrls: true,
+    batchesExistenceChecks: false,
+  };
   private readonly host: string;
 
   constructor(

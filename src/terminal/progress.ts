@@ -68,10 +68,6 @@ export class ProgressRenderer {
         else this.above(msg);
         break;
       }
-      case 'blob-retry':
-        if (this.mode === 'plain') this.line(`retrying ${e.id} (attempt ${e.attempt}): ${e.error}`);
-        else this.above(`retrying  ${e.id} (attempt ${e.attempt}): ${e.error}`);
-        break;
       case 'manifest': {
         const msg = `${e.tag ? `tagged    ${terminalSafe(e.tag, 200)} ->` : 'manifest '} ${e.digest}`;
         if (this.mode === 'plain') this.line(msg);

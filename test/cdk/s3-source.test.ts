@@ -146,7 +146,6 @@ describe('S3Source (ranged GETs over s3rver)', () => {
     const src = await S3Source.open({ client: s3, bucket: 'b', key, logger: (l) => lines.push(l), ...opts });
     const out = mkdtempSync(join(dir, 'layout-'));
     await copyImage(src, new OciLayoutDestination(out), {
-      oci: true,
       cache: null,
       tags: ['pushed'],
       logger: (l) => lines.push(l),

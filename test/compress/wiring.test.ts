@@ -79,13 +79,12 @@ describe('the parallel gzip on every compression path', () => {
 
     const cache = new DigestCache(join(root, 'cache.jsonl'));
     const a = join(root, 'from-file');
-    const res = await copyImage(archive, new OciLayoutDestination(a), { oci: true, cache, tags: ['1'] });
+    const res = await copyImage(archive, new OciLayoutDestination(a), { cache, tags: ['1'] });
     const [fromFile] = layerBlobs(a, res.digest!);
     assert.ok(fromFile!.equals(expected), 'file path: the parallel gzip of the layer tar');
 
     const b = join(root, 'from-stream');
     const res2 = await copyImage(createReadStream(archive), new OciLayoutDestination(b), {
-      oci: true,
       cache: null,
       tags: ['1'],
     });
@@ -101,7 +100,6 @@ describe('the parallel gzip on every compression path', () => {
 
     // Re-push to the same layout: the cache names the compressed layer, which is there.
     const again = await copyImage(archive, new OciLayoutDestination(a), {
-      oci: true,
       cache: new DigestCache(join(root, 'cache.jsonl')),
       tags: ['1'],
     });

@@ -164,9 +164,9 @@ describe('push to ECR (lading serve)', gate, () => {
               res = await push(f.path, r, transport, opts);
             } catch (e) {
               // ECR refuses an index that lists an artifact blob (not a manifest): lading
-              // says so and how to push the images alone, and writes no tag.
+              // says so, names the remedy, and writes no tag.
               assert.ok(
-                isLadingError(e) && /refused: push the images alone with --platform/.test(e.message),
+                isLadingError(e) && /which .* refused$/.test(e.message) && e.remedy === 'choose-platforms',
                 String(e),
               );
               // No catch: a repository without images answers an empty list, any error is a failure.

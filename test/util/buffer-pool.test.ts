@@ -10,7 +10,7 @@ import { createGunzip } from 'node:zlib';
 import { after, describe, test } from 'node:test';
 import { FileSource } from '../../src/archive/source';
 import { AdaptiveGzip } from '../../src/compress/adaptive-gzip';
-import { DiffIdCheck, VerifyingStream } from '../../src/copy/verify';
+import { DiffIdCheck, VerifyingStream } from '../../src/archive/verify';
 import { FileSink } from '../../src/layout/file-sink';
 import { BufferPool, hold, isTracked, linkView, release } from '../../src/util/buffer-pool';
 import type { Digest } from '../../src/image/digest';

@@ -4,7 +4,8 @@ import { digestOf, parseDigest, type Digest } from '../../image/digest';
 import { expectObject, parseJsonBytes } from '../../image/json';
 import { configPlatform, parseImageConfig, parseManifestDocument, type ImageManifest } from '../../image/manifest';
 import { isForeignLayerMediaType, MediaType } from '../../image/media-types';
-import type { ArchiveImage, BlobRef, LayerInfo, ManifestInfo } from '../model';
+import { blobPathDigestText } from '../blob-path';
+import { blobRef, type ArchiveImage, type LayerInfo, type ManifestInfo } from '../model';
 import type { ArchiveStore } from '../store';
 import { shown } from '../tar';
 import type { OciBlobs } from './oci';
@@ -65,9 +66,9 @@ export function parseDockerManifestJson(bytes: Buffer, where: string): DockerMan
 
 /** A file name that states a digest: `blobs/sha256/<hex>`, `sha256:<hex>` (ggcr), `<hex>.json` (docker). */
 function claimedDigest(name: string): Digest | undefined {
-  let m = /(?:^|\/)blobs\/(sha256|sha512)\/([a-f0-9]+)$/.exec(name);
-  if (m) return parseDigest(`${m[1]}:${m[2]}`, name);
-  m = /^(?:sha256:|)([a-f0-9]{64})(?:\.json)?$/.exec(name);
+  const path = blobPathDigestText(name);
+  if (path !== undefined) return parseDigest(path, name);
+  const m = /^(?:sha256:|)([a-f0-9]{64})(?:\.json)?$/.exec(name);
   if (m && (name.startsWith('sha256:') || name.endsWith('.json'))) return `sha256:${m[1]}` as Digest;
   return undefined;
 }
@@ -173,7 +174,7 @@ export async function readDockerImages(
       continue;
     }
 
-    const configRef: BlobRef = { entry: centry, name: e.config, claimed: cdigest };
+    const configRef = blobRef(centry, e.config, cdigest);
     const layers: LayerInfo[] = e.layers.map((name, j) => {
       const diffId = config.diffIds[j]!;
       // LayerSources describes where a layer came from; only a foreign one (Windows base
@@ -182,7 +183,7 @@ export async function readDockerImages(
       const ls = e.layerSources.get(diffId);
       const source = ls !== undefined && isForeignLayerMediaType(ls.mediaType) ? ls : undefined;
       const entry = layerPaths[j]!;
-      const layer: LayerInfo = { blob: { entry, name }, diffId, foreign: source !== undefined };
+      const layer: LayerInfo = { blob: blobRef(entry, name), diffId, foreign: source !== undefined };
       const c = claimedDigest(entry.path);
       if (c) layer.blob!.claimed = c;
       if (source) layer.descriptor = source;

@@ -18,7 +18,14 @@ import {
   MediaType,
 } from '../../image/media-types';
 import type { Entry } from '../entries';
-import type { ArchiveImage, BlobRef, ConfigInfo, LayerInfo, ManifestInfo } from '../model';
+import {
+  blobRef,
+  type ArchiveBlobRef,
+  type ArchiveImage,
+  type ConfigInfo,
+  type LayerInfo,
+  type ManifestInfo,
+} from '../model';
 import type { ArchiveStore } from '../store';
 import { shown } from '../tar';
 
@@ -83,11 +90,11 @@ export class OciBlobs {
     }
   }
 
-  ref(d: Descriptor | Digest): BlobRef | undefined {
+  ref(d: Descriptor | Digest): ArchiveBlobRef | undefined {
     const digest = typeof d === 'string' ? d : d.digest;
     const name = blobPath(digest);
     const entry = this.store.table.lookup(name);
-    return entry === undefined ? undefined : { entry, name, claimed: digest };
+    return entry === undefined ? undefined : blobRef(entry, name, digest);
   }
 
   async readVerified(d: Descriptor, entry: Entry, what: string): Promise<Buffer> {
@@ -118,7 +125,7 @@ export class OciBlobs {
     return doc;
   }
 
-  async config(d: Descriptor, ref: BlobRef): Promise<ReturnType<typeof parseImageConfig>> {
+  async config(d: Descriptor, ref: ArchiveBlobRef): Promise<ReturnType<typeof parseImageConfig>> {
     const cached = this.configs.get(d.digest);
     if (cached) return cached;
     const bytes = await this.readVerified(d, ref.entry, 'config');

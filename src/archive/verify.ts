@@ -1,10 +1,11 @@
-import { Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { LadingError } from '../errors';
-import { decompressionError } from '../archive/analyze';
-import { createDecompressor } from '../compress/codecs';
+import { decompressionError } from './analyze';
+import { createCompressor, createDecompressor } from '../compress/codecs';
 import { writeHeld } from '../util/buffer-pool';
 import { createDigester, finishDigest, type Digest, type DigestAlgorithm } from '../image/digest';
 import type { Compression } from '../image/media-types';
+import type { BlobExpectation } from '../image/source';
 
 export interface Expectation {
   digest?: Digest;
@@ -135,4 +136,42 @@ export class DiffIdCheck extends Transform {
     this.dec.destroy();
     cb(err);
   }
+}
+
+/**
+ * The stages that hold bytes to an expectation: the stored digest and size, and for a
+ * compressed blob held to its diff_id, the uncompressed digest too.
+ */
+export function verifyingStages(expect: BlobExpectation): { verify: VerifyingStream; stages: Transform[] } {
+  const verify = new VerifyingStream({ what: expect.what, digest: expect.digest, size: expect.size });
+  if (!expect.diffId) return { verify, stages: [verify] };
+  const check = new DiffIdCheck(expect.diffId.compression, { diffId: expect.diffId.digest, what: expect.what });
+  return { verify, stages: [verify, check] };
+}
+
+/**
+ * `body` through `stages` into a 1 MiB buffer the consumer reads: an error anywhere on the way
+ * fails what the consumer reads (so an upload is abandoned, never committed).
+ */
+export function piped(body: Readable, stages: Transform[]): Readable {
+  const tail = new PassThrough({ highWaterMark: 1024 * 1024 });
+  pipeline([body, ...stages, tail], (e) => {
+    if (e) tail.destroy(e);
+  });
+  return tail;
+}
+
+/** Stored bytes, verified as they are read. */
+export function verifiedStream(body: Readable, expect: BlobExpectation): Readable {
+  return piped(body, verifyingStages(expect).stages);
+}
+
+/** Uncompressed stored bytes, verified, then compressed with `codec`. */
+export function compressedStream(
+  body: Readable,
+  codec: Exclude<Compression, 'none'>,
+  level: number | undefined,
+  expect: BlobExpectation,
+): Readable {
+  return piped(body, [...verifyingStages(expect).stages, createCompressor(codec, level)]);
 }
