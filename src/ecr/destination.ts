@@ -258,7 +258,7 @@ export class EcrDestination implements Destination {
       'starting an upload',
     );
     const uploadId = init.uploadId!;
-    // ECR says 10 MiB; parts must be 5..10 MiB (ecr-facts.md), whatever an endpoint answers.
+    // ECR says 10 MiB; parts must be 5..10 MiB (Amazon ECR service quotas, "Layer part size"), whatever an endpoint answers.
     const partSize = Math.min(Math.max(init.partSize ?? 10 * MiB, 5 * MiB), 10 * MiB);
     this.bodies ??= new PartBuffers(partBodyCapacity(10 * MiB), this.opts.partBuffers ?? 2);
     const bodies = this.bodies;

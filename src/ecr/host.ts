@@ -29,6 +29,6 @@ export function parseEcrHost(host: string): EcrHost | undefined {
   return undefined;
 }
 
-/** ECR's repository name rule (ecr-facts.md): 2-256 chars of lowercase path components. */
+/** ECR's repository name rule (the CreateRepository API reference, `repositoryName`): 2-256 chars of lowercase path components. */
 export const ECR_REPOSITORY =
   /^(?=.{2,256}$)[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;

@@ -1,7 +1,7 @@
 /** Small pure rules of the emulator: names, tags, digests, wildcards. No I/O. */
 import { isDigest, type Digest } from '../image/digest';
 
-/** ECR's repository name rule (ecr-facts.md): 2-256 chars of lowercase path components. */
+/** ECR's repository name rule (the CreateRepository API reference, `repositoryName`): 2-256 chars of lowercase path components. */
 export const REPOSITORY_NAME =
   /^(?=.{2,256}$)[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 
