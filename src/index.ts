@@ -9,7 +9,13 @@ export { detectCompression } from './compress/detect';
 export { createCompressor, createDecompressor, zstdImplementation } from './compress/codecs';
 export { copyImage, CopyEngine, type CopyOptions, type CopyResult, type PlannedBlob } from './copy/engine';
 export type { CopyEvent, CopyEventListener } from './copy/events';
-export type { Destination, BlobSource, PutBlobOptions, ManifestToPut } from './copy/destination';
+export type {
+  Destination,
+  DestinationCapabilities,
+  BlobSource,
+  PutBlobOptions,
+  ManifestToPut,
+} from './copy/destination';
 export { OciLayoutDestination } from './layout/destination';
 export { RegistryDestination } from './registry/destination';
 export { RegistryClient, type RegistryClientOptions } from './registry';
