@@ -224,7 +224,7 @@ export class Authenticator {
     const started = Date.now();
     let res;
     try {
-      res = await this.o.http.send({ method, url, headers, ...(body ? { body } : {}), ...(signal ? { signal } : {}) });
+      res = await this.o.http.send({ method, url, headers, body, signal });
     } catch (e) {
       throw transportError(tctx, url.host, e, signal, redact, this.o.http.tlsInfo(url.host));
     }
@@ -233,7 +233,7 @@ export class Authenticator {
       const errBody = await readErrorBody(res);
       throw responseError(
         tctx,
-        { status: res.status, headers: res.headers, ...(errBody ? { body: errBody } : {}) },
+        { status: res.status, headers: res.headers, body: errBody },
         { credentialSource: this.credentialSource, hasCredentials: cred !== undefined },
         redact,
       );

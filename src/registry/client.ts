@@ -117,9 +117,9 @@ export class RegistryClient {
     this.baseUrl = new URL(`${plain ? 'http' : 'https'}://${this.registry}`);
     this.http = new Http({
       insecure: options.insecure === true,
-      ...(options.agents ? { agents: options.agents } : {}),
+      agents: options.agents,
       network,
-      ...(options.headersTimeoutMs !== undefined ? { headersTimeoutMs: options.headersTimeoutMs } : {}),
+      headersTimeoutMs: options.headersTimeoutMs,
     });
     this.chunkSize = options.chunkSize;
     this.attempts = options.attempts ?? 5;
@@ -153,7 +153,7 @@ export class RegistryClient {
         this.log(
           `retry ${attempt + 1}/${this.attempts} of ${ctx.operation} in ${delayMs} ms after: ${error instanceof Error ? error.message : String(error)}`,
         ),
-      ...(signal ? { signal } : {}),
+      signal,
     });
   }
 

@@ -259,8 +259,8 @@ export function dockerConfigCredentials(options: DockerConfigOptions = {}): Cred
         const run = (helper: string, how: string): Promise<ResolvedCredential | undefined> =>
           runCredentialHelper(helper, serverUrl, {
             env,
-            ...(options.helperTimeoutMs !== undefined ? { timeoutMs: options.helperTimeoutMs } : {}),
-            ...(signal ? { signal } : {}),
+            timeoutMs: options.helperTimeoutMs,
+            signal,
             source: `${file} (${how}: ${helper})`,
           });
         const helpers = cfg.credHelpers ?? {};

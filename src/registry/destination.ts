@@ -65,10 +65,10 @@ export class RegistryDestination implements Destination {
       {
         open: src.open,
         ...(src.digest ? { digest: src.digest } : {}),
-        ...(src.size !== undefined ? { size: src.size } : {}),
+        size: src.size,
       },
       {
-        ...(opts.signal ? { signal: opts.signal } : {}),
+        signal: opts.signal,
         ...(this.opts.mountFrom && src.digest ? { mountFrom: this.opts.mountFrom } : {}),
         ...(this.opts.chunkSize ? { chunkSize: this.opts.chunkSize } : {}),
         // The client counts per attempt; the engine wants new bytes only.

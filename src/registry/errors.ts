@@ -227,7 +227,7 @@ export function responseError(
     status: res.status,
     registryCodes: codes,
     retryable: c.retryable,
-    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    retryAfterMs,
     staleAuth: auth.staleAuth === true,
     details: {
       operation: ctx.operation,
@@ -304,9 +304,7 @@ export function transportError(
 export function registryRetryDecision(e: unknown): RetryDecision {
   if (e instanceof RegistryError) {
     if (e.staleAuth) return { retry: true, afterMs: 0 };
-    return e.retryable
-      ? { retry: true, ...(e.retryAfterMs !== undefined ? { afterMs: e.retryAfterMs } : {}) }
-      : { retry: false };
+    return e.retryable ? { retry: true, afterMs: e.retryAfterMs } : { retry: false };
   }
   if (e instanceof NetworkError || e instanceof ProxyError) return { retry: e.retryable };
   return { retry: false };

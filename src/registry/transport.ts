@@ -115,8 +115,8 @@ export class RegistryTransport {
         method: req.method,
         url: req.url,
         headers: { 'user-agent': this.o.userAgent, ...req.headers },
-        ...(req.body !== undefined ? { body: req.body } : {}),
-        ...(signal ? { signal } : {}),
+        body: req.body,
+        signal,
       });
     } catch (e) {
       this.log(`${req.method} ${sanitizeUrl(req.url)} failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -137,11 +137,7 @@ export class RegistryTransport {
       const authorization = sameOrigin ? await this.auth.authorization(req.scopes, ctx, signal) : undefined;
       const headers: Record<string, string> = { ...req.headers };
       if (authorization !== undefined) headers.authorization = authorization;
-      const res = await this.raw(
-        ctx,
-        { method: req.method, url, headers, ...(req.body !== undefined ? { body: req.body } : {}) },
-        signal,
-      );
+      const res = await this.raw(ctx, { method: req.method, url, headers, body: req.body }, signal);
       if (res.status === 401 && sameOrigin && !req.expect.includes(401)) {
         const replayable = req.body === undefined || Buffer.isBuffer(req.body);
         const errBody = await readErrorBody(res);
@@ -158,7 +154,7 @@ export class RegistryTransport {
         }
         throw responseError(
           ctx,
-          { status: 401, headers: res.headers, ...(errBody ? { body: errBody } : {}) },
+          { status: 401, headers: res.headers, body: errBody },
           {
             credentialSource: this.auth.credentialSource,
             hasCredentials: this.auth.hasCredentials,
@@ -189,7 +185,7 @@ export class RegistryTransport {
       const errBody = await readErrorBody(res);
       throw responseError(
         ctx,
-        { status: res.status, headers: res.headers, ...(errBody ? { body: errBody } : {}) },
+        { status: res.status, headers: res.headers, body: errBody },
         { credentialSource: this.auth.credentialSource, hasCredentials: this.auth.hasCredentials },
         this.redact,
       );
