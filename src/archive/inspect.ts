@@ -15,6 +15,8 @@ export interface InspectImage {
   digest: string | null;
   mediaType: string;
   manifests: InspectManifest[];
+  /** Present when the archive says something lading accepted with a warning. */
+  warnings?: string[];
 }
 
 export interface InspectManifest {
@@ -60,6 +62,7 @@ export function describeArchive(a: ImageArchive): InspectResult {
         if (m.attestation) out.attestation = true;
         return out;
       }),
+      ...(img.warnings ? { warnings: img.warnings } : {}),
     })),
   };
 }

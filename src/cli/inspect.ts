@@ -34,6 +34,7 @@ export function renderInspect(r: InspectResult, where: string): string {
     lines.push(`image ${img.names.length > 0 ? img.names.map(t).join(', ') : '(unnamed)'}`);
     lines.push(`  digest     ${img.digest ?? '(none)'}`);
     lines.push(`  mediaType  ${t(img.mediaType)}`);
+    for (const w of img.warnings ?? []) lines.push(`  warning    ${t(w)}`);
     for (const m of img.manifests) {
       const p = m.platform
         ? t([m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/'))

@@ -6,6 +6,7 @@ import { parsePlatform } from '../image/platform';
 import { parseCommandArgs, strings, usageError, type CommandContext } from '../command/context';
 import { openDestination } from '../destinations/open';
 import { ProgressRenderer } from '../terminal/progress';
+import { terminalSafe } from '../terminal/format';
 import { parseArchiveArg, parseDestinationArg } from './transports';
 import { writeFile } from 'node:fs/promises';
 import { openArchive } from '../archive';
@@ -170,6 +171,7 @@ async function pushAllImages(
       try {
         const r = await new CopyEngine(target, { ...opts, image: `@${img.index}`, tags: img.tags }).copy(archive);
         results.push({ ...r, image: img.names });
+        if (!json) for (const w of r.warnings ?? []) ctx.stderr(`lading: warning: ${terminalSafe(w)}`);
         if (!json)
           ctx.stderr(
             `image @${img.index} (${img.names.join(', ') || 'unnamed'}): ${r.reference}${r.tags.length > 0 ? ` tagged ${r.tags.join(', ')}` : ' (no tag: the archive names none)'}`,
@@ -360,6 +362,7 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     ctx.stdout(JSON.stringify({ ...rest, rewritten, ...(plan ? { plan } : {}) }, null, 2));
     return 0;
   }
+  for (const w of result.warnings ?? []) ctx.stderr(`lading: warning: ${terminalSafe(w)}`);
   if (opts.dryRun) ctx.stdout(renderPlan(result));
   else if (!values.quiet) {
     const b = result.blobs;

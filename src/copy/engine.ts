@@ -90,6 +90,7 @@ export class CopyEngine {
       rewritten: docs.rewritten,
     };
     if (this.opts.dryRun) result.plan = plan.jobs.map((j) => j.planned!).filter(Boolean);
+    if (plan.image.warnings) result.warnings = plan.image.warnings;
     return result;
   }
 

@@ -73,4 +73,6 @@ export interface CopyResult {
   plan?: PlannedBlob[];
   /** Documents lading wrote itself instead of pushing stored bytes. */
   rewritten: Digest[];
+  /** What the source said that lading accepted with a warning (see `ArchiveImage.warnings`). */
+  warnings?: string[];
 }

@@ -82,4 +82,6 @@ export interface ArchiveImage {
    * but carried when the whole index is pushed, since the index names them.
    */
   others: { descriptor: Descriptor; blob?: BlobRef }[];
+  /** What the source noticed and accepted, as skopeo and docker would (e.g. a config file name that disagrees with its content). */
+  warnings?: string[];
 }

@@ -104,6 +104,7 @@ export async function readDockerImages(
     for (const m of img.manifests)
       if (m.config && !byConfig.has(m.config.descriptor.digest)) byConfig.set(m.config.descriptor.digest, img);
   const names = new Map<ArchiveImage, Set<string>>();
+  const warnings = new Map<Digest, string>();
 
   for (const [i, e] of entries.entries()) {
     if (i % 1000 === 999) {
@@ -120,10 +121,14 @@ export async function readDockerImages(
       const cdigest = digestOf(cbytes);
       const claimed = claimedDigest(centry.path) ?? claimedDigest(e.config);
       if (claimed !== undefined && claimed.startsWith('sha256:') && claimed !== cdigest) {
-        throw new LadingError(
-          'DIGEST_MISMATCH',
-          `${store.where}: config ${shown(e.config)} has digest ${cdigest}, its name says ${claimed}`,
-        );
+        const mismatch = `config ${shown(e.config)} has digest ${cdigest}, its name says ${claimed}`;
+        // A blobs/ path is how OCI documents link to each other: a wrong one is refused. A
+        // legacy config's file name only names it; docker, skopeo and crane identify a config by
+        // its content, so the image goes with its real digest, and the mismatch is reported.
+        if (blobPathDigestText(centry.path) !== undefined || blobPathDigestText(e.config) !== undefined) {
+          throw new LadingError('DIGEST_MISMATCH', `${store.where}: ${mismatch}`);
+        }
+        warnings.set(cdigest, `${mismatch}; the config goes by its content's digest`);
       }
       c = { cbytes, cdigest, config: parseImageConfig(cbytes, `${store.where}: ${shown(e.config)}`) };
       configs.set(centry.path, c);
@@ -212,6 +217,10 @@ export async function readDockerImages(
     });
   }
   for (const [img, tags] of names) img.names = [...new Set([...tags, ...img.names])];
+  for (const img of out) {
+    const found = img.manifests.flatMap((m) => warnings.get(m.config?.descriptor.digest as Digest) ?? []);
+    if (found.length > 0) img.warnings = [...new Set(found)];
+  }
   return out;
 }
 
