@@ -158,12 +158,12 @@ export class EcrDestination implements Destination {
   private ensureRepository(signal?: AbortSignal): Promise<void> {
     this.repoChecked ??= ensureRepository(this.client, {
       repository: this.opts.repository,
-      ...(this.opts.registryId ? { registryId: this.opts.registryId } : {}),
-      ...(this.opts.createRepository ? { create: true } : {}),
-      ...(this.opts.imageTagMutability ? { imageTagMutability: this.opts.imageTagMutability } : {}),
+      registryId: this.opts.registryId,
+      create: this.opts.createRepository,
+      imageTagMutability: this.opts.imageTagMutability,
       where: this.name,
-      ...(signal ? { signal } : {}),
-      ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+      signal,
+      logger: this.opts.logger,
       count: (op) => (this.calls[op] = (this.calls[op] ?? 0) + 1),
     });
     return this.repoChecked;
@@ -241,10 +241,10 @@ export class EcrDestination implements Destination {
         repository: this.opts.repository,
         host: this.opts.host,
         skipRepositoryCheck: true,
-        ...(this.opts.registryId ? { registryId: this.opts.registryId } : {}),
-        ...(this.opts.insecure ? { insecure: true } : {}),
-        ...(this.opts.network ? { network: this.opts.network } : {}),
-        ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+        registryId: this.opts.registryId,
+        insecure: this.opts.insecure,
+        network: this.opts.network,
+        logger: this.opts.logger,
       });
     })();
     return this.registry.then((d) => d.putBlob(src, opts));
@@ -385,7 +385,7 @@ export class EcrDestination implements Destination {
               imageManifest: m.bytes.toString('utf8'),
               imageManifestMediaType: m.mediaType,
               imageDigest: m.digest,
-              ...(tag !== undefined ? { imageTag: tag } : {}),
+              imageTag: tag,
             }),
             { abortSignal: signal },
           ),

@@ -36,11 +36,11 @@ export async function ecrRegistryDestination(opts: EcrRegistryOptions): Promise<
   if (!opts.skipRepositoryCheck) {
     await ensureRepository(opts.client, {
       repository: opts.repository,
-      ...(opts.registryId ? { registryId: opts.registryId } : {}),
-      ...(opts.createRepository ? { create: true } : {}),
-      ...(opts.imageTagMutability ? { imageTagMutability: opts.imageTagMutability } : {}),
+      registryId: opts.registryId,
+      create: opts.createRepository,
+      imageTagMutability: opts.imageTagMutability,
       where: `${opts.host}/${opts.repository}`,
-      ...(opts.logger ? { logger: opts.logger } : {}),
+      logger: opts.logger,
     });
   }
   const fetchToken = async (
@@ -85,16 +85,16 @@ export async function ecrRegistryDestination(opts: EcrRegistryOptions): Promise<
   const client = new RegistryClient({
     registry: endpoint.host,
     plainHttp: endpoint.protocol === 'http:',
-    ...(opts.insecure ? { insecure: true } : {}),
-    ...(opts.network ? { network: opts.network } : {}),
+    insecure: opts.insecure,
+    network: opts.network,
     credentials,
-    ...(opts.logger ? { logger: opts.logger } : {}),
+    logger: opts.logger,
   });
   opts.logger?.(
     `ECR registry transport: ${endpoint.origin}, token valid until ${first.expiresAt?.toISOString() ?? 'unknown'}`,
   );
   return new RegistryDestination(client, opts.repository, {
     host: opts.host,
-    ...(opts.onClose ? { onClose: opts.onClose } : {}),
+    onClose: opts.onClose,
   });
 }
