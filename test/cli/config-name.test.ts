@@ -11,7 +11,9 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import { dockerArchiveParts, freshPath, sampleLayers, tarBuffer } from '../fixtures';
+import { registryAvailable, startRegistry } from '../helpers/registry-server';
 import { runCli } from '../hostile/run-cli';
 
 const LIE = 'ab'.repeat(32);
@@ -62,6 +64,32 @@ describe('a config file name that disagrees with its content', () => {
     assert.equal(human.code, 0, human.stderr);
     assert.match(human.stderr, /^lading: warning: config .* its name says sha256:ab/m);
   });
+
+  test(
+    'pushed to a real registry, skopeo reads the config back by its real digest',
+    { skip: registryAvailable ? false : 'docker-registry is not installed' },
+    async () => {
+      const a = await archive(() => `${LIE}.json`);
+      const reg = await startRegistry();
+      try {
+        const r = await runCli(['push', '--plain-http', a.path, `${reg.host}/lading/config-name:1`], {
+          measure: false,
+        });
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /^lading: warning: config /m);
+        const config = execFileSync('skopeo', [
+          'inspect',
+          '--tls-verify=false',
+          '--raw',
+          '--config',
+          `docker://${reg.host}/lading/config-name:1`,
+        ]);
+        assert.equal(sha(config), a.configHex, 'the registry serves the config under the digest of its content');
+      } finally {
+        await reg.stop();
+      }
+    },
+  );
 
   test('a blobs/ path that lies is still refused', async () => {
     const a = await archive(() => `blobs/sha256/${LIE}`);
