@@ -67,7 +67,7 @@ export async function runInspect(ctx: CommandContext, args: string[]): Promise<n
   const result = await inspectArchive(input, {
     verify: !values['no-verify'],
     signal: ctx.signal,
-    ...(ctx.debug ? { logger: ctx.debug } : {}),
+    logger: ctx.debug,
   });
   if (values.json) ctx.stdout(JSON.stringify(result, null, 2));
   else ctx.stdout(renderInspect(result, input === '-' ? 'stdin' : input));

@@ -87,7 +87,7 @@ export async function main(
     debug: debugOn ? (line: string) => err(`debug: ${line}`) : undefined,
     signal: io.signal ?? new AbortController().signal,
     isTTY: io.stderr === undefined && process.stderr.isTTY === true,
-    ...(io.stderr === undefined ? { stderrRaw: (s: string) => void process.stderr.write(s) } : {}),
+    stderrRaw: io.stderr === undefined ? (s: string) => void process.stderr.write(s) : undefined,
     env: io.env ?? process.env,
   };
   const [name, ...rest] = argv;

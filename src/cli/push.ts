@@ -113,6 +113,10 @@ function intOption(v: unknown, name: string, min: number, max: number): number |
   return n;
 }
 
+function stringOption(v: unknown): string | undefined {
+  return v === undefined ? undefined : String(v);
+}
+
 function transportOf(v: unknown): 'ecr-api' | 'registry' {
   if (v === 'ecr-api' || v === 'registry') return v;
   throw usageError(`--transport must be ecr-api or registry, not ${String(v)}`, 'push');
@@ -148,7 +152,7 @@ async function pushAllImages(
   json: boolean,
   open: (arg: string) => Promise<{ destination: Destination }>,
 ): Promise<CopyResult[]> {
-  const listed = await openArchive(archive, opts.signal ? { signal: opts.signal } : {});
+  const listed = await openArchive(archive, { signal: opts.signal });
   const images = listed.images.map((img, i) => ({ index: i, names: img.names, tags: archiveTags(img) }));
   await listed.close();
   // Every repository name first: nothing is pushed when one image cannot be placed.
@@ -270,26 +274,23 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
   const destOptions = {
     plainHttp: values['plain-http'] === true,
     insecure: values.insecure === true,
-    ...(values['cert-dir'] !== undefined ? { certDir: String(values['cert-dir']) } : {}),
-    ...(values.username !== undefined ? { username: String(values.username) } : {}),
-    ...(password !== undefined ? { password } : {}),
-    ...(values['mount-from'] !== undefined ? { mountFrom: String(values['mount-from']) } : {}),
-    ...(chunkSize !== undefined ? { chunkSize } : {}),
+    certDir: stringOption(values['cert-dir']),
+    username: stringOption(values.username),
+    password,
+    mountFrom: stringOption(values['mount-from']),
+    chunkSize,
     ...(values.transport !== undefined ? { transport: transportOf(values.transport) } : {}),
-    ...(values.ecr ? { ecr: true } : {}),
-    ...(values.region !== undefined ? { region: String(values.region) } : {}),
-    ...(values.profile !== undefined
-      ? { profile: String(values.profile) }
-      : ctx.env.AWS_PROFILE
-        ? { profile: ctx.env.AWS_PROFILE }
-        : {}),
-    ...(values['endpoint-url'] !== undefined ? { endpointUrl: String(values['endpoint-url']) } : {}),
-    ...(values['create-repository'] ? { createRepository: true } : {}),
+    ecr: values.ecr === true,
+    region: stringOption(values.region),
+    // An empty AWS_PROFILE names no profile: the destination ignores an empty one.
+    profile: stringOption(values.profile) ?? ctx.env.AWS_PROFILE,
+    endpointUrl: stringOption(values['endpoint-url']),
+    createRepository: values['create-repository'] === true,
     ...(values['image-tag-mutability'] !== undefined
       ? { imageTagMutability: mutabilityOf(values['image-tag-mutability']) }
       : {}),
     env: ctx.env,
-    ...(ctx.debug ? { logger: ctx.debug } : {}),
+    logger: ctx.debug,
   };
   if (values['all-images']) {
     if (image !== undefined)
@@ -324,12 +325,12 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     dryRun: values['dry-run'] === true,
     verifyDiffIds: values['verify-diff-ids'] === true,
     pushForeignLayers: values['push-foreign-layers'] === true,
-    ...(image !== undefined ? { image } : {}),
+    image,
     // No tag given: the image's own tags from the archive (latest when it names none).
-    ...(dest.destination.name.startsWith('oci:') ? {} : { tagsFromArchive: true }),
-    ...(level !== undefined ? { compressionLevel: level } : {}),
-    ...(concurrency !== undefined ? { concurrency } : {}),
-    ...(ctx.debug ? { logger: ctx.debug } : {}),
+    tagsFromArchive: !dest.destination.name.startsWith('oci:'),
+    compressionLevel: level,
+    concurrency,
+    logger: ctx.debug,
   };
   if (values['all-images']) {
     try {
@@ -359,7 +360,7 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
   await writeRefs([result], values['digest-file'], values['image-refs']);
   if (values.json) {
     const { plan, rewritten, ...rest } = result;
-    ctx.stdout(JSON.stringify({ ...rest, rewritten, ...(plan ? { plan } : {}) }, null, 2));
+    ctx.stdout(JSON.stringify({ ...rest, rewritten, plan }, null, 2));
     return 0;
   }
   for (const w of result.warnings ?? []) ctx.stderr(`lading: warning: ${terminalSafe(w)}`);
