@@ -328,7 +328,7 @@ function parseRepositoryUri(uri: string): { host: string; registryId?: string } 
   if (slash <= 0) throw new LadingError('BAD_REFERENCE', `RepositoryUri ${uri} has no host`);
   const host = uri.slice(0, slash);
   const account = /^(\d{12})\.dkr\.ecr\./.exec(host);
-  return { host, ...(account ? { registryId: account[1]! } : {}) };
+  return { host, registryId: account?.[1] };
 }
 
 type ResourceData = NonNullable<CustomResourceResponse['Data']>;
@@ -375,9 +375,9 @@ async function push(
     client: deps.ecr,
     host,
     repository: p.RepositoryName,
-    ...(registryId ? { registryId } : {}),
-    ...(deps.insecureRegistry ? { insecure: true } : {}),
-    ...(deps.network ? { network: deps.network } : {}),
+    registryId,
+    insecure: deps.insecureRegistry,
+    network: deps.network,
     logger: log,
   });
   const source = await S3Source.open({
@@ -404,7 +404,7 @@ async function push(
       ...(p.ImageName ? { image: p.ImageName } : {}),
       ...(p.Platform ? { platforms: [parsePlatform(p.Platform)] } : {}),
       signal: ac.signal,
-      ...(continuation ? { drain: drain.signal } : {}),
+      drain: continuation ? drain.signal : undefined,
       onEvent: progressLogger(log),
       logger: log,
       // A retry, in this container or a fresh one, skips recompressing what it already pushed.
@@ -500,7 +500,7 @@ async function remove(event: CustomResourceEvent, deps: HandlerDeps, log: (line:
     new BatchDeleteImageCommand({
       repositoryName,
       imageIds: [{ imageTag, imageDigest }],
-      ...(registryId ? { registryId } : {}),
+      registryId,
     }),
   );
   const failure = out.failures?.[0];
