@@ -41,7 +41,7 @@ export async function analyzeBlob(body: AsyncIterable<Buffer>, opts: AnalyzeOpti
   let decError: unknown;
 
   const startDecompressor = (c: Exclude<Compression, 'none'>): void => {
-    dec = createDecompressor(c);
+    dec = createDecompressor(c, opts.signal);
     const d = dec;
     const h = createDigester('sha256');
     let n = 0;

@@ -1,11 +1,12 @@
 import { availableParallelism } from 'node:os';
-import type { Transform } from 'node:stream';
+import { addAbortSignal, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { LadingError } from '../errors';
 import { AdaptiveGzip, DEFAULT_LEVEL } from './adaptive-gzip';
+import { BoundedZstdDecompress, isWindowError, windowMessage, type ZstdBinding } from './bounded-zstd';
 import type { Compression } from '../image/media-types';
 
-/** Node >= 22.15 has zstd in zlib; Node 20 does not, so lading falls back to zstd-napi. */
+/** Node >= 22.15 has zstd in zlib; Node 20 does not. lading prefers zstd-napi when installed (see createDecompressor). */
 type ZlibWithZstd = typeof zlib & {
   createZstdCompress?: (opts?: { params?: Record<number, number> }) => Transform;
   createZstdDecompress?: (opts?: { params?: Record<number, number> }) => Transform;
@@ -15,14 +16,13 @@ const z = zlib as ZlibWithZstd;
 
 interface ZstdNapi {
   CompressStream: new (params?: Record<string, unknown>) => Transform;
-  DecompressStream: new (params?: Record<string, unknown>) => Transform;
 }
 
 let napi: ZstdNapi | null | undefined;
 function zstdNapi(): ZstdNapi | null {
   if (napi === undefined) {
     try {
-      // Loaded lazily: an optional native dependency, only needed for zstd on Node < 22.15.
+      // Loaded lazily: an optional native dependency (Node >= 22.15 has a zstd of its own).
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       napi = require('zstd-napi') as ZstdNapi;
     } catch {
@@ -32,15 +32,28 @@ function zstdNapi(): ZstdNapi | null {
   return napi;
 }
 
+let binding: ZstdBinding | null | undefined;
+/** zstd-napi's low-level binding (ZSTD_decompressStream itself), for BoundedZstdDecompress. */
+function zstdBinding(): ZstdBinding | null {
+  if (binding === undefined) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      binding = zstdNapi() ? (require('zstd-napi/binding') as ZstdBinding) : null;
+    } catch {
+      binding = null;
+    }
+  }
+  return binding;
+}
+
 /**
- * Which zstd implementation is in use, for `--debug` and the README: by default the one that
- * decompresses (Node's own first); `'compress'`: the one that compresses (zstd-napi first).
+ * Which zstd implementation is in use, for `--debug` and the README: zstd-napi when it is
+ * installed, for compressing and (see createDecompressor) for decompressing; otherwise Node's own.
+ * `use`: which of the two (the same answer today).
  */
 export function zstdImplementation(use: 'decompress' | 'compress' = 'decompress'): 'node:zlib' | 'zstd-napi' | 'none' {
-  const native = typeof z.createZstdDecompress === 'function';
-  if (use === 'compress' && zstdNapi()) return 'zstd-napi';
-  if (native) return 'node:zlib';
-  return zstdNapi() ? 'zstd-napi' : 'none';
+  if (use === 'decompress' ? zstdBinding() : zstdNapi()) return 'zstd-napi';
+  return typeof z.createZstdDecompress === 'function' ? 'node:zlib' : 'none';
 }
 
 function noZstd(): LadingError {
@@ -53,34 +66,100 @@ function noZstd(): LadingError {
 /**
  * zstd frames can ask for a window of up to 2 GiB (and more with long mode); refuse beyond
  * 128 MiB (zstd's own default limit, what `zstd -d` accepts without --memory), so a hostile
- * frame cannot make us allocate gigabytes.
+ * frame cannot make us allocate gigabytes. Both implementations refuse such a frame before
+ * allocating its window; the error (code ERR_ZSTD_WINDOW, which callers report as
+ * DECOMPRESSION_FAILED with the blob or archive it came from) names the window the frame asked for.
  */
-const ZSTD_WINDOW_LOG_MAX = 27;
+export const ZSTD_WINDOW_LOG_MAX = 27;
 
-export function createDecompressor(c: Exclude<Compression, 'none'>): Transform {
-  if (c === 'gzip') return zlib.createGunzip({ chunkSize: 256 * 1024 });
-  if (typeof z.createZstdDecompress === 'function') {
-    const key = z.constants.ZSTD_d_windowLogMax;
-    return z.createZstdDecompress(key === undefined ? {} : { params: { [key]: ZSTD_WINDOW_LOG_MAX } });
-  }
-  const n = zstdNapi();
-  if (!n) throw noZstd();
-  const d = new n.DecompressStream({ windowLogMax: ZSTD_WINDOW_LOG_MAX });
-  // zstd-napi's errors carry neither a code nor the word zstd ("Unsupported frame parameter" for a
-  // window over the limit): tag them, so callers report DECOMPRESSION_FAILED rather than IO.
-  const transform = d._transform.bind(d);
-  d._transform = (chunk, enc, done) => transform(chunk, enc, (e, data) => done(e ? tagZstdError(e) : null, data));
-  const flush = d._flush?.bind(d);
-  if (flush) d._flush = (done) => flush((e, data) => done(e ? tagZstdError(e) : null, data));
+/**
+ * A decompressor whose memory stays bounded on any input (issue 19: 128 KiB of zstd inflate to
+ * 4 GiB, of gzip to 130 MiB): output comes in chunks of at most 256 KiB (gzip) or 128 KiB (zstd),
+ * and no more is made while the consumer has not taken what was pushed.
+ * - gzip: Node's zlib, which honours backpressure.
+ * - zstd: zstd-napi's decoder driven by BoundedZstdDecompress when zstd-napi is installed, on
+ *   every Node.js (not zstd-napi's DecompressStream, which pushes all it inflates at once: see
+ *   bounded-zstd.ts). Node's own zstd (>= 22.15) honours backpressure too, but (22.23, 24.21)
+ *   stops at the end of a frame when more frames follow in the same write, dropping them
+ *   (nodejs/node#64741: a multi-frame layer, as pzstd and zstd:chunked write, would hash to
+ *   another diff_id than every other zstd reader's), and on 22 ends a cut stream without an
+ *   error (nodejs/node#64592). zstd-napi also inflated a 256 MiB layer faster (0.5-0.8 s against
+ *   0.7-1.1 s, hashing included). So Node's own zstd is the fallback, held to consuming all its
+ *   input (see nodeZstd).
+ */
+export function createDecompressor(c: Exclude<Compression, 'none'>, signal?: AbortSignal): Transform {
+  const d = decompressor(c);
+  // Aborted (SIGTERM, SIGINT): the stream fails at once, so a reader waiting for the end of a
+  // bomb's output (analyzeBlob after the last input chunk) stops too.
+  if (signal) addAbortSignal(signal, d);
   return d;
 }
 
-function tagZstdError(e: Error): Error {
-  const err = e as NodeJS.ErrnoException;
-  if (err.code === undefined) err.code = 'ERR_ZSTD_DECOMPRESS';
-  if (!/zstd/i.test(err.message))
-    err.message = `zstd: ${err.message}${/frame parameter|memory|window/i.test(err.message) ? ` (frames may use a window of at most ${2 ** (ZSTD_WINDOW_LOG_MAX - 20)} MiB)` : ''}`;
-  return err;
+function decompressor(c: Exclude<Compression, 'none'>): Transform {
+  if (c === 'gzip') return zlib.createGunzip({ chunkSize: 256 * 1024 });
+  const binding = zstdBinding();
+  if (binding) return new BoundedZstdDecompress(binding, ZSTD_WINDOW_LOG_MAX);
+  const own = nodeZstdDecompressor();
+  if (own) return own;
+  throw noZstd();
+}
+
+/** Node's own zstd decompressor as lading uses it without zstd-napi; undefined before Node 22.15. */
+export function nodeZstdDecompressor(): Transform | undefined {
+  if (typeof z.createZstdDecompress !== 'function') return undefined;
+  const key = z.constants.ZSTD_d_windowLogMax;
+  return nodeZstd(z.createZstdDecompress(key === undefined ? {} : { params: { [key]: ZSTD_WINDOW_LOG_MAX } }));
+}
+
+/**
+ * Node's own zstd decompressor, made to answer as BoundedZstdDecompress does:
+ * - its errors carry codes like ZSTD_error_frameParameter_windowTooLarge and messages without
+ *   the word zstd ("Frame requires too much memory for decoding"), which callers would report
+ *   as IO: they get an ERR_ZSTD code and a message saying what was refused (zlib's own codes,
+ *   Z_BUF_ERROR for a cut stream on Node 24, are kept: callers report TRUNCATED);
+ * - input it leaves unread (frames after the first in one write, nodejs/node#64741) fails the
+ *   stream, rather than ending it with the first frame's bytes as if they were all.
+ */
+function nodeZstd(t: Transform & { bytesWritten?: number }): Transform {
+  let head = Buffer.alloc(0);
+  let written = 0;
+  const transform = t._transform.bind(t);
+  t._transform = (chunk: Buffer, enc, done) => {
+    if (head.length < 18) head = Buffer.concat([head, chunk.subarray(0, 18 - head.length)]);
+    written += chunk.length;
+    transform(chunk, enc, done);
+  };
+  // Node's zstd ends its output (push(null)) when a frame ends with input left in the write; at
+  // the true end it has read everything it was given.
+  const push = t.push.bind(t);
+  t.push = (chunk: unknown, encoding?: BufferEncoding) => {
+    const read = t.bytesWritten;
+    if (chunk === null && read !== undefined && read < written) {
+      const e: NodeJS.ErrnoException = new Error(
+        `zstd: the input goes on after byte ${read}, where Node.js's own zstd stopped (it reads only the first of several frames written at once, nodejs/node#64741); install zstd-napi (npm install zstd-napi) to read it`,
+      );
+      e.code = 'ERR_ZSTD_FRAMES';
+      t.destroy(e);
+      return false;
+    }
+    return push(chunk, encoding);
+  };
+  const destroy = t._destroy.bind(t);
+  t._destroy = (err, done) => {
+    const e = err as NodeJS.ErrnoException | null;
+    if (e && typeof e.code === 'string' && e.code.startsWith('ZSTD_error')) {
+      // Which frame failed is not known here; the first frame's header tells the window it asked for.
+      if (isWindowError(e)) {
+        e.message = windowMessage(head, undefined, ZSTD_WINDOW_LOG_MAX);
+        e.code = 'ERR_ZSTD_WINDOW';
+      } else {
+        e.message = `zstd: ${e.message}`;
+        e.code = 'ERR_ZSTD_DECOMPRESS';
+      }
+    }
+    destroy(err, done);
+  };
+  return t;
 }
 
 /**
