@@ -196,18 +196,17 @@ export class AwsEnvironment {
     };
     const r = replace(dest) as DockerImageDestination;
     const account = /^arn:[^:]+:iam::(\d{12}):role\//.exec(r.assumeRoleArn ?? '')?.[1];
+    const assume = this.opts.assumeRole;
     return {
-      ...(account ? { account } : {}),
+      account,
       repositoryName: r.repositoryName,
       imageTag: r.imageTag,
       region,
-      ...(r.assumeRoleArn !== undefined && this.opts.assumeRole ? { assumeRoleArn: r.assumeRoleArn } : {}),
-      ...(r.assumeRoleExternalId !== undefined && this.opts.assumeRole
-        ? { assumeRoleExternalId: r.assumeRoleExternalId }
-        : {}),
-      ...(r.assumeRoleAdditionalOptions !== undefined && this.opts.assumeRole
-        ? { assumeRoleAdditionalOptions: r.assumeRoleAdditionalOptions as Record<string, unknown> }
-        : {}),
+      assumeRoleArn: assume ? r.assumeRoleArn : undefined,
+      assumeRoleExternalId: assume ? r.assumeRoleExternalId : undefined,
+      assumeRoleAdditionalOptions: assume
+        ? (r.assumeRoleAdditionalOptions as Record<string, unknown> | undefined)
+        : undefined,
     };
   }
 
@@ -267,7 +266,7 @@ export class AwsEnvironment {
     const input: AssumeRoleCommandInput = {
       RoleArn: roleArn,
       RoleSessionName: cdkSessionName(),
-      ...(d.assumeRoleExternalId !== undefined ? { ExternalId: d.assumeRoleExternalId } : {}),
+      ExternalId: d.assumeRoleExternalId,
       ...extra,
       // As the CDK CLI: session tags are transitive.
       ...(extra.Tags ? { TransitiveTagKeys: extra.Tags.map((t) => t.Key!) } : {}),

@@ -121,7 +121,7 @@ async function runPublish(ctx: CommandContext, args: string[]): Promise<number> 
   const report = await publishAssembly({
     assembly: positionals[0] ?? 'cdk.out',
     stacks: strings(values.stack),
-    ...(concurrency !== undefined ? { concurrency } : {}),
+    concurrency,
     dryRun: values['dry-run'] === true,
     aws: {
       assumeRole: values['no-assume-role'] !== true,
@@ -131,11 +131,11 @@ async function runPublish(ctx: CommandContext, args: string[]): Promise<number> 
       ...(ecrEndpoint ? { ecrEndpoint } : {}),
       ...(stsEndpoint ? { stsEndpoint } : {}),
     },
-    ...(values['no-cache'] ? { cache: null } : { cache: new DigestCache(DigestCache.defaultFile(ctx.env)) }),
+    cache: values['no-cache'] ? null : new DigestCache(DigestCache.defaultFile(ctx.env)),
     signal: ctx.signal,
-    ...(quiet ? {} : { progress: (line: string) => ctx.stderr(line) }),
+    progress: quiet ? undefined : (line: string) => ctx.stderr(line),
     warn: (line: string) => ctx.stderr(`warning: ${line}`),
-    ...(ctx.debug ? { logger: ctx.debug } : {}),
+    logger: ctx.debug,
   });
   if (json) ctx.stdout(JSON.stringify(report, null, 2));
   else for (const line of renderReport(report, values.quiet === true)) ctx.stdout(line);

@@ -152,7 +152,7 @@ async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Prom
  */
 export async function publishAssembly(opts: PublishOptions): Promise<PublishReport> {
   const logger = opts.logger;
-  const plan = readAssembly(opts.assembly, { env: opts.aws.env, ...(logger ? { logger } : {}) });
+  const plan = readAssembly(opts.assembly, { env: opts.aws.env, logger });
   const root = plan.directory;
   const patterns = opts.stacks ?? [];
   let entries = plan.assets;
@@ -292,7 +292,7 @@ async function publishGroup(
     repository: d.repositoryName,
     region: d.region,
     network: aws.network,
-    ...(opts.logger ? { logger: opts.logger } : {}),
+    logger: opts.logger,
   });
   // Blob by blob, as plain lines prefixed with the asset: several images may be in flight.
   const label = r.displayName ?? r.asset.slice(0, 12);
@@ -301,13 +301,13 @@ async function publishGroup(
     ? new ProgressRenderer((s) => progress(`  ${label}: ${s.replace(/\n$/, '')}`), 'plain')
     : undefined;
   const copyOpts: CopyOptions = {
-    ...(renderer ? { onEvent: renderer.onEvent } : {}),
+    onEvent: renderer?.onEvent,
     tags: [d.imageTag],
     compress: 'gzip',
     cache: opts.cache,
     concurrency: opts.blobConcurrency ?? 3,
-    ...(opts.signal ? { signal: opts.signal } : {}),
-    ...(opts.logger ? { logger: opts.logger } : {}),
+    signal: opts.signal,
+    logger: opts.logger,
   };
   try {
     let out: CopyResult;
