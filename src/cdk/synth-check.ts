@@ -8,35 +8,9 @@ import { openArchive } from '../archive/archive';
 import { layerCompressionOf } from '../image/media-types';
 import { formatPlatform, parsePlatform } from '../image/platform';
 import { selectImage, selectPlatforms } from '../copy/select';
+import type { SynthCheckRequest, SynthCheckResponse } from './synth-check-protocol';
 
-export interface SynthCheckRequest {
-  tarball: string;
-  imageName?: string;
-  platform?: string;
-  verify: boolean;
-}
-
-export interface SynthCheckManifest {
-  platform: string | null;
-  attestation: boolean;
-  mediaType: string;
-  /** Stored compression of each layer: 'none' | 'gzip' | 'zstd' | 'unknown' (foreign...). */
-  layers: string[];
-}
-
-export type SynthCheckResponse =
-  | {
-      ok: {
-        format: string;
-        compression: string;
-        names: string[];
-        mediaType: string;
-        /** true: the whole stored index is pushed (no platform chosen). */
-        all: boolean;
-        manifests: SynthCheckManifest[];
-      };
-    }
-  | { error: { code: string; message: string } };
+export type { SynthCheckManifest, SynthCheckRequest, SynthCheckResponse } from './synth-check-protocol';
 
 export async function synthCheck(req: SynthCheckRequest): Promise<SynthCheckResponse> {
   try {

@@ -21,11 +21,21 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct, type IConstruct } from 'constructs';
-import type { SynthCheckRequest, SynthCheckResponse } from './synth-check';
+import type { SynthCheckRequest, SynthCheckResponse } from './synth-check-protocol';
 import { assetSidePrefix, digestCacheKey } from './digest-cache-key';
 
-/** What to do with uncompressed layers, as `lading push --compress`. */
-export type TarballImageCompression = 'gzip' | 'zstd' | 'none';
+/**
+ * What to do with uncompressed layers, as `lading push --compress`. An enum (jsii, for the
+ * other CDK languages); its values are the strings `lading push --compress` takes.
+ */
+export enum TarballImageCompression {
+  /** Compress uncompressed layers with gzip (what every runtime, Lambda included, pulls). */
+  GZIP = 'gzip',
+  /** Compress uncompressed layers with zstd (smaller and faster; Lambda cannot run it). */
+  ZSTD = 'zstd',
+  /** Push uncompressed layers as they are. */
+  NONE = 'none',
+}
 
 export interface TarballImageProps {
   /**
@@ -76,7 +86,7 @@ export interface TarballImageProps {
    * What to do with uncompressed layers (`docker save` stores them uncompressed);
    * compressed layers are pushed as they are. Lambda cannot run zstd layers.
    *
-   * @default 'gzip'
+   * @default TarballImageCompression.GZIP
    */
   readonly compress?: TarballImageCompression;
 
@@ -215,12 +225,32 @@ export interface TarballImageProps {
 
 /** What synth learnt about the image that will be pushed. */
 export interface TarballImageFacts {
+  /** The archive's format (`docker`, `oci`...). */
   readonly format: string;
+  /** The image's names in the archive (`myapp:1.2`...), if any. */
   readonly names: string[];
+  /** Media type of the pushed manifest or index. */
   readonly mediaType: string;
   /** true: every platform (the stored index) is pushed. */
   readonly all: boolean;
-  readonly manifests: { platform: string | null; attestation: boolean; mediaType: string; layers: string[] }[];
+  /** The image manifests pushed: one when a platform is chosen or the image has one. */
+  readonly manifests: TarballImageManifestFacts[];
+}
+
+/** One image manifest of the pushed image, as synth read it. */
+export interface TarballImageManifestFacts {
+  /**
+   * `os/arch[/variant]`.
+   *
+   * @default - unknown: the manifest's config names no platform
+   */
+  readonly platform?: string;
+  /** An attestation manifest (buildx provenance or SBOM), not a runnable image. */
+  readonly attestation: boolean;
+  /** Media type of the manifest. */
+  readonly mediaType: string;
+  /** Stored compression of each layer: `none`, `gzip`, `zstd` or `unknown`. */
+  readonly layers: string[];
 }
 
 /**
@@ -298,9 +328,9 @@ export class TarballImage extends Construct {
     if (!existsSync(tarball)) fail(`tarball ${props.tarball} does not exist`);
     if (statSync(tarball).isDirectory())
       fail(`tarball ${props.tarball} is a directory; TarballImage takes an archive file (tar an OCI layout first)`);
-    const compress = props.compress ?? 'gzip';
+    const compress = props.compress ?? TarballImageCompression.GZIP;
     this.compress = compress;
-    if (!['gzip', 'zstd', 'none'].includes(compress))
+    if (!Object.values(TarballImageCompression).includes(compress))
       fail(`compress must be gzip, zstd or none, not ${String(compress)}`);
     if (
       props.tag !== undefined &&
@@ -503,7 +533,8 @@ export class TarballImage extends Construct {
         `Lambda runs linux/amd64 or linux/arm64 images; this one is ${m.platform ?? 'of unknown platform'}`,
         this,
       );
-    const zstd = m.layers.includes('zstd') || (m.layers.includes('none') && this.compress === 'zstd');
+    const zstd =
+      m.layers.includes('zstd') || (m.layers.includes('none') && this.compress === TarballImageCompression.ZSTD);
     if (zstd) {
       throw new TarballImageValidationError(
         `Lambda cannot run images with zstd layers; ${m.layers.includes('zstd') ? 'rebuild the archive with gzip layers' : "use compress: 'gzip'"}`,
@@ -668,8 +699,22 @@ function readArchive(tarball: string, props: TarballImageProps, fail: (m: string
     );
   }
   if ('error' in out!) return fail(`${out.error.message} (${out.error.code})`);
-  synthCache.set(key, out!.ok);
-  return out!.ok;
+  const { format, names, mediaType, all, manifests } = out!.ok;
+  // A plain struct (jsii passes it by value to other languages): no null, no extra fields.
+  const facts: TarballImageFacts = {
+    format,
+    names,
+    mediaType,
+    all,
+    manifests: manifests.map((m) => ({
+      platform: m.platform ?? undefined,
+      attestation: m.attestation,
+      mediaType: m.mediaType,
+      layers: m.layers,
+    })),
+  };
+  synthCache.set(key, facts);
+  return facts;
 }
 
 /** The stack's bootstrap container-assets repository, from its synthesizer. */

@@ -22,7 +22,7 @@ import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { TarballImage, type TarballImageProps } from '../../src/cdk';
+import { TarballImage, TarballImageCompression, type TarballImageProps } from '../../src/cdk';
 import { TarballImageValidationError } from '../../src/cdk/tarball-image';
 import { freshPath, jibTar, notATar, rulesOciLoad, truncatedTar } from '../fixtures';
 import { actionsOf, ensureHandlerBundle, multiPlatformArchive, sampleArchive, throwsAt } from './helpers';
@@ -174,7 +174,7 @@ describe('TarballImage synth: defaults', () => {
     writeFileSync(other, readFileSync(sampleArchive('other:1')));
     assert.equal(tag({ tarball: sample }), tag({ tarball: sample }));
     assert.notEqual(tag({ tarball: sample }), tag({ tarball: other }));
-    assert.notEqual(tag({ tarball: sample }), tag({ tarball: sample, compress: 'zstd' }));
+    assert.notEqual(tag({ tarball: sample }), tag({ tarball: sample, compress: TarballImageCompression.ZSTD }));
   });
 });
 
@@ -189,7 +189,7 @@ describe('TarballImage synth: props', () => {
       tag: 'v1',
       platform: 'linux/amd64',
       imageName: 'app:multi',
-      compress: 'zstd',
+      compress: TarballImageCompression.ZSTD,
       memorySize: 4096,
       timeout: Duration.minutes(5),
     });
@@ -517,7 +517,7 @@ describe('TarballImage synth failures name the construct path', () => {
       /zstd layers; rebuild the archive with gzip layers/,
     );
     throwsAt(
-      () => stackWith({ tarball: sample, compress: 'zstd', forLambda: true }),
+      () => stackWith({ tarball: sample, compress: TarballImageCompression.ZSTD, forLambda: true }),
       'Stack/Img',
       /zstd layers; use compress: 'gzip'/,
     );

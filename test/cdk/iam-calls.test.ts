@@ -29,7 +29,7 @@ import {
   type CustomResourceResponse,
   type TarballImageResourceProperties,
 } from '../../src/cdk/handler';
-import { TarballImage, type TarballImageProps } from '../../src/cdk';
+import { TarballImage, TarballImageCompression, type TarballImageProps } from '../../src/cdk';
 import { registryRoute } from '../../src/serve/registry-api';
 import {
   BlobStore,
@@ -376,7 +376,7 @@ describe("the handler's calls against the IAM policy TarballImage grants its rol
       { name: 'A', removal: 'RETAIN', props: { tarball: archives.a } },
       { name: 'B', removal: 'RETAIN', props: { tarball: archives.b } },
       { name: 'BDestroy', removal: 'DESTROY', props: { tarball: archives.b, removalPolicy: RemovalPolicy.DESTROY } },
-      { name: 'Zero', removal: 'RETAIN', props: { tarball: archives.zero, compress: 'none' } },
+      { name: 'Zero', removal: 'RETAIN', props: { tarball: archives.zero, compress: TarballImageCompression.NONE } },
       { name: 'Multi', removal: 'RETAIN', props: { tarball: archives.multi } },
     ];
     // One app, one synthesis; a stack per TarballImage.
