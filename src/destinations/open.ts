@@ -68,12 +68,19 @@ export async function openDestination(
     const { ecrRegistryDestination } =
       require('../ecr/registry-transport') as typeof import('../ecr/registry-transport');
     /* eslint-enable @typescript-eslint/no-require-imports */
+    // The API endpoint matching the registry host's form (FIPS, dual-stack), unless given: the
+    // SDK refuses FIPS or dual-stack together with an endpoint ("Invalid Configuration").
+    const env = opts.env ?? process.env;
+    const endpointGiven = Boolean(
+      opts.endpointUrl ||
+      (env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS?.toLowerCase() !== 'true' &&
+        (env.AWS_ENDPOINT_URL_ECR || env.AWS_ENDPOINT_URL)),
+    );
     const client = new ECRClient({
       maxAttempts: 6,
       ...(region ? { region } : {}),
-      // The API endpoint matching the registry host's form (FIPS, dual-stack), unless given.
-      ...(ecr?.fips ? { useFipsEndpoint: true } : {}),
-      ...(ecr?.dualStack ? { useDualstackEndpoint: true } : {}),
+      ...(ecr?.fips && !endpointGiven ? { useFipsEndpoint: true } : {}),
+      ...(ecr?.dualStack && !endpointGiven ? { useDualstackEndpoint: true } : {}),
       ...(opts.profile ? { profile: opts.profile } : {}),
       ...(opts.endpointUrl ? { endpoint: opts.endpointUrl } : {}),
       requestHandler: network.awsRequestHandler(),
