@@ -24,6 +24,7 @@ import type {
   ManifestInfo,
 } from './model';
 import { offerEntry } from './offer';
+import { peek } from './peek';
 import { compressedStream, verifiedStream } from './verify';
 import { FileSource, isRandomAccessSource, type RandomAccessSource } from './source';
 import { DirectoryStore, StreamStore, TarFileStore, type ArchiveStore, type StreamedEntryHandler } from './store';
@@ -51,47 +52,14 @@ export interface OpenArchiveOptions {
  */
 export type ArchiveInput = string | NodeJS.ReadableStream | RandomAccessSource;
 
-/** Reads the first bytes of a stream without losing them. */
-async function peek(source: AsyncIterable<Buffer>, n: number): Promise<{ head: Buffer; rest: AsyncIterable<Buffer> }> {
-  const it = source[Symbol.asyncIterator]();
-  const chunks: Buffer[] = [];
-  let len = 0;
-  let ended = false;
-  while (len < n) {
-    const r = await it.next();
-    if (r.done) {
-      ended = true;
-      break;
-    }
-    const c = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
-    chunks.push(c);
-    len += c.length;
-  }
-  const head = Buffer.concat(chunks);
-  const rest = (async function* () {
-    try {
-      if (head.length > 0) yield head;
-      if (ended) return;
-      while (true) {
-        const r = await it.next();
-        if (r.done) return;
-        yield Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
-      }
-    } finally {
-      // The reader stopped early (the archive ended, or failed): stop the source too, so an
-      // input that goes on sending is not read (standard input is destroyed).
-      if (!ended) await it.return?.();
-    }
-  })();
-  return { head, rest };
-}
-
 function decompressed(
   source: AsyncIterable<Buffer>,
   c: Exclude<Compression, 'none'>,
   where: string,
+  signal: AbortSignal | undefined,
 ): AsyncIterable<Buffer> {
-  const dec = createDecompressor(c);
+  // With the signal, a one-pass read of a decompression bomb stops as soon as it is interrupted.
+  const dec = createDecompressor(c, signal);
   const input = Readable.from(source, { objectMode: false });
   input.on('error', (e) => dec.destroy(e));
   input.pipe(dec);
@@ -158,7 +126,7 @@ async function openStore(
         MAGIC_BYTES,
       );
       const c = supportedCompression(head, where);
-      source = c === 'none' ? rest : decompressed(rest, c, where);
+      source = c === 'none' ? rest : decompressed(rest, c, where, opts.signal);
       return StreamStore.read(source, { where, compression: c, onLarge, ...sig, ...(log ? { logger: log } : {}) });
     }
     const fh = await open(input, 'r').catch((e: unknown) => {
@@ -174,7 +142,12 @@ async function openStore(
       }
       await fh.close();
       log?.(`${input}: ${c}-compressed archive, reading in one pass`);
-      source = decompressed(createReadStream(input, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>, c, input);
+      source = decompressed(
+        createReadStream(input, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>,
+        c,
+        input,
+        opts.signal,
+      );
       return await StreamStore.read(source, {
         where,
         compression: c,
@@ -199,7 +172,7 @@ async function openStore(
       }
       log?.(`${where}: ${c}-compressed archive, reading in one pass`);
       const body = input.size > 0 ? input.stream(0, input.size - 1) : Readable.from([]);
-      const store = await StreamStore.read(decompressed(body as AsyncIterable<Buffer>, c, where), {
+      const store = await StreamStore.read(decompressed(body as AsyncIterable<Buffer>, c, where, opts.signal), {
         where,
         compression: c,
         onLarge,
@@ -218,7 +191,7 @@ async function openStore(
   const { head, rest } = await peek(stream as AsyncIterable<Buffer>, MAGIC_BYTES);
   const c = supportedCompression(head, where);
   log?.(`${where}: ${c === 'none' ? 'uncompressed' : c}, reading in one pass`);
-  source = c === 'none' ? rest : decompressed(rest, c, where);
+  source = c === 'none' ? rest : decompressed(rest, c, where, opts.signal);
   return StreamStore.read(source, { where, compression: c, onLarge, ...sig, ...(log ? { logger: log } : {}) });
 }
 

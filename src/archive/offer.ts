@@ -5,40 +5,10 @@ import { LadingError } from '../errors';
 import type { BlobFacts } from '../image/model';
 import type { OfferedBlob, OfferTaker, PlacedBlob } from '../image/source';
 import { blobPathDigest } from './blob-path';
+import { peek } from './peek';
 import type { Entry } from './entries';
 import { blobRef } from './model';
 import { DiffIdCheck, piped, VerifyingStream } from './verify';
-
-/** Reads the first `n` bytes of an iterator, and gives back an iterable of everything. */
-async function peekIterator(
-  body: AsyncIterable<Buffer>,
-  n: number,
-): Promise<{ head: Buffer; all: AsyncIterable<Buffer> }> {
-  const it = body[Symbol.asyncIterator]();
-  const first: Buffer[] = [];
-  let have = 0;
-  let done = false;
-  while (have < n) {
-    const r = await it.next();
-    if (r.done) {
-      done = true;
-      break;
-    }
-    first.push(r.value);
-    have += r.value.length;
-  }
-  const head = Buffer.concat(first);
-  const all = (async function* (): AsyncGenerator<Buffer> {
-    if (head.length > 0) yield head;
-    if (done) return;
-    while (true) {
-      const r = await it.next();
-      if (r.done) return;
-      yield r.value;
-    }
-  })();
-  return { head, all };
-}
 
 /**
  * Offers a large entry of a one-pass read to `take`, then learns what it was: the taker may read
@@ -54,7 +24,7 @@ export async function offerEntry(
   take: OfferTaker,
   diffIds: 'always' | 'unclaimed',
 ): Promise<{ facts: BlobFacts; placed: PlacedBlob | undefined }> {
-  const { head, all } = await peekIterator(body, MAGIC_BYTES);
+  const { head, rest: all } = await peek(body, MAGIC_BYTES);
   const what = `${where}: ${entry.path}`;
   const compression = supportedCompression(head, what);
   const claimed = blobPathDigest(entry.path);

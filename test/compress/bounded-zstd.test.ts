@@ -182,17 +182,19 @@ describe('a zstd bomb: 128 KiB inflating to 4 GiB', needZstd, () => {
     assert.ok(growthMiB < 200, `peak RSS grew by ${growthMiB.toFixed(0)} MiB`);
   });
 
-  it("through Node.js's own zstd (lading's fallback without zstd-napi): under 200 MiB too", async (t) => {
-    if (!ownZstd || zstdImplementation() === 'node:zlib')
-      return t.skip(ownZstd ? 'the test above ran it' : `Node.js ${process.version} has no zstd of its own`);
-    writeFileSync(bombPath, zstdZeros(4 * GiB));
-    t.after(() => rmSync(bombPath, { force: true }));
-    const { out } = await runBomb('node', bombPath);
-    const growthMiB = (out.growthKiB as number) / 1024;
-    t.diagnostic(`node:zlib: peak RSS growth ${growthMiB.toFixed(0)} MiB`);
-    assert.equal(out.analyzed, 4 * GiB);
-    assert.ok(growthMiB < 200, `peak RSS grew by ${growthMiB.toFixed(0)} MiB`);
-  });
+  // Registered only where it means something (a skip fails CI): Node.js 20 has no zstd of its own,
+  // so this runs in the Node 22 and 24 legs of npm test (scripts/node-legs.js); without
+  // zstd-napi the test above already ran through Node's zstd.
+  if (ownZstd && zstdImplementation() !== 'node:zlib')
+    it("through Node.js's own zstd (lading's fallback without zstd-napi): under 200 MiB too", async (t) => {
+      writeFileSync(bombPath, zstdZeros(4 * GiB));
+      t.after(() => rmSync(bombPath, { force: true }));
+      const { out } = await runBomb('node', bombPath);
+      const growthMiB = (out.growthKiB as number) / 1024;
+      t.diagnostic(`node:zlib: peak RSS growth ${growthMiB.toFixed(0)} MiB`);
+      assert.equal(out.analyzed, 4 * GiB);
+      assert.ok(growthMiB < 200, `peak RSS grew by ${growthMiB.toFixed(0)} MiB`);
+    });
 });
 
 describe('while a bomb inflates, the event loop runs', needZstd, () => {
@@ -254,10 +256,9 @@ describe('zstd frames asking for a window over 128 MiB', needZstd, () => {
     assert.match(err.message, /^layer 3 of y\.tar: cannot decompress: zstd: the frame .*2048 MiB window/);
   });
 
-  it(
-    "Node.js's own zstd refuses them with the same words",
-    { skip: !ownZstd && 'no zstd in this Node.js' },
-    async () => {
+  // Node.js 20 has no zstd of its own: this runs in the Node 22 and 24 legs (scripts/node-legs.js).
+  if (ownZstd)
+    it("Node.js's own zstd refuses them with the same words", async () => {
       for (const [frame, window] of [
         [frameWith([0x00, 21 << 3]), '2048 MiB'],
         [frameWith([0x00, (17 << 3) | 1]), '144 MiB'],
@@ -270,8 +271,7 @@ describe('zstd frames asking for a window over 128 MiB', needZstd, () => {
           return true;
         });
       }
-    },
-  );
+    });
 
   it('a window of exactly 128 MiB is read', async () => {
     const facts = await analyzeBlob(chunks(frameWith([0x00, 17 << 3])), { where: 'w', diffId: true });
