@@ -4,7 +4,17 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'examples/**/cdk.out/**', '.tmp/**', '.build-*/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'examples/**/cdk.out/**',
+      '.tmp/**',
+      '.build-*/**',
+      // The jsii package's generated files: sources staged from src/cdk, jsii and esbuild output, test venvs.
+      'packages/lading-cdk/{src,lib,dist,cdk-handler,.tmp}/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
