@@ -14,6 +14,7 @@ const { execFileSync, spawnSync } = require('node:child_process');
 const { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const path = require('node:path');
+const { tapCount } = require('./lib/tests');
 
 const root = path.join(__dirname, '..');
 const build = path.join(root, process.argv[2] ?? 'dist');
@@ -68,7 +69,7 @@ try {
     },
   );
   process.stdout.write(r.stdout ?? '');
-  const count = (what) => Number(new RegExp(`^# ${what} (\\d+)$`, 'm').exec(r.stdout ?? '')?.[1] ?? 0);
+  const count = (what) => tapCount(r.stdout ?? '', what);
   const skipped = count('skipped');
   const ok = r.status === 0 && count('pass') > 0 && !(process.env.CI && skipped > 0);
   const s = ((Date.now() - t0) / 1000).toFixed(0);

@@ -16,17 +16,9 @@
 // duplicated manifest.json, layers named through chains of links, indexes that fan out).
 'use strict';
 const { spawnSync } = require('node:child_process');
-const { existsSync, readdirSync, statSync } = require('node:fs');
+const { existsSync } = require('node:fs');
 const path = require('node:path');
-
-function collect(p, out) {
-  if (statSync(p).isDirectory()) {
-    for (const name of readdirSync(p).sort()) collect(path.join(p, name), out);
-  } else if (/props\.test\.js$/.test(p)) {
-    out.push(p);
-  }
-  return out;
-}
+const { collect } = require('./lib/tests');
 
 const args = process.argv.slice(2);
 const flags = args.filter((a) => a.startsWith('-'));
@@ -36,7 +28,7 @@ if (targets.length === 0 && !existsSync(distTest)) {
   console.error('fuzz: dist/test is missing; run `npm run build` first (or `npm run fuzz`)');
   process.exit(2);
 }
-const files = (targets.length > 0 ? targets : [distTest]).flatMap((r) => collect(r, []));
+const files = (targets.length > 0 ? targets : [distTest]).flatMap((r) => collect(r, [], /props\.test\.js$/));
 if (files.length === 0) {
   console.error('fuzz: no *props.test.js files found');
   process.exit(2);

@@ -10,9 +10,10 @@
 // Node that cannot be fetched fails the run; elsewhere (offline) it is reported and skipped.
 'use strict';
 const { execFileSync, spawnSync } = require('node:child_process');
-const { existsSync, mkdtempSync, readdirSync, rmSync, statSync } = require('node:fs');
+const { existsSync, mkdtempSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const path = require('node:path');
+const { collect, tapCount } = require('./lib/tests');
 
 const root = path.join(__dirname, '..');
 // Argument: the build directory (default dist), for a build made elsewhere.
@@ -25,15 +26,6 @@ if (wanted === '0') {
   process.exit(0);
 }
 const majors = wanted ? wanted.split(',').map(Number) : [22, 24];
-
-function collect(p, out) {
-  if (statSync(p).isDirectory()) {
-    for (const name of readdirSync(p).sort()) collect(path.join(p, name), out);
-  } else if (p.endsWith('.test.js')) {
-    out.push(p);
-  }
-  return out;
-}
 
 /** The path of an official Node binary of `major`, fetched by npx outside this project. */
 function nodeBinary(major) {
@@ -87,7 +79,7 @@ for (const major of majors) {
     encoding: 'utf8',
   });
   process.stdout.write(r.stdout ?? '');
-  const count = (what) => Number(new RegExp(`^# ${what} (\\d+)$`, 'm').exec(r.stdout ?? '')?.[1] ?? 0);
+  const count = (what) => tapCount(r.stdout ?? '', what);
   const s = ((Date.now() - t0) / 1000).toFixed(0);
   // As in run-tests.js: under CI a skipped test is a failure (every tool is installed there).
   const skipped = count('skipped');

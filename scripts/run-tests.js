@@ -5,17 +5,8 @@
 // files or directories to narrow the run.
 'use strict';
 const { spawn } = require('node:child_process');
-const { readdirSync, statSync } = require('node:fs');
 const path = require('node:path');
-
-function collect(p, out) {
-  if (statSync(p).isDirectory()) {
-    for (const name of readdirSync(p).sort()) collect(path.join(p, name), out);
-  } else if (p.endsWith('.test.js')) {
-    out.push(p);
-  }
-  return out;
-}
+const { collect, tapCount } = require('./lib/tests');
 
 const args = process.argv.slice(2);
 const flags = args.filter((a) => a.startsWith('-'));
@@ -33,7 +24,7 @@ child.stdout.on('data', (chunk) => {
   tail = (tail + chunk.toString('utf8')).slice(-65536);
 });
 child.on('close', (code) => {
-  const skipped = Number(/^# skipped (\d+)$/m.exec(tail)?.[1] ?? 0);
+  const skipped = tapCount(tail, 'skipped');
   if (process.env.CI && skipped > 0 && code === 0) {
     process.stderr.write(
       `run-tests: ${skipped} test(s) skipped under CI; every tool the suite needs is installed by .ci/run, so a skip is a failure (search the output for "# SKIP")\n`,

@@ -15,12 +15,11 @@ import type {
   ManifestToPut,
   PutBlobOptions,
 } from '../copy/destination';
-import { MediaType } from '../image/media-types';
 import { LadingError } from '../errors';
 import { createDigester, finishDigest, type Digest } from '../image/digest';
 import { ecrError } from './errors';
 import { defaultNetwork, type Network } from '../net/network';
-import type { RegistryDestination } from '../registry/destination';
+import { REGISTRY_CAPABILITIES, type RegistryDestination } from '../registry/destination';
 import { ensureRepository } from './repository';
 import { release } from '../util/buffer-pool';
 import { partBodyCapacity, PartBody, PartBuffers } from './part-body';
@@ -100,18 +99,8 @@ const CHECK_WINDOW_MS = 15;
  */
 export class EcrDestination implements Destination {
   readonly name: string;
-  // BatchCheckLayerAvailability answers 100 digests per call.
-  readonly capabilities: DestinationCapabilities = {
-    manifestMediaTypes: [
-      MediaType.DockerManifest,
-      MediaType.DockerManifestList,
-      MediaType.OciManifest,
-      MediaType.OciIndex,
-    ],
-    compressesLayers: true,
-    foreignLayerUrls: true,
-    batchesExistenceChecks: true,
-  };
+  // A registry's, but BatchCheckLayerAvailability answers 100 digests per call.
+  readonly capabilities: DestinationCapabilities = { ...REGISTRY_CAPABILITIES, batchesExistenceChecks: true };
   readonly client: ECRClient;
   private pending: { digest: Digest; resolve: (v: boolean) => void; reject: (e: unknown) => void }[] = [];
   private flushScheduled = false;

@@ -21,20 +21,23 @@ export interface RegistryDestinationOptions {
   onClose?: () => Promise<void>;
 }
 
+/** What a registry takes (distribution, ECR's /v2/, most others): Docker and OCI documents, one question at a time. */
+export const REGISTRY_CAPABILITIES: DestinationCapabilities = {
+  manifestMediaTypes: [
+    MediaType.DockerManifest,
+    MediaType.DockerManifestList,
+    MediaType.OciManifest,
+    MediaType.OciIndex,
+  ],
+  compressesLayers: true,
+  foreignLayerUrls: true,
+  batchesExistenceChecks: false,
+};
+
 /** Any registry speaking the OCI distribution API, through a RegistryClient. */
 export class RegistryDestination implements Destination {
   readonly name: string;
-  readonly capabilities: DestinationCapabilities = {
-    manifestMediaTypes: [
-      MediaType.DockerManifest,
-      MediaType.DockerManifestList,
-      MediaType.OciManifest,
-      MediaType.OciIndex,
-    ],
-    compressesLayers: true,
-    foreignLayerUrls: true,
-    batchesExistenceChecks: false,
-  };
+  readonly capabilities = REGISTRY_CAPABILITIES;
   private readonly host: string;
 
   constructor(
