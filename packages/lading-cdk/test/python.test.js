@@ -13,37 +13,16 @@
  */
 'use strict';
 const assert = require('node:assert/strict');
-const { spawnSync } = require('node:child_process');
-const { createHash } = require('node:crypto');
-const { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
-const { join, resolve } = require('node:path');
+const { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } = require('node:fs');
+const { join } = require('node:path');
 const { before, describe, it } = require('node:test');
+const { checkSynth, lastJsonLine, pkg, run, writeSampleArchive } = require('./helpers');
 
-const pkg = resolve(__dirname, '..');
-const root = resolve(pkg, '..', '..');
 const tmp = join(pkg, '.tmp');
 const venv = join(tmp, 'venv');
-const work = join(tmp, `run-${process.pid}`);
+const work = join(tmp, `python-${process.pid}`);
 const python = process.env.PYTHON ?? 'python3';
 const venvPython = join(venv, process.platform === 'win32' ? 'Scripts' : 'bin', 'python');
-
-/** Runs a command; fails the test with its output when it fails. Returns stdout and the time taken. */
-function run(cmd, args, opts = {}) {
-  const t0 = Date.now();
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, ...opts });
-  const ms = Date.now() - t0;
-  if (r.error) throw r.error;
-  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} exited with ${r.status}\n${r.stdout}\n${r.stderr}`);
-  return { stdout: r.stdout, stderr: r.stderr, ms };
-}
-
-function lastJsonLine(stdout) {
-  return JSON.parse(stdout.trim().split('\n').pop());
-}
-
-function sha256(path) {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
-}
 
 describe('lading-cdk from Python (jsii): TarballImage in a Python CDK app', () => {
   const timings = {};
@@ -64,27 +43,10 @@ describe('lading-cdk from Python (jsii): TarballImage in a Python CDK app', () =
     timings.pipDeps = run(pip[0], [...pip.slice(1), wheel, 'aws-cdk-lib>=2.168.0,<3', 'constructs>=10,<11']).ms;
     timings.pipWheel = run(pip[0], [...pip.slice(1), '--force-reinstall', '--no-deps', wheel]).ms;
 
-    // A small docker-save archive (linux/amd64, two uncompressed layers): lading's sample image,
-    // written by its own code, bundled on the fly (no build of the root needed).
     rmSync(work, { recursive: true, force: true });
     mkdirSync(join(work, 'build'), { recursive: true });
-    const esbuild = require(require.resolve('esbuild', { paths: [root] }));
-    const script = esbuild.buildSync({
-      stdin: {
-        contents:
-          "import { writeFileSync } from 'node:fs';\nimport { sampleDockerArchive } from './src/sample';\n" +
-          "writeFileSync(process.argv[2], sampleDockerArchive('python-app:1'));\n",
-        resolveDir: root,
-        loader: 'ts',
-      },
-      bundle: true,
-      platform: 'node',
-      format: 'cjs',
-      write: false,
-    });
-    writeFileSync(join(work, 'write-archive.js'), script.outputFiles[0].text);
     archive = join(work, 'build', 'app.tar');
-    run(process.execPath, [join(work, 'write-archive.js'), archive]);
+    writeSampleArchive(archive, 'python-app:1');
   });
 
   it('synthesizes L2 and L1 Lambda consumers and an ECS task from one TarballImage', (t) => {
@@ -103,45 +65,7 @@ describe('lading-cdk from Python (jsii): TarballImage in a Python CDK app', () =
       compressName: 'GZIP',
     });
 
-    const template = JSON.parse(readFileSync(join(outdir, 'PyStack.template.json'), 'utf8'));
-    const resources = Object.entries(template.Resources);
-    const custom = resources.filter(([, r]) => r.Type === 'Custom::LadingTarballImage');
-    assert.equal(custom.length, 1, 'one custom resource');
-    const [customId, resource] = custom[0];
-    const getAtt = { 'Fn::GetAtt': [customId, 'ImageUri'] };
-    assert.equal(resource.Properties.Compress, 'gzip');
-    assert.equal(resource.Properties.Platform, 'linux/amd64');
-    assert.match(resource.Properties.Tag, /^lading-[0-9a-f]{40}$/);
-
-    const imageFunctions = resources.filter(
-      ([, r]) => r.Type === 'AWS::Lambda::Function' && r.Properties.PackageType === 'Image',
-    );
-    assert.deepEqual(imageFunctions.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort(), ['L1Function', 'L2Function']);
-    for (const [id, fn] of imageFunctions) assert.deepEqual(fn.Properties.Code, { ImageUri: getAtt }, id);
-
-    const [task] = resources.filter(([, r]) => r.Type === 'AWS::ECS::TaskDefinition').map(([, r]) => r);
-    assert.deepEqual(task.Properties.ContainerDefinitions[0].Image, getAtt);
-
-    // The handler is the bundled one, a Node.js function beside the custom resource.
-    const handler = resources.find(
-      ([, r]) => r.Type === 'AWS::Lambda::Function' && r.Properties.Handler === 'index.handler',
-    );
-    assert.ok(handler, 'the handler function');
-    assert.deepEqual(resource.Properties.ServiceToken, { 'Fn::GetAtt': [handler[0], 'Arn'] });
-
-    // No docker image asset: the archive is a plain file asset, staged byte for byte.
-    const manifest = JSON.parse(readFileSync(join(outdir, 'PyStack.assets.json'), 'utf8'));
-    assert.deepEqual(Object.keys(manifest.dockerImages ?? {}), [], 'no docker image assets');
-    const files = Object.values(manifest.files);
-    const tars = files.filter((f) => f.source.path.endsWith('.tar'));
-    assert.equal(tars.length, 1, 'the archive, as a file asset');
-    assert.equal(tars[0].source.packaging, 'file');
-    assert.equal(sha256(join(outdir, tars[0].source.path)), sha256(archive), 'staged as it is');
-    assert.equal(resource.Properties.Key, Object.values(tars[0].destinations)[0].objectKey);
-    const zips = files.filter((f) => f.source.packaging === 'zip');
-    assert.ok(zips.length >= 1, 'the handler code, a zip asset');
-    const handlerDir = join(outdir, zips.find((z) => existsSync(join(outdir, z.source.path, 'index.js'))).source.path);
-    assert.ok(readFileSync(join(handlerDir, 'index.js')).length > 100_000, 'the bundled handler');
+    checkSynth(outdir, 'PyStack', archive);
     t.diagnostic(`synth from Python: ${timings.synth} ms`);
   });
 
@@ -151,11 +75,11 @@ describe('lading-cdk from Python (jsii): TarballImage in a Python CDK app', () =
     const r = run(venvPython, [join(__dirname, 'app.py'), 'bad', bad, join(work, 'cdk.out.bad')], { cwd: work });
     const { error } = lastJsonLine(r.stdout);
     assert.ok(error, 'TarballImage raised');
-    assert.match(error, /BadStack\/Img: /);
+    assert.match(error, /^BadStack\/Img: .*bad\.tar/);
     const missing = run(venvPython, [join(__dirname, 'app.py'), 'bad', join(work, 'nope.tar'), join(work, 'o')], {
       cwd: work,
     });
-    assert.match(lastJsonLine(missing.stdout).error, /BadStack\/Img: tarball .*nope\.tar does not exist/);
+    assert.match(lastJsonLine(missing.stdout).error, /^BadStack\/Img: tarball .*nope\.tar does not exist/);
     t.diagnostic(`timings (ms): ${JSON.stringify(timings)}`);
     rmSync(work, { recursive: true, force: true });
   });
