@@ -2,7 +2,7 @@
  * The ECR API (AWS JSON 1.1): `POST /` with `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Op>`.
  * Shapes follow the service model shipped in @aws-sdk/client-ecr (timestamps as epoch
  * seconds, errors as `{"__type", "message"}` plus the `X-Amzn-Errortype` header).
- * Signatures are not verified: an `Authorization` header only has to be present.
+ * Every request's AWS Signature Version 4 is verified (sigv4.ts) unless the server was told not to.
  */
 import { randomUUID } from 'node:crypto';
 import { isDigest, type Digest } from '../image/digest';
@@ -19,6 +19,7 @@ import {
   repositoryNameProblem,
   WILDCARD_FILTER,
 } from './names';
+import { verifySignature, type SecretLookup } from './sigv4';
 import {
   Mutex,
   type ExclusionFilter,
@@ -47,6 +48,8 @@ export interface ServeState {
   registryId: string;
   /** Fixed region for ARNs; otherwise the one in the request's SigV4 credential scope. */
   region: string | undefined;
+  /** The secrets of the access keys whose signatures are accepted; undefined: signatures are not verified. */
+  secretOf: SecretLookup | undefined;
   /** `127.0.0.1:PORT`. */
   host(): string;
   /** Creations and deletions of repositories, one at a time. */
@@ -657,10 +660,12 @@ export function sendEcrError(x: Exchange, e: ApiError): void {
   reply(x, e.status, { 'content-type': JSON_TYPE, 'x-amzn-requestid': randomUUID(), 'x-amzn-errortype': e.type }, body);
 }
 
-function regionOf(s: ServeState, authorization: string): string {
-  if (s.region) return s.region;
-  const m = /Credential=[^/,\s]+\/\d{8}\/([a-z0-9-]+)\/ecr\/aws4_request/.exec(authorization);
-  return m?.[1] ?? 'us-east-1';
+/** The SigV4 service name of ECR's API, in every credential scope the SDKs sign with. */
+const SIGNING_NAME = 'ecr';
+
+/** The region of an unverified request's credential scope, if any. */
+function scopeRegion(authorization: string | undefined): string | undefined {
+  return /Credential=[^/,\s]+\/\d{8}\/([a-z0-9-]+)\/ecr\/aws4_request/.exec(authorization ?? '')?.[1];
 }
 
 const PART_BLOB = Symbol('layerPartBlob');
@@ -702,15 +707,6 @@ export async function handleEcr(s: ServeState, x: Exchange): Promise<void> {
   const op = ecrOperation(x.req.headers['x-amz-target']);
   const handler = op !== undefined && Object.hasOwn(ops, op) ? ops[op] : undefined;
   try {
-    const authorization = x.req.headers.authorization;
-    if (!authorization) throw new ApiError('MissingAuthenticationTokenException', 'Missing Authentication Token', 403);
-    if (!handler)
-      throw new ApiError(
-        'UnknownOperationException',
-        `Unknown operation ${String(x.req.headers['x-amz-target'] ?? '(no X-Amz-Target)')}`,
-      );
-    const ct = String(x.req.headers['content-type'] ?? '');
-    if (!ct.startsWith(JSON_TYPE)) throw new ApiError('SerializationException', `Content-Type must be ${JSON_TYPE}`);
     let raw: Buffer;
     try {
       raw = await readBody(x.req, MAX_BODY);
@@ -719,6 +715,27 @@ export async function handleEcr(s: ServeState, x: Exchange): Promise<void> {
         throw new ApiError('ValidationException', `The request body exceeds ${MAX_BODY} bytes`);
       throw e;
     }
+    // Authentication comes first, as on AWS: the signature covers the whole body.
+    let region = scopeRegion(x.req.headers.authorization) ?? 'us-east-1';
+    if (s.secretOf) {
+      const v = verifySignature(
+        { method: x.req.method ?? 'POST', target: x.req.url ?? '/', rawHeaders: x.req.rawHeaders, body: raw },
+        SIGNING_NAME,
+        s.secretOf,
+      );
+      if (!v.ok) {
+        s.log(`${op ?? 'ECR'}: ${v.type}: ${v.message}`);
+        throw new ApiError(v.type, v.message, 403);
+      }
+      region = v.region;
+    }
+    if (!handler)
+      throw new ApiError(
+        'UnknownOperationException',
+        `Unknown operation ${String(x.req.headers['x-amz-target'] ?? '(no X-Amz-Target)')}`,
+      );
+    const ct = String(x.req.headers['content-type'] ?? '');
+    if (!ct.startsWith(JSON_TYPE)) throw new ApiError('SerializationException', `Content-Type must be ${JSON_TYPE}`);
     let body: unknown;
     // A part's base64 (13 MiB for 10 MiB) is cut out of the raw body and decoded directly,
     // so the JSON parser and the validation never walk it as a string.
@@ -732,7 +749,7 @@ export async function handleEcr(s: ServeState, x: Exchange): Promise<void> {
       (body as { [PART_BLOB]?: Buffer })[PART_BLOB] = decodeBase64(part.blob);
     if (typeof body !== 'object' || body === null || Array.isArray(body))
       throw new ApiError('SerializationException', 'The request body must be a JSON object');
-    const out = await handler(s, body as Body, regionOf(s, authorization));
+    const out = await handler(s, body as Body, s.region ?? region);
     reply(x, 200, { 'content-type': JSON_TYPE, 'x-amzn-requestid': randomUUID() }, JSON.stringify(out));
   } catch (e) {
     x.req.resume(); // a refused request's body is drained, so the connection can be reused

@@ -5,8 +5,9 @@
  * offline pipelines.
  *
  * ```ts
+ * import { startServer, DEFAULT_CREDENTIALS } from 'lading/serve';
  * const srv = await startServer({ dataDir });
- * const ecr = new ECRClient({ endpoint: srv.url, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+ * const ecr = new ECRClient({ endpoint: srv.url, region: 'us-east-1', credentials: { ...DEFAULT_CREDENTIALS } });
  * ...
  * assert.equal(srv.calls.InitiateLayerUpload ?? 0, 0);
  * await srv.close();
@@ -20,6 +21,7 @@ import { ApiError } from './errors';
 import { FaultInjector, type FaultRule } from './faults';
 import { reply, sleep, type Exchange } from './http';
 import { ociError, RegistryApi, registryRoute } from './registry-api';
+import { DEFAULT_CREDENTIALS, type SecretLookup, type ServeCredentials } from './sigv4';
 import { Mutex, Storage } from './storage';
 import { Uploads } from './uploads';
 
@@ -36,6 +38,19 @@ export interface ServeOptions {
   registryId?: string;
   /** Region in ARNs. @default the region of the request's SigV4 credential scope, else us-east-1 */
   region?: string;
+  /**
+   * The AWS credentials whose SigV4 signatures the ECR API accepts: key pairs, or a function
+   * giving the secret of an access key id (undefined: unknown key), e.g. to accept the
+   * temporary keys a test STS hands out. Session tokens are not checked.
+   * @default [DEFAULT_CREDENTIALS]: access key id `lading`, secret `lading-secret`
+   */
+  credentials?: readonly ServeCredentials[] | SecretLookup;
+  /**
+   * Verify the AWS Signature Version 4 of every ECR API request, as ECR does: unsigned requests,
+   * unknown keys, bad signatures and requests dated more than 15 minutes away get 403.
+   * `false` accepts anything, unsigned requests included. @default true
+   */
+  verifySignatures?: boolean;
   /** Lifetime of GetAuthorizationToken passwords. @default 12 hours */
   tokenTtlMs?: number;
   /** Upload sessions idle longer than this are dropped. @default 1 hour */
@@ -54,6 +69,8 @@ export interface LadingServer {
   port: number;
   dataDir: string;
   registryId: string;
+  /** Whether ECR API signatures are verified (`ServeOptions.verifySignatures`). */
+  verifySignatures: boolean;
   /**
    * Calls received, by name: ECR operations (`UploadLayerPart`) and registry calls
    * (`GET /v2/`, `HEAD blob`, `POST upload`, `PATCH upload`, `PUT upload`, `PUT manifest`...).
@@ -76,6 +93,8 @@ export async function startServer(opts: ServeOptions): Promise<LadingServer> {
   if (!/^[0-9]{12}$/.test(registryId))
     throw new LadingError('USAGE', `registryId must be 12 digits, got ${JSON.stringify(registryId)}`);
   const faults = new FaultInjector(opts.faults ?? []);
+  const verifySignatures = opts.verifySignatures ?? true;
+  const secretOf = verifySignatures ? secretLookup(opts.credentials ?? [DEFAULT_CREDENTIALS]) : undefined;
   const storage = await Storage.open(opts.dataDir, log);
   const uploads = new Uploads(storage.scratchDir, opts.uploadTtlMs ?? 3600_000);
   const tokens = new TokenStore(opts.tokenTtlMs ?? 12 * 3600_000);
@@ -87,6 +106,7 @@ export async function startServer(opts: ServeOptions): Promise<LadingServer> {
     tokens,
     registryId,
     region: opts.region,
+    secretOf,
     host: () => host,
     reposLock: new Mutex(),
     log,
@@ -214,6 +234,7 @@ export async function startServer(opts: ServeOptions): Promise<LadingServer> {
     port,
     dataDir: opts.dataDir,
     registryId,
+    verifySignatures,
     calls,
     resetCalls: () => {
       for (const k of Object.keys(calls)) delete calls[k];
@@ -238,4 +259,15 @@ export async function startServer(opts: ServeOptions): Promise<LadingServer> {
       return closing;
     },
   };
+}
+
+function secretLookup(credentials: readonly ServeCredentials[] | SecretLookup): SecretLookup {
+  if (typeof credentials === 'function') return credentials;
+  const secrets = new Map<string, string>();
+  for (const c of credentials) {
+    if (!c.accessKeyId || !c.secretAccessKey)
+      throw new LadingError('USAGE', 'credentials: every key pair needs an accessKeyId and a secretAccessKey');
+    secrets.set(c.accessKeyId, c.secretAccessKey);
+  }
+  return (id) => secrets.get(id);
 }

@@ -1,6 +1,7 @@
 /**
  * `lading serve` as a command (runServe with a CommandContext, as src/cli/main.ts runs it):
- * the banner, faults from flags, --data, the temp dir removed on exit, usage errors.
+ * the banner, credentials from flags or environment, faults from flags, --data, the temp dir
+ * removed on exit, usage errors.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -9,9 +10,15 @@ import { describe, test } from 'node:test';
 import { CreateRepositoryCommand, DescribeRepositoriesCommand } from '@aws-sdk/client-ecr';
 import type { CommandContext } from '../../src/command/context';
 import { runServe, serveHelp } from '../../src/serve/cli';
-import { ecrClient, rejectsWith, tempDir } from './helpers';
+import { ECR_TARGET, ecrClient, http, rejectsWith, SERVE_CREDENTIALS, tempDir } from './helpers';
 
-function context(): { ctx: CommandContext; out: string[]; err: string[]; abort: () => void; debug: string[] } {
+function context(env: NodeJS.ProcessEnv = {}): {
+  ctx: CommandContext;
+  out: string[];
+  err: string[];
+  abort: () => void;
+  debug: string[];
+} {
   const out: string[] = [];
   const err: string[] = [];
   const debug: string[] = [];
@@ -23,7 +30,7 @@ function context(): { ctx: CommandContext; out: string[]; err: string[]; abort: 
       debug: (l) => debug.push(l),
       signal: ac.signal,
       isTTY: false,
-      env: {},
+      env,
     },
     out,
     err,
@@ -106,8 +113,82 @@ describe('lading serve (command)', () => {
       ['extra'],
       ['--registry-id', '12'],
       ['--nope'],
+      ['--access-key-id', 'AKIDHALF'],
+      ['--secret-access-key', 'half'],
+      ['--access-key-id', 'a/b', '--secret-access-key', 's'],
+      ['--no-verify-signatures', '--access-key-id', 'AKIDX', '--secret-access-key', 's'],
     ]) {
       await assert.rejects(runServe(context().ctx, args), { code: 'USAGE' }, args.join(' '));
     }
+    await assert.rejects(runServe(context({ LADING_SERVE_ACCESS_KEY_ID: 'AKIDHALF' }).ctx, []), { code: 'USAGE' });
+    assert.match(serveHelp, /--no-verify-signatures/);
+    assert.match(serveHelp, /LADING_SERVE_SECRET_ACCESS_KEY/);
+  });
+
+  /** Runs `lading serve ARGS` with ENV; `use` gets its URL and standard error. */
+  async function serving(
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    use: (url: string, err: string) => Promise<void>,
+  ): Promise<void> {
+    const c = context(env);
+    const running = runServe(c.ctx, args);
+    try {
+      const url = await until(() => /^listening on (\S+)$/.exec(c.out[0] ?? '')?.[1]);
+      await until(() => (c.err.some((l) => /signed with|not verified/.test(l)) ? true : undefined));
+      await use(url, c.err.join('\n'));
+    } finally {
+      c.abort();
+      assert.equal(await running, 0);
+    }
+  }
+
+  test('credentials: the defaults, printed at start-up; --access-key-id/--secret-access-key or LADING_SERVE_* instead; --no-verify-signatures', async () => {
+    const check = async (url: string, ok: { accessKeyId: string; secretAccessKey: string }, refused?: string) => {
+      const good = ecrClient(url, 1, ok);
+      try {
+        await good.send(new DescribeRepositoriesCommand({}));
+      } finally {
+        good.destroy();
+      }
+      if (!refused) return;
+      const bad = ecrClient(url, 1, { accessKeyId: refused, secretAccessKey: 'x' });
+      try {
+        await rejectsWith(bad.send(new DescribeRepositoriesCommand({})), 'UnrecognizedClientException');
+      } finally {
+        bad.destroy();
+      }
+    };
+    await serving([], {}, async (url, err) => {
+      assert.match(err, /AWS_ACCESS_KEY_ID=lading AWS_SECRET_ACCESS_KEY=lading-secret/);
+      assert.deepEqual(SERVE_CREDENTIALS, { accessKeyId: 'lading', secretAccessKey: 'lading-secret' });
+      await check(url, SERVE_CREDENTIALS, 'AKIDOTHER');
+    });
+    const flags = { accessKeyId: 'AKIDFLAGS', secretAccessKey: 'flags-secret' };
+    const env = { LADING_SERVE_ACCESS_KEY_ID: 'AKIDENV', LADING_SERVE_SECRET_ACCESS_KEY: 'env-secret' };
+    await serving(
+      ['--access-key-id', flags.accessKeyId, '--secret-access-key', flags.secretAccessKey],
+      env,
+      async (url, err) => {
+        assert.match(err, /signed with access key id AKIDFLAGS/);
+        assert.doesNotMatch(err, /flags-secret/, 'a secret given is never printed');
+        await check(url, flags, SERVE_CREDENTIALS.accessKeyId);
+        await check(url, flags, 'AKIDENV');
+      },
+    );
+    await serving([], env, async (url, err) => {
+      assert.doesNotMatch(err, /env-secret/);
+      await check(url, { accessKeyId: 'AKIDENV', secretAccessKey: 'env-secret' }, SERVE_CREDENTIALS.accessKeyId);
+    });
+    await serving(['--no-verify-signatures'], {}, async (url, err) => {
+      assert.match(err, /WARNING: signatures are not verified/);
+      const r = await http(`${url}/`, {
+        method: 'POST',
+        headers: { 'x-amz-target': `${ECR_TARGET}CreateRepository`, 'content-type': 'application/x-amz-json-1.1' },
+        body: JSON.stringify({ repositoryName: 'unsigned' }),
+      });
+      assert.equal(r.status, 200, r.body.toString());
+      await check(url, { accessKeyId: 'anyone', secretAccessKey: 'anything' });
+    });
   });
 });

@@ -2,10 +2,14 @@
  * Helpers for the `lading serve` tests: a server on a temp data dir, the real ECR SDK
  * client pointed at it, small images (gzip tar layers), the full layer-upload dance, and
  * skopeo as an independent reader. No side effects at import.
+ *
+ * The server verifies SigV4 signatures: clients sign with its default credentials
+ * (SERVE_CREDENTIALS; SERVE_AWS_ENV for the SDK's default chain, in this process or a child).
  */
 import {
   CompleteLayerUploadCommand,
   CreateRepositoryCommand,
+  DescribeRepositoriesCommand,
   ECRClient,
   GetAuthorizationTokenCommand,
   InitiateLayerUploadCommand,
@@ -21,9 +25,17 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { tarOf } from '../../src/archive/tar-writer';
 import { digestOf, type Digest } from '../../src/image/digest';
-import { startServer, type LadingServer, type ServeOptions } from '../../src/serve';
+import { DEFAULT_CREDENTIALS, startServer, type LadingServer, type ServeOptions } from '../../src/serve';
 
 export const MiB = 1024 * 1024;
+
+/** The key pair lading serve accepts by default: what every test client signs with. */
+export const SERVE_CREDENTIALS = { ...DEFAULT_CREDENTIALS };
+/** The same, for the SDK's default credential chain (process.env, a child's env). */
+export const SERVE_AWS_ENV = {
+  AWS_ACCESS_KEY_ID: DEFAULT_CREDENTIALS.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: DEFAULT_CREDENTIALS.secretAccessKey,
+};
 export const skopeoAvailable = existsSync('/usr/bin/skopeo');
 
 export interface TestServer extends LadingServer {
@@ -36,13 +48,59 @@ export async function tempDir(prefix = 'lading-serve-test-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
 }
 
-export function ecrClient(url: string, maxAttempts = 3): ECRClient {
-  return new ECRClient({
+export function ecrClient(
+  url: string,
+  maxAttempts = 3,
+  credentials: { accessKeyId: string; secretAccessKey: string } = SERVE_CREDENTIALS,
+): ECRClient {
+  return new ECRClient({ endpoint: url, region: 'us-east-1', credentials: { ...credentials }, maxAttempts });
+}
+
+export const ECR_TARGET = 'AmazonEC2ContainerRegistry_V20150921.';
+
+/**
+ * An ECR API request for `op` with exactly `body`, signed by the real SDK (its own SigV4
+ * signer) but not sent: headers and body, to send raw with http() — bodies the SDK would not
+ * write (invalid base64), or bytes changed after signing.
+ */
+export async function sdkSignedRequest(
+  url: string,
+  op: string,
+  body: Buffer | string,
+  opts: { credentials?: { accessKeyId: string; secretAccessKey: string }; region?: string } = {},
+): Promise<{ headers: Record<string, string>; body: Buffer }> {
+  const raw = typeof body === 'string' ? Buffer.from(body) : body;
+  let captured: { headers: Record<string, string> } | undefined;
+  const handle = (request: { headers: Record<string, string> }): Promise<never> => {
+    captured = request;
+    return Promise.reject(new Error('captured, not sent'));
+  };
+  const client = new ECRClient({
     endpoint: url,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'AKIDLADINGTEST', secretAccessKey: 'not-a-secret' },
-    maxAttempts,
+    region: opts.region ?? 'us-east-1',
+    credentials: { ...(opts.credentials ?? SERVE_CREDENTIALS) },
+    maxAttempts: 1,
+    requestHandler: { handle } as unknown as ECRClient['config']['requestHandler'],
   });
+  // The body is swapped in before signing, as src/ecr/destination.ts does for UploadLayerPart.
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const request = args.request as { body?: unknown; headers: Record<string, string> };
+      request.body = raw;
+      request.headers['content-length'] = String(raw.length);
+      request.headers['x-amz-target'] = `${ECR_TARGET}${op}`;
+      return next(args);
+    },
+    { step: 'build', name: 'ladingTestRawBody', priority: 'high' },
+  );
+  try {
+    await client.send(new DescribeRepositoriesCommand({})).catch((e: Error) => {
+      if (!captured) throw e;
+    });
+  } finally {
+    client.destroy();
+  }
+  return { headers: { ...captured!.headers }, body: raw };
 }
 
 export async function startTestServer(

@@ -10,11 +10,10 @@ import { after, before, describe, test } from 'node:test';
 import { BatchGetImageCommand, CreateRepositoryCommand, DescribeImagesCommand } from '@aws-sdk/client-ecr';
 import { main } from '../../src/cli/main';
 import { sampleDockerArchive } from '../../src/sample';
-import { startTestServer, tempDir, type TestServer } from './helpers';
+import { SERVE_AWS_ENV, startTestServer, tempDir, type TestServer } from './helpers';
 
 // The SDK's default credential chain reads the environment of this test process only.
-process.env.AWS_ACCESS_KEY_ID = 'AKIDLADINGTEST';
-process.env.AWS_SECRET_ACCESS_KEY = 'not-a-secret';
+Object.assign(process.env, SERVE_AWS_ENV);
 process.env.AWS_EC2_METADATA_DISABLED = 'true';
 delete process.env.AWS_PROFILE;
 
