@@ -7,15 +7,17 @@
 import { CreateRepositoryCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_CREDENTIALS } from '../src/serve';
 import { lading, pushResult, warm, type BenchContext } from './context';
 import { BenchError, medianSample, processCpuSeconds, processPeakRssMiB, syncDisks, type Sample } from './measure';
 import { judge, mibPerS, ratioText, type Row, type Table } from './report';
 import { startServe } from './servers';
 
 const ECR_HOST = '000000000000.dkr.ecr.us-east-1.amazonaws.com';
+// lading serve verifies signatures: the pushes sign with the key pair it accepts by default.
 const AWS_ENV = {
-  AWS_ACCESS_KEY_ID: 'AKIABENCHBENCHBENCH0',
-  AWS_SECRET_ACCESS_KEY: 'bench-secret',
+  AWS_ACCESS_KEY_ID: DEFAULT_CREDENTIALS.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: DEFAULT_CREDENTIALS.secretAccessKey,
   AWS_EC2_METADATA_DISABLED: 'true',
   AWS_REGION: 'us-east-1',
 };

@@ -141,12 +141,16 @@ export async function startRegistry(dir: string, tls?: RegistryTls): Promise<Ser
   return { url, host: `127.0.0.1:${port}`, pid: child.pid!, dir, stop };
 }
 
-/** `lading serve --port 0 --data DIR` from the built CLI; DIR is made fresh and removed by stop(). */
+/**
+ * `lading serve --port 0 --data DIR` from the built CLI, accepting its default credentials
+ * (LADING_SERVE_* of the environment left out); DIR is made fresh and removed by stop().
+ */
 export async function startServe(cli: string, dir: string): Promise<Server> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--data', dir], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LADING_SERVE_ACCESS_KEY_ID: undefined, LADING_SERVE_SECRET_ACCESS_KEY: undefined },
   });
   live.add(child);
   let err = '';

@@ -22,23 +22,30 @@ import { parseManifestDocument } from '../src/image/manifest';
 import { RegistryClient } from '../src/registry/client';
 import { staticCredentials } from '../src/registry/credentials';
 import { sampleDockerArchive } from '../src/sample';
+import { DEFAULT_CREDENTIALS } from '../src/serve';
 
 const ACCOUNT = '000000000000';
 const REGION = 'us-east-1';
 const REPOSITORY = 'lading/demo';
 const TAG = 'v1';
 
-// lading serve does not check signatures, but the SDK wants some credentials to sign with.
-process.env.AWS_ACCESS_KEY_ID ??= 'AKIDLADINGDEMO';
-process.env.AWS_SECRET_ACCESS_KEY ??= 'lading-demo-not-a-secret';
+// lading serve verifies SigV4 signatures, as ECR does: every call here is signed with the key
+// pair it accepts by default (never with keys of your own shell, which it would refuse).
+process.env.AWS_ACCESS_KEY_ID = DEFAULT_CREDENTIALS.accessKeyId;
+process.env.AWS_SECRET_ACCESS_KEY = DEFAULT_CREDENTIALS.secretAccessKey;
+delete process.env.AWS_SESSION_TOKEN;
+delete process.env.AWS_PROFILE;
 process.env.AWS_EC2_METADATA_DISABLED = 'true';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 /** Starts `lading serve` and resolves to its URL once it listens. */
 function startServe(dataDir: string): Promise<{ url: string; child: ChildProcess }> {
   const cli = join(__dirname, '..', 'src', 'cli', 'main.js');
+  // LADING_SERVE_* of your shell left out: the server accepts its default key pair.
+  const env = { ...process.env, LADING_SERVE_ACCESS_KEY_ID: undefined, LADING_SERVE_SECRET_ACCESS_KEY: undefined };
   const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--data', dataDir], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env,
   });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('lading serve did not start within 20 s')), 20_000);

@@ -12,12 +12,22 @@ import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import type { PublishReport } from '../../src/cdk-publish';
 import { main } from '../../src/cli/main';
-import { createRepo, run, skopeoAvailable, startTestServer, tempDir, type TestServer } from '../serve/helpers';
+import {
+  createRepo,
+  run,
+  SERVE_CREDENTIALS,
+  skopeoAvailable,
+  startTestServer,
+  tempDir,
+  type TestServer,
+} from '../serve/helpers';
 import { imageArchive } from './fixture-app';
 import { startStsServer, type StsServer } from './sts-server';
 
-process.env.AWS_ACCESS_KEY_ID = 'AKIDLADINGBASE';
-process.env.AWS_SECRET_ACCESS_KEY = 'not-a-secret';
+const BASE = { accessKeyId: 'AKIDLADINGBASE', secretAccessKey: 'base-secret' };
+const PROFILE = { accessKeyId: 'AKIDPROFILEDEPLOYER', secretAccessKey: 'profile-secret' };
+process.env.AWS_ACCESS_KEY_ID = BASE.accessKeyId;
+process.env.AWS_SECRET_ACCESS_KEY = BASE.secretAccessKey;
 process.env.AWS_EC2_METADATA_DISABLED = 'true';
 delete process.env.AWS_PROFILE;
 
@@ -29,8 +39,11 @@ describe('lading cdk publish on hand-made assemblies', () => {
   let sts: StsServer;
   before(async () => {
     work = await tempDir('lading-cdk-handmade-');
-    srv = await startTestServer();
     sts = await startStsServer();
+    // It verifies signatures, knowing the keys IAM would: the environment's, the profile's, the
+    // role keys the STS hands out, and the tests' own.
+    const known = new Map([BASE, PROFILE, SERVE_CREDENTIALS].map((c) => [c.accessKeyId, c.secretAccessKey]));
+    srv = await startTestServer({ credentials: (id) => known.get(id) ?? sts.secretOf(id) });
     await createRepo(srv.ecr, REPO, 'IMMUTABLE');
   });
   after(async () => {
@@ -207,7 +220,7 @@ describe('lading cdk publish on hand-made assemblies', () => {
     await writeFile(config, '[profile deployer]\nregion = eu-central-1\n');
     await writeFile(
       credentials,
-      '[deployer]\naws_access_key_id = AKIDPROFILEDEPLOYER\naws_secret_access_key = profile-secret\n',
+      `[deployer]\naws_access_key_id = ${PROFILE.accessKeyId}\naws_secret_access_key = ${PROFILE.secretAccessKey}\n`,
     );
     process.env.AWS_CONFIG_FILE = config;
     process.env.AWS_SHARED_CREDENTIALS_FILE = credentials;

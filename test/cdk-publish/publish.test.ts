@@ -16,6 +16,7 @@ import {
   createRepo,
   pushImage,
   run,
+  SERVE_CREDENTIALS,
   skopeoAvailable,
   smallImage,
   startTestServer,
@@ -28,8 +29,9 @@ import { startStsServer, type StsServer } from './sts-server';
 import { makeTestCA, startTestProxy } from '../net/proxies';
 
 // The SDK's default credential chain reads this process's environment: base credentials of a "CI user".
-process.env.AWS_ACCESS_KEY_ID = 'AKIDLADINGBASE';
-process.env.AWS_SECRET_ACCESS_KEY = 'not-a-secret';
+const BASE = { accessKeyId: 'AKIDLADINGBASE', secretAccessKey: 'base-secret' };
+process.env.AWS_ACCESS_KEY_ID = BASE.accessKeyId;
+process.env.AWS_SECRET_ACCESS_KEY = BASE.secretAccessKey;
 process.env.AWS_EC2_METADATA_DISABLED = 'true';
 delete process.env.AWS_PROFILE;
 delete process.env.AWS_ENDPOINT_URL;
@@ -67,7 +69,10 @@ describe('lading cdk publish against lading serve and a local STS', () => {
 
   /** A fresh lading serve with the bootstrap repositories (immutable tags, as cdk bootstrap makes them). */
   async function ecr(repos: string[] = [REPO_000, REPO_111]): Promise<TestServer> {
-    const srv = await startTestServer();
+    // It verifies signatures, knowing the keys IAM would: the CI user's, the role keys the STS
+    // hands out, and the tests' own.
+    const known = new Map([BASE, SERVE_CREDENTIALS].map((c) => [c.accessKeyId, c.secretAccessKey]));
+    const srv = await startTestServer({ credentials: (id) => known.get(id) ?? sts.secretOf(id) });
     servers.push(srv);
     for (const r of repos) await createRepo(srv.ecr, r, 'IMMUTABLE');
     return srv;

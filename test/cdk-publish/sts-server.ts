@@ -22,6 +22,8 @@ export interface StsServer {
   deny: Set<string>;
   /** Access keys handed out by AssumeRole, by role ARN. */
   issued: Map<string, string[]>;
+  /** The secret of an access key AssumeRole handed out (for lading serve's `credentials`), or undefined. */
+  secretOf(accessKeyId: string): string | undefined;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,7 @@ export async function startStsServer(
   const requests: StsRequest[] = [];
   const deny = new Set<string>();
   const issued = new Map<string, string[]>();
+  const secrets = new Map<string, string>();
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -79,6 +82,7 @@ export async function startStsServer(
           );
         const key = `ASIA${randomBytes(8).toString('hex').toUpperCase()}`;
         issued.set(roleArn, [...(issued.get(roleArn) ?? []), key]);
+        secrets.set(key, `secret-${key}`);
         const expiration = new Date(Date.now() + 3600_000).toISOString();
         send(
           200,
@@ -96,6 +100,7 @@ export async function startStsServer(
     requests,
     deny,
     issued,
+    secretOf: (id) => secrets.get(id),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

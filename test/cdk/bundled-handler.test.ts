@@ -30,7 +30,7 @@ import type {
 } from '../../src/cdk/handler';
 import { TarballImage } from '../../src/cdk';
 import { dockerArchiveParts, file, freshPath, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
-import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
+import { registryCreds, SERVE_CREDENTIALS, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
 import {
   nodeBinary,
   responseReceiver,
@@ -148,7 +148,11 @@ describe('the bundled handler (OUT/cdk-handler/index.js) run as Lambda runs it, 
 
     s3 = await startS3(BUCKET);
     cfn = await responseReceiver();
-    srv = await startTestServer();
+    // The function's one key pair (its environment) signs its S3 and its ECR calls alike: s3rver's
+    // fixed key, which lading serve is told to accept too.
+    srv = await startTestServer({
+      credentials: [SERVE_CREDENTIALS, { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }],
+    });
     const c = await registryCreds(srv.ecr);
     creds = `${c.username}:${c.password}`;
     const body = readFileSync(await uncompressedArchive('bundled-a', 3 * 1024 * 1024));

@@ -29,7 +29,7 @@ import {
   type TarballImageResourceProperties,
 } from '../../src/cdk/handler';
 import { dockerArchiveParts, file, freshPath, makeLayer, pseudoRandom, tarBuffer } from '../fixtures';
-import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
+import { registryCreds, SERVE_CREDENTIALS, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
 import { multiPlatformArchive, sampleArchive } from './helpers';
 import { Network } from '../../src/net/network';
 import { makeTestCA, startTestProxy } from '../net/proxies';
@@ -170,7 +170,7 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     ecr = new ECRClient({
       endpoint: srv.url,
       region: 'us-east-1',
-      credentials: { accessKeyId: 'AKIDLADINGTEST', secretAccessKey: 'not-a-secret' },
+      credentials: { ...SERVE_CREDENTIALS },
       maxAttempts: 1,
     });
     const c = await registryCreds(srv.ecr);
@@ -656,7 +656,7 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
     const ecrp = new ECRClient({
       endpoint: `https://ecr.corp.example:${srv.port}`,
       region: 'us-east-1',
-      credentials: { accessKeyId: 'AKIDLADINGTEST', secretAccessKey: 'not-a-secret' },
+      credentials: { ...SERVE_CREDENTIALS },
       maxAttempts: 1,
       requestHandler: network.awsRequestHandler(),
     });

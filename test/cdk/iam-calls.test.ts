@@ -47,7 +47,7 @@ import {
   withAnnotations,
   type Layer,
 } from '../fixtures';
-import { startTestServer, type TestServer } from '../serve/helpers';
+import { SERVE_CREDENTIALS, startTestServer, type TestServer } from '../serve/helpers';
 import { ensureHandlerBundle, multiPlatformArchive } from './helpers';
 import {
   recordingProxy,
@@ -397,7 +397,12 @@ describe("the handler's calls against the IAM policy TarballImage grants its rol
     const first = stacks.A!.props;
     s3 = await startS3(first.Bucket);
     cfn = await responseReceiver();
-    srv = await startTestServer({ logger: (l) => srvLines.push(l) });
+    // The handler's one key pair (its role) signs S3 and ECR calls alike: s3rver's fixed key,
+    // which lading serve is told to accept too.
+    srv = await startTestServer({
+      logger: (l) => srvLines.push(l),
+      credentials: [SERVE_CREDENTIALS, { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }],
+    });
     ecrProxy = await recordingProxy(srv.port);
     cacheDir = mkdtempSync(join(tmpdir(), 'lading-iam-cache-'));
     // The objects cdk-assets would publish, where the template says; the repository the template names.

@@ -14,7 +14,7 @@ import { CreateRepositoryCommand } from '@aws-sdk/client-ecr';
 import { registryAvailable, startRegistry, type RegistryServer } from '../helpers/registry-server';
 import { startFaultProxy, type FaultProxy } from '../registry/fault-proxy';
 import { startTokenServer, type TokenServer } from '../registry/token-server';
-import { startTestServer, type TestServer } from '../serve/helpers';
+import { SERVE_CREDENTIALS, startTestServer, type TestServer } from '../serve/helpers';
 import { legacyArchive } from '../faults/helpers';
 import { runCli, sandbox, type CliResult, type Sandbox } from '../hostile/run-cli';
 
@@ -161,7 +161,10 @@ describe('secrets never appear in output (--debug included)', { skip, timeout: 1
   });
 
   test('ECR: AWS secret key and GetAuthorizationToken passwords (native API and --transport registry), with --debug', async (t) => {
-    const srv: TestServer = await startTestServer();
+    // lading serve verifies signatures: it knows this test's own, recognisable key pair.
+    const srv: TestServer = await startTestServer({
+      credentials: [SERVE_CREDENTIALS, { accessKeyId: 'AKIDLADINGSECRETS', secretAccessKey: AWS_SECRET }],
+    });
     const { proxy, headers } = await recordingProxy({ port: srv.port });
     try {
       await srv.ecr.send(new CreateRepositoryCommand({ repositoryName: 'sec/ecr' }));

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { CreateRepositoryCommand, DescribeImagesCommand } from '@aws-sdk/client-ecr';
 import { registryAvailable, startRegistry, type RegistryServer } from '../helpers/registry-server';
 import { startFaultProxy } from '../registry/fault-proxy';
-import { startTestServer, type TestServer } from '../serve/helpers';
+import { SERVE_AWS_ENV, startTestServer, type TestServer } from '../serve/helpers';
 import { legacyArchive, tagProblems, MiB } from '../faults/helpers';
 import { CLI, runCli, sandbox, type CliResult, type Sandbox } from '../hostile/run-cli';
 
@@ -157,8 +157,7 @@ describe('signals during an ECR push (lading serve, child process)', { timeout: 
     try {
       const env = {
         ...box.env,
-        AWS_ACCESS_KEY_ID: 'AKIDLADINGTEST',
-        AWS_SECRET_ACCESS_KEY: 'not-a-secret',
+        ...SERVE_AWS_ENV,
         AWS_REGION: 'us-east-1',
       };
       const r = await runCli(

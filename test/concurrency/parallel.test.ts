@@ -13,12 +13,11 @@ import { dockerArchiveParts } from '../fixtures/docker';
 import { makeLayer } from '../fixtures/image';
 import { dir, file, pseudoRandom, tarBuffer } from '../fixtures/util';
 import { registryAvailable, startRegistry, type RegistryServer } from '../helpers/registry-server';
-import { registryCreds, startTestServer, type TestServer } from '../serve/helpers';
+import { registryCreds, SERVE_AWS_ENV, startTestServer, type TestServer } from '../serve/helpers';
 import { push, skopeoVerify, tagProblems, workDir, type PushResult } from '../faults/helpers';
 import { runCli, sandbox, type Sandbox } from '../hostile/run-cli';
 
-process.env.AWS_ACCESS_KEY_ID = 'AKIDLADINGTEST';
-process.env.AWS_SECRET_ACCESS_KEY = 'not-a-secret';
+Object.assign(process.env, SERVE_AWS_ENV); // the key pair lading serve accepts
 process.env.AWS_EC2_METADATA_DISABLED = 'true';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 delete process.env.AWS_PROFILE;

@@ -13,7 +13,15 @@ test('npm run demo: serve, push through the ECR API, read back and verify, print
   const script = join(__dirname, '..', '..', 'scripts', 'demo.js');
   const { stdout } = await promisify(execFile)(process.execPath, [script], {
     timeout: 60_000,
-    env: { ...process.env, XDG_CACHE_HOME: '/nonexistent-lading-demo' },
+    env: {
+      ...process.env,
+      XDG_CACHE_HOME: '/nonexistent-lading-demo',
+      // Keys of the user's shell: the demo signs with the server's own and keeps it on its defaults.
+      AWS_ACCESS_KEY_ID: 'AKIDSOMEONESSHELL',
+      AWS_SECRET_ACCESS_KEY: 'shell-secret',
+      LADING_SERVE_ACCESS_KEY_ID: 'AKIDSERVESHELL',
+      LADING_SERVE_SECRET_ACCESS_KEY: 'serve-shell-secret',
+    },
   });
   assert.match(stdout, /verified: 1 manifest\(s\), 3 blobs, \d+ bytes, all matching their digests/);
   assert.match(

@@ -116,22 +116,21 @@ test('part buffers: at most max at once, a waiter gets the next one released, an
 });
 
 test('lading serve decodes a part straight from the raw body and refuses what is not strict base64', async () => {
-  const { startTestServer, http, createRepo } = await import('../serve/helpers.js');
+  const { startTestServer, http, createRepo, sdkSignedRequest } = await import('../serve/helpers.js');
   const srv = await startTestServer();
   try {
     await createRepo(srv.ecr, 'team/app');
     const { InitiateLayerUploadCommand } = await import('@aws-sdk/client-ecr');
     const { uploadId } = await srv.ecr.send(new InitiateLayerUploadCommand({ repositoryName: 'team/app' }));
-    const send = (blob: string, first: number, last: number) =>
-      http(srv.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/x-amz-json-1.1',
-          'x-amz-target': 'AmazonEC2ContainerRegistry_V20150921.UploadLayerPart',
-          authorization: 'AWS4-HMAC-SHA256 Credential=AK/20261129/us-east-1/ecr/aws4_request',
-        },
-        body: `{"repositoryName":"team/app","uploadId":"${uploadId!}","partFirstByte":${first},"partLastByte":${last},"layerPartBlob":"${blob}"}`,
-      });
+    // Bodies the SDK would never write, signed by it (the server checks signatures first).
+    const send = async (blob: string, first: number, last: number) => {
+      const signed = await sdkSignedRequest(
+        srv.url,
+        'UploadLayerPart',
+        `{"repositoryName":"team/app","uploadId":"${uploadId!}","partFirstByte":${first},"partLastByte":${last},"layerPartBlob":"${blob}"}`,
+      );
+      return http(srv.url, { method: 'POST', headers: signed.headers, body: signed.body });
+    };
     for (const bad of ['ab-d', 'ab_d', 'abc', 'a=bc', 'ab d']) {
       const r = await send(bad, 0, 2);
       assert.equal(r.status, 400, bad);

@@ -33,11 +33,10 @@ import {
   tarBuffer,
 } from '../fixtures';
 import { realToolArchives, realToolsGate } from '../fixtures/real-tools';
-import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
+import { registryCreds, SERVE_AWS_ENV, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
 
 // The SDK's default credential chain reads this process's environment.
-process.env.AWS_ACCESS_KEY_ID = 'AKIDLADINGTEST';
-process.env.AWS_SECRET_ACCESS_KEY = 'not-a-secret';
+Object.assign(process.env, SERVE_AWS_ENV); // the key pair lading serve accepts
 process.env.AWS_EC2_METADATA_DISABLED = 'true';
 delete process.env.AWS_PROFILE;
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateRepositoryCommand } from '@aws-sdk/client-ecr';
 import type { FaultRule } from '../../src/serve';
-import { registryCreds, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
+import { registryCreds, SERVE_AWS_ENV, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
 import {
   legacyArchive,
   multiPlatformArchive,
@@ -22,8 +22,7 @@ import {
 } from './helpers';
 
 // The SDK's default credential chain reads this process's environment.
-process.env.AWS_ACCESS_KEY_ID = 'AKIDLADINGTEST';
-process.env.AWS_SECRET_ACCESS_KEY = 'not-a-secret';
+Object.assign(process.env, SERVE_AWS_ENV); // the key pair lading serve accepts
 process.env.AWS_EC2_METADATA_DISABLED = 'true';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 delete process.env.AWS_PROFILE;

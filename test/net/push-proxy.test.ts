@@ -19,7 +19,7 @@ import { sampleArchive } from '../cdk/helpers';
 import { freePort, registryAvailable, startRegistry, type RegistryServer } from '../helpers/registry-server';
 import { oneLineError, runCli, sandbox, type CliResult, type Sandbox } from '../hostile/run-cli';
 import { randomBlob, source } from '../registry/fixtures';
-import { createRepo, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
+import { createRepo, SERVE_AWS_ENV, skopeoAvailable, startTestServer, type TestServer } from '../serve/helpers';
 import {
   makeTestCA,
   startTestProxy,
@@ -37,7 +37,7 @@ const gate =
     ? tinyproxyGate()
     : { skip: ci ? undefined : 'docker-registry or skopeo is not installed' };
 const PROXY_PASSWORD = 'Pr0xy-Pa55-lading-4e1d';
-const AWS = { AWS_ACCESS_KEY_ID: 'AKIDLADINGTEST', AWS_SECRET_ACCESS_KEY: 'not-a-secret', AWS_REGION: 'us-east-1' };
+const AWS = { ...SERVE_AWS_ENV, AWS_REGION: 'us-east-1' };
 
 function ok(r: CliResult): void {
   assert.equal(r.code, 0, `exit ${r.code}\n${r.stderr.slice(-4000)}`);
