@@ -25,4 +25,3 @@ export { parseEcrHost, type EcrHost } from './ecr/host';
 export { openDestination, type DestinationOptions } from './destinations/open';
 export { DigestCache } from './compress/cache';
 export { hold, release } from './util/buffer-pool';
-export { startServer, type LadingServer, type ServeOptions } from './serve';

@@ -1,6 +1,7 @@
 /**
  * The package is usable from ESM and from CommonJS (CDK apps are often CommonJS), through
- * its package.json "exports": named imports of the main entry and of `lading/cdk` resolve.
+ * its package.json "exports": named imports of the main entry, of `lading/cdk` and of
+ * `lading/serve` (the test server, kept out of the main entry) resolve.
  * Runs node by the package's own name (self-reference), as an app that installed it would.
  */
 import assert from 'node:assert/strict';
@@ -18,9 +19,11 @@ const NAMES = [
   'EcrDestination',
   'RegistryDestination',
   'OciLayoutDestination',
-  'startServer',
   'LadingError',
 ];
+/** `lading/serve`: functions and classes, and the default credentials (an object). */
+const SERVE_NAMES = ['startServer', 'FaultInjector', 'parseFaultSpec'];
+const SERVE_EXPECTED = [...SERVE_NAMES.map(() => 'function'), 'lading/lading-secret'].join(' ');
 
 test('ESM: named imports of lading', async () => {
   const { stdout } = await run([
@@ -37,4 +40,22 @@ test('CommonJS: require of lading', async () => {
     `const l = require('lading'); console.log(${JSON.stringify(NAMES)}.map((n) => typeof l[n]).join(' '))`,
   ]);
   assert.equal(stdout.trim(), NAMES.map(() => 'function').join(' '));
+});
+
+test('ESM and CommonJS: lading/serve is its own entry point; the main entry has no server', async () => {
+  const esm = await run([
+    '--input-type=module',
+    '-e',
+    `import { ${SERVE_NAMES.join(', ')}, DEFAULT_CREDENTIALS } from 'lading/serve'; import * as main from 'lading';
+     console.log([${SERVE_NAMES.join(', ')}].map((x) => typeof x).join(' '), DEFAULT_CREDENTIALS.accessKeyId + '/' + DEFAULT_CREDENTIALS.secretAccessKey);
+     console.log(typeof main.startServer)`,
+  ]);
+  assert.deepEqual(esm.stdout.trim().split('\n'), [SERVE_EXPECTED, 'undefined']);
+  const cjs = await run([
+    '-e',
+    `const s = require('lading/serve'); const c = s.DEFAULT_CREDENTIALS;
+     console.log(${JSON.stringify(SERVE_NAMES)}.map((n) => typeof s[n]).join(' '), c.accessKeyId + '/' + c.secretAccessKey);
+     console.log(typeof require('lading').startServer)`,
+  ]);
+  assert.deepEqual(cjs.stdout.trim().split('\n'), [SERVE_EXPECTED, 'undefined']);
 });
