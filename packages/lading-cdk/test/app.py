@@ -3,6 +3,7 @@
 Usage: python app.py MODE ARCHIVE OUTDIR
   MODE good: a TarballImage consumed by an L2 DockerImageFunction, an L1 CfnFunction and an
              ECS task; synthesizes to OUTDIR and prints what Python saw as one JSON line.
+  MODE arch: the image given to an arm64 DockerImageFunction; prints the error Python caught.
   MODE bad:  a TarballImage of an archive that is not one; prints the error Python caught.
 """
 import json
@@ -62,6 +63,18 @@ def main() -> None:
         stack = ImageStack(app, "PyStack", archive)
         app.synth()
         print(json.dumps({"seen": stack.seen}))
+    elif mode == "arch":
+        # Lambda safety at synth, through jsii: an arm64 function given this linux/amd64 image.
+        stack = cdk.Stack(app, "ArchStack", env=cdk.Environment(account="123456789012", region="eu-west-1"))
+        image = TarballImage(stack, "Img", tarball=archive)
+        try:
+            lambda_.DockerImageFunction(
+                stack, "Fn", code=image.to_lambda_code(), architecture=lambda_.Architecture.ARM_64
+            )
+        except Exception as e:
+            print(json.dumps({"error": str(e), "type": type(e).__name__}))
+            return
+        print(json.dumps({"error": None}))
     else:
         stack = cdk.Stack(app, "BadStack", env=cdk.Environment(account="123456789012", region="eu-west-1"))
         try:

@@ -69,7 +69,7 @@ describe('lading-cdk from Python (jsii): TarballImage in a Python CDK app', () =
     t.diagnostic(`synth from Python: ${timings.synth} ms`);
   });
 
-  it('a bad archive fails in Python, the message starting with the construct path', (t) => {
+  it('a bad archive, and an image Lambda cannot run, fail in Python, the message starting with the construct path', (t) => {
     const bad = join(work, 'build', 'bad.tar');
     writeFileSync(bad, 'not an image archive\n'.repeat(100));
     const r = run(venvPython, [join(__dirname, 'app.py'), 'bad', bad, join(work, 'cdk.out.bad')], { cwd: work });
@@ -80,6 +80,11 @@ describe('lading-cdk from Python (jsii): TarballImage in a Python CDK app', () =
       cwd: work,
     });
     assert.match(lastJsonLine(missing.stdout).error, /^BadStack\/Img: tarball .*nope\.tar does not exist/);
+    const arch = run(venvPython, [join(__dirname, 'app.py'), 'arch', archive, join(work, 'o')], { cwd: work });
+    assert.match(
+      lastJsonLine(arch.stdout).error,
+      /^ArchStack\/Img: the image is linux\/amd64 but the function's architecture is arm64/,
+    );
     t.diagnostic(`timings (ms): ${JSON.stringify(timings)}`);
     rmSync(work, { recursive: true, force: true });
   });
