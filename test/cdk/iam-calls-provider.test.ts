@@ -67,7 +67,7 @@ import {
   tarBuffer,
   withAnnotations,
 } from '../fixtures';
-import { startTestServer, type TestServer } from '../serve/helpers';
+import { SERVE_CREDENTIALS, startTestServer, type TestServer } from '../serve/helpers';
 import { ensureHandlerBundle, multiPlatformArchive } from './helpers';
 import {
   recordingProxy,
@@ -101,8 +101,7 @@ import {
  */
 const GRANTED_UNCALLED: Record<string, string> = {};
 
-/** lading serve's default key pair (the ECR client signs with it; s3rver has its own, fixed). */
-const SERVE_KEYS = { accessKeyId: 'lading', secretAccessKey: 'lading-secret' };
+/** The ECR client signs with lading serve's default key pair (SERVE_CREDENTIALS); S3 with s3rver's fixed one. */
 const S3RVER_KEYS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
 type Fn = 'onEvent' | 'isComplete';
@@ -327,7 +326,12 @@ describe("the Provider path's calls (onEvent, isComplete) against the IAM polici
       credentials: S3RVER_KEYS,
       maxAttempts: 1,
     });
-    ecr = new ECRClient({ endpoint: ecrProxy.url, region: REGION, credentials: SERVE_KEYS, maxAttempts: 1 });
+    ecr = new ECRClient({
+      endpoint: ecrProxy.url,
+      region: REGION,
+      credentials: { ...SERVE_CREDENTIALS },
+      maxAttempts: 1,
+    });
   });
 
   after(async () => {

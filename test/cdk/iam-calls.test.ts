@@ -8,14 +8,15 @@
  * another archive, and Deletes under RemovalPolicy.RETAIN and DESTROY. Every call seen on the
  * wire becomes an IAM action on a resource (an ECR operation is `ecr:<Operation>` on the
  * repository ARN its body names; a registry-API call is the action ECR authorizes it with; an S3
- * GET or HEAD of an object is s3:GetObject on the object ARN, a PUT s3:PutObject...), and then:
+ * GET or HEAD of an object is s3:GetObject on the object ARN, a PUT s3:PutObject...: iam-rig.ts,
+ * shared with iam-calls-provider.test.ts, which covers the Provider-framework path), and then:
  *   - every action called is granted, on that resource, by the policy attached to the handler's
  *     role in the stack whose properties the call ran with;
  *   - every action granted is called on some path of a resource with that removal policy, but
  *     for the exceptions listed in GRANTED_UNCALLED with their reason.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -30,105 +31,38 @@ import {
   type TarballImageResourceProperties,
 } from '../../src/cdk/handler';
 import { TarballImage, TarballImageCompression, type TarballImageProps } from '../../src/cdk';
-import { registryRoute } from '../../src/serve/registry-api';
-import {
-  BlobStore,
-  digestOf,
-  dockerArchiveParts,
-  file,
-  freshPath,
-  indexJson,
-  makeLayer,
-  OCI_LAYOUT,
-  pseudoRandom,
-  putImageManifest,
-  sampleLayers,
-  tarBuffer,
-  withAnnotations,
-  type Layer,
-} from '../fixtures';
 import { SERVE_CREDENTIALS, startTestServer, type TestServer } from '../serve/helpers';
 import { ensureHandlerBundle, multiPlatformArchive } from './helpers';
 import {
   recordingProxy,
   responseReceiver,
   startS3,
-  type Recorded,
   type RecordingProxy,
   type ResponseReceiver,
   type S3Rig,
 } from './bundled-rig';
-
-const ACCOUNT = '000000000000'; // lading serve's registry id
-const REGION = 'us-east-1';
-const PARTITION = 'aws';
+import {
+  ACCOUNT,
+  allows,
+  dockerArchive,
+  evaluate,
+  functionRole,
+  PARTITION,
+  REGION,
+  repositoryArn,
+  roleGrants,
+  wireCalls,
+  zeroByteLayerArchive,
+  type Call,
+  type Grant,
+  type Json,
+} from './iam-rig';
 
 /**
  * Granted actions no test path calls, each with the reason it is granted all the same. Empty:
  * every grant is exercised. An entry needs a reason a reviewer can check.
  */
 const GRANTED_UNCALLED: Record<string, string> = {};
-
-/** The AWS-managed policies the handler's role may carry, and why they are outside the comparison. */
-const MANAGED_POLICIES: Record<string, string> = {
-  [`arn:${PARTITION}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole`]:
-    "logs:CreateLogGroup/CreateLogStream/PutLogEvents: the Lambda runtime writes the handler's console output to CloudWatch; the handler itself makes no logs call",
-};
-
-// ---------------------------------------------------------------------------------------------
-// CloudFormation values, evaluated for one account and region
-
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-
-const PSEUDO: Record<string, string> = {
-  'AWS::Partition': PARTITION,
-  'AWS::AccountId': ACCOUNT,
-  'AWS::Region': REGION,
-  'AWS::URLSuffix': 'amazonaws.com',
-};
-
-/** Evaluates Ref (pseudo parameters), Fn::Join, Fn::Sub and Fn::Select; anything else is an error (or, with `lenient`, a placeholder). */
-function evaluate(v: Json, lenient = false): Json {
-  if (Array.isArray(v)) return v.map((x) => evaluate(x, lenient));
-  if (v === null || typeof v !== 'object') return v;
-  const keys = Object.keys(v);
-  if (keys.length === 1) {
-    const [k] = keys as [string];
-    const arg = v[k]!;
-    if (k === 'Ref' && typeof arg === 'string' && arg in PSEUDO) return PSEUDO[arg]!;
-    if (k === 'Fn::Join' && Array.isArray(arg))
-      return (evaluate(arg[1]!, lenient) as Json[]).map(String).join(String(arg[0]));
-    if (k === 'Fn::Sub' && typeof arg === 'string') {
-      return arg.replace(/\$\{([^}]+)\}/g, (_, name: string) => {
-        if (name in PSEUDO) return PSEUDO[name]!;
-        throw new Error(`Fn::Sub of ${name}`);
-      });
-    }
-    if (k === 'Fn::Select' && Array.isArray(arg)) return (evaluate(arg[1]!, lenient) as Json[])[Number(arg[0])]!;
-    if (k.startsWith('Fn::') || k === 'Ref') {
-      if (lenient) return `<${k} ${JSON.stringify(arg)}>`;
-      throw new Error(`cannot evaluate ${JSON.stringify(v)}`);
-    }
-  }
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, evaluate(x, lenient)]));
-}
-
-/** IAM's wildcard match (`*` any run of characters, `?` one). */
-function iamMatch(pattern: string, value: string): boolean {
-  const re = new RegExp(
-    `^${pattern
-      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-      .replace(/\*/g, '.*')
-      .replace(/\?/g, '.')}$`,
-    'i',
-  );
-  return re.test(value);
-}
-
-interface Grant {
-  actions: string[];
-  resources: string[];
-}
 
 interface Synthesized {
   name: string;
@@ -141,45 +75,12 @@ interface Synthesized {
   environment: Record<string, string>;
 }
 
-const asList = (x: Json | undefined): Json[] => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
-
 /** Reads one stack's template: the handler function, its role, the policies attached to it, the custom resource. */
 function readStack(name: string, removal: Synthesized['removal'], template: Template): Synthesized {
   const fns = Object.entries(template.findResources('AWS::Lambda::Function'));
   assert.equal(fns.length, 1, `${name}: one function, the handler`);
-  const fn = fns[0]![1] as {
-    Properties: { Role: { 'Fn::GetAtt': [string, string] }; Environment?: { Variables?: Record<string, string> } };
-  };
-  const roleId = fn.Properties.Role['Fn::GetAtt'][0];
-  const role = template.findResources('AWS::IAM::Role')[roleId] as
-    { Properties: { Policies?: unknown; ManagedPolicyArns?: Json } } | undefined;
-  assert.ok(role, `${name}: the handler's role ${roleId} is in the stack`);
-  assert.equal(role.Properties.Policies, undefined, `${name}: no inline policies on the role itself`);
-  for (const arn of asList(evaluate(role.Properties.ManagedPolicyArns ?? []))) {
-    assert.ok(
-      String(arn) in MANAGED_POLICIES,
-      `${name}: managed policy ${String(arn)} on the handler's role: add it to the comparison`,
-    );
-  }
-  const grants: Grant[] = [];
-  let attached = 0;
-  for (const [id, p] of Object.entries(template.findResources('AWS::IAM::Policy'))) {
-    const props = (p as { Properties: { Roles?: Json[]; PolicyDocument: { Statement: Record<string, Json>[] } } })
-      .Properties;
-    if (!(props.Roles ?? []).some((r) => JSON.stringify(r) === JSON.stringify({ Ref: roleId }))) continue;
-    attached++;
-    for (const s of props.PolicyDocument.Statement) {
-      const unknown = Object.keys(s).filter((k) => !['Effect', 'Action', 'Resource', 'Sid'].includes(k));
-      assert.deepEqual(
-        unknown,
-        [],
-        `${name}: policy ${id} has a statement with ${unknown.join(', ')}: extend this comparison`,
-      );
-      assert.equal(s.Effect, 'Allow', `${name}: policy ${id}: only Allow statements are expected`);
-      grants.push({ actions: asList(s.Action).map(String), resources: asList(evaluate(s.Resource!)).map(String) });
-    }
-  }
-  assert.ok(attached >= 1, `${name}: a policy is attached to the handler's role`);
+  const [fnId, fn] = fns[0]! as [string, { Properties: { Environment?: { Variables?: Record<string, string> } } }];
+  const grants = roleGrants(name, template, functionRole(template, fnId));
   const resources = Object.values(template.findResources('Custom::LadingTarballImage'));
   assert.equal(resources.length, 1);
   const { ServiceToken: _token, ...props } = evaluate(
@@ -194,160 +95,6 @@ function readStack(name: string, removal: Synthesized['removal'], template: Temp
     grants,
     environment: fn.Properties.Environment?.Variables ?? {},
   };
-}
-
-// ---------------------------------------------------------------------------------------------
-// the calls seen on the wire, as IAM actions
-
-interface Call {
-  action: string;
-  resource: string;
-  /** What was seen: `ECR PutImage`, `registry PUT upload`, `S3 GET /bucket/key`. */
-  seen: string;
-}
-
-/** SigV4 credential scope of a request: region and service. */
-function scope(r: Recorded): { region: string; service: string } {
-  const m = /Credential=[^/]+\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request/.exec(String(r.headers.authorization ?? ''));
-  assert.ok(m, `a signed request: ${r.method} ${r.url}`);
-  return { region: m[1]!, service: m[2]! };
-}
-
-const repositoryArn = (region: string, registryId: string, name: string): string =>
-  `arn:${PARTITION}:ecr:${region}:${registryId}:repository/${name}`;
-
-/** ECR's JSON API: `ecr:<Operation>` on the repository the body names (GetAuthorizationToken: `*`, it takes no resource). */
-function ecrCalls(log: Recorded[]): Call[] {
-  return log
-    .map((r) => {
-      const op = String(r.headers['x-amz-target'] ?? '').replace(/^.*\./, '');
-      assert.ok(op, `an ECR API call: ${r.method} ${r.url}`);
-      const { region, service } = scope(r);
-      assert.equal(service, 'ecr');
-      const body = JSON.parse(r.body.toString('utf8') || '{}') as {
-        repositoryName?: string;
-        registryId?: string;
-        repositoryNames?: string[];
-      };
-      const names = body.repositoryName ? [body.repositoryName] : (body.repositoryNames ?? []);
-      if (op === 'GetAuthorizationToken') return [{ action: `ecr:${op}`, resource: '*', seen: `ECR ${op}` }];
-      assert.ok(names.length > 0, `ECR ${op} names no repository: map its resource here`);
-      return names.map((n) => ({
-        action: `ecr:${op}`,
-        resource: repositoryArn(region, body.registryId ?? ACCOUNT, n),
-        seen: `ECR ${op}`,
-      }));
-    })
-    .flat();
-}
-
-/**
- * The registry API (`/v2/`), by the IAM action ECR authorizes each call with: the ping is the
- * token's own check (the token comes from ecr:GetAuthorizationToken), a blob HEAD is
- * ecr:BatchCheckLayerAvailability, GET ecr:GetDownloadUrlForLayer, an upload's POST
- * ecr:InitiateLayerUpload, PATCH ecr:UploadLayerPart, the closing PUT ecr:CompleteLayerUpload (and
- * ecr:UploadLayerPart: it may carry the bytes), a manifest GET or HEAD ecr:BatchGetImage, PUT
- * ecr:PutImage, DELETE ecr:BatchDeleteImage, tags/list ecr:ListImages.
- */
-const REGISTRY_ACTIONS: Record<string, string[]> = {
-  'GET base': ['ecr:GetAuthorizationToken'],
-  'HEAD blob': ['ecr:BatchCheckLayerAvailability'],
-  'GET blob': ['ecr:GetDownloadUrlForLayer'],
-  'POST upload': ['ecr:InitiateLayerUpload'],
-  'PATCH upload': ['ecr:UploadLayerPart'],
-  'PUT upload': ['ecr:CompleteLayerUpload', 'ecr:UploadLayerPart'],
-  'HEAD manifest': ['ecr:BatchGetImage'],
-  'GET manifest': ['ecr:BatchGetImage'],
-  'PUT manifest': ['ecr:PutImage'],
-  'DELETE manifest': ['ecr:BatchDeleteImage'],
-  'GET tags': ['ecr:ListImages'],
-};
-
-/** Registry calls from lading serve's request log (`METHOD /v2/... -> STATUS`): they go to the endpoint GetAuthorizationToken names, not through the ECR proxy. */
-function registryCalls(lines: string[]): Call[] {
-  return lines.flatMap((l) => {
-    const m = /^(GET|HEAD|POST|PUT|PATCH|DELETE) (\/v2(?:\/\S*)?) -> /.exec(l);
-    if (!m) return [];
-    const route = registryRoute(m[1]!, m[2]!);
-    const key = `${m[1]} ${route.kind}`;
-    const actions = REGISTRY_ACTIONS[key];
-    assert.ok(actions, `registry call ${key} (${l}): map it to the IAM actions ECR authorizes it with`);
-    return actions.map((action) => ({
-      action,
-      resource: route.kind === 'base' ? '*' : repositoryArn(REGION, ACCOUNT, route.name!),
-      seen: `registry ${key}`,
-    }));
-  });
-}
-
-/** S3, path style: object reads are s3:GetObject (HEAD too), writes s3:PutObject, deletes s3:DeleteObject; a bucket-level GET is s3:ListBucket. */
-function s3Calls(log: Recorded[]): Call[] {
-  return log.map((r) => {
-    assert.equal(scope(r).service, 's3');
-    const url = new URL(r.url, 'http://s3.local');
-    const [, bucket, ...rest] = url.pathname.split('/').map(decodeURIComponent);
-    const key = rest.join('/');
-    const seen = `S3 ${r.method} ${url.pathname}`;
-    if (!key) {
-      assert.equal(r.method, 'GET', `${seen}: a bucket-level call: map it here`);
-      return { action: 's3:ListBucket', resource: `arn:${PARTITION}:s3:::${bucket}`, seen };
-    }
-    const object = `arn:${PARTITION}:s3:::${bucket}/${key}`;
-    switch (r.method) {
-      case 'GET':
-      case 'HEAD':
-        return { action: 's3:GetObject', resource: object, seen };
-      case 'PUT':
-        assert.equal(r.headers['x-amz-copy-source'], undefined, `${seen}: a copy: map its source here`);
-        return { action: 's3:PutObject', resource: object, seen };
-      case 'POST': // multipart upload
-        return { action: 's3:PutObject', resource: object, seen };
-      case 'DELETE':
-        return { action: 's3:DeleteObject', resource: object, seen };
-      default:
-        throw new Error(`${seen}: map it here`);
-    }
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/** A docker-save archive with two uncompressed layers (`docker save` stores them so: the handler compresses them). */
-async function dockerArchive(seed: string): Promise<string> {
-  const a = await makeLayer([file('etc/motd', `hello ${seed}\n`)], 'none');
-  const b = await makeLayer(
-    [file('data/text.txt', `${seed} text\n`.repeat(4096)), file('data/random.bin', pseudoRandom(seed, 32 * 1024))],
-    'none',
-  );
-  const parts = dockerArchiveParts(
-    [{ repoTags: [`iam/${seed}:1`], platform: { os: 'linux', architecture: 'amd64' }, layers: [a, b] }],
-    { order: 'sorted' },
-  );
-  const p = freshPath(`${seed}.tar`);
-  writeFileSync(p, await tarBuffer(parts.entries));
-  return p;
-}
-
-/** An OCI archive whose image has a zero-byte layer (uncompressed media type): the layer API refuses an empty upload. */
-async function zeroByteLayerArchive(): Promise<string> {
-  const store = new BlobStore();
-  const empty = Buffer.alloc(0);
-  const d = digestOf(empty);
-  const layers: Layer[] = [
-    ...(await sampleLayers('iam-zero', ['gzip'])),
-    { tar: empty, diffId: d, compression: 'none', data: empty, digest: d, size: 0 },
-  ];
-  const m = putImageManifest(store, { os: 'linux', architecture: 'amd64' }, layers);
-  const p = freshPath('zero-byte-layer.tar');
-  writeFileSync(
-    p,
-    await tarBuffer([
-      ...store.entries(),
-      file('index.json', indexJson([withAnnotations(m.desc, { 'org.opencontainers.image.ref.name': 'iam/zero:1' })])),
-      file('oci-layout', OCI_LAYOUT),
-    ]),
-  );
-  return p;
 }
 
 describe("the handler's calls against the IAM policy TarballImage grants its role", () => {
@@ -468,23 +215,12 @@ describe("the handler's calls against the IAM policy TarballImage grants its rol
     await new Promise((res) => setImmediate(res));
     assert.equal(cfn.received.length, marks.cfn + 1, 'one answer');
     assert.equal(r.Status, 'SUCCESS', `${path}: ${r.Reason}\n${handlerLines.join('\n')}`);
-    const ecrLog = ecrProxy.log.slice(marks.ecr);
-    const lines = srvLines.slice(marks.srv);
     // Nothing reached lading serve but through the recording proxy or the registry endpoint.
-    const onWire: Record<string, number> = {};
-    for (const r of ecrLog) {
-      const op = String(r.headers['x-amz-target']).replace(/^.*\./, '');
-      onWire[op] = (onWire[op] ?? 0) + 1;
-    }
-    for (const l of lines) {
-      const m = /^(GET|HEAD|POST|PUT|PATCH|DELETE) (\/v2(?:\/\S*)?) -> /.exec(l);
-      if (m) {
-        const key = registryRoute(m[1]!, m[2]!).key;
-        onWire[key] = (onWire[key] ?? 0) + 1;
-      }
-    }
-    assert.deepEqual(onWire, { ...srv.calls }, `${path}: every call lading serve counted was recorded`);
-    const calls = [...ecrCalls(ecrLog), ...registryCalls(lines), ...s3Calls(s3.proxy.log.slice(marks.s3))];
+    const calls = wireCalls(
+      path,
+      { ecr: ecrProxy.log.slice(marks.ecr), serveLines: srvLines.slice(marks.srv), s3: s3.proxy.log.slice(marks.s3) },
+      srv.calls,
+    );
     runs.push({ path, stack, calls });
     return r;
   }
@@ -534,10 +270,8 @@ describe("the handler's calls against the IAM policy TarballImage grants its rol
     const denied: string[] = [];
     for (const r of runs) {
       for (const c of r.calls) {
-        const ok = r.stack.grants.some(
-          (g) => g.actions.some((a) => iamMatch(a, c.action)) && g.resources.some((res) => iamMatch(res, c.resource)),
-        );
-        if (!ok) denied.push(`${r.path} (stack ${r.stack.name}): ${c.action} on ${c.resource} (${c.seen})`);
+        if (!allows(r.stack.grants, c))
+          denied.push(`${r.path} (stack ${r.stack.name}): ${c.action} on ${c.resource} (${c.seen})`);
       }
     }
     const grants = (s: Synthesized): string =>
