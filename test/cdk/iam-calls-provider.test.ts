@@ -11,10 +11,10 @@
  * fresh container (an empty /tmp: the digest cache beside the asset is read from S3):
  *   - a Create that spans invocations (each drains at once: one blob per invocation), with
  *     the digest cache `<asset>.lading-digests.jsonl` read and written;
- *   - Creates done within onEvent (a zero-byte layer, which takes the registry endpoint and its
- *     token; a multi-platform index), isComplete then only confirming;
- *   - an Update to another archive spanning invocations, the Deletes CloudFormation then sends
- *     (RETAIN: the replaced id and the stack; DESTROY);
+ *   - Creates of a zero-byte layer (it takes the registry endpoint and its token) and of a
+ *     multi-platform index (its child manifests are looked up), spanning invocations too;
+ *   - an Update to another archive done within onEvent, isComplete then only confirming, and
+ *     the Deletes CloudFormation then sends (RETAIN: the replaced id and the stack; DESTROY);
  *   - a fatal isComplete failure (a layer blob whose bytes are not what its digest says, synth
  *     not verifying blobs), which answers FAILED itself and writes the marker
  *     `<asset>.lading-failed-<RequestId>`; the next isComplete sees the marker; the Delete of
@@ -436,23 +436,34 @@ describe("the Provider path's calls (onEvent, isComplete) against the IAM polici
     throw new Error(`${path}: not complete after 20 isComplete calls\n${handlerLines.join('\n')}`);
   }
 
-  it('runs Create (across invocations; in onEvent: a zero-byte layer, an index), Update, Delete (RETAIN, DESTROY), a fatal isComplete failure, and records each call', async (t) => {
+  it('runs Creates across invocations (a docker archive, a zero-byte layer, an index), an Update in onEvent, Deletes (RETAIN, DESTROY), a fatal isComplete failure, and records each call', async (t) => {
     const { PA, PB, PBDestroy, PZero, PMulti, PCorrupt } = stacks as Record<string, ProviderStack>;
     const answers = cfn.received.length;
 
     const created = await lifecycle('Create: docker archive, across invocations', PA!, event('Create', PA!), brief);
     assert.ok(created.isCompleteCalls > 1, `the Create went on in isComplete (${created.isCompleteCalls} calls)`);
     assert.match(created.physical, /:lading-[0-9a-f]{40}@sha256:[0-9a-f]{64}$/);
-    const zero = await lifecycle('Create: zero-byte layer, compress none', PZero!, event('Create', PZero!));
-    assert.equal(zero.isCompleteCalls, 1, 'done in onEvent: isComplete confirms');
-    await lifecycle('Create: multi-platform index', PMulti!, event('Create', PMulti!));
-    const updated = await lifecycle(
-      'Update: a new archive, across invocations',
-      PB!,
-      event('Update', PB!, { PhysicalResourceId: created.physical, OldResourceProperties: PA!.props }),
+    // The registry endpoint (a zero-byte blob) and an index's child manifests, across invocations too.
+    const zero = await lifecycle(
+      'Create: zero-byte layer, compress none, across invocations',
+      PZero!,
+      event('Create', PZero!),
       brief,
     );
-    assert.ok(updated.isCompleteCalls > 1, `the Update went on in isComplete (${updated.isCompleteCalls} calls)`);
+    assert.ok(zero.isCompleteCalls > 1, `the Create went on in isComplete (${zero.isCompleteCalls} calls)`);
+    const multi = await lifecycle(
+      'Create: multi-platform index, across invocations',
+      PMulti!,
+      event('Create', PMulti!),
+      brief,
+    );
+    assert.ok(multi.isCompleteCalls > 1, `the Create went on in isComplete (${multi.isCompleteCalls} calls)`);
+    const updated = await lifecycle(
+      'Update: a new archive',
+      PB!,
+      event('Update', PB!, { PhysicalResourceId: created.physical, OldResourceProperties: PA!.props }),
+    );
+    assert.equal(updated.isCompleteCalls, 1, 'done in onEvent: isComplete confirms');
     assert.notEqual(updated.physical, created.physical);
     // CloudFormation then deletes the replaced id (with the old properties), and later the stack.
     await lifecycle(
@@ -543,6 +554,13 @@ describe("the Provider path's calls (onEvent, isComplete) against the IAM polici
       t.diagnostic(
         `${fn} runs with ${s[fn].roleId}: ${s[fn].grants.map((g) => `${g.actions.join(',')} on ${g.resources.join(',')}`).join('; ')}`,
       );
+    }
+    // For the record, not asserted: what a function's role grants that this function itself never
+    // called (the two share one role, src/cdk/tarball-image.ts; isComplete answers a Delete at once).
+    for (const fn of ['onEvent', 'isComplete'] as const) {
+      const own = new Set(runs.filter((r) => r.fn === fn).flatMap((r) => r.calls.map((c) => c.action)));
+      const granted = new Set(stacks.PBDestroy![fn].grants.flatMap((g) => g.actions));
+      t.diagnostic(`${fn} never called itself: ${[...granted].filter((a) => !own.has(a)).join(' ') || 'nothing'}`);
     }
     const u = unused(runs, Object.values(stacks), (s, fn) => s[fn].grants);
     assert.deepEqual(u, [], `granted but never called:\n${u.join('\n')}`);
