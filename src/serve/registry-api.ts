@@ -437,7 +437,7 @@ export class RegistryApi {
     const r = await putImage(
       this.s.storage,
       repo,
-      { bytes, ...(mediaType ? { mediaType } : {}), ...(byDigest ? { digest: ref } : { tag: ref }) },
+      { bytes, mediaType, ...(byDigest ? { digest: ref } : { tag: ref }) },
       this.s.registryId,
     );
     reply(x, 201, {
@@ -493,7 +493,7 @@ export class RegistryApi {
         digest: img.digest,
         size: img.size,
         ...(artifactType ? { artifactType } : {}),
-        ...(info.annotations ? { annotations: info.annotations } : {}),
+        annotations: info.annotations,
       });
     }
     reply(
