@@ -81,7 +81,6 @@ async function openStore(
   placedWhileStreaming: Map<string, PlacedBlob>,
 ): Promise<ArchiveStore> {
   const log = opts.logger;
-  const sig = opts.signal ? { signal: opts.signal } : {};
   const take = opts.onOffer;
   const onLarge: StreamedEntryHandler = take
     ? async (entry, body) => {
@@ -127,7 +126,7 @@ async function openStore(
       );
       const c = supportedCompression(head, where);
       source = c === 'none' ? rest : decompressed(rest, c, where, opts.signal);
-      return StreamStore.read(source, { where, compression: c, onLarge, ...sig, ...(log ? { logger: log } : {}) });
+      return StreamStore.read(source, { where, compression: c, onLarge, signal: opts.signal, logger: log });
     }
     const fh = await open(input, 'r').catch((e: unknown) => {
       throw asLadingError(e, 'IO', `cannot open ${input}`);
@@ -138,7 +137,7 @@ async function openStore(
       const c = supportedCompression(head.subarray(0, bytesRead), input);
       if (c === 'none') {
         log?.(`${input}: uncompressed tar, indexing headers for random access`);
-        return await TarFileStore.open(new FileSource(input, fh, st.size), sig);
+        return await TarFileStore.open(new FileSource(input, fh, st.size), { signal: opts.signal });
       }
       await fh.close();
       log?.(`${input}: ${c}-compressed archive, reading in one pass`);
@@ -152,8 +151,8 @@ async function openStore(
         where,
         compression: c,
         onLarge,
-        ...sig,
-        ...(log ? { logger: log } : {}),
+        signal: opts.signal,
+        logger: log,
       });
     } catch (e) {
       await fh.close().catch(() => undefined);
@@ -168,7 +167,7 @@ async function openStore(
       const c = supportedCompression(head.subarray(0, bytesRead), where);
       if (c === 'none') {
         log?.(`${where}: uncompressed tar, indexing headers for random access`);
-        return await TarFileStore.open(input, sig);
+        return await TarFileStore.open(input, { signal: opts.signal });
       }
       log?.(`${where}: ${c}-compressed archive, reading in one pass`);
       const body = input.size > 0 ? input.stream(0, input.size - 1) : Readable.from([]);
@@ -176,8 +175,8 @@ async function openStore(
         where,
         compression: c,
         onLarge,
-        ...sig,
-        ...(log ? { logger: log } : {}),
+        signal: opts.signal,
+        logger: log,
       });
       await input.close();
       return store;
@@ -192,7 +191,7 @@ async function openStore(
   const c = supportedCompression(head, where);
   log?.(`${where}: ${c === 'none' ? 'uncompressed' : c}, reading in one pass`);
   source = c === 'none' ? rest : decompressed(rest, c, where, opts.signal);
-  return StreamStore.read(source, { where, compression: c, onLarge, ...sig, ...(log ? { logger: log } : {}) });
+  return StreamStore.read(source, { where, compression: c, onLarge, signal: opts.signal, logger: log });
 }
 
 function algorithmFor(e: Entry): 'sha256' | 'sha512' {
@@ -328,7 +327,7 @@ export class ImageArchive implements ArchiveModel, ImageSource {
             where,
             diffId: opts.diffId ?? true,
             algorithm: ref.claimed ? digestAlgorithm(ref.claimed) : algorithmFor(entry),
-            ...(opts.signal ? { signal: opts.signal } : {}),
+            signal: opts.signal,
           });
       this.facts.set(key, p);
       p.catch(() => this.facts.delete(key));
@@ -358,7 +357,7 @@ export class ImageArchive implements ArchiveModel, ImageSource {
     const refs = this.layerBlobs();
     await mapLimit(refs, opts.concurrency ?? 2, async (ref) => {
       // Entries stored twice were compared when the archive was opened (every store).
-      const f = await this.blobFacts(ref, { diffId: true, ...(opts.signal ? { signal: opts.signal } : {}) });
+      const f = await this.blobFacts(ref, { diffId: true, signal: opts.signal });
       opts.onBlob?.(ref, f);
     });
     for (const img of this.images) {
@@ -414,7 +413,7 @@ export class ImageArchive implements ArchiveModel, ImageSource {
           layers.push(l.descriptor);
           continue;
         }
-        const f = await this.blobFacts(l.blob!, { diffId: true, ...(signal ? { signal } : {}) });
+        const f = await this.blobFacts(l.blob!, { diffId: true, signal });
         this.checkLayer(m, i, l, f);
         layers.push({
           mediaType: l.descriptor?.mediaType ?? layerMediaType('docker', f.compression),

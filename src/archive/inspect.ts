@@ -76,7 +76,7 @@ export interface InspectOptions extends OpenArchiveOptions {
 export async function inspectArchive(input: ArchiveInput, opts: InspectOptions = {}): Promise<InspectResult> {
   const a = await openArchive(input, opts);
   try {
-    if (opts.verify ?? true) await a.verify(opts.signal ? { signal: opts.signal } : {});
+    if (opts.verify ?? true) await a.verify({ signal: opts.signal });
     else for (const img of a.images) await a.resolveSynthesized(img, opts.signal);
     return describeArchive(a);
   } finally {

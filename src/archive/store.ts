@@ -263,11 +263,7 @@ export class StreamStore implements ArchiveStore {
     const limit = opts.holdLimit ?? MAX_JSON_BYTES;
     try {
       store.table.signal = opts.signal;
-      for await (const { entry, body } of readTarStream(
-        source,
-        opts.where,
-        opts.signal ? { signal: opts.signal } : {},
-      )) {
+      for await (const { entry, body } of readTarStream(source, opts.where, { signal: opts.signal })) {
         // Held or analysed under its own name: links are resolved when paths are looked up,
         // once the whole table is known (resolving each entry as it streams by would cost
         // a resolution per entry, and see only the links before it).
