@@ -316,7 +316,7 @@ export class TarballImage extends Construct {
   /** The Provider framework's isComplete handler (same code and role), when `totalTimeout` > `timeout`. */
   readonly isCompleteHandler?: lambda.Function;
   private readonly resource: CustomResource;
-  private lambdaChecked = false;
+  private lambdaCode?: lambda.DockerImageCode;
   private readonly compress: TarballImageCompression;
 
   constructor(scope: Construct, id: string, props: TarballImageProps) {
@@ -501,16 +501,8 @@ export class TarballImage extends Construct {
    * policy cannot be changed from here: the repository must already allow
    * `lambda.amazonaws.com` (the CDK bootstrap repository does since bootstrap version 10).
    */
-  private forLambda(architecture?: lambda.Architecture): void {
-    const arch = this.lambdaArchitecture();
-    if (architecture !== undefined && architecture.name !== arch) {
-      throw new TarballImageValidationError(
-        `the image is ${this.facts.manifests[0]!.platform} but the function's architecture is ${architecture.name}; set architecture: lambda.Architecture.${arch === 'arm64' ? 'ARM_64' : 'X86_64'}`,
-        this,
-      );
-    }
-    if (this.lambdaChecked) return;
-    this.lambdaChecked = true;
+  private forLambda(): void {
+    this.lambdaArchitecture();
     this.repository.grantPull(new iam.ServicePrincipal('lambda.amazonaws.com'));
   }
 
@@ -546,13 +538,50 @@ export class TarballImage extends Construct {
 
   /**
    * The image as Lambda function code (`DockerImageFunction`); checks that Lambda can run it,
-   * and, when the function is created, that its architecture is the image's.
+   * and, when the app is synthesized, that the architecture of each function given it is the
+   * image's.
    */
   toLambdaCode(): lambda.DockerImageCode {
-    this.lambdaArchitecture();
-    return new TarballLambdaCode(new ImageUriCode(this.imageUri), (arch) =>
-      this.forLambda(arch ?? lambda.Architecture.X86_64),
-    );
+    const arch = this.lambdaArchitecture();
+    if (this.lambdaCode === undefined) {
+      const repository = new PushedImageRepository(
+        this,
+        'LambdaCode',
+        this.repository,
+        this.imageDigest,
+        this.imageUri,
+      );
+      this.lambdaCode = lambda.DockerImageCode.fromEcr(repository, { tagOrDigest: this.imageDigest });
+      // The function's architecture: the public way to the function is Code.bind(scope), and
+      // fromEcr's code is aws-cdk-lib's own (EcrImageCode), so no code of ours sees the
+      // function. The check runs when the app is synthesized (a construct validation): it
+      // finds the L2 functions whose code names this image and reads their public
+      // `architecture`. It throws this construct's error (one line starting with the image's
+      // path, as every other check) rather than return a message, which aws-cdk-lib would
+      // wrap into a multi-line error of another class.
+      this.node.addValidation({
+        validate: () => {
+          this.checkLambdaArchitectures(arch);
+          return [];
+        },
+      });
+    }
+    return this.lambdaCode;
+  }
+
+  /** Fails for the first `lambda.Function` in the app that runs this image on another architecture. */
+  private checkLambdaArchitectures(arch: string): void {
+    for (const c of this.node.root.node.findAll()) {
+      if (!(c instanceof lambda.Function)) continue;
+      const cfn = c.node.defaultChild;
+      if (!(cfn instanceof lambda.CfnFunction)) continue;
+      const code = cfn.code as lambda.CfnFunction.CodeProperty;
+      if (code.imageUri !== this.imageUri || c.architecture.name === arch) continue;
+      throw new TarballImageValidationError(
+        `the image is ${this.facts.manifests[0]!.platform} but the function's architecture is ${c.architecture.name} (${c.node.path}); set architecture: lambda.Architecture.${arch === 'arm64' ? 'ARM_64' : 'X86_64'}`,
+        this,
+      );
+    }
   }
 
   /** The image for an ECS container; the task's execution role gets pull rights. */
@@ -582,48 +611,48 @@ export class TarballImage extends Construct {
 }
 
 /**
- * Lambda code naming the pushed image by the custom resource's `ImageUri` attribute: a
- * `Fn::GetAtt` of the resource, so CloudFormation creates the function after the push. Public
- * API (`lambda.Code.bind`, `CodeConfig.image`). Not `lambda.Code.fromEcrImage(repository,
- * { tagOrDigest })`: it builds the URI with repositoryUriForTagOrDigest, which takes the `@` form
- * only for a literal `sha256:` string and gives `<repository>:<token>` for the digest attribute.
+ * TarballImage's repository as `lambda.DockerImageCode.fromEcr` sees it: the URI it gives for
+ * the pushed image's digest (the custom resource's `ImageDigest` attribute) is the resource's
+ * `ImageUri` attribute, a `Fn::GetAtt`, so CloudFormation creates the function after the push;
+ * grants go to the repository itself. Public API only (ecr.RepositoryBase, its public
+ * methods). `DockerImageFunction` takes a `DockerImageCode`, whose only member is internal: the
+ * public ways to one are `fromEcr` and `fromImageAsset`, and `fromEcr`'s code (EcrImageCode)
+ * names the image with `repository.repositoryUriForTagOrDigest(tagOrDigest)`. The real
+ * repository's takes the `@` form only for a literal `sha256:` string and gives
+ * `<repository>:<token>` for the digest attribute, an invalid reference; a literal
+ * `sha256:` + Fn::Select of the digest would pass, but name the image by the repository's ARN
+ * parts instead of the URI the push reported.
  */
-class ImageUriCode extends lambda.Code {
-  readonly isInline = false;
+class PushedImageRepository extends ecr.RepositoryBase {
+  readonly repositoryName: string;
+  readonly repositoryArn: string;
 
-  constructor(private readonly imageUri: string) {
-    super();
-  }
-
-  bind(_scope: Construct): lambda.CodeConfig {
-    return { image: { imageUri: this.imageUri } };
-  }
-}
-
-/**
- * The one internal aws-cdk-lib member TarballImage relies on. `DockerImageFunction` takes a
- * `DockerImageCode`, whose only member is the `@internal` `_bind(architecture)`: aws-cdk-lib's
- * own `DockerImageCode.fromEcr` returns a bare `{ _bind }` object. The function's architecture
- * reaches its code through that call alone, before the function exists, and the check must run
- * there for a wrong architecture to fail where the function is created: the public
- * `lambda.Code.bind(scope)` runs inside `lambda.Function`'s constructor before it sets
- * `architecture`, and `DockerImageCode.fromEcr(...)` gives no hook at all (it also cannot name
- * the image by its digest attribute, see ImageUriCode). So this class overrides `_bind` to run
- * the check and returns the public ImageUriCode; if aws-cdk-lib stops calling `_bind` with the
- * architecture, the arm64 test in test/cdk/construct.test.ts fails.
- */
-class TarballLambdaCode extends lambda.DockerImageCode {
   constructor(
-    private readonly code: lambda.Code,
-    private readonly check: (arch: lambda.Architecture | undefined) => void,
+    scope: Construct,
+    id: string,
+    private readonly target: ecr.IRepository,
+    private readonly imageDigest: string,
+    private readonly imageUri: string,
   ) {
-    super();
+    super(scope, id, { account: target.env.account, region: target.env.region });
+    this.repositoryName = target.repositoryName;
+    this.repositoryArn = target.repositoryArn;
   }
 
-  /** Called by DockerImageFunction's constructor with the function's architecture. */
-  _bind(architecture?: lambda.Architecture): lambda.Code {
-    this.check(architecture);
-    return this.code;
+  override repositoryUriForTagOrDigest(tagOrDigest?: string): string {
+    return tagOrDigest === this.imageDigest ? this.imageUri : super.repositoryUriForTagOrDigest(tagOrDigest);
+  }
+
+  addToResourcePolicy(statement: iam.PolicyStatement): iam.AddToResourcePolicyResult {
+    return this.target.addToResourcePolicy(statement);
+  }
+
+  override grant(grantee: iam.IGrantable, ...actions: string[]): iam.Grant {
+    return this.target.grant(grantee, ...actions);
+  }
+
+  override grantPull(grantee: iam.IGrantable): iam.Grant {
+    return this.target.grantPull(grantee);
   }
 }
 

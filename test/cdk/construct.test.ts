@@ -373,26 +373,49 @@ describe('TarballImage synth: consumers', () => {
   });
 
   it('L2 DockerImageFunction on arm64 with an arm64 image; a wrong architecture fails synth', () => {
-    const app = new App();
-    const stack = new Stack(app, 'Stack', { env: ENV });
-    const image = new TarballImage(stack, 'Img', { tarball: multi, platform: 'linux/amd64' });
+    // The function's architecture is checked when the app is synthesized.
+    const withFunctions = (...archs: (lambda.Architecture | undefined)[]) => {
+      const app = new App();
+      const stack = new Stack(app, 'Stack', { env: ENV });
+      const image = new TarballImage(stack, 'Img', { tarball: multi, platform: 'linux/amd64' });
+      archs.forEach((architecture, i) => {
+        new lambda.DockerImageFunction(stack, `Fn${i}`, { code: image.toLambdaCode(), architecture });
+      });
+      return { app, stack };
+    };
+    // x86_64, given or the default, is the image's.
+    Template.fromStack(withFunctions(lambda.Architecture.X86_64, undefined).stack).hasResourceProperties(
+      'AWS::Lambda::Function',
+      { PackageType: 'Image', Architectures: ['x86_64'] },
+    );
+    const wrong = withFunctions(lambda.Architecture.X86_64, lambda.Architecture.ARM_64);
+    throwsAt(() => wrong.app.synth(), 'Stack/Img', /linux\/amd64.*architecture is arm64 \(Stack\/Fn1\).*X86_64/);
     throwsAt(
-      () =>
-        new lambda.DockerImageFunction(stack, 'Fn', {
-          code: image.toLambdaCode(),
-          architecture: lambda.Architecture.ARM_64,
-        }),
+      () => Template.fromStack(withFunctions(lambda.Architecture.ARM_64).stack),
       'Stack/Img',
       /linux\/amd64.*architecture is arm64.*X86_64/,
     );
-    new lambda.DockerImageFunction(stack, 'Fn2', {
-      code: image.toLambdaCode(),
-      architecture: lambda.Architecture.X86_64,
-    });
-    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
-      PackageType: 'Image',
-      Architectures: ['x86_64'],
-    });
+  });
+
+  it('the architecture check covers functions in other stacks, and only those given this image', () => {
+    const build = (wrong: boolean) => {
+      const app = new App();
+      const stack = new Stack(app, 'Stack', { env: ENV });
+      const image = new TarballImage(stack, 'Img', { tarball: gzipAmd });
+      const arm = new TarballImage(stack, 'Arm', { tarball: multi, platform: 'linux/arm64' });
+      const other = new Stack(app, 'Other', { env: ENV });
+      const code = arm.toLambdaCode();
+      new lambda.DockerImageFunction(other, 'ArmFn', { code, architecture: lambda.Architecture.ARM_64 });
+      new lambda.DockerImageFunction(other, 'AmdFn', { code: image.toLambdaCode() });
+      if (wrong) new lambda.DockerImageFunction(other, 'Wrong', { code });
+      return app;
+    };
+    build(false).synth();
+    throwsAt(
+      () => build(true).synth(),
+      'Stack/Arm',
+      /linux\/arm64 but the function's architecture is x86_64 \(Other\/Wrong\); set architecture: lambda\.Architecture\.ARM_64$/,
+    );
   });
 
   it('L1 CfnFunction with code.imageUri, forLambda: the repository policy is added', () => {
@@ -561,14 +584,13 @@ describe('TarballImage synth failures are TarballImageValidationError', () => {
     assert.match(String(e), /^TarballImageValidationError: Stack\/Img: memorySize/);
   });
 
-  it("a consumer's failure (DockerImageFunction of the wrong architecture) names the image, not the function", () => {
+  it("a consumer's failure (DockerImageFunction of the wrong architecture), at synth, is the image's error", () => {
     const app = new App();
     const stack = new Stack(app, 'Stack', { env: ENV });
     const image = new TarballImage(stack, 'Img', { tarball: gzipAmd });
     const code = image.toLambdaCode();
-    const e = thrown(
-      () => new lambda.DockerImageFunction(stack, 'Fn', { code, architecture: lambda.Architecture.ARM_64 }),
-    );
+    new lambda.DockerImageFunction(stack, 'Fn', { code, architecture: lambda.Architecture.ARM_64 });
+    const e = thrown(() => app.synth());
     assert.ok(e instanceof TarballImageValidationError);
     assert.equal(e.constructPath, 'Stack/Img');
     // toLambdaCode() and forLambda fail the same way.
@@ -691,22 +713,6 @@ describe('TarballImage synth: consumers are deployed after the push', () => {
 });
 
 describe('TarballImage synth: what it relies on in aws-cdk-lib beyond the public API', () => {
-  it("DockerImageFunction hands the function's architecture to DockerImageCode._bind, before the function exists", () => {
-    // TarballLambdaCode's architecture check depends on this internal call (see its comment).
-    const seen: (string | undefined)[] = [];
-    const inner = lambda.DockerImageCode.fromEcr(ecr.Repository.fromRepositoryName(new Stack(), 'R', 'r'));
-    class Spy extends lambda.DockerImageCode {
-      _bind(architecture?: lambda.Architecture): lambda.Code {
-        seen.push(architecture?.name);
-        return (inner as unknown as { _bind(a?: lambda.Architecture): lambda.Code })._bind(architecture);
-      }
-    }
-    const stack = new Stack(new App(), 'Stack', { env: ENV });
-    new lambda.DockerImageFunction(stack, 'Arm', { code: new Spy(), architecture: lambda.Architecture.ARM_64 });
-    new lambda.DockerImageFunction(stack, 'Default', { code: new Spy() });
-    assert.deepEqual(seen, ['arm64', undefined]);
-  });
-
   it('DefaultStackSynthesizer and CliCredentialsStackSynthesizer keep the image assets repository name in the private field repositoryName', () => {
     // bootstrapRepository reads it (no public API gives it): a rename in aws-cdk-lib fails here.
     // The stack binds a copy of the synthesizer it is given (reusableBind): the field is on that.
