@@ -48,9 +48,7 @@ export async function openDestination(
   const host = ref.registry === DOCKER_HUB_REGISTRY ? 'docker.io' : ref.registry;
   const repository = ref.repository;
   const tag = ref.tag;
-  const network =
-    opts.network ??
-    new Network({ env: opts.env ?? process.env, ...(opts.certDir !== undefined ? { certDir: opts.certDir } : {}) });
+  const network = opts.network ?? new Network({ env: opts.env ?? process.env, certDir: opts.certDir });
   opts.logger?.(network.describe());
   const ecr = parseEcrHost(host);
   if (ecr !== undefined || opts.ecr) {
@@ -90,12 +88,12 @@ export async function openDestination(
         client,
         repository,
         host,
-        ...(opts.createRepository ? { createRepository: true } : {}),
-        ...(opts.imageTagMutability ? { imageTagMutability: opts.imageTagMutability } : {}),
-        ...(ecr ? { registryId: ecr.account } : {}),
-        ...(opts.insecure ? { insecure: true } : {}),
+        createRepository: opts.createRepository,
+        imageTagMutability: opts.imageTagMutability,
+        registryId: ecr?.account,
+        insecure: opts.insecure,
         network,
-        ...(opts.logger ? { logger: opts.logger } : {}),
+        logger: opts.logger,
         onClose: async () => client.destroy(),
       });
       return { destination, tags: tag ? [tag] : [] };
@@ -104,15 +102,15 @@ export async function openDestination(
       client,
       host,
       repository,
-      ...(ecr ? { registryId: ecr.account } : {}),
-      ...(region ? { region } : {}),
-      ...(opts.profile ? { profile: opts.profile } : {}),
-      ...(opts.endpointUrl ? { endpoint: opts.endpointUrl } : {}),
-      ...(opts.createRepository ? { createRepository: true } : {}),
-      ...(opts.imageTagMutability ? { imageTagMutability: opts.imageTagMutability } : {}),
-      ...(opts.insecure ? { insecure: true } : {}),
+      registryId: ecr?.account,
+      region,
+      profile: opts.profile,
+      endpoint: opts.endpointUrl,
+      createRepository: opts.createRepository,
+      imageTagMutability: opts.imageTagMutability,
+      insecure: opts.insecure,
       network,
-      ...(opts.logger ? { logger: opts.logger } : {}),
+      logger: opts.logger,
       onClose: async () => client.destroy(),
     });
     return { destination, tags: tag ? [tag] : [] };
@@ -131,16 +129,17 @@ export async function openDestination(
       : defaultCredentials(opts.env ?? process.env);
   const client = new RegistryClient({
     registry: ref.registry,
+    // Absent unless set: the client's `plainHttp ??` then detects a loopback registry.
     ...(opts.plainHttp ? { plainHttp: true } : {}),
-    ...(opts.insecure ? { insecure: true } : {}),
+    insecure: opts.insecure,
     network,
     credentials,
-    ...(opts.logger ? { logger: opts.logger } : {}),
+    logger: opts.logger,
   });
   const destination = new RegistryDestination(client, ref.repository, {
     host,
-    ...(opts.mountFrom ? { mountFrom: opts.mountFrom } : {}),
-    ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+    mountFrom: opts.mountFrom,
+    chunkSize: opts.chunkSize,
   });
   return { destination, tags: tag ? [tag] : [] };
 }
