@@ -285,7 +285,7 @@ const ops: Record<string, Handler> = {
     if (id !== undefined && id !== s.registryId) return { repositories: [] };
     const all = [...s.storage.repos.values()].sort((a, c) => (a.name < c.name ? -1 : a.name > c.name ? 1 : 0));
     const { page, nextToken } = paginate(all, b, 100);
-    return { repositories: page.map((r) => repositoryJson(s, r, region)), ...(nextToken ? { nextToken } : {}) };
+    return { repositories: page.map((r) => repositoryJson(s, r, region)), nextToken };
   },
 
   async DeleteRepository(s, b, region) {
@@ -459,8 +459,8 @@ const ops: Record<string, Handler> = {
       {
         bytes: Buffer.from(manifest, 'utf8'),
         ...(mediaType ? { mediaType } : {}),
-        ...(tag !== undefined ? { tag } : {}),
-        ...(digest ? { digest } : {}),
+        tag,
+        digest,
       },
       s.registryId,
     );
@@ -476,7 +476,7 @@ const ops: Record<string, Handler> = {
       image: {
         registryId: s.registryId,
         repositoryName: repo.name,
-        imageId: { imageDigest: r.digest, ...(tag !== undefined ? { imageTag: tag } : {}) },
+        imageId: { imageDigest: r.digest, imageTag: tag },
         imageManifest: manifest,
         imageManifestMediaType: r.mediaType,
       },
@@ -511,7 +511,7 @@ const ops: Record<string, Handler> = {
         images.push({
           registryId: s.registryId,
           repositoryName: repo.name,
-          imageId: { imageDigest: d, ...(id.imageTag !== undefined ? { imageTag: id.imageTag } : {}) },
+          imageId: { imageDigest: d, imageTag: id.imageTag },
           imageManifest: bytes.toString('utf8'),
           imageManifestMediaType: img.mediaType,
         });
@@ -548,7 +548,7 @@ const ops: Record<string, Handler> = {
     const { page, nextToken } = ids ? { page: selected, nextToken: undefined } : paginate(selected, b, 100);
     const imageDetails = [];
     for (const img of page) imageDetails.push(await imageDetail(s, repo, img));
-    return { imageDetails, ...(nextToken ? { nextToken } : {}) };
+    return { imageDetails, nextToken };
   },
 
   async ListImages(s, b) {
@@ -563,7 +563,7 @@ const ops: Record<string, Handler> = {
       }
     }
     const { page, nextToken } = paginate(all, b, 100);
-    return { imageIds: page, ...(nextToken ? { nextToken } : {}) };
+    return { imageIds: page, nextToken };
   },
 
   async BatchDeleteImage(s, b) {
