@@ -3,7 +3,8 @@
 Usage: python app.py MODE ARCHIVE OUTDIR
   MODE good: a TarballImage consumed by an L2 DockerImageFunction, an L1 CfnFunction and an
              ECS task; synthesizes to OUTDIR and prints what Python saw as one JSON line.
-  MODE arch: the image given to an arm64 DockerImageFunction; prints the error Python caught.
+  MODE arch: the image given to an arm64 DockerImageFunction; prints the error Python caught
+             when the app is synthesized.
   MODE bad:  a TarballImage of an archive that is not one; prints the error Python caught.
 """
 import json
@@ -64,13 +65,13 @@ def main() -> None:
         app.synth()
         print(json.dumps({"seen": stack.seen}))
     elif mode == "arch":
-        # Lambda safety at synth, through jsii: an arm64 function given this linux/amd64 image.
+        # Lambda safety at synth, through jsii: an arm64 function given this linux/amd64 image
+        # (the architecture is checked when the app is synthesized).
         stack = cdk.Stack(app, "ArchStack", env=cdk.Environment(account="123456789012", region="eu-west-1"))
         image = TarballImage(stack, "Img", tarball=archive)
+        lambda_.DockerImageFunction(stack, "Fn", code=image.to_lambda_code(), architecture=lambda_.Architecture.ARM_64)
         try:
-            lambda_.DockerImageFunction(
-                stack, "Fn", code=image.to_lambda_code(), architecture=lambda_.Architecture.ARM_64
-            )
+            app.synth()
         except Exception as e:
             print(json.dumps({"error": str(e), "type": type(e).__name__}))
             return
