@@ -143,7 +143,7 @@ async function tarStreamPack(specs: readonly Spec[], opts: { pax?: Record<string
         uid: 0,
         gid: 0,
         mode: 0o644,
-        ...(opts.pax ? { pax: opts.pax } : {}),
+        pax: opts.pax,
       };
       if (s.type === 'file') pack.entry({ ...base, type: 'file', size: s.data.length }, s.data, cb);
       else if (s.type === 'symlink' || s.type === 'link')
