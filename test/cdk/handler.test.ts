@@ -233,7 +233,7 @@ describe('TarballImage handler against s3rver and lading serve', gate, () => {
       ecr,
       insecureRegistry: true,
       log,
-      ...(opts.marginMs !== undefined ? { marginMs: opts.marginMs } : {}),
+      marginMs: opts.marginMs,
       ...opts.deps,
     });
     assert.equal(cfn.received.length, before + 1, 'exactly one answer PUT to the response URL');
