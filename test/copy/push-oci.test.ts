@@ -79,7 +79,7 @@ describe('push to an OCI layout', () => {
         if (images.length > 1 && img.names.length === 0) continue; // unnamed legacy image: chosen by digest elsewhere
         const image = images.length > 1 ? img.names[0] : undefined;
         const tag = `t${i}`;
-        const res = await push(f.path, dir, { tags: [tag], platforms, ...(image ? { image } : {}) });
+        const res = await push(f.path, dir, { tags: [tag], platforms, image });
         const back = await readBack(dir, tag);
         assert.equal(back.digest, res.digest);
         assert.equal(res.reference, `oci:${dir}@${res.digest}`);
