@@ -156,7 +156,7 @@ describe('push to ECR (lading serve)', gate, () => {
               tags: [`t${i}`],
               platforms: pushablePlatforms(img),
               pushForeignLayers: true,
-              ...(f.expected.images.length > 1 ? { image: img.names[0]! } : {}),
+              image: f.expected.images.length > 1 ? img.names[0] : undefined,
             };
             let res;
             try {
