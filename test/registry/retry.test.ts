@@ -34,7 +34,7 @@ describe('retry', () => {
       attempts: 5,
       baseDelayMs: 8,
       random: () => 0.999,
-      classify: (_e, attempt) => ({ retry: true, ...(attempt === 3 ? { afterMs: 100 } : {}) }),
+      classify: (_e, attempt) => ({ retry: true, afterMs: attempt === 3 ? 100 : undefined }),
       onRetry: ({ delayMs }) => delays.push(delayMs),
     });
     assert.equal(r, 'done');
