@@ -626,7 +626,7 @@ describe('lading serve: ECR API through @aws-sdk/client-ecr', () => {
         new PutImageCommand({
           repositoryName: 'many',
           imageManifest: m.bytes.toString(),
-          ...(i < 3 ? { imageTag: `t${i}` } : {}),
+          imageTag: i < 3 ? `t${i}` : undefined,
         }),
       );
       digests.push(m.digest);
@@ -660,9 +660,7 @@ describe('lading serve: ECR API through @aws-sdk/client-ecr', () => {
     let nextToken: string | undefined;
     let pages = 0;
     do {
-      const page = await ecr.send(
-        new DescribeImagesCommand({ repositoryName: 'many', maxResults: 2, ...(nextToken ? { nextToken } : {}) }),
-      );
+      const page = await ecr.send(new DescribeImagesCommand({ repositoryName: 'many', maxResults: 2, nextToken }));
       seen.push(...page.imageDetails!.map((d) => d.imageDigest!));
       nextToken = page.nextToken;
       pages++;
@@ -726,9 +724,7 @@ describe('lading serve: ECR API through @aws-sdk/client-ecr', () => {
     const names: string[] = [];
     let nextToken: string | undefined;
     do {
-      const page = await ecr.send(
-        new DescribeRepositoriesCommand({ maxResults: 3, ...(nextToken ? { nextToken } : {}) }),
-      );
+      const page = await ecr.send(new DescribeRepositoriesCommand({ maxResults: 3, nextToken }));
       names.push(...page.repositories!.map((x) => x.repositoryName!));
       nextToken = page.nextToken;
     } while (nextToken);

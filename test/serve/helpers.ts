@@ -263,7 +263,7 @@ export async function pushImage(
     new PutImageCommand({
       repositoryName,
       imageManifest: img.manifest.bytes.toString('utf8'),
-      ...(tag ? { imageTag: tag } : {}),
+      imageTag: tag,
     }),
   );
 }
