@@ -61,7 +61,7 @@ export function lading(
     env: childEnv(env),
     scratchDir: ctx.scratchDir,
     timeoutMs: 10 * 60_000,
-    ...(onSpawn ? { onSpawn } : {}),
+    onSpawn,
   });
 }
 

@@ -121,7 +121,7 @@ export async function benchEcr(ctx: BenchContext): Promise<Table[]> {
         median: m,
         samples: results[img.id]![t].map((x) => x.sample),
         bytes: size,
-        ...(t === 'registry' ? { ratio: ratioText(reg, api) } : {}),
+        ratio: t === 'registry' ? ratioText(reg, api) : undefined,
         extra: { mibPerS: mibPerS(size, m.wallS), serverCpuS: server(t).cpuS, serverPeakRssMiB: server(t).rssMiB },
       };
       judge(row, 'RSS <= 160 MiB', [['RSS', m.rssMiB <= 160]]);

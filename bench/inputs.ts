@@ -340,7 +340,7 @@ export function writeDockerArchive(path: string, layers: LayerFile[], name: stri
     entries.push({
       name: `${id}/json`,
       data: Buffer.from(
-        JSON.stringify({ id, ...(i > 0 ? { parent: ids[i - 1] } : {}), created: '2026-01-01T00:00:00Z' }),
+        JSON.stringify({ id, parent: i > 0 ? ids[i - 1] : undefined, created: '2026-01-01T00:00:00Z' }),
       ),
     });
     entries.push({ name: `${id}/layer.tar`, file: l.path });

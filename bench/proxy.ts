@@ -337,13 +337,13 @@ export async function benchProxy(ctx: BenchContext): Promise<Table[]> {
         median: m,
         samples: rec(w).map((x) => x.sample),
         bytes: size,
-        ...(peer ? { ratio: ratioText(m, med(peer)) } : {}),
+        ratio: peer ? ratioText(m, med(peer)) : undefined,
         extra: {
           registryCpuS: medOf(w, (x) => x.registryCpuS),
           ...(w.endsWith('-proxy')
             ? { proxyCpuS: medOf(w, (x) => x.proxyCpuS), proxyReadBytes: medOf(w, (x) => x.proxyReadBytes) }
             : {}),
-          ...(w.startsWith('lading') ? { blobs: rec(w).map((x) => x.push?.blobs) } : {}),
+          blobs: w.startsWith('lading') ? rec(w).map((x) => x.push?.blobs) : undefined,
         },
       };
       // The proxy adds no target of its own: a push through it is held to the push target (issue 3).
