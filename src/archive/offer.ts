@@ -56,7 +56,7 @@ export async function offerEntry(
     openCompressed: (codec, level) => {
       once();
       if (compression !== 'none') throw new LadingError('INTERNAL', `${what}: already ${compression}-compressed`);
-      return piped(source, [verify, createCompressor(codec, level)]);
+      return piped(source, [verify, createCompressor(codec, level)], true);
     },
   };
   const placed = await take(offer);
