@@ -1,13 +1,14 @@
 /**
  * `npm run bench`: lading measured beside a reference, in one run. See bench/README.md.
  *
- *   node dist/bench/run.js [--runs N] [--quick] [--only inspect|push|real|ecr|proxy] [--layer-mib N]
+ *   node dist/bench/run.js [--runs N] [--quick] [--only inspect|push|real|ecr|proxy|cdk20] [--layer-mib N]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { benchCdk20 } from './cdk20';
 import type { BenchContext } from './context';
 import { benchEcr } from './ecr';
 import { prepareInputs } from './inputs';
@@ -19,7 +20,7 @@ import { benchReal } from './real';
 import { renderTable, type Table } from './report';
 import { REGISTRY_BINARY, TINYPROXY_BINARY } from './servers';
 
-const SCENARIOS = ['inspect', 'push', 'real', 'ecr', 'proxy'] as const;
+const SCENARIOS = ['inspect', 'push', 'real', 'ecr', 'proxy', 'cdk20'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const help = `Usage: npm run bench -- [options]     (or: node dist/bench/run.js [options])
@@ -32,7 +33,7 @@ Options:
   --quick           small inputs (64 MiB layers) for a smoke run
   --layer-mib N     layer size in MiB (default 256; the images have 5 layers; the real-files
                     layer of 'real' is about 1.9x this)
-  --only S          inspect, push, real, ecr or proxy (repeatable, or comma-separated)
+  --only S          inspect, push, real, ecr, proxy or cdk20 (repeatable, or comma-separated)
   -h, --help        this help
 
 Environment:
@@ -177,7 +178,9 @@ async function main(): Promise<number> {
             ? await benchReal(ctx)
             : s === 'ecr'
               ? await benchEcr(ctx)
-              : await benchProxy(ctx);
+              : s === 'proxy'
+                ? await benchProxy(ctx)
+                : await benchCdk20(ctx);
     for (const t of made) print(t);
     tables.push(...made);
   }
