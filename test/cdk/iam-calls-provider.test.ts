@@ -85,6 +85,7 @@ import {
   functionRole,
   iamMatch,
   PARTITION,
+  cfnEvents,
   REGION,
   repositoryArn,
   roleGrants,
@@ -344,23 +345,7 @@ describe("the Provider path's calls (onEvent, isComplete) against the IAM polici
     if (cacheRoot) rmSync(cacheRoot, { recursive: true, force: true });
   });
 
-  let seq = 0;
-  function event(
-    type: CustomResourceEvent['RequestType'],
-    stack: ProviderStack,
-    extra: Partial<CustomResourceEvent> = {},
-  ): CustomResourceEvent {
-    return {
-      RequestType: type,
-      ResponseURL: cfn.url,
-      StackId: `arn:${PARTITION}:cloudformation:${REGION}:${ACCOUNT}:stack/${stack.name}/1`,
-      RequestId: `req-${++seq}`,
-      LogicalResourceId: 'ImgResource',
-      ResourceType: 'Custom::LadingTarballImage',
-      ResourceProperties: stack.props,
-      ...extra,
-    };
-  }
+  const event = cfnEvents(() => cfn.url);
 
   /** An invocation with 20 s left and no margin, draining at once: one blob, then "not done". */
   const brief = { ctx: { getRemainingTimeInMillis: () => 20_000 }, deps: { marginMs: 0, drainMs: 20_000 } };

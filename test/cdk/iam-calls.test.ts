@@ -47,7 +47,7 @@ import {
   dockerArchive,
   evaluate,
   functionRole,
-  PARTITION,
+  cfnEvents,
   REGION,
   repositoryArn,
   roleGrants,
@@ -175,23 +175,7 @@ describe("the handler's calls against the IAM policy TarballImage grants its rol
     if (cacheDir) rmSync(cacheDir, { recursive: true, force: true });
   });
 
-  let seq = 0;
-  function event(
-    type: CustomResourceEvent['RequestType'],
-    stack: Synthesized,
-    extra: Partial<CustomResourceEvent> = {},
-  ): CustomResourceEvent {
-    return {
-      RequestType: type,
-      ResponseURL: cfn.url,
-      StackId: `arn:${PARTITION}:cloudformation:${REGION}:${ACCOUNT}:stack/${stack.name}/1`,
-      RequestId: `req-${++seq}`,
-      LogicalResourceId: 'ImgResource',
-      ResourceType: 'Custom::LadingTarballImage',
-      ResourceProperties: stack.props,
-      ...extra,
-    };
-  }
+  const event = cfnEvents(() => cfn.url);
 
   /** Runs the handler over one event with `stack`'s properties and records the calls it made. */
   async function run(path: string, e: CustomResourceEvent, stack: Synthesized): Promise<CustomResourceResponse> {

@@ -27,6 +27,7 @@ import {
   withAnnotations,
   type Layer,
 } from '../fixtures';
+import type { CustomResourceEvent, TarballImageResourceProperties } from '../../src/cdk/handler';
 import type { Recorded } from './bundled-rig';
 
 export const ACCOUNT = '000000000000'; // lading serve's registry id
@@ -335,4 +336,26 @@ export async function zeroByteLayerArchive(seed = 'iam-zero'): Promise<string> {
     ]),
   );
   return p;
+}
+
+/**
+ * CloudFormation's requests for the synthesized stacks of a rig, each with its own RequestId, the
+ * answer going to `responseUrl()` (read at each call: the receiver starts after the rig is built).
+ */
+export function cfnEvents(responseUrl: () => string) {
+  let seq = 0;
+  return (
+    type: CustomResourceEvent['RequestType'],
+    stack: { name: string; props: TarballImageResourceProperties },
+    extra: Partial<CustomResourceEvent> = {},
+  ): CustomResourceEvent => ({
+    RequestType: type,
+    ResponseURL: responseUrl(),
+    StackId: `arn:${PARTITION}:cloudformation:${REGION}:${ACCOUNT}:stack/${stack.name}/1`,
+    RequestId: `req-${++seq}`,
+    LogicalResourceId: 'ImgResource',
+    ResourceType: 'Custom::LadingTarballImage',
+    ResourceProperties: stack.props,
+    ...extra,
+  });
 }
