@@ -34,7 +34,14 @@ import { crc32 } from './crc32';
  * holds its input, zlib's state, ~550 KiB with memLevel 9, and its output); the writable side takes
  * no more input until a block is written, and the readable side's buffer stops it as usual.
  */
-export const BLOCK_SIZE = 256 * 1024;
+/**
+ * The block size. Each block costs the main thread a deflate stream's set-up and dispatch (~0.2 ms,
+ * most of it zlib's init with the dictionary and the output buffer): at 256 KiB that was ~1 s of
+ * serial main-thread work per 500 MiB layer, which capped two cores at ~1.5x one. At 1 MiB a
+ * push of the bench's real-files layer took 5.2-5.5 s instead of 5.8-6.3 s on two cores (A/B, 3
+ * runs each), for +7 MiB peak RSS and a 0.2% larger layer.
+ */
+export const BLOCK_SIZE = 1024 * 1024;
 /**
  * The default level. On a layer of real files (binaries, libraries, text; bench scenario
  * "real"), level 2 with MEM_LEVEL 9 costs the CPU of level 1 with zlib's default memLevel 8
@@ -121,7 +128,7 @@ export function storedBlocks(seg: Buffer): Buffer[] {
 export interface AdaptiveGzipOptions {
   /** zlib level, 0-9. @default DEFAULT_LEVEL (2) */
   level?: number;
-  /** Bytes per block; part of what determines the output bytes. At least 32 KiB. @default 256 KiB */
+  /** Bytes per block; part of what determines the output bytes. At least 32 KiB. @default 1 MiB */
   blockSize?: number;
   /** Blocks compressing or waiting to be written at once; does not change the output. @default defaultInFlight() */
   inFlight?: number;
@@ -185,7 +192,7 @@ export class AdaptiveGzip extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     const B = this.blockSize;
     if (this.pendingLen === 0 && chunk.length % B === 0) {
-      // Whole blocks (a file read gives 256 KiB chunks): views of the chunk, each holding it;
+      // Whole blocks (a chunk of a multiple of the block size): views of the chunk, each holding it;
       // the chunk goes back to its pool when the last of them is done with.
       for (let off = 0; off < chunk.length; off += B) {
         hold(chunk);
