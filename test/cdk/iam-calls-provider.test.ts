@@ -42,7 +42,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { CreateRepositoryCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -55,7 +55,7 @@ import {
   type IsCompleteEvent,
   type TarballImageResourceProperties,
 } from '../../src/cdk/handler';
-import { TarballImage, TarballImageCompression, type TarballImageProps } from '../../src/cdk';
+import { TarballImageCompression, type TarballImageProps } from '../../src/cdk';
 import {
   BlobStore,
   file,
@@ -86,6 +86,7 @@ import {
   iamMatch,
   PARTITION,
   cfnEvents,
+  synthesizeEach,
   REGION,
   repositoryArn,
   roleGrants,
@@ -293,19 +294,10 @@ describe("the Provider path's calls (onEvent, isComplete) against the IAM polici
       { name: 'PMulti', removal: 'RETAIN', props: { tarball: archives.multi, ...provider } },
       { name: 'PCorrupt', removal: 'RETAIN', props: { tarball: archives.corrupt, verifyAtSynth: false, ...provider } },
     ];
-    const app = new App();
-    const made = specs.map((s) => {
-      const stack = new Stack(app, s.name, { env: { account: ACCOUNT, region: REGION } });
-      new TarballImage(stack, 'Img', s.props);
-      return { ...s, stack };
-    });
-    const asm = app.synth();
-    for (const s of made)
-      stacks[s.name] = readProviderStack(
-        s.name,
-        s.removal,
-        Template.fromJSON(asm.getStackByName(s.stack.stackName).template as Record<string, unknown>),
-      );
+    Object.assign(
+      stacks,
+      synthesizeEach(specs, (s, t) => readProviderStack(s.name, s.removal, t)),
+    );
 
     const first = stacks.PA!.props;
     s3 = await startS3(first.Bucket);

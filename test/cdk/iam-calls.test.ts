@@ -20,7 +20,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { RemovalPolicy } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { CreateRepositoryCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -30,7 +30,7 @@ import {
   type CustomResourceResponse,
   type TarballImageResourceProperties,
 } from '../../src/cdk/handler';
-import { TarballImage, TarballImageCompression, type TarballImageProps } from '../../src/cdk';
+import { TarballImageCompression, type TarballImageProps } from '../../src/cdk';
 import { SERVE_CREDENTIALS, startTestServer, type TestServer } from '../serve/helpers';
 import { ensureHandlerBundle, multiPlatformArchive } from './helpers';
 import {
@@ -48,6 +48,7 @@ import {
   evaluate,
   functionRole,
   cfnEvents,
+  synthesizeEach,
   REGION,
   repositoryArn,
   roleGrants,
@@ -126,20 +127,10 @@ describe("the handler's calls against the IAM policy TarballImage grants its rol
       { name: 'Zero', removal: 'RETAIN', props: { tarball: archives.zero, compress: TarballImageCompression.NONE } },
       { name: 'Multi', removal: 'RETAIN', props: { tarball: archives.multi } },
     ];
-    // One app, one synthesis; a stack per TarballImage.
-    const app = new App();
-    const made = specs.map((s) => {
-      const stack = new Stack(app, s.name, { env: { account: ACCOUNT, region: REGION } });
-      new TarballImage(stack, 'Img', s.props);
-      return { ...s, stack };
-    });
-    const asm = app.synth();
-    for (const s of made)
-      stacks[s.name] = readStack(
-        s.name,
-        s.removal,
-        Template.fromJSON(asm.getStackByName(s.stack.stackName).template as Record<string, unknown>),
-      );
+    Object.assign(
+      stacks,
+      synthesizeEach(specs, (s, t) => readStack(s.name, s.removal, t)),
+    );
 
     const first = stacks.A!.props;
     s3 = await startS3(first.Bucket);

@@ -9,7 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import type { Template } from 'aws-cdk-lib/assertions';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { TarballImage, type TarballImageProps } from '../../src/cdk';
 import { registryRoute } from '../../src/serve/registry-api';
 import {
   BlobStore,
@@ -358,4 +360,27 @@ export function cfnEvents(responseUrl: () => string) {
     ResourceProperties: stack.props,
     ...extra,
   });
+}
+
+/**
+ * One app, one synthesis, a stack per spec holding one TarballImage (ACCOUNT, REGION): each
+ * stack's template read by `read`, by the spec's name.
+ */
+export function synthesizeEach<S extends { name: string; props: TarballImageProps }, T>(
+  specs: readonly S[],
+  read: (spec: S, template: Template) => T,
+): Record<string, T> {
+  const app = new App();
+  const made = specs.map((s) => {
+    const stack = new Stack(app, s.name, { env: { account: ACCOUNT, region: REGION } });
+    new TarballImage(stack, 'Img', s.props);
+    return { spec: s, stack };
+  });
+  const asm = app.synth();
+  const out: Record<string, T> = {};
+  for (const { spec, stack } of made) {
+    const template = asm.getStackByName(stack.stackName).template as Record<string, unknown>;
+    out[spec.name] = read(spec, Template.fromJSON(template));
+  }
+  return out;
 }
