@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { addAbortSignal, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { LadingError } from '../errors';
-import { AdaptiveGzip, DEFAULT_LEVEL } from './adaptive-gzip';
+import { AdaptiveGzip } from './adaptive-gzip';
 import { BoundedZstdDecompress, isWindowError, windowMessage, type ZstdBinding } from './bounded-zstd';
 import type { Compression } from '../image/media-types';
 
@@ -186,7 +186,10 @@ export function zstdWorkers(): number {
 }
 
 export function createCompressor(c: Exclude<Compression, 'none'>, level?: number): Transform {
-  if (c === 'gzip') return new AdaptiveGzip(level ?? DEFAULT_LEVEL);
+  // gzip: without a level, the default engine at its default level (igzip 3 where lading's
+  // binding is built, else zlib 2); a level is zlib's 0-9, so the bytes it makes do not depend
+  // on whether the binding is there.
+  if (c === 'gzip') return new AdaptiveGzip(level === undefined ? {} : { engine: 'zlib', level });
   // zstd-napi first when installed, on any Node.js: it runs zstd's workers, and the same
   // binding gives the same bytes on Node 20, 22 and 24. Node's own zstd fails on a stream
   // with workers (nodejs/node#59899: "stream.push() after EOF" at the end), so it compresses

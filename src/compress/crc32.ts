@@ -24,3 +24,43 @@ export function crc32Table(): Crc32 {
 }
 
 export const crc32: Crc32 = (zlib as unknown as { crc32?: Crc32 }).crc32 ?? crc32Table();
+
+/** The reflected polynomial, as in crc32Table. */
+const POLY = 0xedb88320;
+
+/** a(x) * b(x) modulo the CRC polynomial, both reflected (zlib's multmodp). */
+function multmodp(a: number, b: number): number {
+  let m = 0x80000000;
+  let p = 0;
+  for (;;) {
+    if ((a & m) !== 0) {
+      p ^= b;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    b = b & 1 ? (b >>> 1) ^ POLY : b >>> 1;
+  }
+  return p >>> 0;
+}
+
+/** x^(2^k) modulo the polynomial, k = 0..31. */
+const X2N: number[] = (() => {
+  const t: number[] = [];
+  let p = 0x40000000; // x^1
+  t.push(p);
+  for (let k = 1; k < 32; k++) t.push((p = multmodp(p, p)));
+  return t;
+})();
+
+/**
+ * The CRC-32 of a ++ b from crc32(a), crc32(b) and b's length (zlib's crc32_combine, written
+ * from its description): blocks checksummed on other threads join in order on this one in a
+ * few hundred operations each.
+ */
+export function crc32Combine(crcA: number, crcB: number, lengthB: number): number {
+  // x^(8 * lengthB): the shift of a's CRC past b's bytes.
+  let p = 0x80000000; // x^0
+  let k = 3;
+  for (let n = lengthB; n > 0; n = Math.floor(n / 2), k++) if (n % 2 === 1) p = multmodp(X2N[k & 31]!, p);
+  return (multmodp(p, crcA >>> 0) ^ crcB) >>> 0;
+}
