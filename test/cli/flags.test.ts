@@ -20,6 +20,8 @@ import type { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { DescribeImagesCommand } from '@aws-sdk/client-ecr';
+import { AdaptiveGzip } from '../../src/compress/adaptive-gzip';
+import { igzip } from '../../src/compress/igzip';
 import { registryAvailable, startRegistry, type RegistryServer } from '../helpers/registry-server';
 import { dockerArchiveParts, file, freshPath, makeLayer, pseudoRandom, tarBuffer, type Layer } from '../fixtures';
 import { oneLineError, runCli, sandbox, type CliResult, type Sandbox } from '../hostile/run-cli';
@@ -258,22 +260,26 @@ describe('push flags against a registry (docker-registry)', registryGate, () => 
 
   // Checked: with runPush's CopyOptions given `compressionLevel: undefined` whatever the flag,
   // every level gave the default's bytes and the level-0, l1/l9 and digest assertions failed.
-  test('--compression-level (gzip): 9 is smaller than 1, 0 stores, no level is level 2; each inflates to the layer', async (t) => {
+  test('--compression-level (gzip): 9 is smaller than 1, 0 stores, no level is igzip 3 (zlib 2 without the binding); each inflates to the layer', async (t) => {
     const sizes: Record<string, { digest: string; size: number }> = {};
-    for (const [name, level] of [
-      ['l0', '0'],
-      ['l1', '1'],
-      ['l2', '2'],
-      ['l9', '9'],
-      ['default', undefined],
+    for (const [name, level, env] of [
+      ['l0', '0', {}],
+      ['l1', '1', {}],
+      ['l2', '2', {}],
+      ['l9', '9', {}],
+      ['default', undefined, {}],
+      ['default-zlib', undefined, { LADING_GZIP_ENGINE: 'zlib' }],
     ] as const) {
-      const r = await push([
-        textArchive,
-        `${reg.host}/level/gzip-${name}:1`,
-        '--no-cache',
-        '--quiet',
-        ...(level === undefined ? [] : ['--compression-level', level]),
-      ]);
+      const r = await push(
+        [
+          textArchive,
+          `${reg.host}/level/gzip-${name}:1`,
+          '--no-cache',
+          '--quiet',
+          ...(level === undefined ? [] : ['--compression-level', level]),
+        ],
+        env,
+      );
       ok(r);
       const m = await manifestOf(`level/gzip-${name}`, '1');
       assert.equal(m.layers.length, 1);
@@ -293,7 +299,18 @@ describe('push flags against a registry (docker-registry)', registryGate, () => 
     assert.ok(s('l0') >= tar, `level 0 stores: ${s('l0')} >= ${tar}`);
     assert.ok(s('l1') < tar * 0.7, `level 1 compresses this text: ${s('l1')} of ${tar}`);
     assert.ok(s('l9') < s('l1') * 0.97, `level 9 is smaller than level 1 (at least 3%): ${s('l9')} vs ${s('l1')}`);
-    assert.equal(sizes.default!.digest, sizes.l2!.digest, 'no --compression-level is level 2 (README: default 2)');
+    // README: without a level, igzip level 3 where lading's binding is built, else zlib level 2.
+    assert.equal(sizes['default-zlib']!.digest, sizes.l2!.digest, 'LADING_GZIP_ENGINE=zlib: the default is zlib 2');
+    if (igzip()) {
+      const gz = new AdaptiveGzip({ engine: 'igzip', level: 3 });
+      const h = createHash('sha256');
+      gz.on('data', (c: Buffer) => h.update(c));
+      await new Promise((resolve, reject) => gz.on('end', resolve).on('error', reject).end(textLayer.tar));
+      assert.equal(sizes.default!.digest, `sha256:${h.digest('hex')}`, 'no --compression-level is igzip level 3');
+    } else {
+      assert.ok(process.env.CI === undefined, 'CI builds the igzip binding');
+      assert.equal(sizes.default!.digest, sizes.l2!.digest, 'no binding: no --compression-level is zlib level 2');
+    }
     assert.notEqual(sizes.default!.digest, sizes.l1!.digest);
     assert.notEqual(sizes.default!.digest, sizes.l9!.digest);
   });
