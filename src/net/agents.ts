@@ -22,8 +22,11 @@ export interface AgentNetwork {
   routes: ProxyRoutes;
   /** TLS for a target, by `host[:port]` (port omitted when 443): per-registry CAs and client certs. */
   tlsFor: (hostPort: string) => SecureContext | undefined;
-  /** TLS towards an `https://` proxy. */
-  proxyTls: SecureContext | undefined;
+  /**
+   * TLS towards an `https://` proxy; asked only when one is used, because building a context
+   * from Node's store plus AWS_CA_BUNDLE costs ~130 ms a push to a plain-HTTP registry never needs.
+   */
+  proxyTls: () => SecureContext | undefined;
 }
 
 function hostPortOf(host: string, port: number, defaultPort: number): string {
@@ -52,7 +55,7 @@ export class ProxyHttpsAgent extends HttpsAgent {
     const proxy = this.network.routes.proxyFor(targetUrl('https:', host, port));
     if (!proxy) return super.createConnection(opts, callback);
     const rejectUnauthorized = options.rejectUnauthorized !== false;
-    openTunnel(proxy, host, port, { secureContext: this.network.proxyTls, rejectUnauthorized }).then(
+    openTunnel(proxy, host, port, { secureContext: this.network.proxyTls(), rejectUnauthorized }).then(
       (socket) => {
         let tlsSocket: Duplex | null | undefined;
         try {
@@ -131,20 +134,21 @@ export class ProxyHttpAgent extends HttpAgent {
     const fail = (e: Error): void => callback?.(e, undefined as unknown as Duplex);
     if (route.tunnel) {
       openTunnel(proxy, target.hostname.replace(/^\[(.*)\]$/, '$1'), Number(target.port || 80), {
-        secureContext: this.network.proxyTls,
+        secureContext: this.network.proxyTls(),
         rejectUnauthorized: true,
       }).then((socket) => callback?.(null, socket), fail);
       return undefined;
     }
     // Handed over once connected, so that a proxy that cannot be reached fails as the proxy.
     const host = options.host ?? 'localhost';
+    const proxyTls = proxy.url.protocol === 'https:' ? this.network.proxyTls() : undefined;
     const socket =
       proxy.url.protocol === 'https:'
         ? tlsConnect({
             host,
             port: Number(options.port),
             servername: host,
-            ...(this.network.proxyTls ? { secureContext: this.network.proxyTls } : {}),
+            ...(proxyTls ? { secureContext: proxyTls } : {}),
           })
         : (super.createConnection(options) as Duplex);
     const onError = (e: Error): void => fail(unreachableProxy(proxy, target.host, e));

@@ -31,8 +31,9 @@ export class Network {
    * variables and AWS_CA_BUNDLE, which the SDK for JavaScript leaves to the application.
    */
   awsRequestHandler(): { httpAgent: ProxyHttpAgent; httpsAgent: ProxyHttpsAgent } {
-    const general = this.generalTls;
-    const net = { routes: this.routes, tlsFor: () => general, proxyTls: general };
+    // Built at the first TLS connection, not here (see AgentNetwork.proxyTls).
+    const general = (): SecureContext | undefined => this.generalTls;
+    const net = { routes: this.routes, tlsFor: general, proxyTls: general };
     // The SDK's own defaults for its agents.
     const common = { keepAlive: true, maxSockets: 50 };
     return { httpAgent: new ProxyHttpAgent(common, net), httpsAgent: new ProxyHttpsAgent(common, net) };

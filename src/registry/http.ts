@@ -55,7 +55,7 @@ export function createAgents(options: { insecure?: boolean; network?: Network } 
   const net = {
     routes: network.routes,
     tlsFor: (hostPort: string) => network.trust.forRegistry(hostPort).secureContext,
-    proxyTls: network.generalTls,
+    proxyTls: () => network.generalTls,
   };
   return {
     http: new ProxyHttpAgent(common, net),
