@@ -71,6 +71,7 @@ const args = [
   '-L',
   join(isal, 'lib'),
   '-lisal',
+  ...(process.platform === 'linux' ? ['-ldl'] : []),
 ];
 const r = spawnSync(cc, args, { encoding: 'utf8' });
 if (r.error || r.status !== 0) {

@@ -4,6 +4,7 @@ import { decompressionError } from './analyze';
 import { createCompressor, createDecompressor } from '../compress/codecs';
 import { writeHeld } from '../util/buffer-pool';
 import { createDigester, finishDigest, type Digest, type DigestAlgorithm } from '../image/digest';
+import { createStreamDigester, type StreamDigester } from '../image/stream-digest';
 import type { Compression } from '../image/media-types';
 import type { BlobExpectation } from '../image/source';
 
@@ -20,29 +21,34 @@ export interface Expectation {
  * destination commits it. `result` holds what was seen.
  */
 export class VerifyingStream extends Transform {
-  private readonly hash;
-  private readonly alg: DigestAlgorithm;
+  private readonly hash: StreamDigester;
   size = 0;
   digest: Digest | undefined;
 
   constructor(private readonly expect: Expectation) {
     super({ highWaterMark: 1024 * 1024 });
-    this.alg = expect.digest?.startsWith('sha512:') ? 'sha512' : 'sha256';
-    this.hash = createDigester(this.alg);
+    const alg: DigestAlgorithm = expect.digest?.startsWith('sha512:') ? 'sha512' : 'sha256';
+    this.hash = createStreamDigester(alg, expect.size);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
     this.size += chunk.length;
     if (this.expect.size !== undefined && this.size > this.expect.size) {
       cb(new LadingError('SIZE_MISMATCH', `${this.expect.what}: more than the ${this.expect.size} bytes expected`));
       return;
     }
-    cb(null, chunk);
+    this.hash.update(chunk);
+    const wait = this.hash.ready();
+    if (wait) void wait.then(() => cb(null, chunk));
+    else cb(null, chunk);
   }
 
   override _flush(cb: TransformCallback): void {
-    this.digest = finishDigest(this.hash, this.alg);
+    this.hash.digest().then((d) => this.verdict(d, cb), cb);
+  }
+
+  private verdict(digest: Digest, cb: TransformCallback): void {
+    this.digest = digest;
     if (this.expect.size !== undefined && this.size !== this.expect.size) {
       cb(new LadingError('SIZE_MISMATCH', `${this.expect.what}: ${this.size} bytes, expected ${this.expect.size}`));
       return;

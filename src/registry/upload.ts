@@ -1,8 +1,8 @@
-import type { Hash } from 'node:crypto';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { LadingError } from '../errors';
 import { concatReleasing } from '../util/buffer-pool';
 import { createDigester, digestAlgorithm, finishDigest, type Digest, type DigestAlgorithm } from '../image/digest';
+import { createStreamDigester, type StreamDigester } from '../image/stream-digest';
 import type { Scope } from './auth';
 import { RegistryError, type OperationContext } from './errors';
 import { discard, header } from './http';
@@ -49,7 +49,7 @@ class Meter extends Transform {
   failure: LadingError | undefined;
   constructor(
     private readonly expected: number | undefined,
-    private readonly hash: Hash | undefined,
+    private readonly hash: StreamDigester | undefined,
     private readonly onBytes: (n: number) => void,
     private readonly what: string,
   ) {
@@ -67,7 +67,9 @@ class Meter extends Transform {
     }
     this.hash?.update(chunk);
     this.onBytes(this.bytes);
-    cb(null, chunk);
+    const wait = this.hash?.ready();
+    if (wait) void wait.then(() => cb(null, chunk));
+    else cb(null, chunk);
   }
   override _flush(cb: TransformCallback): void {
     if (this.expected !== undefined && this.bytes !== this.expected) {
@@ -242,7 +244,7 @@ export async function uploadOnce(
       }
     } else {
       // Digest unknown (compressed on the fly): stream one PATCH while hashing, then close.
-      const hash = createDigester(algorithm);
+      const hash = createStreamDigester(algorithm, source.size);
       const meter = new Meter(source.size, hash, progress, ctx.operation);
       const body = pipeline(stream, meter, () => undefined);
       let patched;
@@ -264,7 +266,7 @@ export async function uploadOnce(
       }
       location = nextLocation(t, patched, location, ctx);
       await discard(patched);
-      digest = finishDigest(hash, algorithm);
+      digest = await hash.digest();
       size = meter.bytes;
       checkSource(t, ctx, source, digest, size);
       done = await t.request(
