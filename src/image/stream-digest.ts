@@ -19,7 +19,7 @@ export interface StreamDigester {
 }
 
 /** Bytes waiting to be hashed before a writer is asked to wait (see `ready`). */
-const LAG = 8 * 1024 * 1024;
+const LAG = 4 * 1024 * 1024;
 
 /** On the main thread, with Node's crypto. */
 export class MainThreadDigester implements StreamDigester {

@@ -71,7 +71,7 @@ describe('stream digests', () => {
     }
   });
 
-  it('ready() holds a writer back while more than 8 MiB wait to be hashed, and lets it go once hashed', async (t) => {
+  it('ready() holds a writer back while more than 4 MiB wait to be hashed, and lets it go once hashed', async (t) => {
     if (!hashing) {
       assert.ok(process.env.CI === undefined, 'native hashing is missing');
       t.skip('native hashing not available here');
@@ -81,7 +81,7 @@ describe('stream digests', () => {
     const data = randomBytes(12 * 1024 * 1024);
     for (let off = 0; off < data.length; off += 1024 * 1024) d.update(data.subarray(off, off + 1024 * 1024));
     const wait = d.ready();
-    assert.ok(wait instanceof Promise, 'over 8 MiB queued: the writer waits');
+    assert.ok(wait instanceof Promise, 'over 4 MiB queued: the writer waits');
     await wait;
     assert.equal(d.ready(), undefined, 'caught up: no wait');
     assert.equal(await d.digest(), hex('sha256', data));
