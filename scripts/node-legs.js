@@ -2,7 +2,8 @@
 // The Node.js legs of `npm test` (issue 17): after the whole suite has run on this machine's
 // Node, the suites whose code paths differ between Node versions run again on Node 22 and 24:
 // archive reading, compression (Node >= 22.15 has zlib zstd), the copy engine against a real
-// registry, and the CDK handler (the Lambda runtime is Node 22/24). Official binaries come from
+// registry, the CDK handler (the Lambda runtime is Node 22/24), and the native binding's
+// hashing (it finds each Node binary's own OpenSSL at load time). Official binaries come from
 // the npm registry's `node` package through npx (the first fetch downloads ~30 MB per version,
 // later runs find it in npx's cache).
 //
@@ -18,7 +19,14 @@ const { collect, tapCount } = require('./lib/tests');
 const root = path.join(__dirname, '..');
 // Argument: the build directory (default dist), for a build made elsewhere.
 const distTest = path.join(root, process.argv[2] ?? 'dist', 'test');
-const SUITES = ['archive', 'compress', 'copy', 'cdk/handler.test.js', 'cdk/s3-source.test.js'];
+const SUITES = [
+  'archive',
+  'compress',
+  'copy',
+  'image/stream-digest.test.js',
+  'cdk/handler.test.js',
+  'cdk/s3-source.test.js',
+];
 
 const wanted = process.env.LADING_NODE_LEGS;
 if (wanted === '0') {
