@@ -11,6 +11,7 @@ import { parseArchiveArg, parseDestinationArg } from './transports';
 import { writeFile } from 'node:fs/promises';
 import { openArchive } from '../archive';
 import type { Destination } from '../copy/destination';
+import { describeCompression } from '../compress/codecs';
 import { archiveTags } from '../copy/select';
 import { parseReference } from '../reference/reference';
 
@@ -333,6 +334,7 @@ export async function runPush(ctx: CommandContext, args: string[]): Promise<numb
     concurrency,
     logger: ctx.debug,
   };
+  ctx.debug?.(describeCompression(compress as Compression, level));
   if (values['all-images']) {
     try {
       const results = await pushAllImages(

@@ -2,7 +2,8 @@ import { availableParallelism } from 'node:os';
 import { addAbortSignal, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { LadingError } from '../errors';
-import { AdaptiveGzip } from './adaptive-gzip';
+import { AdaptiveGzip, DEFAULT_LEVEL, defaultGzipEngine, IGZIP_DEFAULT_LEVEL } from './adaptive-gzip';
+import { nativeBinding } from '../native/binding';
 import { BoundedZstdDecompress, isWindowError, windowMessage, type ZstdBinding } from './bounded-zstd';
 import type { Compression } from '../image/media-types';
 
@@ -183,6 +184,29 @@ export const ZSTD_DEFAULT_LEVEL = 3;
  */
 export function zstdWorkers(): number {
   return Math.min(4, Math.max(1, availableParallelism()));
+}
+
+/**
+ * One line for --debug: how uncompressed layers will be compressed and where digests are
+ * computed, so a user can see whether lading's native binding is in use.
+ */
+export function describeCompression(c: Compression, level: number | undefined): string {
+  const b = nativeBinding();
+  const hashing = b?.hashCreate ? 'digests on the thread pool (native binding)' : 'digests on the main thread';
+  if (c === 'none') return `compression: none; ${hashing}`;
+  if (c === 'zstd')
+    return `compression: zstd level ${level ?? ZSTD_DEFAULT_LEVEL} (${zstdImplementation('compress')}); ${hashing}`;
+  const engine = level === undefined ? defaultGzipEngine() : 'zlib';
+  const lvl = level ?? (engine === 'igzip' ? IGZIP_DEFAULT_LEVEL : DEFAULT_LEVEL);
+  const why =
+    engine === 'igzip'
+      ? 'ISA-L, native binding'
+      : level !== undefined
+        ? "an explicit level is zlib's"
+        : b
+          ? 'LADING_GZIP_ENGINE=zlib'
+          : 'no native binding: npm rebuild lading with a C compiler and libisal-dev';
+  return `compression: gzip, ${engine} level ${lvl} (${why}); ${hashing}`;
 }
 
 export function createCompressor(c: Exclude<Compression, 'none'>, level?: number): Transform {

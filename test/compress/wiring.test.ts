@@ -15,7 +15,8 @@ import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { AdaptiveGzip, BLOCK_SIZE, DEFAULT_LEVEL, IGZIP_DEFAULT_LEVEL } from '../../src/compress/adaptive-gzip';
 import { DigestCache } from '../../src/compress/cache';
-import { createCompressor } from '../../src/compress/codecs';
+import { createCompressor, describeCompression } from '../../src/compress/codecs';
+import { igzip } from '../../src/compress/igzip';
 import { copyImage } from '../../src/copy/engine';
 import { OciLayoutDestination } from '../../src/layout/destination';
 import { RegistryClient } from '../../src/registry/client';
@@ -74,6 +75,27 @@ describe('the parallel gzip on every compression path', () => {
     // A level is zlib's, with or without the binding: the bytes do not depend on it.
     const six = createCompressor('gzip', 6) as AdaptiveGzip;
     assert.deepEqual([six.engine, six.level], ['zlib', 6]);
+  });
+
+  it('--debug says which engine and level compress, and where digests are computed', () => {
+    const line = describeCompression('gzip', undefined);
+    if (igzip())
+      assert.match(line, /^compression: gzip, igzip level 3 \(ISA-L, native binding\); digests on the thread pool/);
+    else assert.match(line, /^compression: gzip, zlib level 2 \(no native binding/);
+    assert.match(describeCompression('gzip', 6), /^compression: gzip, zlib level 6 \(an explicit level is zlib's\)/);
+    assert.match(describeCompression('none', undefined), /^compression: none; digests on/);
+    const child = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `process.stdout.write(require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'compress', 'codecs.js'))}).describeCompression('gzip'))`,
+      ],
+      { env: { ...process.env, LADING_NATIVE: '0' }, encoding: 'utf8' },
+    );
+    assert.equal(
+      child.stdout,
+      'compression: gzip, zlib level 2 (no native binding: npm rebuild lading with a C compiler and libisal-dev); digests on the main thread',
+    );
   });
 
   it('a docker archive file and the same archive as a stream: the layer is the parallel gzip of its tar, and a re-push finds it in the cache', async () => {
