@@ -298,6 +298,23 @@ static HashCtx *hash_arg(napi_env env, napi_value v) {
   return (HashCtx *)p;
 }
 
+/* A hash call's arguments, the first a context; NULL (a TypeError thrown) when they are not. */
+static HashCtx *hash_call(napi_env env, napi_callback_info info, size_t want, napi_value *argv, const char *usage,
+                          const char *fn) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+    type_error(env, usage);
+    return NULL;
+  }
+  HashCtx *h = hash_arg(env, argv[0]);
+  if (!h) {
+    char text[64];
+    snprintf(text, sizeof text, "%s: not a hash context", fn);
+    type_error(env, text);
+  }
+  return h;
+}
+
 /* hashCreate('sha256' | 'sha512'): External */
 static napi_value HashCreate(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -366,12 +383,9 @@ static void hash_complete(napi_env env, napi_status st, void *data) {
  * array, so a caller whose chunks queued up while the pool was busy hashes them in one trip.
  */
 static napi_value HashUpdate(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2)
-    return type_error(env, "hashUpdate(context, data): two arguments");
-  HashCtx *h = hash_arg(env, argv[0]);
-  if (!h) return type_error(env, "hashUpdate: not a hash context");
+  HashCtx *h = hash_call(env, info, 2, argv, "hashUpdate(context, data): two arguments", "hashUpdate");
+  if (!h) return NULL;
   bool is_array = false;
   uint32_t count = 0;
   if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array ||
@@ -419,12 +433,9 @@ static napi_value HashUpdate(napi_env env, napi_callback_info info) {
 
 /* hashDigest(ctx): Buffer, the digest; the context is spent. */
 static napi_value HashDigest(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1)
-    return type_error(env, "hashDigest(context): one argument");
-  HashCtx *h = hash_arg(env, argv[0]);
-  if (!h) return type_error(env, "hashDigest: not a hash context");
+  HashCtx *h = hash_call(env, info, 1, argv, "hashDigest(context): one argument", "hashDigest");
+  if (!h) return NULL;
   if (h->busy || h->finished) {
     napi_throw_error(env, "NATIVE_HASH", h->finished ? "hashDigest twice" : "hashDigest while an update runs");
     return NULL;
