@@ -6,7 +6,7 @@
  * deflates at ~60 MiB/s per core at its fastest levels, and no npm package binds a faster
  * deflate that can do what a parallel gzip needs (a preset dictionary per block, a sync
  * flush that leaves the block non-final and byte-aligned). igzip does both, at ~400 MiB/s
- * per core at its level 3 with a ratio between zlib's levels 1 and 2 (measured on the bench's
+ * per core at its level 2 with a ratio close to zlib's level 1 (measured on the bench's
  * real-files layer). The library is the system's (libisal, from the OS packages); this file
  * only adapts it to Node-API, so one build serves every Node.js version.
  *

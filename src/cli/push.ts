@@ -30,7 +30,7 @@ Options:
   --platform OS/ARCH[/V]    platform to push (repeatable); default: all of them
   --compress gzip|zstd|none what to do with uncompressed layers (default gzip)
   --compression-level N     gzip 0-9 with zlib, zstd 1-19 (default 3); gzip's default is
-                            igzip level 3 where lading's native binding is built, else zlib 2
+                            igzip level 2 where lading's native binding is built, else zlib 2
   --concurrency N           blobs in flight at once (default 3)
   --no-cache                do not use or update the compressed-digest cache
   --verify-diff-ids         also inflate compressed layers the archive gives a digest for, to

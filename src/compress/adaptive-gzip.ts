@@ -20,7 +20,7 @@ import { igzip, type Igzip } from './igzip';
  * joined in order) and length cover the whole input.
  *
  * Two engines make the deflate streams: ISA-L's igzip through lading's optional native binding
- * (src/compress/igzip.ts; ~400 MiB/s per core on real files at its level 3, which also
+ * (src/compress/igzip.ts; ~400 MiB/s per core on real files at its level 2, which also
  * checksums each block on the pool thread), the default wherever the binding is built; and
  * Node's zlib (~60 MiB/s per core at level 2), everywhere else and whenever a zlib level is
  * asked for. Both write the same format; the bytes differ between engines.
@@ -58,10 +58,15 @@ export const BLOCK_SIZE = 1024 * 1024;
 export const DEFAULT_LEVEL = 2;
 /**
  * igzip's level when it is the engine. On the bench's real-files layer (495 MiB, 1 MiB blocks
- * with dictionaries): level 1 makes a layer 1.055x the size of skopeo's, level 2 1.043x, level
- * 3 1.029x; level 3 deflates at ~430 MiB/s on one core, zlib's level 2 at ~60.
+ * with dictionaries, this stream): level 1 makes a layer 1.055x the size of skopeo's, level 2
+ * 1.044x, level 3 1.036x. Level 2, not 3: ISA-L picks its code by the CPU's instruction set,
+ * and its level 3 writes other bytes with AVX-512 than with AVX2 or SSE4.2 (the same blocks
+ * compressed under qemu-x86_64 -cpu Haswell and -cpu Nehalem), so a layer's digest would change
+ * from machine to machine; levels 1 and 2 write the same bytes on all three
+ * (test/compress/igzip-isa.test.ts). Level 2 deflates at ~400 MiB/s per core, zlib's level 2
+ * at ~60.
  */
-export const IGZIP_DEFAULT_LEVEL = 3;
+export const IGZIP_DEFAULT_LEVEL = 2;
 
 export type GzipEngine = 'igzip' | 'zlib';
 
@@ -78,8 +83,13 @@ const MEM_LEVEL = 9;
 /** Deflate's window: the history a block's dictionary gives it. */
 const WINDOW = 32 * 1024;
 const SAMPLE = 4096;
-/** Estimated bits per byte above which deflate is not worth running (random data: ~7.95). */
-const THRESHOLD = 7.8;
+/**
+ * Estimated bits per byte above which a block is stored rather than deflated (random data:
+ * ~7.955 from 4,096 samples). zlib crawls through such data (~44 MiB/s), so it stores from 7.8;
+ * igzip does not, and deflating blocks between 7.8 and 7.9 made the real-files layer 0.5%
+ * smaller (1.044x skopeo's instead of 1.0495x at level 2), so it stores from 7.9 only.
+ */
+export const STORE_ABOVE: Readonly<Record<GzipEngine, number>> = { zlib: 7.8, igzip: 7.9 };
 
 /**
  * Blocks in flight per stream by default: two per core, at least 4. One per core keeps the
@@ -148,7 +158,7 @@ export function storedBlocks(seg: Buffer): Buffer[] {
 export interface AdaptiveGzipOptions {
   /** What deflates the blocks. @default defaultGzipEngine() */
   engine?: GzipEngine;
-  /** The engine's level: zlib 0-9, igzip 1-3. @default DEFAULT_LEVEL (zlib 2) or IGZIP_DEFAULT_LEVEL (igzip 3) */
+  /** The engine's level: zlib 0-9, igzip 1-3. @default DEFAULT_LEVEL (zlib 2) or IGZIP_DEFAULT_LEVEL (igzip 2) */
   level?: number;
   /** Bytes per block; part of what determines the output bytes. At least 32 KiB. @default 1 MiB */
   blockSize?: number;
@@ -330,7 +340,7 @@ export class AdaptiveGzip extends Transform {
     const { data, parent } = block;
     const prev = this.prev;
     this.prev = block;
-    if (sampleEntropy(data) > THRESHOLD) {
+    if (sampleEntropy(data) > STORE_ABOVE[this.engine]) {
       // Incompressible: stored blocks, written here. Each view of the data holds the chunk.
       const out = storedBlocks(data);
       if (parent) for (let i = 1; i < out.length; i += 2) linkView(out[i]!, parent);

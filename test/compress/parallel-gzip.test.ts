@@ -18,6 +18,7 @@ import {
   defaultGzipEngine,
   IGZIP_DEFAULT_LEVEL,
   sampleEntropy,
+  STORE_ABOVE,
   storedBlocks,
   type AdaptiveGzipOptions,
   type GzipEngine,
@@ -137,7 +138,7 @@ async function reference(data: Buffer, level: number, block: number, engine: Gzi
   for (let off = 0; off < data.length; off += block) {
     const b = data.subarray(off, off + block);
     const dict = off > 0 ? data.subarray(Math.max(0, off - 32 * KiB), off) : null;
-    if (sampleEntropy(b) > 7.8) parts.push(...storedBlocks(b));
+    if (sampleEntropy(b) > STORE_ABOVE[engine]) parts.push(...storedBlocks(b));
     else if (engine === 'igzip') parts.push((await igzip()!.deflate(b, dict, level)).data);
     else {
       const opts = {
