@@ -4,7 +4,7 @@ import { decompressionError } from './analyze';
 import { createCompressor, createDecompressor } from '../compress/codecs';
 import { writeHeld } from '../util/buffer-pool';
 import { createDigester, finishDigest, type Digest, type DigestAlgorithm } from '../image/digest';
-import { createStreamDigester, type StreamDigester } from '../image/stream-digest';
+import { createStreamDigester, hashThen, type StreamDigester } from '../image/stream-digest';
 import type { Compression } from '../image/media-types';
 import type { BlobExpectation } from '../image/source';
 
@@ -37,10 +37,7 @@ export class VerifyingStream extends Transform {
       cb(new LadingError('SIZE_MISMATCH', `${this.expect.what}: more than the ${this.expect.size} bytes expected`));
       return;
     }
-    this.hash.update(chunk);
-    const wait = this.hash.ready();
-    if (wait) void wait.then(() => cb(null, chunk));
-    else cb(null, chunk);
+    hashThen(this.hash, chunk, () => cb(null, chunk));
   }
 
   override _flush(cb: TransformCallback): void {

@@ -74,6 +74,11 @@ export type GzipEngine = 'igzip' | 'zlib';
 export function defaultGzipEngine(): GzipEngine {
   return igzip() ? 'igzip' : 'zlib';
 }
+
+/** An engine's level when none is given. */
+export function defaultGzipLevel(engine: GzipEngine): number {
+  return engine === 'igzip' ? IGZIP_DEFAULT_LEVEL : DEFAULT_LEVEL;
+}
 /**
  * zlib's memLevel: 9 doubles the hash table (fewer collisions: ~8% less CPU at levels 1-2
  * on real files, and slightly smaller output) for ~200 KiB more per block in flight. Part
@@ -183,7 +188,7 @@ interface Running {
   /** Its input's CRC-32 and length, joined to the stream's when written. */
   crc: number;
   length: number;
-  /** Pooled chunks it holds (its input, its dictionary's), released when zlib is done. */
+  /** Pooled chunks it holds (its input, its dictionary's), released when the engine is done. */
   held: Buffer[];
 }
 
@@ -221,7 +226,7 @@ export class AdaptiveGzip extends Transform {
     this.binding = this.engine === 'igzip' ? igzip() : null;
     if (this.engine === 'igzip' && !this.binding)
       throw new Error("gzip engine igzip: lading's native binding is not built (npm rebuild lading, with libisal-dev)");
-    this.level = o.level ?? (this.engine === 'igzip' ? IGZIP_DEFAULT_LEVEL : DEFAULT_LEVEL);
+    this.level = o.level ?? defaultGzipLevel(this.engine);
     this.blockSize = o.blockSize ?? BLOCK_SIZE;
     this.inFlight = o.inFlight ?? defaultInFlight();
     const [lo, hi] = this.engine === 'igzip' ? [1, 3] : [0, 9];

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { addAbortSignal, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { LadingError } from '../errors';
-import { AdaptiveGzip, DEFAULT_LEVEL, defaultGzipEngine, IGZIP_DEFAULT_LEVEL } from './adaptive-gzip';
+import { AdaptiveGzip, defaultGzipEngine, defaultGzipLevel } from './adaptive-gzip';
 import { nativeBinding } from '../native/binding';
 import { BoundedZstdDecompress, isWindowError, windowMessage, type ZstdBinding } from './bounded-zstd';
 import type { Compression } from '../image/media-types';
@@ -197,7 +197,7 @@ export function describeCompression(c: Compression, level: number | undefined): 
   if (c === 'zstd')
     return `compression: zstd level ${level ?? ZSTD_DEFAULT_LEVEL} (${zstdImplementation('compress')}); ${hashing}`;
   const engine = level === undefined ? defaultGzipEngine() : 'zlib';
-  const lvl = level ?? (engine === 'igzip' ? IGZIP_DEFAULT_LEVEL : DEFAULT_LEVEL);
+  const lvl = level ?? defaultGzipLevel(engine);
   const why =
     engine === 'igzip'
       ? 'ISA-L, native binding'
@@ -210,7 +210,7 @@ export function describeCompression(c: Compression, level: number | undefined): 
 }
 
 export function createCompressor(c: Exclude<Compression, 'none'>, level?: number): Transform {
-  // gzip: without a level, the default engine at its default level (igzip 3 where lading's
+  // gzip: without a level, the default engine at its default level (igzip 2 where lading's
   // binding is built, else zlib 2); a level is zlib's 0-9, so the bytes it makes do not depend
   // on whether the binding is there.
   if (c === 'gzip') return new AdaptiveGzip(level === undefined ? {} : { engine: 'zlib', level });

@@ -120,6 +120,17 @@ export class PoolDigester implements StreamDigester {
   }
 }
 
+/**
+ * Hands `chunk` to `d`, then calls `next` at once, or once hashing has caught up when it lags
+ * (what a Transform that hashes as bytes pass does before passing a chunk on).
+ */
+export function hashThen(d: StreamDigester, chunk: Buffer, next: () => void): void {
+  d.update(chunk);
+  const wait = d.ready();
+  if (wait) void wait.then(next);
+  else next();
+}
+
 /** Below this many bytes (when known), hashing stays on the main thread: a trip to the pool costs more. */
 const POOL_MIN = 1024 * 1024;
 

@@ -2,7 +2,7 @@ import { pipeline, Transform, type Readable, type TransformCallback } from 'node
 import { LadingError } from '../errors';
 import { concatReleasing } from '../util/buffer-pool';
 import { createDigester, digestAlgorithm, finishDigest, type Digest, type DigestAlgorithm } from '../image/digest';
-import { createStreamDigester, type StreamDigester } from '../image/stream-digest';
+import { createStreamDigester, hashThen, type StreamDigester } from '../image/stream-digest';
 import type { Scope } from './auth';
 import { RegistryError, type OperationContext } from './errors';
 import { discard, header } from './http';
@@ -65,10 +65,8 @@ class Meter extends Transform {
       cb(this.failure);
       return;
     }
-    this.hash?.update(chunk);
     this.onBytes(this.bytes);
-    const wait = this.hash?.ready();
-    if (wait) void wait.then(() => cb(null, chunk));
+    if (this.hash) hashThen(this.hash, chunk, () => cb(null, chunk));
     else cb(null, chunk);
   }
   override _flush(cb: TransformCallback): void {
